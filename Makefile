@@ -1,0 +1,53 @@
+# Vigie — two commands do everything on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+VIGIE := .venv/bin/vigie
+# Real footage when ../shared/data is there, else the synthetic scenes the project renders.
+CAMERAS ?= $(if $(wildcard ../shared/data/aboda_video4/video4.avi),deploy/demo/cameras.yaml,deploy/demo/cameras-synthetic.yaml)
+ROUTING ?= deploy/demo/routing.yaml
+PYTEST_ARGS ?=
+export VIGIE_KAFKA ?= 127.0.0.1:9092
+
+.PHONY: help venv system-deps system-deps-test broker broker-stop topics demo up test bench proto proto-check stop clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.venv/.ready: requirements.lock pyproject.toml scripts/venv.sh
+	scripts/venv.sh
+	touch $@
+
+venv: .venv/.ready ## create .venv (third-party packages installed once, shared between clones)
+
+system-deps: ## install the Debian packages the demo needs (JDK, Maven) when missing
+	scripts/system-deps.sh demo
+
+system-deps-test: ## install the Debian packages the tests need (kcat, protoc, chromium, RTSP server...)
+	scripts/system-deps.sh test
+
+broker: system-deps ## resolve Kafka from Maven Central and start it on 127.0.0.1 (KRaft, one node)
+	deploy/kafka/kafka.sh start
+
+broker-stop: ## stop the broker cleanly
+	deploy/kafka/kafka.sh stop
+
+topics: venv broker ## create the topics with their partitions and retention
+	$(VIGIE) topics apply --routing $(ROUTING)
+
+demo: venv broker topics ## run the whole stack on real footage; Ctrl-C stops it cleanly
+	$(VIGIE) up --cameras $(CAMERAS) --routing $(ROUTING)
+
+test: venv system-deps-test ## run the test suite (starts the broker when needed)
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+bench: venv broker ## print throughput, latency and memory figures
+	$(PY) -m vigie bench
+
+proto: venv ## regenerate services/vigie/contracts from proto/
+	$(PY) -m grpc_tools.protoc -I proto --python_out=services --pyi_out=services proto/vigie/contracts/v1/*.proto
+
+stop: broker-stop ## stop what the demo left running
+
+clean: broker-stop ## remove the venv and the broker's data
+	rm -rf .venv var deploy/kafka/lib

@@ -1,0 +1,188 @@
+"""The ``vigie`` command: one subcommand per service, plus topics, validation, the local stack and benchmarks.
+
+Each service subcommand builds its pydantic settings from the command line and the
+environment (``VIGIE_KAFKA``, ``VIGIE_NAMESPACE``), then runs the service until
+SIGTERM or SIGINT. Exit codes: 0 clean stop, 1 failure, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from vigie.core.errors import BrokerUnavailable, ConfigError
+from vigie.core.logs import setup_logging
+from vigie.core.settings import KafkaSettings
+
+log = logging.getLogger("vigie")
+
+
+def _kafka(args: argparse.Namespace) -> KafkaSettings:
+    values = {k: v for k, v in {"bootstrap": args.kafka, "namespace": args.namespace}.items() if v is not None}
+    return KafkaSettings(**values)
+
+
+def _cmd_topics(args: argparse.Namespace) -> int:
+    from vigie.core.kafka import apply_topics, wait_for_broker
+    from vigie.core.topics import Topics
+
+    kafka = _kafka(args)
+    routing = _load_routing(args.routing)
+    stations = sorted(set(routing.all_stations()) | set(args.stations or []))
+
+    async def apply() -> list[str]:
+        await wait_for_broker(kafka, timeout_s=args.wait)
+        return await apply_topics(kafka, Topics(kafka.namespace).all(stations))
+
+    created = asyncio.run(apply())
+    for name in Topics(kafka.namespace).all(stations):
+        mark = "created" if name.name in created else "exists "
+        print(f"{mark} {name.name:<32} partitions={name.spec.partitions} retention.ms={name.spec.retention_ms}")
+    return 0
+
+
+def _load_routing(path: str | None):  # noqa: ANN202
+    from vigie.core.config import load_yaml_model
+    from vigie.correlator.config import Routing
+
+    return load_yaml_model(Path(path), Routing) if path else Routing()
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from vigie.grabber.config import load_cameras
+
+    cameras = load_cameras(Path(args.cameras))
+    print(f"{args.cameras}: {len(cameras.cameras)} camera(s) valid: {', '.join(c.id for c in cameras.cameras)}")
+    return 0
+
+
+def _cmd_grabber(args: argparse.Namespace) -> int:
+    from vigie.core.lifecycle import serve
+    from vigie.grabber.app import GrabberService, GrabberSettings
+
+    settings = GrabberSettings(
+        kafka=_kafka(args), cameras_file=args.cameras, as_fast_as_possible=args.as_fast_as_possible,
+        http_host=args.http_host, http_port=args.http_port,
+    )
+    return asyncio.run(serve(GrabberService(settings), settings.http_host, settings.http_port))
+
+
+def _cmd_detector(args: argparse.Namespace) -> int:
+    from vigie.core.lifecycle import serve
+    from vigie.detector.app import DetectorService, DetectorSettings
+
+    settings = DetectorSettings(
+        kafka=_kafka(args), device=args.device, max_batch=args.batch, cameras_file=args.cameras,
+        http_host=args.http_host, http_port=args.http_port,
+    )
+    return asyncio.run(serve(DetectorService(settings), settings.http_host, settings.http_port))
+
+
+def _cmd_correlator(args: argparse.Namespace) -> int:
+    from vigie.correlator.app import run
+    from vigie.correlator.config import CorrelatorSettings
+
+    settings = CorrelatorSettings(
+        kafka=_kafka(args), routing=_load_routing(args.routing), http_host=args.http_host, http_port=args.http_port
+    )
+    return run(settings, loglevel=args.log_level.lower())
+
+
+def _cmd_station(args: argparse.Namespace) -> int:
+    from vigie.core.lifecycle import serve
+    from vigie.station.app import StationService, StationSettings
+
+    settings = StationSettings(
+        kafka=_kafka(args), station=args.station, operator=args.operator, http_host=args.http_host,
+        http_port=args.http_port,
+    )
+    return asyncio.run(serve(StationService(settings), settings.http_host, settings.http_port))
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from vigie.stack import run_stack
+
+    return run_stack(args)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from vigie.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``vigie`` command."""
+    parser = argparse.ArgumentParser(prog="vigie", description=__doc__.splitlines()[0])
+    parser.add_argument("--kafka", help="bootstrap servers (default $VIGIE_KAFKA or 127.0.0.1:9092)")
+    parser.add_argument("--namespace", help="topic and group prefix (default $VIGIE_NAMESPACE or none)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def service(name: str, port: int, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--http-host", default="127.0.0.1", help="address of /healthz and /metrics")
+        p.add_argument("--http-port", type=int, default=port, help=f"port of /healthz and /metrics (default {port})")
+        return p
+
+    p = sub.add_parser("topics", help="create the topics (partitions, retention at most 30 days)")
+    p.add_argument("action", choices=["apply"])
+    p.add_argument("--routing", help="routing YAML: its stations get alert topics")
+    p.add_argument("--stations", nargs="*", help="more station ids to create alert topics for")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    p.set_defaults(func=_cmd_topics)
+
+    p = sub.add_parser("validate", help="check a cameras file; errors name the field and the line")
+    p.add_argument("cameras")
+    p.set_defaults(func=_cmd_validate)
+
+    p = service("grabber", 8091, "decode, sample, mask and publish camera frames")
+    p.add_argument("--cameras", required=True, help="cameras YAML")
+    p.add_argument("--as-fast-as-possible", action="store_true", help="files: do not pace to real time")
+    p.set_defaults(func=_cmd_grabber)
+
+    p = service("detector", 8092, "run the analytics on frames and publish anomalies")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--batch", type=int, default=32, help="most frames per batch")
+    p.add_argument("--cameras", help="cameras YAML (per-camera analytics); default: every analytic everywhere")
+    p.set_defaults(func=_cmd_detector)
+
+    p = service("correlator", 8093, "merge anomalies into incidents and route alerts (faust)")
+    p.add_argument("--routing", help="routing YAML (camera patterns to stations); default: all to 'main'")
+    p.set_defaults(func=_cmd_correlator)
+
+    p = service("station", 8080, "operator console in the browser")
+    p.add_argument("--station", default="main", help="station id")
+    p.add_argument("--operator", default="operator", help="operator name written on actions")
+    p.set_defaults(func=_cmd_station)
+
+    p = sub.add_parser("up", help="run the four services locally (Ctrl-C stops them cleanly)")
+    p.add_argument("--cameras", required=True, help="cameras YAML")
+    p.add_argument("--routing", help="routing YAML")
+    p.add_argument("--as-fast-as-possible", action="store_true")
+    p.add_argument("--station-port", type=int, default=8080)
+    p.set_defaults(func=_cmd_up)
+
+    p = sub.add_parser("bench", help="print throughput, latency and memory figures")
+    p.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vigie`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.command, args.log_level)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"vigie {args.command}: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except BrokerUnavailable as exc:
+        print(f"vigie {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

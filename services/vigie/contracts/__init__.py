@@ -1,0 +1,1 @@
+"""Protobuf contracts of Vigie's Kafka topics, generated from proto/ by ``make proto``."""

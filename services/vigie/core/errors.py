@@ -1,0 +1,35 @@
+"""Errors shared by every Vigie service.
+
+Each class says whether retrying the same operation may succeed (``retriable``);
+retry loops read that flag instead of guessing from the type.
+"""
+
+from __future__ import annotations
+
+
+class VigieError(Exception):
+    """Base of all Vigie errors."""
+
+    retriable: bool = False
+
+
+class ConfigError(VigieError):
+    """A configuration file or value is invalid; the message names the field (and line)."""
+
+
+class MalformedMessage(VigieError):
+    """A Kafka record could not be decoded into its topic's contract; goes to the dead-letter topic."""
+
+
+class BrokerUnavailable(VigieError):
+    """The Kafka broker could not be reached; retrying later may succeed."""
+
+    retriable = True
+
+
+class SourceError(VigieError):
+    """A camera stream failed. ``retriable`` is set per instance: a dropped RTSP link is, a missing file is not."""
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable

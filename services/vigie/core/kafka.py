@@ -1,0 +1,183 @@
+"""Kafka clients for every service: producers, consumers, the admin side and the dead-letter path.
+
+Built on aiokafka (https://aiokafka.readthedocs.io). Producers wait for all in-sync
+replicas (``acks='all'``) and are idempotent, so an acknowledged record is never lost
+or duplicated by a producer retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from vigie.contracts.v1 import DeadLetter, RecordRef
+from vigie.core.errors import BrokerUnavailable
+from vigie.core.settings import KafkaSettings
+from vigie.core.topics import Topic
+
+log = logging.getLogger(__name__)
+
+#: Largest record value a producer sends (a 4K JPEG fits); the broker's message.max.bytes matches.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
+def make_producer(settings: KafkaSettings, *, linger_ms: int = 2) -> AIOKafkaProducer:
+    """A producer for ``settings``; call ``await producer.start()`` (or use ``async with``)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=linger_ms,
+        max_request_size=MAX_RECORD_BYTES,
+        request_timeout_ms=int(settings.request_timeout_s * 1000),
+    )
+
+
+def make_consumer(
+    settings: KafkaSettings, *topics: Topic, group: str | None, auto_offset_reset: str = "earliest", **extra
+) -> AIOKafkaConsumer:
+    """A consumer of ``topics`` in consumer group ``group`` (namespaced), offsets committed by the caller.
+
+    With ``group=None`` it belongs to no group and the caller assigns partitions itself.
+    """
+    return AIOKafkaConsumer(
+        *(t.name for t in topics),
+        bootstrap_servers=settings.bootstrap,
+        group_id=settings.group(group) if group else None,
+        enable_auto_commit=False,
+        auto_offset_reset=auto_offset_reset,
+        max_partition_fetch_bytes=MAX_RECORD_BYTES,
+        fetch_max_bytes=4 * MAX_RECORD_BYTES,
+        request_timeout_ms=int(settings.request_timeout_s * 1000),
+        **extra,
+    )
+
+
+async def apply_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> list[str]:
+    """Create the missing topics with their partitions and retention; returns the names created.
+
+    Existing topics keep their partitions, but their retention and segment roll are reset to the spec's,
+    so the 30-day ceiling holds even for a topic created by hand. Raises BrokerUnavailable.
+    """
+    topics = list(topics)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000)
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:
+        raise BrokerUnavailable(f"no Kafka broker at {settings.bootstrap}: {exc}") from exc
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(
+                t.name,
+                num_partitions=t.spec.partitions,
+                replication_factor=1,
+                topic_configs=t.spec.configs(),
+            )
+            for t in topics
+            if t.name not in existing
+        ]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+        kept = [
+            ConfigResource(ConfigResourceType.TOPIC, t.name, t.spec.configs())
+            for t in topics
+            if t.name in existing
+        ]
+        if kept:
+            await admin.alter_configs(kept)
+        return [n.name for n in new]
+    finally:
+        await admin.close()
+
+
+async def wait_for_broker(settings: KafkaSettings, timeout_s: float = 60.0) -> None:
+    """Wait until the broker answers a metadata request. Raises BrokerUnavailable after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception as exc:  # aiokafka raises several types while the broker starts
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"no Kafka broker at {settings.bootstrap} after {timeout_s:.0f} s: {exc}") from exc
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+
+
+class DeadLetters:
+    """Sends records a service could not process to the dead-letter topic, with the reason.
+
+    Args:
+        producer: a started producer.
+        topic: the dead-letter topic.
+        service: name of the service that gave up on the record.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, topic: Topic[DeadLetter], service: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._service = service
+
+    async def send(self, record: ConsumerRecord, reason: str) -> None:
+        """Publish ``record`` with ``reason`` and wait for the broker's acknowledgement."""
+        letter = DeadLetter(
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key or b"",
+            value=record.value or b"",
+            reason=reason,
+            service=self._service,
+            at_ns=time.time_ns(),
+        )
+        log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        await self._producer.send_and_wait(self._topic.name, self._topic.encode(letter), key=record.key)
+
+
+async def fetch_record(settings: KafkaSettings, ref: RecordRef, timeout_s: float = 5.0) -> ConsumerRecord | None:
+    """Read the one record at ``ref`` (topic, partition, offset), or None if it is gone (retention) or absent."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=MAX_RECORD_BYTES,
+        fetch_max_bytes=4 * MAX_RECORD_BYTES,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(ref.topic, ref.partition)
+        consumer.assign([tp])
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        if not first <= ref.offset < end:
+            return None
+        consumer.seek(tp, ref.offset)
+        batch = await consumer.getmany(tp, timeout_ms=int(timeout_s * 1000), max_records=1)
+        records = batch.get(tp, [])
+        return records[0] if records and records[0].offset == ref.offset else None
+    finally:
+        await consumer.stop()
+
+
+async def total_lag(consumer: AIOKafkaConsumer) -> int:
+    """Records between the consumer's position and the high watermark, summed over its assignment."""
+    lag = 0
+    for tp in consumer.assignment():
+        high = consumer.highwater(tp)
+        if high is None:
+            continue
+        lag += max(0, high - await consumer.position(tp))
+    return lag

@@ -1,0 +1,174 @@
+"""The correlator: a faust-streaming app that turns anomalies into incidents and routes them.
+
+Stages, in order (see :func:`create_app`):
+
+1. consume ``anomalies`` (keyed by camera id); a record that does not parse goes to
+   ``deadletter`` with its reason;
+2. merge it into the camera's open incidents, kept in the ``incidents`` table
+   (a faust table: state survives restarts through its changelog topic);
+3. publish new and changed incidents to ``incidents`` and to ``alerts.<station>`` for
+   every station the routing table gives the camera;
+4. consume ``actions`` (acknowledge, escalate, comment, close) and publish the result the same way.
+
+The anomalies and actions topics are both keyed by camera id with the same partition
+count, so one worker owns a camera's table entry and both streams of it. Faust commits
+a record's offset only after the agent has processed it and the sends it made were
+acknowledged, so a crash replays anomalies rather than losing them; replays are
+idempotent (incident ids derive from the opening anomaly's id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from vigie.contracts.v1 import CameraIncidents, DeadLetter, Incident
+from vigie.core.errors import MalformedMessage
+from vigie.core.metrics import ServiceMetrics
+from vigie.core.topics import CAMERA_PARTITIONS, Topic, Topics
+from vigie.correlator.config import CorrelatorSettings
+from vigie.correlator.incidents import Change, apply_action, merge_anomaly
+
+log = logging.getLogger(__name__)
+
+SERVICE = "correlator"
+
+
+def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None = None) -> faust.App:
+    """Build the faust app for ``settings``; run it with ``faust.Worker(app).execute_from_commandline()``."""
+    ns = settings.kafka.namespace
+    catalogue = Topics(ns)
+    metrics = ServiceMetrics(SERVICE, registry or CollectorRegistry())
+    app = faust.App(
+        f"{ns}vigie-correlator",
+        broker=[f"kafka://{hp}" for hp in settings.kafka.bootstrap.split(",")],
+        store="memory://",
+        topic_partitions=CAMERA_PARTITIONS,
+        topic_replication_factor=1,
+        web_host=settings.http_host,
+        web_port=settings.http_port,
+        web_bind=settings.http_host,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        table_cleanup_interval=60.0,
+        autodiscover=False,
+    )
+
+    def raw_topic(topic: Topic) -> faust.TopicT:
+        return app.topic(
+            topic.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+            partitions=topic.spec.partitions,
+        )
+
+    anomalies, actions = raw_topic(catalogue.anomalies), raw_topic(catalogue.actions)
+    incidents_out, deadletter = raw_topic(catalogue.incidents), raw_topic(catalogue.deadletter)
+    alerts = {s: raw_topic(catalogue.alerts(s)) for s in settings.routing.all_stations()}
+    table = app.Table(
+        "incidents", default=None, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        partitions=CAMERA_PARTITIONS,
+    )
+
+    async def dead_letter(event: faust.EventT, reason: str) -> None:
+        msg = event.message
+        letter = DeadLetter(
+            source_topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key or b"",
+            value=msg.value or b"", reason=reason, service=SERVICE, at_ns=time.time_ns(),
+        )
+        log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+        metrics.errors("dead_letter").inc()
+        await deadletter.send(key=msg.key, value=catalogue.deadletter.encode(letter))
+        metrics.records_out(catalogue.deadletter.name).inc()
+
+    def load(key: bytes) -> CameraIncidents:
+        book = CameraIncidents()
+        raw = table[key]
+        if raw:
+            book.ParseFromString(raw)
+        return book
+
+    async def publish(change: Change, key: bytes) -> None:
+        incident: Incident = change.incident
+        value = catalogue.incidents.encode(incident)
+        await incidents_out.send(key=key, value=value)
+        metrics.records_out(catalogue.incidents.name).inc()
+        for station in incident.stations:
+            if station in alerts:
+                await alerts[station].send(key=key, value=value)
+                metrics.records_out(alerts[station].get_topic_name()).inc()
+        if change.opened:
+            metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - incident.first_seen_ns) / 1e9))
+            log.info("incident opened", extra={"incident": incident.id, "kind": incident.kind,
+                                               "camera": incident.camera_id, "stations": list(incident.stations)})
+
+    @app.agent(anomalies)
+    async def correlate(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            metrics.records_in(catalogue.anomalies.name).inc()
+            started = time.perf_counter()
+            try:
+                anomaly = catalogue.anomalies.decode(event.value)
+                if not anomaly.camera_id or not anomaly.kind or not anomaly.id:
+                    raise MalformedMessage("anomaly without id, camera_id or kind")
+            except MalformedMessage as exc:
+                await dead_letter(event, str(exc))
+                continue
+            key = event.key or catalogue.anomalies.key(anomaly.camera_id)
+            book = load(key)
+            stations = settings.routing.stations_for(anomaly.camera_id)
+            change = merge_anomaly(book, anomaly, settings.merge, stations, time.time_ns())
+            table[key] = book.SerializeToString()
+            if change.publish:
+                await publish(change, key)
+            metrics.stage_seconds("correlate").observe(time.perf_counter() - started)
+
+    @app.agent(actions)
+    async def operate(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            metrics.records_in(catalogue.actions.name).inc()
+            try:
+                action = catalogue.actions.decode(event.value)
+                if not action.incident_id or not action.camera_id:
+                    raise MalformedMessage("action without incident_id or camera_id")
+            except MalformedMessage as exc:
+                await dead_letter(event, str(exc))
+                continue
+            key = event.key or catalogue.actions.key(action.camera_id)
+            book = load(key)
+            change = apply_action(book, action, time.time_ns())
+            if change is None:
+                log.warning("action %s on unknown incident %s", action.id, action.incident_id)
+                metrics.errors("unknown_incident").inc()
+                continue
+            table[key] = book.SerializeToString()
+            if change.publish:
+                await publish(change, key)
+                log.info("incident %s by %s", Incident.State.Name(change.incident.state), action.operator,
+                         extra={"incident": change.incident.id})
+
+    @app.page("/metrics")
+    async def metrics_page(self, request):  # noqa: ANN001 - faust view signature
+        return self.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/healthz")
+    async def healthz(self, request):  # noqa: ANN001
+        state = "running" if app.started and not app.should_stop else "starting" if not app.started else "draining"
+        return self.json({"service": SERVICE, "state": state, "stations": sorted(alerts)},
+                         status=200 if state != "draining" else 503)
+
+    app.vigie_metrics = metrics  # type: ignore[attr-defined]
+    return app
+
+
+def run(settings: CorrelatorSettings, loglevel: str = "info") -> int:
+    """Run the correlator worker until SIGTERM/SIGINT (faust drains and commits); returns the exit code."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -1,0 +1,276 @@
+"""Abandoned-object analytic: something set down and left unattended.
+
+Method after F. Porikli, Y. Ivanov, T. Haga, "Robust abandoned object detection
+using dual foregrounds", EURASIP JASP 2008:
+
+1. :class:`~vigie.detector.analytics.background.DualBackground` gives long- and
+   short-term foreground masks; *static* = long-term foreground AND NOT
+   short-term foreground (opened).
+2. A per-pixel evidence counter, in seconds, rises by ``dt`` while the pixel is
+   static and falls by ``decay * dt`` otherwise; it is capped at
+   ``dwell_s + hold_s`` so that a confirmed object survives a short occlusion.
+3. Pixels whose evidence reached ``dwell_s`` are grouped into connected
+   components (scipy, on the CPU, only for cameras that have such pixels);
+   blobs outside ``[min_area_px, max_area_px]`` (frame pixels) are dropped.
+4. Blobs keep a stable ``track_id`` across frames (matched by box IoU or
+   centre inclusion; a track survives ``linger_s`` without its blob).
+5. A track is raised once its owner has left: no short-term (moving)
+   foreground within ``owner_radius_px`` of the blob during the last
+   ``owner_absent_s`` seconds (a per-pixel "recent motion" timer).
+
+Emission policy: a raised track emits a :class:`Detection` on the frame it is
+raised, then again every ``repeat_s`` seconds (``0``: every frame) for as long
+as its blob is seen; the downstream correlator merges detections of the same
+camera, kind and region. Boxes are in original frame pixels. No person is
+identified or followed: only pixels that became static are analysed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy import ndimage
+
+from vigie.detector.analytics.background import DualBackground, DualBackgroundConfig, opening
+from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
+from vigie.detector.state import CameraStateBank, FrameClock
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+class AbandonedObjectConfig(BaseModel):
+    """Settings of :class:`AbandonedObject` (times in seconds, sizes in original frame pixels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dwell_s: float = Field(8.0, ge=1.0, le=600.0, description=(
+        "Seconds a region must stay static (long-term but not short-term foreground) before it is a candidate."))
+    decay: float = Field(1.0, ge=0.1, le=20.0, description=(
+        "Evidence lost per second while a pixel is not static, relative to the rate at which it is gained."))
+    hold_s: float = Field(5.0, ge=0.0, le=120.0, description=(
+        "Evidence kept above dwell_s: a confirmed object survives about hold_s/decay seconds of occlusion."))
+    min_area_px: float = Field(300.0, ge=1.0, le=1e7, description="Smallest object area, frame pixels squared.")
+    max_area_px: float = Field(40000.0, ge=1.0, le=1e7, description="Largest object area, frame pixels squared.")
+    owner_radius_px: float = Field(100.0, ge=0.0, le=4000.0, description=(
+        "Moving foreground closer than this to the object, frame pixels, means it is still attended."))
+    owner_absent_s: float = Field(3.0, ge=0.0, le=120.0, description=(
+        "The neighbourhood must have been free of motion for this many seconds before raising."))
+    owner_min_px: float = Field(150.0, ge=1.0, le=1e6, description=(
+        "Moving area near the object, frame pixels squared, that counts as someone attending it."))
+    match_iou: float = Field(0.1, ge=0.0, le=1.0, description="Box IoU that links a blob to an existing track.")
+    linger_s: float = Field(5.0, ge=0.0, le=600.0, description="Seconds a track survives without its blob.")
+    repeat_s: float = Field(1.0, ge=0.0, le=3600.0, description=(
+        "Re-emit a raised track every this many seconds while it is seen; 0 emits every frame."))
+    long_tau_s: float = Field(120.0, ge=5.0, le=3600.0, description=(
+        "Long-term background time constant, seconds (a left object fades into it after ~0.5-1.5x this)."))
+    short_tau_s: float = Field(1.5, ge=0.1, le=60.0, description=(
+        "Short-term background time constant, seconds (a stopped object joins it after ~1-2x this)."))
+    diff_threshold: float = Field(0.06, gt=0.0, lt=1.0, description=(
+        "Foreground threshold on the smoothed max-channel difference, intensity in [0, 1]."))
+    open_px: int = Field(3, ge=1, le=9, description="Opening size for foreground masks, working pixels.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "AbandonedObjectConfig":
+        if self.max_area_px < self.min_area_px:
+            raise ValueError("max_area_px must be >= min_area_px")
+        if self.long_tau_s <= 2 * self.short_tau_s:
+            raise ValueError("long_tau_s must be more than twice short_tau_s")
+        return self
+
+
+@dataclass(slots=True)
+class _Blob:
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), working pixels
+    area: int  # working pixels
+    mask: np.ndarray  # (h, w) bool, this blob's (dilated) pixels
+
+
+@dataclass(slots=True)
+class _Track:
+    track_id: str
+    box: tuple[int, int, int, int]
+    first_ns: int
+    last_ns: int
+    raised_ns: int | None = None
+    last_emit_ns: int | None = None
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _inside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether the centre of ``a`` lies in ``b``."""
+    cx, cy = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2
+    return b[0] <= cx < b[2] and b[1] <= cy < b[3]
+
+
+class AbandonedObject(Analytic):
+    """Abandoned-object detector over batches of cameras (see the module docstring).
+
+    Args:
+        config: :class:`AbandonedObjectConfig`.
+        device: torch device of the batches.
+
+    Per-camera state: the two backgrounds, a ``(1, h, w) float32`` evidence map
+    (seconds) and a ``(1, h, w) float32`` recent-motion timer (seconds), in
+    :class:`~vigie.detector.state.CameraStateBank` slots; tracks in Python.
+    """
+
+    kind = "abandoned_object"
+
+    def __init__(self, config: AbandonedObjectConfig | None = None, device: torch.device | str = "cpu") -> None:
+        self.config = config or AbandonedObjectConfig()
+        self.device = torch.device(device)
+        c = self.config
+        self._bg = DualBackground(DualBackgroundConfig(
+            long_tau_s=c.long_tau_s, short_tau_s=c.short_tau_s, diff_threshold=c.diff_threshold,
+            open_px=c.open_px), device=self.device)
+        self._bank: CameraStateBank | None = None
+        self._clock = FrameClock()
+        self._tracks: dict[str, list[_Track]] = {}
+        self._next_id: dict[str, int] = {}
+
+    # -- per-pixel stage (batched, on the device) ---------------------------------
+    def _maps(self, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        ids = batch.camera_ids
+        dt = torch.tensor(self._clock.tick(ids, batch.capture_ns, batch.fps)[0], dtype=torch.float32,
+                          device=self.device)
+        fg_long, fg_short = self._bg.update(batch.rgb, ids, dt)
+        static = opening(fg_long * (1.0 - fg_short), c.open_px)
+        if self._bank is None:
+            shape = (1, *batch.gray.shape[-2:])
+            self._bank = CameraStateBank({"evidence": (shape, torch.float32), "recent": (shape, torch.float32)},
+                                         device=self.device)
+        idx = self._bank.index(ids)
+        st = self._bank.gather(ids, index=idx)
+        dtv = dt.view(-1, 1, 1, 1)
+        evidence = torch.where(static > 0, st["evidence"] + dtv, st["evidence"] - c.decay * dtv)
+        evidence.clamp_(0.0, c.dwell_s + c.hold_s)
+        recent = torch.where(fg_short > 0, torch.full_like(dtv, c.owner_absent_s), st["recent"] - dtv)
+        recent.clamp_(min=0.0)
+        self._bank.scatter(ids, {"evidence": evidence, "recent": recent}, index=idx)
+        return evidence, recent
+
+    def process(self, batch: FrameBatch) -> list[Detection]:
+        """Update every camera of ``batch`` and return the abandoned-object detections.
+
+        Args:
+            batch: frames with ``rgb (N, 3, h, w) float32`` in [0, 1] on this analytic's device.
+
+        Returns:
+            Detections (kind ``"abandoned_object"``), boxes in original frame pixels,
+            ``attributes``: ``static_s`` (seconds static), ``unattended_s``, ``area_px``.
+        """
+        evidence, recent = self._maps(batch)
+        confirmed = evidence >= self.config.dwell_s
+        flags = confirmed.flatten(1).any(1).tolist()
+        conf_cpu = confirmed[:, 0].cpu().numpy() if any(flags) else None
+        out: list[Detection] = []
+        for i, cam in enumerate(batch.camera_ids):
+            blobs = self._blobs(conf_cpu[i], batch.frame_sizes[i]) if flags[i] else []
+            out.extend(self._track(i, cam, batch, blobs, recent))
+        return out
+
+    # -- per-object stage (CPU, only where candidates exist) ----------------------
+    def _scale(self, frame_size: tuple[int, int]) -> tuple[float, float]:
+        h, w = self._bank.shape("evidence")[-2:]
+        return frame_size[0] / w, frame_size[1] / h
+
+    def _blobs(self, mask: np.ndarray, frame_size: tuple[int, int]) -> list[_Blob]:
+        c = self.config
+        sx, sy = self._scale(frame_size)
+        grouped = ndimage.binary_dilation(mask, structure=_EIGHT)  # join pieces 1-2 px apart
+        labels, n = ndimage.label(grouped, structure=_EIGHT)
+        if n == 0:
+            return []
+        areas = np.bincount(labels[mask], minlength=n + 1)
+        blobs = []
+        for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+            area_px = areas[k] * sx * sy
+            if sl is None or not (c.min_area_px <= area_px <= c.max_area_px):
+                continue
+            box = (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop)
+            blobs.append(_Blob(box=box, area=int(areas[k]), mask=labels == k))
+        return blobs
+
+    def _attended(self, blob: _Blob, recent: np.ndarray, frame_size: tuple[int, int]) -> bool:
+        c = self.config
+        sx, sy = self._scale(frame_size)
+        h, w = recent.shape
+        rx, ry = int(np.ceil(c.owner_radius_px / sx)), int(np.ceil(c.owner_radius_px / sy))
+        x0, y0, x1, y1 = blob.box
+        ys, xs = slice(max(0, y0 - ry), min(h, y1 + ry)), slice(max(0, x0 - rx), min(w, x1 + rx))
+        moving = (recent[ys, xs] > 0) & ~blob.mask[ys, xs]
+        return moving.sum() * sx * sy >= c.owner_min_px
+
+    def _track(self, i: int, cam: str, batch: FrameBatch, blobs: list[_Blob],
+               recent: torch.Tensor) -> list[Detection]:
+        c = self.config
+        now = batch.capture_ns[i]
+        tracks = self._tracks.setdefault(cam, [])
+        matched: dict[int, list[_Blob]] = {}
+        for blob in blobs:
+            best, best_iou = None, c.match_iou
+            for t_i, t in enumerate(tracks):
+                iou = _iou(blob.box, t.box)
+                if iou >= best_iou or (best is None and (_inside(blob.box, t.box) or _inside(t.box, blob.box))):
+                    best, best_iou = t_i, max(iou, best_iou)
+            if best is None:
+                k = self._next_id.get(cam, 0) + 1
+                self._next_id[cam] = k
+                tracks.append(_Track(f"{cam}/abandoned/{k}", blob.box, now, now))
+                best = len(tracks) - 1
+            matched.setdefault(best, []).append(blob)
+
+        recent_cpu = None
+        out = []
+        for t_i, t in enumerate(tracks):
+            group = matched.get(t_i)
+            if not group:
+                continue
+            t.box = (min(b.box[0] for b in group), min(b.box[1] for b in group),
+                     max(b.box[2] for b in group), max(b.box[3] for b in group))
+            t.last_ns = now
+            if t.raised_ns is None:
+                if recent_cpu is None:
+                    recent_cpu = recent[i, 0].cpu().numpy()
+                if any(self._attended(b, recent_cpu, batch.frame_sizes[i]) for b in group):
+                    continue
+                t.raised_ns = now
+            if t.last_emit_ns is not None and (now - t.last_emit_ns) < c.repeat_s * 1e9:
+                continue
+            t.last_emit_ns = now
+            out.append(self._detection(i, t, group, batch.frame_sizes[i], now))
+        self._tracks[cam] = [t for t in tracks if (now - t.last_ns) <= c.linger_s * 1e9]
+        return out
+
+    def _detection(self, i: int, t: _Track, group: list[_Blob], frame_size: tuple[int, int], now: int) -> Detection:
+        c = self.config
+        sx, sy = self._scale(frame_size)
+        x0, y0, x1, y1 = t.box
+        fx0, fy0 = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
+        box = Box(fx0, fy0, min(frame_size[0], int(np.ceil(x1 * sx))) - fx0,
+                  min(frame_size[1], int(np.ceil(y1 * sy))) - fy0)
+        unattended = (now - t.raised_ns) / 1e9
+        return Detection(
+            index=i, kind=self.kind, score=float(min(1.0, 0.6 + 0.4 * unattended / c.dwell_s)), boxes=[box],
+            track_id=t.track_id,
+            attributes={"static_s": (now - t.first_ns) / 1e9 + c.dwell_s, "unattended_s": unattended,
+                        "area_px": float(sum(b.area for b in group) * sx * sy)})
+
+    def forget(self, camera_id: str) -> None:
+        """Drop every state of ``camera_id`` (backgrounds, evidence, tracks)."""
+        self._bg.forget(camera_id)
+        if self._bank is not None:
+            self._bank.forget(camera_id)
+        self._clock.forget(camera_id)
+        self._tracks.pop(camera_id, None)  # track numbers keep counting: ids stay unique

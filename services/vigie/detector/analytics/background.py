@@ -1,0 +1,148 @@
+"""Dual (long-term / short-term) background model, batched over cameras.
+
+Algorithm: F. Porikli, Y. Ivanov, T. Haga, "Robust abandoned object detection
+using dual foregrounds", EURASIP Journal on Advances in Signal Processing, 2008.
+Two backgrounds of the same scene are learned at different rates. The
+short-term one absorbs an object that stops moving within seconds, the
+long-term one only after minutes, so a pixel that is foreground for the
+long-term model but background for the short-term one belongs to something
+that has recently *become static* (a dropped bag, a parked car, a person
+standing still).
+
+Here each background is an exponential running average in RGB with a time
+constant in seconds, converted per frame to a learning rate
+``alpha = 1 - exp(-dt / tau)`` with ``dt`` the camera's frame interval. The
+foreground test is a fixed threshold on the 3x3-smoothed max-channel absolute
+difference (the frames are already area-averaged to the working size, which
+removes most sensor and compression noise), followed by a morphological
+opening (min then max pooling) that drops isolated pixels. The long-term
+background is not updated where the short-term foreground is on (moving
+people do not bleed into it), and it is compared after a global gain
+correction so that a cloud does not turn the whole frame into foreground.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from vigie.detector.state import CameraStateBank
+
+
+class DualBackgroundConfig(BaseModel):
+    """Settings of :class:`DualBackground` (times in seconds, differences in [0, 1] intensity)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    long_tau_s: float = Field(120.0, ge=5.0, le=3600.0, description=(
+        "Time constant of the long-term background, seconds: a new static object fades "
+        "into it after about 0.5-1.5 of this time."))
+    short_tau_s: float = Field(1.5, ge=0.1, le=60.0, description=(
+        "Time constant of the short-term background, seconds: an object that stops "
+        "moving stops being short-term foreground after about 1-2 of this time."))
+    diff_threshold: float = Field(0.06, gt=0.0, lt=1.0, description=(
+        "Foreground threshold on the 3x3-smoothed max-channel absolute difference, "
+        "intensity in [0, 1]."))
+    open_px: int = Field(3, ge=1, le=9, description=(
+        "Size of the square opening applied to each foreground mask, working pixels (1 = none)."))
+    gain_compensation: bool = Field(True, description=(
+        "Scale the long-term background by the ratio of mean intensities before comparing "
+        "(global illumination changes)."))
+
+
+def opening(mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Morphological opening of ``(N, 1, h, w) float32`` 0/1 ``mask`` with a ``k x k`` square.
+
+    Erosion is ``-maxpool(-x)``, dilation ``maxpool(x)``; ``k = 1`` returns ``mask``.
+    """
+    if k <= 1:
+        return mask
+    p = k // 2
+    eroded = -F.max_pool2d(-mask, k, stride=1, padding=p)
+    return F.max_pool2d(eroded, k, stride=1, padding=p)
+
+
+def dilate(mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Dilation of ``(N, 1, h, w) float32`` ``mask`` with a ``k x k`` square (odd ``k``)."""
+    return mask if k <= 1 else F.max_pool2d(mask, k, stride=1, padding=k // 2)
+
+
+def rates(dt_s: torch.Tensor, tau_s: float) -> torch.Tensor:
+    """Per-frame learning rates ``(N, 1, 1, 1)`` for frame intervals ``dt_s (N,)`` seconds."""
+    return (-torch.expm1(-dt_s / tau_s)).view(-1, 1, 1, 1)
+
+
+class DualBackground:
+    """Long- and short-term running-average backgrounds of many cameras.
+
+    State per camera (in a :class:`CameraStateBank`): two ``(3, h, w) float32``
+    backgrounds, initialised from the camera's first frame.
+    """
+
+    def __init__(self, config: DualBackgroundConfig, device: torch.device | str = "cpu") -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self._bank: CameraStateBank | None = None
+
+    def _bank_for(self, shape: tuple[int, int, int]) -> CameraStateBank:
+        if self._bank is None:
+            self._bank = CameraStateBank({"long": (shape, torch.float32), "short": (shape, torch.float32)},
+                                         device=self.device)
+        elif self._bank.shape("long") != shape:
+            raise ValueError(f"working size changed from {self._bank.shape('long')} to {shape}")
+        return self._bank
+
+    def update(self, rgb: torch.Tensor, camera_ids: Sequence[str],
+               dt_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compare ``rgb`` with both backgrounds, then update them.
+
+        Args:
+            rgb: ``(N, 3, h, w) float32`` frames in [0, 1].
+            camera_ids: ``N`` distinct camera ids.
+            dt_s: ``(N,) float32`` seconds since each camera's previous frame.
+
+        Returns:
+            ``(fg_long, fg_short)``, each ``(N, 1, h, w) float32`` 0/1 masks after opening.
+
+        Raises:
+            ValueError: the working size differs from the first batch's.
+        """
+        cfg = self.config
+        bank = self._bank_for(tuple(rgb.shape[1:]))
+        idx = bank.index(camera_ids)
+        new = bank.new_mask(camera_ids).view(-1, 1, 1, 1)
+        state = bank.gather(camera_ids, index=idx)
+        long_bg = torch.where(new, rgb, state["long"])
+        short_bg = torch.where(new, rgb, state["short"])
+
+        ref = long_bg
+        if cfg.gain_compensation:
+            gain = rgb.mean(dim=(1, 2, 3), keepdim=True) / long_bg.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+            ref = long_bg * gain.clamp(0.5, 2.0)
+        both = torch.cat(((rgb - ref).abs_().amax(1, keepdim=True),
+                          (rgb - short_bg).abs_().amax(1, keepdim=True)), 1)
+        both = F.avg_pool2d(both, 3, stride=1, padding=1, count_include_pad=False)
+        fg = opening((both > cfg.diff_threshold).float(), cfg.open_px)
+        fg_long, fg_short = fg[:, 0:1], fg[:, 1:2]
+
+        a_short = rates(dt_s, cfg.short_tau_s)
+        a_long = rates(dt_s, cfg.long_tau_s) * (1.0 - fg_short)
+        short_bg = short_bg + a_short * (rgb - short_bg)
+        long_bg = long_bg + a_long * (rgb - long_bg)
+        bank.scatter(camera_ids, {"long": long_bg, "short": short_bg}, index=idx)
+        return fg_long, fg_short
+
+    def backgrounds(self, camera_id: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(long, short)`` backgrounds ``(3, h, w) float32`` of a camera, or ``None`` if unknown."""
+        if self._bank is None or camera_id not in self._bank:
+            return None
+        s = self._bank.gather([camera_id])
+        return s["long"][0], s["short"][0]
+
+    def forget(self, camera_id: str) -> None:
+        """Drop the camera's backgrounds; its next frame re-initialises them."""
+        if self._bank is not None:
+            self._bank.forget(camera_id)

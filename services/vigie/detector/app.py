@@ -1,0 +1,217 @@
+"""The detector service: analytics on batched frames, anomalies out.
+
+Stages, in order (:meth:`DetectorService.run`):
+
+1. poll the ``frames`` topic as consumer group ``vigie-detector`` (up to ``max_batch`` records);
+2. parse each record and decode its JPEG; a record that fails goes to ``deadletter``
+   with its reason and the detector goes on;
+3. form batches in which each camera appears at most once, in capture order;
+4. run every enabled analytic on the batch (torch, on CUDA when present, else CPU),
+   in a worker thread so the event loop keeps serving health and metrics;
+5. publish each detection to ``anomalies`` with its regions, score and a reference
+   (topic, partition, offset) to the frame;
+6. commit the offsets only once the anomalies are acknowledged by the broker, so a
+   crash replays frames rather than losing an alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simplejpeg
+import torch
+from aiokafka import ConsumerRecord, TopicPartition
+from pydantic import Field
+
+import vigie
+from vigie.contracts.v1 import Anomaly, Frame, RecordRef, Region
+from vigie.core.errors import MalformedMessage
+from vigie.core.kafka import DeadLetters, make_consumer, make_producer, total_lag
+from vigie.core.lifecycle import Service
+from vigie.core.metrics import ServiceMetrics
+from vigie.core.settings import KafkaSettings, StrictModel
+from vigie.core.topics import Topics
+from vigie.detector.analytics.base import Analytic, Detection
+from vigie.detector.analytics.registry import ANALYTICS, build
+from vigie.detector.preprocess import to_batch
+
+log = logging.getLogger(__name__)
+GROUP = "vigie-detector"
+
+
+class DetectorSettings(StrictModel):
+    """Detector service settings."""
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    device: str = Field("auto", description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    max_batch: int = Field(32, ge=1, le=1024, description="Most frames polled and analysed together.")
+    threads: int = Field(1, ge=1, le=64, description="CPU threads torch may use.")
+    work_width: int = Field(160, ge=32, le=1920, description="Width of the analytics' working resolution, pixels.")
+    work_height: int = Field(120, ge=32, le=1080, description="Height of the analytics' working resolution, pixels.")
+    analytics: list[str] = Field(
+        default_factory=lambda: sorted(ANALYTICS), description="Analytics run on every camera, by kind."
+    )
+    cameras_file: str | None = Field(None, description="Cameras YAML; reserved for per-camera analytics settings.")
+    http_host: str = Field("127.0.0.1", description="Address of /healthz and /metrics.")
+    http_port: int = Field(8092, ge=0, le=65535, description="Port of /healthz and /metrics.")
+
+    def torch_device(self) -> torch.device:
+        """The device to run on; 'auto' picks CUDA when torch sees a GPU."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+@dataclass(slots=True)
+class _Item:
+    record: ConsumerRecord
+    frame: Frame
+    image: np.ndarray
+
+
+def rounds(items: list[_Item]) -> list[list[_Item]]:
+    """Split items into batches where each camera appears at most once, keeping each camera's order."""
+    per_camera: dict[str, list[_Item]] = defaultdict(list)
+    for item in items:
+        per_camera[item.frame.camera_id].append(item)
+    depth = max((len(v) for v in per_camera.values()), default=0)
+    return [[v[k] for v in per_camera.values() if k < len(v)] for k in range(depth)]
+
+
+class DetectorService(Service):
+    """Consumes frames, runs the analytics, publishes anomalies."""
+
+    name = "detector"
+
+    def __init__(self, settings: DetectorSettings, registry=None) -> None:  # noqa: ANN001
+        super().__init__(registry)
+        self.settings = settings
+        self.topics = Topics(settings.kafka.namespace)
+        self.metrics = ServiceMetrics(self.name, self.registry)
+        self.device = settings.torch_device()
+        self.analytics: list[Analytic] = []
+        self._consumer = None
+        self._producer = None
+        self._dead: DeadLetters | None = None
+        self.frames_done = 0
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        torch.set_num_threads(self.settings.threads)
+        self.analytics = [build(kind, {}, self.device) for kind in self.settings.analytics]
+        log.info("analytics %s on %s", [a.kind for a in self.analytics], self.device)
+        self._producer = make_producer(self.settings.kafka)
+        await self._producer.start()
+        self._dead = DeadLetters(self._producer, self.topics.deadletter, self.name)
+        self._consumer = make_consumer(
+            self.settings.kafka, self.topics.frames, group=GROUP, max_poll_records=self.settings.max_batch
+        )
+        await self._consumer.start()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        last_lag = 0.0
+        while not stop.is_set():
+            polled = await self._consumer.getmany(timeout_ms=100, max_records=self.settings.max_batch)
+            records = [r for tp in sorted(polled, key=lambda t: t.partition) for r in polled[tp]]
+            if records:
+                await self.process(records)
+            if time.monotonic() - last_lag > 2.0:
+                self.metrics.consumer_lag.set(await total_lag(self._consumer))
+                last_lag = time.monotonic()
+
+    async def process(self, records: list[ConsumerRecord]) -> None:
+        """Decode, analyse and publish ``records``, then commit their offsets."""
+        for record in records:
+            self.metrics.records_in(record.topic).inc()
+        started = time.perf_counter()
+        items, bad = await asyncio.to_thread(self._decode, records)
+        self.metrics.stage_seconds("decode").observe(time.perf_counter() - started)
+        for record, reason in bad:
+            self.metrics.errors("malformed_frame").inc()
+            await self._dead.send(record, reason)
+        sends = []
+        for batch in rounds(items):
+            started = time.perf_counter()
+            detections = await asyncio.to_thread(self._analyse, batch)
+            self.metrics.stage_seconds("analytics").observe(time.perf_counter() - started)
+            for detection in detections:
+                anomaly = self._anomaly(batch[detection.index], detection)
+                sends.append(await self._producer.send(
+                    self.topics.anomalies.name, self.topics.anomalies.encode(anomaly),
+                    key=self.topics.anomalies.key(anomaly.camera_id),
+                ))
+        for future in sends:
+            await future
+        self.metrics.records_out(self.topics.anomalies.name).inc(len(sends))
+        now = time.time_ns()
+        for item in items:
+            self.metrics.end_to_end_seconds.observe(max(0.0, (now - item.frame.capture_ns) / 1e9))
+        self.frames_done += len(items)
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        await self._consumer.commit(offsets)
+
+    def _decode(self, records: list[ConsumerRecord]) -> tuple[list[_Item], list[tuple[ConsumerRecord, str]]]:
+        items, bad = [], []
+        for record in records:
+            try:
+                frame = self.topics.frames.decode(record.value)
+                if not frame.camera_id or frame.encoding != Frame.ENCODING_JPEG:
+                    raise MalformedMessage("frame without camera_id or not JPEG-encoded")
+                try:
+                    image = simplejpeg.decode_jpeg(frame.data, colorspace="RGB")
+                except ValueError as exc:
+                    raise MalformedMessage(f"frame {frame.camera_id}#{frame.seq}: bad JPEG: {exc}") from exc
+            except MalformedMessage as exc:
+                bad.append((record, str(exc)))
+                continue
+            items.append(_Item(record, frame, image))
+        return items, bad
+
+    def _analyse(self, batch: list[_Item]) -> list[Detection]:
+        with torch.inference_mode():
+            frames = to_batch(
+                [i.image for i in batch], [i.frame.camera_id for i in batch], [i.frame.capture_ns for i in batch],
+                [i.frame.fps or 5.0 for i in batch], (self.settings.work_width, self.settings.work_height), self.device,
+            )
+            return [d for analytic in self.analytics for d in analytic.process(frames)]
+
+    def _anomaly(self, item: _Item, detection: Detection) -> Anomaly:
+        frame, record = item.frame, item.record
+        track = detection.track_id or "-"
+        return Anomaly(
+            id=f"{frame.camera_id}-{frame.capture_ns}-{detection.kind}-{track}",
+            camera_id=frame.camera_id,
+            kind=detection.kind,
+            score=float(detection.score),
+            regions=[Region(x=b.x, y=b.y, w=b.w, h=b.h) for b in detection.boxes],
+            capture_ns=frame.capture_ns,
+            frame=RecordRef(topic=record.topic, partition=record.partition, offset=record.offset),
+            frame_width=frame.width,
+            frame_height=frame.height,
+            detector=f"vigie.{detection.kind}",
+            detector_version=vigie.__version__,
+            track_id=detection.track_id,
+            attributes={k: float(v) for k, v in detection.attributes.items()},
+            published_ns=time.time_ns(),
+        )
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    def health(self) -> dict[str, Any]:
+        return {"device": str(self.device), "analytics": [a.kind for a in self.analytics], "frames": self.frames_done}

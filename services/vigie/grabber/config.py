@@ -1,0 +1,169 @@
+"""Camera configuration of the grabber (``cameras.yaml``).
+
+Example::
+
+    cameras:
+      - id: place-carnot-1
+        source: rtsp://10.0.4.21:554/stream1
+        fps: 5
+        width: 640
+        privacy_masks:
+          - name: windows-north
+            polygon: [[0, 0], [300, 0], [300, 120], [0, 140]]
+      - id: demo
+        source: synthetic://scene?seed=2&leave_at=8
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from vigie.core.config import ConfigError, load_yaml_model
+
+from .synthetic import parse_synthetic_url
+
+__all__ = [
+    "CameraConfig", "CamerasFile", "ConfigError", "PrivacyMask", "ReconnectConfig",
+    "SourceKind", "load_cameras", "source_kind",
+]
+
+SourceKind = Literal["file", "rtsp", "http", "synthetic"]
+
+Coordinate = Annotated[float, Field(ge=0, le=16384, description="pixels in the SOURCE frame")]
+
+
+def source_kind(source: str) -> SourceKind:
+    """Classify a source string: ``rtsp``/``rtsps`` -> 'rtsp', ``http``/``https`` ->
+    'http', ``synthetic://`` -> 'synthetic', ``file://`` or a plain path -> 'file'.
+
+    Raises ``ValueError`` for another URL scheme.
+    """
+    scheme, sep, _ = source.partition("://")
+    if not sep:
+        return "file"
+    scheme = scheme.lower()
+    if scheme in ("rtsp", "rtsps"):
+        return "rtsp"
+    if scheme in ("http", "https"):
+        return "http"
+    if scheme == "synthetic":
+        return "synthetic"
+    if scheme == "file":
+        return "file"
+    raise ValueError(f"unsupported source scheme {scheme!r}: use a file path, rtsp://, http(s):// or synthetic://")
+
+
+class PrivacyMask(BaseModel):
+    """A polygon blacked out in every frame before it leaves the grabber."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(
+        None, min_length=1, max_length=64,
+        description="label reported in CapturedFrame.masks_applied (default 'mask<N>')",
+    )
+    polygon: list[tuple[Coordinate, Coordinate]] = Field(
+        ..., min_length=3, max_length=256,
+        description="vertices [x, y] in SOURCE frame pixels (origin top-left), at least 3",
+    )
+
+
+class ReconnectConfig(BaseModel):
+    """Back-off between reconnection attempts of a live source (rtsp, http)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    initial_s: float = Field(0.5, gt=0, le=60, description="first delay, seconds")
+    max_s: float = Field(30.0, gt=0, le=3600, description="delay cap, seconds")
+    factor: float = Field(2.0, ge=1, le=10, description="delay multiplier per failed attempt")
+    jitter: float = Field(0.2, ge=0, le=1, description="relative random spread of each delay (0.2: +-20 %)")
+
+    @model_validator(mode="after")
+    def check_max_not_below_initial(self) -> "ReconnectConfig":
+        if self.max_s < self.initial_s:
+            raise ValueError(f"max_s ({self.max_s}) must be >= initial_s ({self.initial_s})")
+        return self
+
+
+class CameraConfig(BaseModel):
+    """One camera: where to read it and how to sample, size and mask its frames."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(
+        ..., min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="slug: lower-case letters, digits, '-' and '_'; used in topics and metrics",
+    )
+    source: str = Field(
+        ..., min_length=1, max_length=2048,
+        description="file path, rtsp://, http(s):// URL, or synthetic://scene?params",
+    )
+    fps: float = Field(5.0, gt=0, le=30, description="target sampling rate, frames per second of video (PTS)")
+    width: int = Field(640, ge=64, le=3840, description="analysis width in pixels, aspect kept; never upscaled")
+    privacy_masks: list[PrivacyMask] = Field(
+        default_factory=list, max_length=64, description="polygons blacked out before frames leave the process",
+    )
+    realtime: bool = Field(
+        True, description="files and synthetic: play at real-time pace by PTS (a CLI flag may force as fast as possible)",
+    )
+    loop: bool = Field(False, description="files: start again at the end instead of stopping")
+    timeout_s: float = Field(
+        5.0, ge=0.5, le=120, description="live sources: connect/read timeout in seconds before a reconnect",
+    )
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="live sources: back-off")
+
+    @field_validator("source")
+    @classmethod
+    def check_source(cls, value: str) -> str:
+        kind = source_kind(value)
+        if kind == "synthetic":
+            parse_synthetic_url(value)
+        return value
+
+    @property
+    def kind(self) -> SourceKind:
+        """'file', 'rtsp', 'http' or 'synthetic'."""
+        return source_kind(self.source)
+
+    def mask_names(self) -> list[str]:
+        """Names of the privacy masks, 'mask<N>' (0-based) for unnamed ones."""
+        return [m.name or f"mask{i}" for i, m in enumerate(self.privacy_masks)]
+
+
+class CamerasFile(BaseModel):
+    """The ``cameras.yaml`` document."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cameras: list[CameraConfig] = Field(..., max_length=1000, description="cameras served by this grabber")
+
+    @field_validator("cameras")
+    @classmethod
+    def check_unique_ids(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        first: dict[str, int] = {}
+        for i, cam in enumerate(cameras):
+            if cam.id in first:
+                raise ValueError(f"duplicate camera id {cam.id!r} (cameras[{first[cam.id]}] and cameras[{i}])")
+            first[cam.id] = i
+        return cameras
+
+
+def load_cameras(path: str | os.PathLike[str]) -> CamerasFile:
+    """Read and validate a cameras YAML file (blocking; call at start-up).
+
+    Relative file sources are resolved against the YAML file's directory.
+    Raises ``ConfigError`` whose message lists ``path:line: cameras[1].fps: ...``
+    for each problem.
+    """
+    loaded = load_yaml_model(path, CamerasFile)
+    base = Path(path).resolve().parent
+    cams = []
+    for cam in loaded.cameras:
+        if cam.kind == "file" and not cam.source.startswith("file://") and not os.path.isabs(cam.source):
+            cam = cam.model_copy(update={"source": str(base / cam.source)})
+        cams.append(cam)
+    return loaded.model_copy(update={"cameras": cams})

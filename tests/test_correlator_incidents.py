@@ -1,0 +1,76 @@
+"""Incident lifecycle rules of the correlator (pure functions; the faust app is tested end to end)."""
+
+from __future__ import annotations
+
+from vigie.contracts.v1 import Anomaly, CameraIncidents, Incident, OperatorAction, Region
+from vigie.correlator.config import MergePolicy, Route, Routing
+from vigie.correlator.incidents import apply_action, merge_anomaly
+
+S = 1_000_000_000
+POLICY = MergePolicy(window_s=60, min_iou=0.1, update_interval_s=10)
+
+
+def anomaly(n: int, t_s: float, x: int = 100, kind: str = "abandoned_object", track: str = "") -> Anomaly:
+    return Anomaly(id=f"a{n}", camera_id="cam", kind=kind, score=0.5 + n / 100, capture_ns=int(t_s * S),
+                   regions=[Region(x=x, y=100, w=50, h=50)], track_id=track)
+
+
+def test_one_event_gives_one_incident_not_a_storm() -> None:
+    book = CameraIncidents()
+    changes = [merge_anomaly(book, anomaly(n, n * 0.2), POLICY, ["main"], int(n * 0.2 * S)) for n in range(100)]
+    assert len(book.incidents) == 1
+    assert sum(c.opened for c in changes) == 1
+    incident = book.incidents[0]
+    assert incident.count == 100 and incident.state == Incident.STATE_NEW
+    assert incident.id == "inc-a0" and incident.stations == ["main"]
+    # 20 s of anomalies with a 10 s update interval: the opening plus two updates, not 100 messages.
+    assert sum(c.publish for c in changes) == 2
+    assert abs(incident.severity - 1.49) < 1e-6
+
+
+def test_other_place_other_kind_or_late_anomaly_opens_new_incidents() -> None:
+    book = CameraIncidents()
+    merge_anomaly(book, anomaly(1, 0), POLICY, [], 0)
+    assert merge_anomaly(book, anomaly(2, 1, x=400), POLICY, [], S).opened  # no overlap
+    assert merge_anomaly(book, anomaly(3, 2, kind="crowd_movement"), POLICY, [], 2 * S).opened
+    assert merge_anomaly(book, anomaly(4, 200), POLICY, [], 200 * S).opened  # outside the window
+    assert not merge_anomaly(book, anomaly(5, 3, x=600, kind="crowd_movement"), POLICY, [], 3 * S).opened
+
+
+def test_same_track_merges_even_when_the_region_moves() -> None:
+    book = CameraIncidents()
+    merge_anomaly(book, anomaly(1, 0, track="t1"), POLICY, [], 0)
+    assert not merge_anomaly(book, anomaly(2, 1, x=500, track="t1"), POLICY, [], S).opened
+
+
+def test_replayed_anomaly_is_idempotent() -> None:
+    book = CameraIncidents()
+    merge_anomaly(book, anomaly(1, 0), POLICY, [], 0)
+    change = merge_anomaly(book, anomaly(1, 0), POLICY, [], S)
+    assert not change.publish and book.incidents[0].count == 1
+
+
+def test_acknowledge_escalate_comment_close() -> None:
+    book = CameraIncidents()
+    incident = merge_anomaly(book, anomaly(1, 0), POLICY, [], 0).incident
+
+    def act(kind: int, comment: str = "") -> object:
+        return apply_action(book, OperatorAction(incident_id=incident.id, camera_id="cam", kind=kind,
+                                                 operator="agent7", comment=comment), S)
+
+    assert act(OperatorAction.KIND_ACKNOWLEDGE).incident.state == Incident.STATE_ACKNOWLEDGED
+    assert act(OperatorAction.KIND_COMMENT, "bag checked").incident.comments == ["agent7: bag checked"]
+    change = act(OperatorAction.KIND_ESCALATE)
+    assert change.incident.state == Incident.STATE_ESCALATED and change.incident.revision == 4
+    assert act(OperatorAction.KIND_CLOSE).incident.state == Incident.STATE_CLOSED
+    assert not book.incidents  # closed incidents leave the table
+    assert merge_anomaly(book, anomaly(2, 1), POLICY, [], S).opened  # and never reopen
+    assert apply_action(book, OperatorAction(incident_id="nope", camera_id="cam", kind=1), S) is None
+
+
+def test_routing_by_camera_pattern() -> None:
+    routing = Routing(routes=[Route(cameras=["metro-*"], stations=["transit", "main"]),
+                              Route(cameras=["*"], stations=["main"])])
+    assert routing.stations_for("metro-12") == ["main", "transit"]
+    assert routing.stations_for("square-1") == ["main"]
+    assert routing.all_stations() == ["main", "transit"]
