@@ -9,13 +9,14 @@ relative to the repository root and are never copied into the repository.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("VIGIE_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 T0_NS = 1_700_000_000_000_000_000  # arbitrary epoch offset for capture times
 
 

@@ -75,7 +75,7 @@ def _cmd_detector(args: argparse.Namespace) -> int:
     from vigie.detector.app import DetectorService, DetectorSettings
 
     settings = DetectorSettings(
-        kafka=_kafka(args), device=args.device, max_batch=args.batch, cameras_file=args.cameras,
+        kafka=_kafka(args), device=args.device, max_batch=args.batch, threads=args.threads,
         http_host=args.http_host, http_port=args.http_port,
     )
     return asyncio.run(serve(DetectorService(settings), settings.http_host, settings.http_port))
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = service("detector", 8092, "run the analytics on frames and publish anomalies")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--batch", type=int, default=32, help="most frames per batch")
-    p.add_argument("--cameras", help="cameras YAML (per-camera analytics); default: every analytic everywhere")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads torch may use (default 1)")
     p.set_defaults(func=_cmd_detector)
 
     p = service("correlator", 8093, "merge anomalies into incidents and route alerts (faust)")
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="print throughput, latency and memory figures")
     p.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")
+    p.add_argument("--json", action="store_true", help="also print the figures as one JSON object")
     p.set_defaults(func=_cmd_bench)
     return parser
 

@@ -184,7 +184,8 @@ class RtspServer:
                 line = lines.get(timeout=max(0.05, deadline - time.monotonic()))
             except queue.Empty:
                 self.kill()
-                raise RuntimeError(f"RTSP server not READY after {self.startup_timeout} s: {self.output[-5:]}")
+                raise RuntimeError(
+                    f"RTSP server not READY after {self.startup_timeout} s: {self.output[-5:]}") from None
             if line is None:
                 raise RuntimeError(f"RTSP server exited ({self.proc.wait()}): {self.output[-10:]}")
             self.output.append(line)

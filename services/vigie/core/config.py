@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import pydantic
 import yaml
 
+from vigie.core import errors
+
 __all__ = ["ConfigError", "ConfigProblem", "load_yaml_model", "validate_yaml_text"]
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -42,7 +44,7 @@ class ConfigProblem(tuple):
     message = property(lambda self: self[2])
 
 
-class ConfigError(Exception):
+class ConfigError(errors.ConfigError):
     """A configuration file cannot be read or does not validate.
 
     ``str(err)`` lists every problem as ``path:line: location: message``;

@@ -25,11 +25,3 @@ class BrokerUnavailable(VigieError):
     """The Kafka broker could not be reached; retrying later may succeed."""
 
     retriable = True
-
-
-class SourceError(VigieError):
-    """A camera stream failed. ``retriable`` is set per instance: a dropped RTSP link is, a missing file is not."""
-
-    def __init__(self, message: str, *, retriable: bool = False) -> None:
-        super().__init__(message)
-        self.retriable = retriable

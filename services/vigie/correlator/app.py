@@ -27,8 +27,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from vigie.contracts.v1 import CameraIncidents, DeadLetter, Incident
 from vigie.core.errors import MalformedMessage
+from vigie.core.kafka import MAX_RECORD_BYTES
 from vigie.core.metrics import ServiceMetrics
-from vigie.core.topics import CAMERA_PARTITIONS, Topic, Topics
+from vigie.core.topics import CAMERA_PARTITIONS, LONGEST_RETENTION_MS, Topic, Topics
 from vigie.correlator.config import CorrelatorSettings
 from vigie.correlator.incidents import Change, apply_action, merge_anomaly
 
@@ -56,6 +57,8 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         broker_commit_interval=1.0,
         table_cleanup_interval=60.0,
         autodiscover=False,
+        producer_max_request_size=MAX_RECORD_BYTES,
+        consumer_max_fetch_size=MAX_RECORD_BYTES,
     )
 
     def raw_topic(topic: Topic) -> faust.TopicT:
@@ -68,8 +71,10 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
     incidents_out, deadletter = raw_topic(catalogue.incidents), raw_topic(catalogue.deadletter)
     alerts = {s: raw_topic(catalogue.alerts(s)) for s in settings.routing.all_stations()}
     table = app.Table(
-        "incidents", default=None, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-        partitions=CAMERA_PARTITIONS,
+        "incidents", default=None, partitions=CAMERA_PARTITIONS,
+        schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        # The changelog holds incident state (no image); it too keeps nothing past 30 days.
+        extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(LONGEST_RETENTION_MS)},
     )
 
     async def dead_letter(event: faust.EventT, reason: str) -> None:
@@ -85,7 +90,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
 
     def load(key: bytes) -> CameraIncidents:
         book = CameraIncidents()
-        raw = table[key]
+        raw = table.get(key)
         if raw:
             book.ParseFromString(raw)
         return book

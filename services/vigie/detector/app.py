@@ -57,7 +57,6 @@ class DetectorSettings(StrictModel):
     analytics: list[str] = Field(
         default_factory=lambda: sorted(ANALYTICS), description="Analytics run on every camera, by kind."
     )
-    cameras_file: str | None = Field(None, description="Cameras YAML; reserved for per-camera analytics settings.")
     http_host: str = Field("127.0.0.1", description="Address of /healthz and /metrics.")
     http_port: int = Field(8092, ge=0, le=65535, description="Port of /healthz and /metrics.")
 

@@ -108,9 +108,13 @@ class CameraConfig(BaseModel):
         default_factory=list, max_length=64, description="polygons blacked out before frames leave the process",
     )
     realtime: bool = Field(
-        True, description="files and synthetic: play at real-time pace by PTS (a CLI flag may force as fast as possible)",
+        True,
+        description="files and synthetic: play at real-time pace by PTS (a CLI flag may force as fast as possible)",
     )
     loop: bool = Field(False, description="files: start again at the end instead of stopping")
+    folder_fps: float = Field(
+        10.0, gt=0, le=120, description="folders of numbered stills (001.tif...): their frame rate, frames per second",
+    )
     timeout_s: float = Field(
         5.0, ge=0.5, le=120, description="live sources: connect/read timeout in seconds before a reconnect",
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from vigie.core.config import ConfigError
+from vigie.core.errors import VigieError
 
 __all__ = ["ConfigError", "GrabberError", "SourceError"]
 
 
-class GrabberError(Exception):
+class GrabberError(VigieError):
     """Base class of grabber errors."""
 
 

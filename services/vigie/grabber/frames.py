@@ -73,6 +73,16 @@ class CameraPipeline:
             as_fast_as_possible=as_fast_as_possible, stats=self.stats,
         )
         self._seq = 0
+        self._mask_key: tuple | None = None
+        self._mask: np.ndarray | None = None
+
+    def _mask_for(self, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
+        """(H, W) bool privacy mask for this camera at these sizes, rasterised once per size."""
+        key = (src_size, dst_size)
+        if key != self._mask_key:
+            self._mask = rasterize_masks(self.camera.privacy_masks, src_size, dst_size)
+            self._mask_key = key
+        return self._mask
 
     def _process(self, frame: SourceFrame) -> tuple[int, int, bytes] | None:
         """Mask and encode (runs in a worker thread). None when the frame must be dropped."""
@@ -80,8 +90,7 @@ class CameraPipeline:
         h, w = image.shape[:2]
         try:
             if self.camera.privacy_masks:
-                mask = rasterize_masks(self.camera.privacy_masks, frame.src_size, (w, h))
-                apply_masks(image, mask)
+                apply_masks(image, self._mask_for(frame.src_size, (w, h)))
             jpeg = simplejpeg.encode_jpeg(image, quality=self.jpeg_quality, colorspace="RGB", colorsubsampling="420")
         except Exception:  # noqa: BLE001 - fail closed: drop the frame, count it
             self.stats.errors += 1

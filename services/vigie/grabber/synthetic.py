@@ -194,6 +194,16 @@ class SyntheticScene:
         f = (w["offset"] + dist) % span - 0.15
         return (f if w["dir"] > 0 else 1.0 - f) * self.W
 
+    def object_box(self, t: float) -> tuple[int, int, int, int] | None:
+        """Ground truth: the left object's box (x0, y0, x1, y1) in output pixels at time
+        ``t`` seconds once it is on the ground (t >= leave_at), else None."""
+        if self.p.leave_at < 0 or t < self.p.leave_at:
+            return None
+        foot = 0.80 * self.H
+        height = self._height(foot)
+        x, size = 0.45 * self.W - 0.20 * height, 0.24 * height
+        return int(x - size / 2), int(foot - size * 0.8), int(x + size / 2), int(foot)
+
     def _height(self, foot: float) -> float:
         """Person height in pixels for a foot position (simple perspective)."""
         return (0.18 + 0.22 * (foot / self.H - 0.5)) * self.H

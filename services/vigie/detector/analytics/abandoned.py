@@ -12,7 +12,10 @@ using dual foregrounds", EURASIP JASP 2008:
 3. Pixels whose evidence reached ``dwell_s`` are grouped into connected
    components (scipy, on the CPU, only for cameras that have such pixels);
    blobs outside ``[min_area_px, max_area_px]`` (frame pixels) are dropped.
-4. Blobs keep a stable ``track_id`` across frames (matched by box IoU or
+4. A new blob whose boundary edges are in the long-term background rather than
+   in the frame is a *ghost* (an object that left, e.g. someone present when
+   the camera started): it is healed into the backgrounds, not reported.
+   Blobs keep a stable ``track_id`` across frames (matched by box IoU or
    centre inclusion; a track survives ``linger_s`` without its blob).
 5. A track is raised once its owner has left: no short-term (moving)
    foreground within ``owner_radius_px`` of the blob during the last
@@ -34,11 +37,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 
-from vigie.detector.analytics.background import DualBackground, DualBackgroundConfig, opening
+from vigie.detector.analytics.background import DualBackground, DualBackgroundConfig, dilate, opening
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
 from vigie.detector.state import CameraStateBank, FrameClock
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+_LUMA = (0.299, 0.587, 0.114)
 
 
 class AbandonedObjectConfig(BaseModel):
@@ -60,6 +64,9 @@ class AbandonedObjectConfig(BaseModel):
         "The neighbourhood must have been free of motion for this many seconds before raising."))
     owner_min_px: float = Field(150.0, ge=1.0, le=1e6, description=(
         "Moving area near the object, frame pixels squared, that counts as someone attending it."))
+    ghost_ratio: float = Field(1.0, ge=0.1, le=10.0, description=(
+        "A new candidate whose boundary has more than this times the edge energy in the long-term "
+        "background than in the frame is a ghost (something left the scene): healed, not reported."))
     match_iou: float = Field(0.1, ge=0.0, le=1.0, description="Box IoU that links a blob to an existing track.")
     linger_s: float = Field(5.0, ge=0.0, le=600.0, description="Seconds a track survives without its blob.")
     repeat_s: float = Field(1.0, ge=0.0, le=3600.0, description=(
@@ -106,6 +113,14 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _edge_energy(img: np.ndarray, band: np.ndarray) -> float:
+    """Mean absolute central-difference gradient of ``img (h, w)`` over ``band (h, w) bool``."""
+    g = np.zeros_like(img)
+    g[:, 1:-1] += np.abs(img[:, 2:] - img[:, :-2])
+    g[1:-1, :] += np.abs(img[2:, :] - img[:-2, :])
+    return float(g[band].mean()) if band.any() else 0.0
+
+
 def _inside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     """Whether the centre of ``a`` lies in ``b``."""
     cx, cy = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2
@@ -139,13 +154,13 @@ class AbandonedObject(Analytic):
         self._next_id: dict[str, int] = {}
 
     # -- per-pixel stage (batched, on the device) ---------------------------------
-    def _maps(self, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _maps(self, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.config
         ids = batch.camera_ids
         dt = torch.tensor(self._clock.tick(ids, batch.capture_ns, batch.fps)[0], dtype=torch.float32,
                           device=self.device)
         fg_long, fg_short = self._bg.update(batch.rgb, ids, dt)
-        static = opening(fg_long * (1.0 - fg_short), c.open_px)
+        static = opening(fg_long & ~fg_short, c.open_px)
         if self._bank is None:
             shape = (1, *batch.gray.shape[-2:])
             self._bank = CameraStateBank({"evidence": (shape, torch.float32), "recent": (shape, torch.float32)},
@@ -153,12 +168,12 @@ class AbandonedObject(Analytic):
         idx = self._bank.index(ids)
         st = self._bank.gather(ids, index=idx)
         dtv = dt.view(-1, 1, 1, 1)
-        evidence = torch.where(static > 0, st["evidence"] + dtv, st["evidence"] - c.decay * dtv)
+        evidence = torch.where(static, st["evidence"] + dtv, st["evidence"] - c.decay * dtv)
         evidence.clamp_(0.0, c.dwell_s + c.hold_s)
-        recent = torch.where(fg_short > 0, torch.full_like(dtv, c.owner_absent_s), st["recent"] - dtv)
+        recent = torch.where(fg_short, torch.full_like(dtv, c.owner_absent_s), st["recent"] - dtv)
         recent.clamp_(min=0.0)
         self._bank.scatter(ids, {"evidence": evidence, "recent": recent}, index=idx)
-        return evidence, recent
+        return evidence, recent, fg_long
 
     def process(self, batch: FrameBatch) -> list[Detection]:
         """Update every camera of ``batch`` and return the abandoned-object detections.
@@ -170,13 +185,16 @@ class AbandonedObject(Analytic):
             Detections (kind ``"abandoned_object"``), boxes in original frame pixels,
             ``attributes``: ``static_s`` (seconds static), ``unattended_s``, ``area_px``.
         """
-        evidence, recent = self._maps(batch)
+        evidence, recent, self._fg_long = self._maps(batch)
         confirmed = evidence >= self.config.dwell_s
         flags = confirmed.flatten(1).any(1).tolist()
-        conf_cpu = confirmed[:, 0].cpu().numpy() if any(flags) else None
+        conf_cpu = grouped_cpu = None
+        if any(flags):  # connected components only where candidates exist
+            conf_cpu = confirmed[:, 0].cpu().numpy()
+            grouped_cpu = dilate(confirmed)[:, 0].cpu().numpy()  # joins pieces 1-2 px apart
         out: list[Detection] = []
         for i, cam in enumerate(batch.camera_ids):
-            blobs = self._blobs(conf_cpu[i], batch.frame_sizes[i]) if flags[i] else []
+            blobs = self._blobs(conf_cpu[i], grouped_cpu[i], batch.frame_sizes[i]) if flags[i] else []
             out.extend(self._track(i, cam, batch, blobs, recent))
         return out
 
@@ -185,10 +203,9 @@ class AbandonedObject(Analytic):
         h, w = self._bank.shape("evidence")[-2:]
         return frame_size[0] / w, frame_size[1] / h
 
-    def _blobs(self, mask: np.ndarray, frame_size: tuple[int, int]) -> list[_Blob]:
+    def _blobs(self, mask: np.ndarray, grouped: np.ndarray, frame_size: tuple[int, int]) -> list[_Blob]:
         c = self.config
         sx, sy = self._scale(frame_size)
-        grouped = ndimage.binary_dilation(mask, structure=_EIGHT)  # join pieces 1-2 px apart
         labels, n = ndimage.label(grouped, structure=_EIGHT)
         if n == 0:
             return []
@@ -225,6 +242,8 @@ class AbandonedObject(Analytic):
                 if iou >= best_iou or (best is None and (_inside(blob.box, t.box) or _inside(t.box, blob.box))):
                     best, best_iou = t_i, max(iou, best_iou)
             if best is None:
+                if self._ghost(i, cam, blob, batch):
+                    continue
                 k = self._next_id.get(cam, 0) + 1
                 self._next_id[cam] = k
                 tracks.append(_Track(f"{cam}/abandoned/{k}", blob.box, now, now))
@@ -252,6 +271,36 @@ class AbandonedObject(Analytic):
             out.append(self._detection(i, t, group, batch.frame_sizes[i], now))
         self._tracks[cam] = [t for t in tracks if (now - t.last_ns) <= c.linger_s * 1e9]
         return out
+
+    def _ghost(self, i: int, cam: str, blob: _Blob, batch: FrameBatch) -> bool:
+        """Whether a new blob is the ghost of something that *left*; if so, heal it.
+
+        Edge-energy test of Tian, Lu, Hampapur, "Robust and efficient foreground
+        analysis for real-time video surveillance", CVPR 2005: an object that was
+        put down adds edges on the region's boundary in the current frame; a
+        region uncovered by an object that moved away (e.g. someone present at
+        start-up) has its edges in the long-term background instead. A ghost is
+        written into the backgrounds and its evidence cleared.
+        """
+        long_bg, _ = self._bg.backgrounds(cam)
+        luma = torch.tensor(_LUMA, device=self.device).view(3, 1, 1)
+        frame = batch.gray[i, 0].cpu().numpy()
+        back = (long_bg * luma).sum(0).cpu().numpy()
+        # the whole long-term foreground region around the blob: a blob confirmed piecewise
+        # (part of it was crossed by someone) would otherwise have a boundary inside the object
+        fg_long = self._fg_long[i, 0].cpu().numpy()
+        labels, _ = ndimage.label(fg_long | blob.mask, structure=_EIGHT)
+        region = np.isin(labels, np.unique(labels[blob.mask]))
+        band = ndimage.binary_dilation(region, _EIGHT) & ~ndimage.binary_erosion(region, _EIGHT)
+        e_frame, e_back = _edge_energy(frame, band), _edge_energy(back, band)
+        if e_back <= self.config.ghost_ratio * e_frame:
+            return False
+        region = torch.from_numpy(ndimage.binary_dilation(region, _EIGHT, iterations=2)).to(self.device)
+        self._bg.heal(cam, region, batch.rgb[i])
+        st = self._bank.gather([cam])
+        st["evidence"] = st["evidence"].masked_fill(region, 0.0)
+        self._bank.scatter([cam], st)
+        return True
 
     def _detection(self, i: int, t: _Track, group: list[_Blob], frame_size: tuple[int, int], now: int) -> Detection:
         c = self.config

@@ -53,21 +53,47 @@ class DualBackgroundConfig(BaseModel):
         "(global illumination changes)."))
 
 
-def opening(mask: torch.Tensor, k: int) -> torch.Tensor:
-    """Morphological opening of ``(N, 1, h, w) float32`` 0/1 ``mask`` with a ``k x k`` square.
+def box_sum3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 box sum of ``(N, C, h, w)`` ``x`` with zero padding (same size).
 
-    Erosion is ``-maxpool(-x)``, dilation ``maxpool(x)``; ``k = 1`` returns ``mask``.
+    Shifted-slice additions: several times faster on CPU than ``avg_pool2d`` with
+    stride 1, and the same on every device.
     """
-    if k <= 1:
-        return mask
-    p = k // 2
-    eroded = -F.max_pool2d(-mask, k, stride=1, padding=p)
-    return F.max_pool2d(eroded, k, stride=1, padding=p)
+    p = F.pad(x, (1, 1, 1, 1))
+    r = p[..., :-2] + p[..., 1:-1] + p[..., 2:]
+    return r[..., :-2, :] + r[..., 1:-1, :] + r[..., 2:, :]
 
 
-def dilate(mask: torch.Tensor, k: int) -> torch.Tensor:
-    """Dilation of ``(N, 1, h, w) float32`` ``mask`` with a ``k x k`` square (odd ``k``)."""
-    return mask if k <= 1 else F.max_pool2d(mask, k, stride=1, padding=k // 2)
+def _morph3(mask: torch.Tensor, dilation: bool) -> torch.Tensor:
+    # outside the frame counts as False for dilation, True for erosion (borders do not erode)
+    p = F.pad(mask, (1, 1, 1, 1), value=not dilation)
+    if dilation:
+        r = p[..., :-2] | p[..., 1:-1] | p[..., 2:]
+        return r[..., :-2, :] | r[..., 1:-1, :] | r[..., 2:, :]
+    r = p[..., :-2] & p[..., 1:-1] & p[..., 2:]
+    return r[..., :-2, :] & r[..., 1:-1, :] & r[..., 2:, :]
+
+
+def dilate(mask: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Dilation of a ``(N, 1, h, w) bool`` mask by a ``k x k`` square (odd ``k``; 1 = none)."""
+    for _ in range(k // 2):
+        mask = _morph3(mask, True)
+    return mask
+
+
+def erode(mask: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Erosion of a ``(N, 1, h, w) bool`` mask by a ``k x k`` square (odd ``k``; 1 = none)."""
+    for _ in range(k // 2):
+        mask = _morph3(mask, False)
+    return mask
+
+
+def opening(mask: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Morphological opening of a ``(N, 1, h, w) bool`` mask by a ``k x k`` square.
+
+    Removes specks and lines thinner than ``k`` pixels; ``k = 1`` returns ``mask``.
+    """
+    return dilate(erode(mask, k), k)
 
 
 def rates(dt_s: torch.Tensor, tau_s: float) -> torch.Tensor:
@@ -105,7 +131,7 @@ class DualBackground:
             dt_s: ``(N,) float32`` seconds since each camera's previous frame.
 
         Returns:
-            ``(fg_long, fg_short)``, each ``(N, 1, h, w) float32`` 0/1 masks after opening.
+            ``(fg_long, fg_short)``, each ``(N, 1, h, w) bool`` after opening.
 
         Raises:
             ValueError: the working size differs from the first batch's.
@@ -113,10 +139,12 @@ class DualBackground:
         cfg = self.config
         bank = self._bank_for(tuple(rgb.shape[1:]))
         idx = bank.index(camera_ids)
-        new = bank.new_mask(camera_ids).view(-1, 1, 1, 1)
         state = bank.gather(camera_ids, index=idx)
-        long_bg = torch.where(new, rgb, state["long"])
-        short_bg = torch.where(new, rgb, state["short"])
+        long_bg, short_bg = state["long"], state["short"]
+        if any(bank.is_new(c) for c in camera_ids):  # first frame of a camera: it is the background
+            new = bank.new_mask(camera_ids).view(-1, 1, 1, 1)
+            long_bg = torch.where(new, rgb, long_bg)
+            short_bg = torch.where(new, rgb, short_bg)
 
         ref = long_bg
         if cfg.gain_compensation:
@@ -124,14 +152,13 @@ class DualBackground:
             ref = long_bg * gain.clamp(0.5, 2.0)
         both = torch.cat(((rgb - ref).abs_().amax(1, keepdim=True),
                           (rgb - short_bg).abs_().amax(1, keepdim=True)), 1)
-        both = F.avg_pool2d(both, 3, stride=1, padding=1, count_include_pad=False)
-        fg = opening((both > cfg.diff_threshold).float(), cfg.open_px)
+        fg = opening(box_sum3(both) > 9.0 * cfg.diff_threshold, cfg.open_px)
         fg_long, fg_short = fg[:, 0:1], fg[:, 1:2]
 
         a_short = rates(dt_s, cfg.short_tau_s)
-        a_long = rates(dt_s, cfg.long_tau_s) * (1.0 - fg_short)
-        short_bg = short_bg + a_short * (rgb - short_bg)
-        long_bg = long_bg + a_long * (rgb - long_bg)
+        a_long = rates(dt_s, cfg.long_tau_s) * (~fg_short)
+        short_bg = short_bg.add_(a_short * (rgb - short_bg))
+        long_bg = long_bg.add_(a_long * (rgb - long_bg))
         bank.scatter(camera_ids, {"long": long_bg, "short": short_bg}, index=idx)
         return fg_long, fg_short
 
@@ -141,6 +168,20 @@ class DualBackground:
             return None
         s = self._bank.gather([camera_id])
         return s["long"][0], s["short"][0]
+
+    def heal(self, camera_id: str, mask: torch.Tensor, image: torch.Tensor) -> None:
+        """Overwrite both backgrounds of ``camera_id`` with ``image`` where ``mask`` is set.
+
+        Args:
+            mask: ``(h, w) bool`` region, on the device.
+            image: ``(3, h, w) float32`` current frame, on the device.
+        """
+        if self._bank is None or camera_id not in self._bank:
+            return
+        s = self._bank.gather([camera_id])
+        for key in ("long", "short"):
+            s[key] = torch.where(mask, image, s[key][0])[None]
+        self._bank.scatter([camera_id], s)
 
     def forget(self, camera_id: str) -> None:
         """Drop the camera's backgrounds; its next frame re-initialises them."""

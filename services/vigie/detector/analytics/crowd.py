@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from vigie.detector.analytics.background import rates
+from vigie.detector.analytics.background import box_sum3, rates
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
 from vigie.detector.state import CameraStateBank, FrameClock
 
@@ -42,17 +42,22 @@ class CrowdMovementConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    grid_cols: int = Field(8, ge=1, le=64, description="Grid columns over the frame.")
-    grid_rows: int = Field(6, ge=1, le=64, description="Grid rows over the frame.")
+    grid_cols: int = Field(6, ge=1, le=64, description="Grid columns over the frame.")
+    grid_rows: int = Field(4, ge=1, le=64, description="Grid rows over the frame.")
     motion_threshold: float = Field(0.04, gt=0.0, lt=1.0, description=(
         "Grey-level difference between consecutive frames, in [0, 1], above which a pixel is moving."))
     baseline_tau_s: float = Field(600.0, ge=5.0, le=86400.0, description=(
         "Time constant of each camera's running mean and variance of motion, seconds."))
-    warmup_s: float = Field(10.0, ge=0.0, le=86400.0, description=(
+    warmup_s: float = Field(30.0, ge=0.0, le=86400.0, description=(
         "Seconds of baseline learning before the camera may raise anything."))
     z_threshold: float = Field(4.0, ge=0.5, le=100.0, description="z-score above which a cell is anomalous.")
     sigma_floor: float = Field(0.03, gt=0.0, le=1.0, description=(
-        "Floor added to each cell's standard deviation (feature units) so quiet cells are not oversensitive."))
+        "Standard-deviation floor of the moving fraction, so quiet cells are not oversensitive."))
+    speed_floor_px_s: float = Field(0.5, gt=0.0, le=1000.0, description=(
+        "Standard-deviation floor of the cell speed, working pixels per second."))
+    speed_support: float = Field(2e-4, gt=0.0, le=1.0, description=(
+        "Regulariser of the speed estimate (mean squared gradient over the cell): cells with little "
+        "textured motion read as slow."))
     min_duration_s: float = Field(2.0, ge=0.0, le=600.0, description=(
         "Seconds the frame must stay anomalous before a detection is raised."))
     release_s: float = Field(1.0, ge=0.0, le=600.0, description=(
@@ -93,6 +98,25 @@ class CrowdMovement(Analytic):
         self._episodes: dict[str, _Episode] = {}
         self._next_id: dict[str, int] = {}
 
+    def _features(self, gray: torch.Tensor, prev: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        """Per-cell motion features ``(N, 2, rows, cols) float32``: moving fraction and speed.
+
+        ``gray`` and ``prev`` are ``(N, 1, h, w)`` smoothed grey frames, ``dt`` ``(N,)`` seconds
+        between them; the speed is a least-squares normal-flow magnitude in working pixels/s.
+        """
+        c = self.config
+        it = gray - prev
+        moving = (it.abs() > c.motion_threshold).float()
+        mid = (gray + prev) * 0.5
+        gx = F.pad(mid[..., :, 2:] - mid[..., :, :-2], (1, 1)) * 0.5
+        gy = F.pad(mid[..., 2:, :] - mid[..., :-2, :], (0, 0, 1, 1)) * 0.5
+        g2 = (gx * gx + gy * gy) * moving
+        # normal-flow speed, least squares over the cell's moving pixels: sum|It||grad| / sum|grad|^2
+        num_den = F.adaptive_avg_pool2d(torch.cat((moving, it.abs() * g2.sqrt(), g2), 1),
+                                        (c.grid_rows, c.grid_cols))
+        speed = num_den[:, 1:2] / (num_den[:, 2:3] + c.speed_support) / dt.view(-1, 1, 1, 1)
+        return torch.cat((num_den[:, 0:1], speed), 1)
+
     def _step(self, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Update state; returns frame z ``(N,)``, cell z ``(N, rows, cols)``, anomalous cells (bool)."""
         c = self.config
@@ -112,26 +136,29 @@ class CrowdMovement(Analytic):
         valid = ~(self._bank.new_mask(ids) | torch.tensor(restarts, device=self.device))
         st = self._bank.gather(ids, index=idx)
 
-        diff = (gray - st["prev"]).abs_()
-        moving = (diff > c.motion_threshold).float()
-        feats = F.adaptive_avg_pool2d(torch.cat((moving, diff.mul_(1.0 / c.motion_threshold)), 1),
-                                      (c.grid_rows, c.grid_cols))  # (N, 2, R, C)
+        smooth = box_sum3(gray).mul_(1.0 / 9.0)
+        feats = self._features(smooth, st["prev"], dt)
         mean, var = st["mean"], st["var"]
-        z_cell = ((feats - mean) / (var + c.sigma_floor ** 2).sqrt()).amax(1)  # (N, R, C)
+        floor = torch.tensor([c.sigma_floor ** 2, c.speed_floor_px_s ** 2], device=self.device).view(1, 2, 1, 1)
+        z_cell = ((feats - mean) / (var + floor).sqrt()).amax(1)  # (N, R, C)
         learned, frozen = st["learned"][:, 0], st["frozen"][:, 0]
         active = valid & (learned >= c.warmup_s)
         anom_cells = (z_cell > c.z_threshold) & active.view(-1, 1, 1)
         anom = anom_cells.flatten(1).any(1)
 
         a = torch.maximum(rates(dt, c.baseline_tau_s).view(-1), dt / (learned + dt))
-        upd = (valid & (~anom | (frozen > c.max_freeze_s))).float()
+        run = torch.where(anom, frozen + dt, torch.zeros_like(frozen))  # seconds anomalous in a row
+        # freeze once the anomaly has lasted min_duration_s (isolated outliers are still learned,
+        # so the variance is not biased low), and learn again after max_freeze_s
+        hold = (run > c.min_duration_s) & (run <= c.min_duration_s + c.max_freeze_s)
+        upd = (valid & ~hold).float()
         a = (a * upd).view(-1, 1, 1, 1)
         delta = feats - mean
         st["mean"] = mean + a * delta
         st["var"] = (1.0 - a) * (var + a * delta * delta)
         st["learned"] = (learned + dt * upd).view(-1, 1)
-        st["frozen"] = torch.where(anom, frozen + dt, torch.zeros_like(frozen)).view(-1, 1)
-        st["prev"] = gray
+        st["frozen"] = run.view(-1, 1)
+        st["prev"] = smooth
         self._bank.scatter(ids, st, index=idx)
         z_frame = torch.where(active, z_cell.flatten(1).amax(1), torch.full_like(dt, -1e3))
         return z_frame, z_cell, anom_cells

@@ -1,0 +1,209 @@
+"""``vigie bench``: throughput, latency and memory figures, printed as a table (and JSON with --json).
+
+Figures (targets from the project's issues, checked here, never in timed tests):
+
+- grabber: output frames per CPU-second (decode, sample, resize, mask, encode) on a
+  720x480 clip, at 5 fps sampling and with every frame kept;
+- detector: frames per second on one CPU thread at 640x360, batch 1 and batch 8, with
+  every analytic on (target >= 100);
+- end to end: 8 cameras at 5 fps through the four services and the real broker for
+  ``--seconds``; latency from capture time to the anomalies topic for every anomaly,
+  and to the station's alert topic for every incident opened (target p99 <= 300 ms);
+  the peak resident memory (VmHWM) of each service process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.table import Table
+
+from vigie.core.kafka import apply_topics, wait_for_broker
+from vigie.core.settings import KafkaSettings
+from vigie.core.topics import Topics
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("VIGIE_DATA", ROOT.parent / "shared" / "data"))
+ABODA = DATA / "aboda_video4" / "video4.avi"
+
+
+def _percentiles(values: list[float]) -> tuple[float, float, int]:
+    if not values:
+        return float("nan"), float("nan"), 0
+    arr = np.asarray(values)
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99)), len(values)
+
+
+def bench_grabber(fps: float, limit_s: float = 20.0) -> dict[str, float]:
+    """Output frames per CPU-second of the grabber pipeline on one camera (ABODA or synthetic 720x480)."""
+    from vigie.grabber.config import CameraConfig
+    from vigie.grabber.frames import CameraPipeline
+
+    source = str(ABODA) if ABODA.exists() else "synthetic://scene?seed=1&w=720&h=480&fps=30&duration=20"
+    camera = CameraConfig(
+        id="bench", source=source, fps=fps, width=640,
+        privacy_masks=[{"name": "window", "polygon": [[0, 0], [200, 0], [200, 80], [0, 80]]}],
+    )
+
+    async def run() -> tuple[int, int, float, float]:
+        pipeline = CameraPipeline(camera, as_fast_as_possible=True)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        frames = 0
+        async for _ in pipeline.frames():
+            frames += 1
+            if time.perf_counter() - wall0 > limit_s:
+                break
+        return frames, pipeline.stats.decoded, time.process_time() - cpu0, time.perf_counter() - wall0
+
+    frames, decoded, cpu, wall = asyncio.run(run())
+    return {"frames": frames, "decoded": decoded, "cpu_s": cpu, "wall_s": wall,
+            "frames_per_cpu_s": frames / cpu, "decoded_per_cpu_s": decoded / cpu}
+
+
+def bench_detector(batch: int, frames: int) -> float:
+    """Frames per second of preprocess + every analytic on one CPU thread at 640x360."""
+    from vigie.detector.bench import measure
+
+    return measure(frames, batch, size=(640, 360))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def bench_end_to_end(cameras: int, seconds: float, bootstrap: str) -> dict[str, object]:
+    """Run the four services on ``cameras`` cameras at 5 fps (real-time pace) and measure latencies and memory."""
+    kafka = KafkaSettings(bootstrap=bootstrap, namespace=f"bench{uuid.uuid4().hex[:6]}.")
+    topics = Topics(kafka.namespace)
+
+    async def prepare() -> None:
+        await wait_for_broker(kafka, 30)
+        await apply_topics(kafka, topics.all(["main"]))
+
+    asyncio.run(prepare())
+    tmp = Path(tempfile.mkdtemp(prefix="vigie-bench-"))
+    lines = ["cameras:"]
+    for n in range(cameras):
+        if ABODA.exists():
+            lines.append(f"  - {{id: cam-{n}, source: '{ABODA}', fps: 5, loop: true}}")
+        else:
+            lines.append(f"  - {{id: cam-{n}, source: 'synthetic://scene?seed={n}&w=720&h=480&fps=10&leave_at={5 + n}',"
+                         " fps: 5}")
+    (tmp / "cameras.yaml").write_text("\n".join(lines) + "\n")
+    base = [sys.executable, "-m", "vigie", "--kafka", bootstrap, "--namespace", kafka.namespace, "--log-level", "WARNING"]
+    plan = [
+        ("station", ["station"]),
+        ("correlator", ["correlator"]),
+        ("detector", ["detector"]),
+        ("grabber", ["grabber", "--cameras", str(tmp / "cameras.yaml")]),
+    ]
+    procs = {}
+    for name, args in plan:
+        procs[name] = subprocess.Popen(base + args + ["--http-port", str(_free_port())], stdout=subprocess.DEVNULL,
+                                       stderr=open(tmp / f"{name}.log", "wb"), stdin=subprocess.DEVNULL)
+    time.sleep(3)
+    started_ns = time.time_ns()
+    anomaly_lat: list[float] = []
+    alert_lat: list[float] = []
+
+    async def watch() -> None:
+        consumer = AIOKafkaConsumer(topics.anomalies.name, topics.alerts("main").name, bootstrap_servers=bootstrap,
+                                    auto_offset_reset="latest", group_id=None)
+        await consumer.start()
+        try:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=200)
+                now = time.time_ns()
+                for tp, records in batch.items():
+                    for record in records:
+                        if tp.topic == topics.anomalies.name:
+                            msg = topics.anomalies.decode(record.value)
+                            if msg.capture_ns >= started_ns:
+                                anomaly_lat.append((record.timestamp * 1e6 - msg.capture_ns) / 1e9)
+                        else:
+                            msg = topics.incidents.decode(record.value)
+                            if msg.revision == 1 and msg.first_seen_ns >= started_ns:
+                                alert_lat.append((now - msg.first_seen_ns) / 1e9)
+        finally:
+            await consumer.stop()
+
+    asyncio.run(watch())
+    rss = {name: _vm_hwm_mb(p.pid) for name, p in procs.items()}
+    for name in ("grabber", "detector", "correlator", "station"):
+        procs[name].send_signal(signal.SIGTERM)
+        try:
+            procs[name].wait(40)
+        except subprocess.TimeoutExpired:
+            procs[name].kill()
+    codes = {name: p.returncode for name, p in procs.items()}
+    a50, a99, an = _percentiles(anomaly_lat)
+    i50, i99, inn = _percentiles(alert_lat)
+    return {"cameras": cameras, "seconds": seconds, "anomaly_p50_s": a50, "anomaly_p99_s": a99, "anomalies": an,
+            "alert_p50_s": i50, "alert_p99_s": i99, "incidents": inn, "peak_rss_mb": rss, "exit_codes": codes}
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the benchmarks and print the figures; returns 0."""
+    console = Console()
+    quick = args.quick
+    results: dict[str, object] = {}
+    console.print("[bold]grabber[/] (decode, sample, resize, mask, encode; one camera, 720x480 → 640)")
+    results["grabber_5fps"] = bench_grabber(5.0, 8.0 if quick else 20.0)
+    results["grabber_all"] = bench_grabber(30.0, 8.0 if quick else 20.0)
+    console.print("[bold]detector[/] (one CPU thread, 640x360, every analytic)")
+    n = 200 if quick else 1000
+    results["detector_b1_fps"] = bench_detector(1, n)
+    results["detector_b8_fps"] = bench_detector(8, n)
+    console.print("[bold]end to end[/] (8 cameras at 5 fps, real broker, four service processes)")
+    results["end_to_end"] = bench_end_to_end(8, 30.0 if quick else 90.0, os.environ.get("VIGIE_KAFKA", "127.0.0.1:9092"))
+    results["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    table = Table(title="Vigie benchmark (this machine)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    g5, ga = results["grabber_5fps"], results["grabber_all"]
+    table.add_row("grabber, 5 fps sampling: output frames / CPU-s", f"{g5['frames_per_cpu_s']:.0f}", "")
+    table.add_row("grabber, 5 fps sampling: decoded frames / CPU-s", f"{g5['decoded_per_cpu_s']:.0f}", "")
+    table.add_row("grabber, every frame kept: output frames / CPU-s", f"{ga['frames_per_cpu_s']:.0f}", "")
+    table.add_row("detector, 1 core, batch 1: frames/s", f"{results['detector_b1_fps']:.0f}", ">= 100")
+    table.add_row("detector, 1 core, batch 8: frames/s", f"{results['detector_b8_fps']:.0f}", ">= 100")
+    e2e = results["end_to_end"]
+    table.add_row(f"capture → anomalies, p50 / p99 (n={e2e['anomalies']})",
+                  f"{e2e['anomaly_p50_s'] * 1000:.0f} / {e2e['anomaly_p99_s'] * 1000:.0f} ms", "")
+    table.add_row(f"capture → station topic, p50 / p99 (n={e2e['incidents']} incidents)",
+                  f"{e2e['alert_p50_s'] * 1000:.0f} / {e2e['alert_p99_s'] * 1000:.0f} ms", "p99 <= 300 ms")
+    for name, mb in e2e["peak_rss_mb"].items():
+        table.add_row(f"peak RSS, {name}", f"{mb:.0f} MiB", "")
+    console.print(table)
+    if getattr(args, "json", False):
+        print(json.dumps(results, default=float))
+    return 0

@@ -1,0 +1,111 @@
+"""Test helpers: run Vigie services as real processes, and read or write topics with real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from vigie.core.settings import KafkaSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def health(port: int) -> dict | None:
+    """The service's /healthz body, or None when it does not answer yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return json.loads(r.read())
+    except OSError:
+        return None
+    except json.JSONDecodeError:
+        return None
+
+
+@contextmanager
+def service(kafka: KafkaSettings, name: str, *args: str, port: int | None = None, log_dir: Path,
+            ready_timeout_s: float = 60.0):
+    """Run ``vigie <name> <args>`` in this test's namespace until the block ends, then SIGTERM it.
+
+    Yields ``(process, port)``; waits until /healthz says running. On exit asserts nothing:
+    callers check ``process.returncode`` (0 means a clean drain).
+    """
+    port = port or free_port()
+    log_path = log_dir / f"{name}.log"
+    cmd = [sys.executable, "-m", "vigie", "--kafka", kafka.bootstrap, "--namespace", kafka.namespace,
+           name, *args, "--http-port", str(port)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            deadline = time.monotonic() + ready_timeout_s
+            while (h := health(port)) is None or h.get("state") != "running":
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not running after {ready_timeout_s} s:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.3)
+            yield proc, port
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(45)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def produce(kafka: KafkaSettings, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
+    """Send ``(key, value)`` records to ``topic`` and wait for the acknowledgements."""
+
+    async def go() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", max_request_size=4 << 20)
+        await producer.start()
+        try:
+            for key, value in items:
+                await producer.send_and_wait(topic, value, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(go())
+
+
+def consume(kafka: KafkaSettings, topic: str, until: Callable[[list[ConsumerRecord]], bool],
+            timeout_s: float = 60.0) -> list[ConsumerRecord]:
+    """Read ``topic`` from the beginning until ``until(records)`` is true or the time is up; returns the records."""
+
+    async def go() -> list[ConsumerRecord]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=4 << 20)
+        await consumer.start()
+        records: list[ConsumerRecord] = []
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and not until(records):
+                batch = await consumer.getmany(timeout_ms=300)
+                for part in batch.values():
+                    records.extend(part)
+            return records
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(go())

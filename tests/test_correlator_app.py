@@ -1,0 +1,52 @@
+"""The faust correlator against the real broker: one event gives one incident, routed; actions apply; garbage is dead-lettered."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.stack import consume, produce, service
+from vigie.contracts.v1 import Anomaly, Incident, OperatorAction, RecordRef, Region
+from vigie.core.topics import Topics
+
+pytestmark = pytest.mark.broker
+
+
+def _anomaly(n: int, t0: int, camera: str = "cam-a", x: int = 400) -> Anomaly:
+    return Anomaly(id=f"{camera}-{n}", camera_id=camera, kind="abandoned_object", score=0.8,
+                   regions=[Region(x=x, y=340, w=44, h=44)], capture_ns=t0 + n * 200_000_000,
+                   frame=RecordRef(topic="frames", partition=0, offset=n), frame_width=640, frame_height=427,
+                   track_id="t1")
+
+
+def test_correlator_dedupes_routes_and_applies_actions(kafka, tmp_path: Path) -> None:
+    topics = Topics(kafka.namespace)
+    routing = tmp_path / "routing.yaml"
+    routing.write_text("routes:\n  - cameras: ['cam-*']\n    stations: [main]\n")
+    t0 = time.time_ns()
+    with service(kafka, "correlator", "--routing", str(routing), log_dir=tmp_path) as (proc, _):
+        produce(kafka, topics.anomalies.name,
+                [(b"cam-a", topics.anomalies.encode(_anomaly(n, t0))) for n in range(30)]
+                + [(b"cam-a", b"\x0a\xff\xff not protobuf")]
+                + [(b"cam-b", topics.anomalies.encode(_anomaly(0, t0, camera="cam-b")))])
+        alerts = consume(kafka, topics.alerts("main").name,
+                         lambda rs: {topics.incidents.decode(r.value).camera_id for r in rs} >= {"cam-a", "cam-b"})
+        incidents = [topics.incidents.decode(r.value) for r in alerts]
+        opened = {(i.camera_id, i.id) for i in incidents}
+        assert opened == {("cam-a", "inc-cam-a-0"), ("cam-b", "inc-cam-b-0")}, "one incident per event"
+        letters = consume(kafka, topics.deadletter.name, lambda rs: len(rs) >= 1)
+        letter = topics.deadletter.decode(letters[0].value)
+        assert letter.source_topic == topics.anomalies.name and "not a vigie.v1.Anomaly" in letter.reason
+        assert letter.value.startswith(b"\x0a\xff\xff")
+
+        action = OperatorAction(id="act1", incident_id="inc-cam-a-0", camera_id="cam-a",
+                                kind=OperatorAction.KIND_ACKNOWLEDGE, operator="agent7", station="main")
+        produce(kafka, topics.actions.name, [(b"cam-a", topics.actions.encode(action))])
+        records = consume(kafka, topics.alerts("main").name, lambda rs: any(
+            topics.incidents.decode(r.value).state == Incident.STATE_ACKNOWLEDGED for r in rs))
+        acked = [topics.incidents.decode(r.value) for r in records
+                 if topics.incidents.decode(r.value).state == Incident.STATE_ACKNOWLEDGED]
+        assert acked and acked[-1].operator == "agent7" and acked[-1].id == "inc-cam-a-0"
+    assert proc.returncode == 0, (tmp_path / "correlator.log").read_text()[-2000:]

@@ -1,0 +1,141 @@
+"""Grabber configuration: pydantic models, YAML loading with line numbers in errors."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from vigie.core.config import ConfigError
+from vigie.grabber.config import CameraConfig, load_cameras
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "cameras.yaml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def problems(exc: ConfigError) -> list[tuple[int, str, str]]:
+    return [tuple(p) for p in exc.problems]
+
+
+def test_valid_file_gets_defaults_and_resolves_relative_paths(tmp_path):
+    path = write(tmp_path, """
+        cameras:
+          - id: place-carnot-1
+            source: clips/a.avi
+          - id: gare_2
+            source: rtsp://10.0.0.2:554/s1
+            fps: 2.5
+            width: 1280
+            privacy_masks:
+              - name: windows
+                polygon: [[0, 0], [100, 0], [100, 50]]
+            reconnect: {initial_s: 1, max_s: 10}
+          - id: demo
+            source: synthetic://scene?seed=2&w=320&h=240&leave_at=3
+    """)
+    cams = load_cameras(path).cameras
+    a, b, c = cams
+    assert (a.fps, a.width, a.realtime, a.loop) == (5.0, 640, True, False)
+    assert (a.reconnect.initial_s, a.reconnect.max_s, a.reconnect.factor) == (0.5, 30.0, 2.0)
+    assert a.source == str(tmp_path / "clips" / "a.avi") and a.kind == "file"
+    assert b.kind == "rtsp" and b.privacy_masks[0].polygon[2] == (100.0, 50.0)
+    assert b.mask_names() == ["windows"] and b.reconnect.max_s == 10
+    assert c.kind == "synthetic"
+
+
+def test_unknown_key_is_rejected_with_its_name_and_line(tmp_path):
+    path = write(tmp_path, """
+        cameras:
+          - id: cam1
+            source: a.avi
+            fsp: 5
+    """)
+    with pytest.raises(ConfigError) as err:
+        load_cameras(path)
+    assert problems(err.value) == [(4, "cameras[0].fsp", "unknown key 'fsp' (not allowed here)")]
+    assert f"{path}:4: cameras[0].fsp: unknown key 'fsp'" in str(err.value)
+
+
+def test_unknown_key_in_a_nested_mask_is_located(tmp_path):
+    path = write(tmp_path, """
+        cameras:
+          - id: cam1
+            source: a.avi
+          - id: cam2
+            source: a.avi
+            privacy_masks:
+              - polygon: [[0, 0], [10, 0], [10, 10]]
+                colour: black
+    """)
+    with pytest.raises(ConfigError) as err:
+        load_cameras(path)
+    assert problems(err.value) == [(8, "cameras[1].privacy_masks[0].colour", "unknown key 'colour' (not allowed here)")]
+
+
+@pytest.mark.parametrize("fps", ["0", "31", "-1", "fast"])
+def test_fps_out_of_bounds_names_the_field_and_line(tmp_path, fps):
+    path = write(tmp_path, f"""
+        cameras:
+          - id: cam1
+            source: a.avi
+            fps: {fps}
+    """)
+    with pytest.raises(ConfigError) as err:
+        load_cameras(path)
+    (line, loc, _msg), = problems(err.value)
+    assert (line, loc) == (4, "cameras[0].fps")
+    assert str(err.value).startswith(f"{path}:4: cameras[0].fps: ")
+
+
+def test_duplicate_ids_are_rejected(tmp_path):
+    path = write(tmp_path, """
+        cameras:
+          - {id: cam1, source: a.avi}
+          - {id: cam2, source: b.avi}
+          - {id: cam1, source: c.avi}
+    """)
+    with pytest.raises(ConfigError) as err:
+        load_cameras(path)
+    (line, loc, msg), = problems(err.value)
+    assert (line, loc) == (1, "cameras")
+    assert "duplicate camera id 'cam1' (cameras[0] and cameras[2])" in msg
+
+
+@pytest.mark.parametrize("bad, loc", [
+    ("id: Cam 1\n    source: a.avi", "cameras[0].id"),
+    ("id: cam1\n    source: ftp://host/x", "cameras[0].source"),
+    ("id: cam1\n    source: synthetic://scene?w=10", "cameras[0].source"),
+    ("id: cam1\n    source: synthetic://nope", "cameras[0].source"),
+    ("id: cam1\n    source: a.avi\n    width: 32", "cameras[0].width"),
+    ("id: cam1\n    source: a.avi\n    privacy_masks: [{polygon: [[0, 0], [1, 1]]}]",
+     "cameras[0].privacy_masks[0].polygon"),
+    ("id: cam1\n    source: a.avi\n    reconnect: {initial_s: 5, max_s: 1}", "cameras[0].reconnect"),
+    ("source: a.avi", "cameras[0].id"),
+])
+def test_other_bad_values_are_located(tmp_path, bad, loc):
+    path = tmp_path / "c.yaml"
+    path.write_text("cameras:\n  - " + bad + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_cameras(path)
+    assert [p.location for p in err.value.problems] == [loc], str(err.value)
+    assert all(p.line >= 2 for p in err.value.problems)
+
+
+def test_yaml_syntax_error_and_missing_file(tmp_path):
+    path = write(tmp_path, "cameras:\n  - id: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"cameras.yaml:\d+: YAML syntax error"):
+        load_cameras(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_cameras(tmp_path / "nope.yaml")
+
+
+def test_models_forbid_extra_and_describe_every_field():
+    from vigie.grabber.config import CamerasFile, PrivacyMask, ReconnectConfig
+
+    for model in (CameraConfig, CamerasFile, PrivacyMask, ReconnectConfig):
+        assert model.model_config["extra"] == "forbid"
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"

@@ -1,0 +1,113 @@
+"""The grabber against a real RTSP server (GStreamer's GstRtspServer serving the ABODA clip)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simplejpeg
+
+from vigie.grabber.config import CameraConfig
+from vigie.grabber.frames import CameraPipeline
+
+HERE = Path(__file__).resolve().parent
+CLIP = HERE.parent.parent / "shared" / "data" / "aboda_video4" / "video4.avi"
+
+
+def _load_support():
+    spec = importlib.util.spec_from_file_location("vigie_test_rtsp_server", HERE / "support" / "rtsp_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rtsp = _load_support()
+_why_not = rtsp.rtsp_server_unavailable() if CLIP.exists() else f"real clip not available: {CLIP}"
+pytestmark = pytest.mark.skipif(_why_not is not None, reason=f"RTSP tests: {_why_not}")
+
+
+class Consumer:
+    """Consumes a pipeline in a background task, keeping every frame."""
+
+    def __init__(self, pipeline: CameraPipeline):
+        self.pipeline = pipeline
+        self.frames: list = []
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self):
+        async for f in self.pipeline.frames():
+            self.frames.append(f)
+
+    async def until(self, condition, timeout: float) -> float:
+        t0 = time.monotonic()
+        while not condition():
+            if self.task.done():
+                self.task.result()
+                raise AssertionError("pipeline ended")
+            assert time.monotonic() - t0 < timeout, f"timeout; stats={self.pipeline.stats.snapshot()}"
+            await asyncio.sleep(0.02)
+        return time.monotonic() - t0
+
+    async def close(self):
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def camera(url: str, **kw) -> CameraConfig:
+    return CameraConfig(id="rtsp-cam", source=url, fps=5, timeout_s=2,
+                        reconnect={"initial_s": 0.2, "max_s": 1.0, "jitter": 0.1}, **kw)
+
+
+async def test_rtsp_frames_then_reconnect_after_server_restart():
+    server = rtsp.RtspServer(CLIP)
+    await asyncio.to_thread(server.start)  # first run transcodes the clip to H.264 (cached)
+    consumer = Consumer(CameraPipeline(camera(server.url)))
+    stats = consumer.pipeline.stats
+    try:
+        first = await consumer.until(lambda: len(consumer.frames) >= 8, timeout=20)
+        assert first < 15
+        before = list(consumer.frames)
+        assert {(f.width, f.height) for f in before} == {(640, 427)}
+        assert np.all(np.diff([f.pts for f in before]) > 0.15)  # ~5 fps by PTS
+        assert simplejpeg.decode_jpeg(before[-1].jpeg).std() > 10
+        assert stats.connects == 1 and stats.connected
+
+        server.kill()  # the camera crashes: no TEARDOWN
+        await consumer.until(lambda: stats.failures >= 3, timeout=10)  # refused while down
+        assert not stats.connected and stats.backoff_s > 0.2  # back-off grew
+        assert "refused" in stats.last_error.lower()
+
+        await asyncio.to_thread(server.start)  # same port
+        n = len(consumer.frames)
+        back = await consumer.until(lambda: len(consumer.frames) >= n + 5, timeout=15)
+        assert back < 10
+        after = consumer.frames[n:]
+        assert stats.connects == 2 and stats.failures == 0 and stats.connected
+        assert after[0].pts < before[-1].pts  # a new session starts the clip again...
+        assert [f.seq for f in consumer.frames] == list(range(len(consumer.frames)))  # ...seq goes on
+        assert {(f.width, f.height) for f in after} == {(640, 427)}
+    finally:
+        await consumer.close()
+        server.stop()
+
+
+async def test_rtsp_stalled_server_is_detected_by_the_read_timeout():
+    with rtsp.RtspServer(CLIP) as server:
+        consumer = Consumer(CameraPipeline(camera(server.url)))
+        stats = consumer.pipeline.stats
+        try:
+            await consumer.until(lambda: len(consumer.frames) >= 3, timeout=20)
+            server.proc.send_signal(signal.SIGSTOP)  # frozen camera: connection open, no data
+            try:
+                stalled = await consumer.until(lambda: stats.reconnects >= 1, timeout=10)
+            finally:
+                server.proc.send_signal(signal.SIGCONT)
+            assert stalled < 8  # timeout_s=2 (plus frames already buffered)
+            await consumer.until(lambda: stats.connects >= 2 and stats.connected, timeout=15)
+        finally:
+            await consumer.close()

@@ -1,0 +1,147 @@
+"""End to end on real footage and the real broker: grabber → detector → correlator → station → browser.
+
+ABODA video 4 is played as fast as possible through the four services, each a real
+process. The module runs the pipeline once; the tests then read what reached the
+station's alert topic, look at the console in headless Chromium and acknowledge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import data_path
+from tests.stack import consume, health, service
+from vigie.contracts.v1 import AuditEntry, OperatorAction
+from vigie.core.kafka import apply_topics, fetch_record
+from vigie.core.settings import KafkaSettings
+from vigie.core.topics import Topics
+
+pytestmark = [pytest.mark.broker, pytest.mark.data]
+
+#: The bag once set down, in ABODA's 720x480 pixels (SOURCE.md), and when its owner walks away (s).
+BAG = (452, 385, 50, 50)
+OWNER_WALKS_AWAY_S = 19.0
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _overlaps(region, bag, scale: float) -> bool:
+    bx, by, bw, bh = (v * scale for v in bag)
+    ix = min(region.x + region.w, bx + bw) - max(region.x, bx)
+    iy = min(region.y + region.h, by + bh) - max(region.y, by)
+    return ix > 0 and iy > 0
+
+
+@pytest.fixture(scope="module")
+def pipeline(broker, tmp_path_factory):
+    """Runs the whole stack on ABODA video 4; yields (kafka settings, alert incidents, station port)."""
+    clip = data_path("aboda_video4", "video4.avi")
+    tmp = tmp_path_factory.mktemp("e2e")
+    kafka = KafkaSettings(bootstrap=broker, namespace=f"e2e{uuid.uuid4().hex[:8]}.")
+    topics = Topics(kafka.namespace)
+    asyncio.run(apply_topics(kafka, topics.all(["main"])))
+    cameras = tmp / "cameras.yaml"
+    cameras.write_text(
+        "cameras:\n"
+        f"  - id: aboda-4\n    source: {clip}\n    fps: 5\n"
+        "    privacy_masks:\n      - name: window\n        polygon: [[0, 0], [100, 0], [100, 50], [0, 50]]\n"
+    )
+    with ExitStack() as stack:
+        station = stack.enter_context(service(kafka, "station", "--operator", "agent-e2e", log_dir=tmp))
+        stack.enter_context(service(kafka, "correlator", log_dir=tmp))
+        _, detector_port = stack.enter_context(service(kafka, "detector", log_dir=tmp))
+        _, grabber_port = stack.enter_context(
+            service(kafka, "grabber", "--cameras", str(cameras), "--as-fast-as-possible", log_dir=tmp))
+        deadline = time.monotonic() + 240
+        while health(grabber_port)["cameras"]["aboda-4"]["state"] not in ("ended", "failed"):
+            assert time.monotonic() < deadline, "the grabber did not finish the clip in time"
+            time.sleep(1)
+        grabbed = health(grabber_port)["cameras"]["aboda-4"]
+        assert grabbed["state"] == "ended", grabbed
+        while health(detector_port)["frames"] < grabbed["published"]:
+            assert time.monotonic() < deadline, "the detector did not process every frame in time"
+            time.sleep(1)
+        time.sleep(5)  # let the correlator publish what the last anomalies caused
+        records = consume(kafka, topics.alerts("main").name, lambda rs: False, timeout_s=3)
+        incidents = [topics.alerts("main").decode(r.value) for r in records]
+        yield kafka, incidents, station[1], grabbed
+
+
+def test_one_abandoned_object_incident_on_the_bag_after_the_owner_left(pipeline) -> None:
+    kafka, incidents, _, grabbed = pipeline
+    assert 190 <= grabbed["published"] <= 200, "39 s sampled at 5 fps"
+    abandoned = {i.id: i for i in incidents if i.kind == "abandoned_object"}
+    assert len(abandoned) == 1, f"expected exactly one abandoned-object incident, got {list(abandoned)}"
+    incident = next(iter(abandoned.values()))
+    assert incident.frame_width == 640 and incident.frame_height == 427
+    scale = 640 / 720
+    assert any(_overlaps(r, BAG, scale) for r in incident.regions), f"region not on the bag: {incident.regions}"
+    record = asyncio.run(fetch_record(kafka, incident.snapshot))
+    assert record is not None, "the snapshot reference points to no frame"
+    frame = Topics(kafka.namespace).frames.decode(record.value)
+    assert frame.pts >= OWNER_WALKS_AWAY_S, f"raised at {frame.pts:.1f} s, before the owner walked away"
+    assert frame.pts <= 35.0, f"raised too late: {frame.pts:.1f} s"
+    assert list(frame.privacy_masks) == ["window"]
+
+
+def test_kcat_and_protoc_read_the_alert_topic(pipeline) -> None:
+    """A control-room client needs nothing of Vigie's code: kcat and the .proto files suffice."""
+    kafka, _, _, _ = pipeline
+    if not (shutil.which("kcat") and shutil.which("protoc")):
+        pytest.skip("kcat or protoc missing (make system-deps-test installs them)")
+    root = Path(__file__).resolve().parents[1]
+    raw = subprocess.run(
+        ["kcat", "-b", kafka.bootstrap, "-C", "-t", Topics(kafka.namespace).alerts("main").name, "-c", "1", "-e",
+         "-o", "beginning", "-f", "%s"],
+        capture_output=True, check=True, timeout=30,
+    ).stdout
+    text = subprocess.run(
+        ["protoc", "-I", str(root / "proto"), "--decode", "vigie.v1.Incident", "vigie/contracts/v1/incident.proto"],
+        input=raw, capture_output=True, check=True,
+    ).stdout.decode()
+    assert 'kind: "abandoned_object"' in text and 'camera_id: "aboda-4"' in text
+
+
+def test_console_shows_the_incident_and_acknowledge_publishes_the_action(pipeline) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make system-deps-test installs it)")
+    kafka, incidents, station_port, _ = pipeline
+    topics = Topics(kafka.namespace)
+    incident = next(i for i in incidents if i.kind == "abandoned_object")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"http://127.0.0.1:{station_port}/")
+            card = page.locator(f"[data-incident-id='{incident.id}']")
+            card.wait_for(timeout=15000)
+            assert "Abandoned object" in card.locator(".kind").inner_text()
+            assert card.locator(".camera").inner_text() == "aboda-4"
+            page.wait_for_function(
+                "id => { const i = document.querySelector(`[data-incident-id='${id}'] img`);"
+                " return i && i.complete && i.naturalWidth === 640; }", arg=incident.id, timeout=15000)
+            assert card.locator("svg rect.region").count() == len(incident.regions) >= 1
+            card.locator("button.ack").click()
+            page.wait_for_function(
+                "id => document.querySelector(`[data-incident-id='${id}']`).dataset.state === 'acknowledged'",
+                arg=incident.id, timeout=20000)
+            assert card.locator(".operator").inner_text() == "agent-e2e"
+        finally:
+            browser.close()
+    actions = consume(kafka, topics.actions.name, lambda rs: len(rs) >= 1, timeout_s=10)
+    action = topics.actions.decode(actions[0].value)
+    assert action.kind == OperatorAction.KIND_ACKNOWLEDGE and action.incident_id == incident.id
+    assert action.operator == "agent-e2e" and action.station == "main"
+    views = consume(kafka, topics.audit.name, lambda rs: len(rs) >= 1, timeout_s=10)
+    entry = topics.audit.decode(views[0].value)
+    assert entry.kind == AuditEntry.KIND_VIEW and entry.incident_id == incident.id and entry.operator == "agent-e2e"
