@@ -25,9 +25,10 @@ venv="$root/.venv"
 site=$("$deps/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 if [ ! -f "$venv/.deps-$hash" ]; then
   rm -rf "$venv"
-  "$python" -m venv "$venv"
+  # No pip or setuptools of its own: the shared ones (pinned in the lock) come through the .pth.
+  "$python" -m venv --without-pip "$venv"
   vsite=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   echo "import site; site.addsitedir('$site')" > "$vsite/_vigie_deps.pth"
-  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$root"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$root"
   touch "$venv/.deps-$hash"
 fi

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiokafka import TopicPartition
 from google.protobuf.json_format import MessageToDict
 from pydantic import Field
 
 from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction
-from vigie.core.errors import ConfigError, MalformedMessage
+from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import fetch_record, make_consumer, make_producer
 from vigie.core.lifecycle import Service
 from vigie.core.metrics import ServiceMetrics
@@ -87,15 +86,9 @@ class StationService(Service):
             return
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
-        self._consumer = make_consumer(self.settings.kafka, group=None)
+        # No consumer group: every console process reads all partitions from the beginning.
+        self._consumer = make_consumer(self.settings.kafka, self.alerts, group=None)
         await self._consumer.start()
-        await self._consumer.topics()  # fetches the cluster's metadata
-        partitions = self._consumer.partitions_for_topic(self.alerts.name)
-        if not partitions:
-            raise ConfigError(f"topic {self.alerts.name} does not exist: run `vigie topics apply` first")
-        tps = [TopicPartition(self.alerts.name, p) for p in sorted(partitions)]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_beginning(*tps)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -42,7 +42,6 @@ from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
 from vigie.detector.state import CameraStateBank, FrameClock
 
 _EIGHT = np.ones((3, 3), dtype=bool)
-_LUMA = (0.299, 0.587, 0.114)
 
 
 class AbandonedObjectConfig(BaseModel):
@@ -114,10 +113,11 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 
 
 def _edge_energy(img: np.ndarray, band: np.ndarray) -> float:
-    """Mean absolute central-difference gradient of ``img (h, w)`` over ``band (h, w) bool``."""
-    g = np.zeros_like(img)
-    g[:, 1:-1] += np.abs(img[:, 2:] - img[:, :-2])
-    g[1:-1, :] += np.abs(img[2:, :] - img[:-2, :])
+    """Mean absolute central-difference gradient of ``img (3, h, w)``, summed over colours,
+    over ``band (h, w) bool``."""
+    g = np.zeros(img.shape[1:], dtype=img.dtype)
+    g[:, 1:-1] += np.abs(img[:, :, 2:] - img[:, :, :-2]).sum(0)
+    g[1:-1, :] += np.abs(img[:, 2:, :] - img[:, :-2, :]).sum(0)
     return float(g[band].mean()) if band.any() else 0.0
 
 
@@ -191,7 +191,7 @@ class AbandonedObject(Analytic):
         conf_cpu = grouped_cpu = None
         if any(flags):  # connected components only where candidates exist
             conf_cpu = confirmed[:, 0].cpu().numpy()
-            grouped_cpu = dilate(confirmed)[:, 0].cpu().numpy()  # joins pieces 1-2 px apart
+            grouped_cpu = dilate(confirmed, 5)[:, 0].cpu().numpy()  # joins pieces up to 4 px apart
         out: list[Detection] = []
         for i, cam in enumerate(batch.camera_ids):
             blobs = self._blobs(conf_cpu[i], grouped_cpu[i], batch.frame_sizes[i]) if flags[i] else []
@@ -209,14 +209,15 @@ class AbandonedObject(Analytic):
         labels, n = ndimage.label(grouped, structure=_EIGHT)
         if n == 0:
             return []
-        areas = np.bincount(labels[mask], minlength=n + 1)
+        core = np.where(mask, labels, 0)  # boxes and areas from the confirmed pixels themselves
+        areas = np.bincount(core.ravel(), minlength=n + 1)
         blobs = []
-        for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        for k, sl in enumerate(ndimage.find_objects(core, max_label=n), start=1):
             area_px = areas[k] * sx * sy
             if sl is None or not (c.min_area_px <= area_px <= c.max_area_px):
                 continue
             box = (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop)
-            blobs.append(_Blob(box=box, area=int(areas[k]), mask=labels == k))
+            blobs.append(_Blob(box=box, area=int(areas[k]), mask=core == k))
         return blobs
 
     def _attended(self, blob: _Blob, recent: np.ndarray, frame_size: tuple[int, int]) -> bool:
@@ -283,9 +284,7 @@ class AbandonedObject(Analytic):
         written into the backgrounds and its evidence cleared.
         """
         long_bg, _ = self._bg.backgrounds(cam)
-        luma = torch.tensor(_LUMA, device=self.device).view(3, 1, 1)
-        frame = batch.gray[i, 0].cpu().numpy()
-        back = (long_bg * luma).sum(0).cpu().numpy()
+        frame, back = batch.rgb[i].cpu().numpy(), long_bg.cpu().numpy()
         # the whole long-term foreground region around the blob: a blob confirmed piecewise
         # (part of it was crossed by someone) would otherwise have a boundary inside the object
         fg_long = self._fg_long[i, 0].cpu().numpy()

@@ -1,0 +1,44 @@
+"""The detector service against the real broker: garbage on the frames topic is dead-lettered, work goes on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simplejpeg
+
+from tests.stack import consume, health, produce, service
+from vigie.contracts.v1 import Frame
+from vigie.core.topics import Topics
+
+pytestmark = pytest.mark.broker
+
+
+def _frame(camera: str, seq: int, data: bytes) -> Frame:
+    return Frame(camera_id=camera, seq=seq, capture_ns=time.time_ns(), pts=seq / 5, width=64, height=48,
+                 encoding=Frame.ENCODING_JPEG, data=data, fps=5)
+
+
+def test_malformed_frames_go_to_the_dead_letter_topic_and_the_detector_goes_on(kafka, tmp_path: Path) -> None:
+    topics = Topics(kafka.namespace)
+    jpeg = simplejpeg.encode_jpeg(np.full((48, 64, 3), 90, np.uint8), colorspace="RGB")
+    good = [(b"cam", topics.frames.encode(_frame("cam", n, jpeg))) for n in range(5)]
+    bad = [
+        (b"cam", b"\x08\x96\x01\x12 this is not a frame"),
+        (b"cam", topics.frames.encode(_frame("cam", 99, b"not a jpeg"))),
+    ]
+    with service(kafka, "detector", log_dir=tmp_path) as (proc, port):
+        produce(kafka, topics.frames.name, good[:2] + bad + good[2:])
+        letters = consume(kafka, topics.deadletter.name, lambda rs: len(rs) >= 2, timeout_s=30)
+        reasons = sorted(topics.deadletter.decode(r.value).reason for r in letters)
+        assert len(reasons) == 2
+        assert "bad JPEG" in reasons[0] and "cam#99" in reasons[0]
+        assert "not a vigie.v1.Frame" in reasons[1]
+        assert all(topics.deadletter.decode(r.value).service == "detector" for r in letters)
+        deadline = time.monotonic() + 20
+        while health(port)["frames"] < 5:
+            assert time.monotonic() < deadline, health(port)
+            time.sleep(0.2)
+    assert proc.returncode == 0, (tmp_path / "detector.log").read_text()[-2000:]
