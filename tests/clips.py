@@ -2,7 +2,7 @@
 
 Frames are sampled to a target rate by presentation time (``frame.time``) and
 resized to a target width keeping the aspect ratio, then returned as
-``(capture_ns, (H, W, 3) uint8 RGB)`` pairs. The clips live in ``../shared/data``
+``(time_ns, (H, W, 3) uint8 RGB)`` pairs (stream time from the PTS). The clips live in ``../shared/data``
 relative to the repository root and are never copied into the repository.
 """
 
@@ -37,7 +37,7 @@ def _rgb(frame: av.VideoFrame, width: int | None) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def decode_video(path: str, fps: float, width: int | None = 640) -> tuple[tuple[int, np.ndarray], ...]:
-    """Decode a video file sampled to ``fps`` by PTS; returns ``(capture_ns, RGB uint8)`` pairs."""
+    """Decode a video file sampled to ``fps`` by PTS; returns ``(time_ns, RGB uint8)`` pairs."""
     out: list[tuple[int, np.ndarray]] = []
     next_t = None
     with av.open(path) as container:

@@ -179,7 +179,7 @@ class DetectorService(Service):
     def _analyse(self, batch: list[_Item]) -> list[Detection]:
         with torch.inference_mode():
             frames = to_batch(
-                [i.image for i in batch], [i.frame.camera_id for i in batch], [i.frame.capture_ns for i in batch],
+                [i.image for i in batch], [i.frame.camera_id for i in batch], [round(i.frame.pts * 1e9) for i in batch],
                 [i.frame.fps or 5.0 for i in batch], (self.settings.work_width, self.settings.work_height), self.device,
             )
             return [d for analytic in self.analytics for d in analytic.process(frames)]

@@ -39,7 +39,7 @@ def _resize(x: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
 def to_batch(
     images: Sequence[np.ndarray],
     camera_ids: Sequence[str],
-    capture_ns: Sequence[int],
+    time_ns: Sequence[int],
     fps: float | Sequence[float],
     work_size: tuple[int, int] = (160, 120),
     device: torch.device | str = "cpu",
@@ -49,7 +49,7 @@ def to_batch(
     Args:
         images: ``N`` frames, each ``(H, W, 3) uint8`` RGB (sizes may differ).
         camera_ids: ``N`` camera ids; a camera may appear at most once per batch.
-        capture_ns: ``N`` capture times in ns since the Unix epoch.
+        time_ns: ``N`` frame times in ns on each camera's stream clock (PTS).
         fps: sampling rate of each camera in frames per second (one value or ``N``).
         work_size: working ``(width, height)`` in pixels; every frame is resized to it
             (the aspect ratio is not kept; boxes are mapped back per axis).
@@ -68,8 +68,8 @@ def to_batch(
     if n == 0:
         raise ValueError("to_batch needs at least one image")
     fps_list = [float(fps)] * n if isinstance(fps, (int, float)) else [float(f) for f in fps]
-    if not (len(camera_ids) == len(capture_ns) == len(fps_list) == n):
-        raise ValueError("images, camera_ids, capture_ns and fps must have the same length")
+    if not (len(camera_ids) == len(time_ns) == len(fps_list) == n):
+        raise ValueError("images, camera_ids, time_ns and fps must have the same length")
     if len(set(camera_ids)) != n:
         raise ValueError("a camera may appear at most once in a batch")
     if any(f <= 0 for f in fps_list):
@@ -100,7 +100,7 @@ def to_batch(
         gray=gray,
         rgb=rgb,
         camera_ids=list(camera_ids),
-        capture_ns=[int(t) for t in capture_ns],
+        time_ns=[int(t) for t in time_ns],
         frame_sizes=[(int(images[i].shape[1]), int(images[i].shape[0])) for i in range(n)],
         fps=fps_list,
     )

@@ -138,11 +138,11 @@ class CameraStateBank:
 
 
 class FrameClock:
-    """Seconds between consecutive frames of each camera, from capture times.
+    """Seconds between consecutive frames of each camera, from their stream times (PTS).
 
     ``dt`` is the capture-time difference clamped to ``[0.25, max_gap_frames]``
     frame intervals of the camera's fps; a camera's first frame gets ``1 / fps``.
-    A frame is a *restart* when it is the camera's first, when its capture time
+    A frame is a *restart* when it is the camera's first, when its stream time
     goes backwards, or when it comes more than ``max_gap_frames`` intervals after
     the previous one (stream gap): frame-to-frame measures must skip it.
     """
@@ -151,11 +151,11 @@ class FrameClock:
         self.max_gap_frames = max_gap_frames
         self._last_ns: dict[str, int] = {}
 
-    def tick(self, camera_ids: Sequence[str], capture_ns: Sequence[int],
+    def tick(self, camera_ids: Sequence[str], time_ns: Sequence[int],
              fps: Sequence[float]) -> tuple[list[float], list[bool]]:
         """Advance each camera's clock; returns ``N`` intervals in seconds and ``N`` restart flags."""
         dts, restarts = [], []
-        for cam, t, f in zip(camera_ids, capture_ns, fps):
+        for cam, t, f in zip(camera_ids, time_ns, fps):
             nominal = 1.0 / f
             last = self._last_ns.get(cam)
             gap = None if last is None else (t - last) / 1e9
@@ -166,5 +166,5 @@ class FrameClock:
         return dts, restarts
 
     def forget(self, camera_id: str) -> None:
-        """Forget the camera's last capture time."""
+        """Forget the camera's last frame time."""
         self._last_ns.pop(camera_id, None)

@@ -137,6 +137,7 @@ class AbandonedObject(Analytic):
     Per-camera state: the two backgrounds, a ``(1, h, w) float32`` evidence map
     (seconds) and a ``(1, h, w) float32`` recent-motion timer (seconds), in
     :class:`~vigie.detector.state.CameraStateBank` slots; tracks in Python.
+    :meth:`process` runs under ``torch.inference_mode``.
     """
 
     kind = "abandoned_object"
@@ -152,12 +153,13 @@ class AbandonedObject(Analytic):
         self._clock = FrameClock()
         self._tracks: dict[str, list[_Track]] = {}
         self._next_id: dict[str, int] = {}
+        self._fg_long: torch.Tensor | None = None  # (N, 1, h, w) bool of the batch being processed
 
     # -- per-pixel stage (batched, on the device) ---------------------------------
     def _maps(self, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.config
         ids = batch.camera_ids
-        dt = torch.tensor(self._clock.tick(ids, batch.capture_ns, batch.fps)[0], dtype=torch.float32,
+        dt = torch.tensor(self._clock.tick(ids, batch.time_ns, batch.fps)[0], dtype=torch.float32,
                           device=self.device)
         fg_long, fg_short = self._bg.update(batch.rgb, ids, dt)
         static = opening(fg_long & ~fg_short, c.open_px)
@@ -175,11 +177,15 @@ class AbandonedObject(Analytic):
         self._bank.scatter(ids, {"evidence": evidence, "recent": recent}, index=idx)
         return evidence, recent, fg_long
 
+    @torch.inference_mode()
     def process(self, batch: FrameBatch) -> list[Detection]:
         """Update every camera of ``batch`` and return the abandoned-object detections.
 
         Args:
             batch: frames with ``rgb (N, 3, h, w) float32`` in [0, 1] on this analytic's device.
+
+        Raises:
+            ValueError: the working size differs from the first batch's.
 
         Returns:
             Detections (kind ``"abandoned_object"``), boxes in original frame pixels,
@@ -233,7 +239,7 @@ class AbandonedObject(Analytic):
     def _track(self, i: int, cam: str, batch: FrameBatch, blobs: list[_Blob],
                recent: torch.Tensor) -> list[Detection]:
         c = self.config
-        now = batch.capture_ns[i]
+        now = batch.time_ns[i]
         tracks = self._tracks.setdefault(cam, [])
         matched: dict[int, list[_Blob]] = {}
         for blob in blobs:

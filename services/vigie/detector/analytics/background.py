@@ -13,9 +13,11 @@ Here each background is an exponential running average in RGB with a time
 constant in seconds, converted per frame to a learning rate
 ``alpha = 1 - exp(-dt / tau)`` with ``dt`` the camera's frame interval. The
 foreground test is a fixed threshold on the 3x3-smoothed max-channel absolute
-difference (the frames are already area-averaged to the working size, which
-removes most sensor and compression noise), followed by a morphological
-opening (min then max pooling) that drops isolated pixels. The long-term
+difference (the frames are already shrunk to the working size with an
+anti-aliasing filter, which removes most sensor and compression noise),
+followed by a 3x3 morphological opening that drops specks and thin edges
+(boolean erosion/dilation by shifted slices: several times faster on CPU than
+max pooling with stride 1). The long-term
 background is not updated where the short-term foreground is on (moving
 people do not bleed into it), and it is compared after a global gain
 correction so that a cloud does not turn the whole frame into foreground.

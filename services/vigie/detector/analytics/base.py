@@ -41,7 +41,9 @@ class FrameBatch:
             on the detector's device.
         rgb: ``(N, 3, h, w) float32`` colour in [0, 1] at the working size, same device.
         camera_ids: ``N`` camera ids, one per frame (a camera appears at most once).
-        capture_ns: ``N`` capture times, ns since the Unix epoch UTC.
+        time_ns: ``N`` frame times in ns on each camera's stream clock (its PTS): the
+            analytics' clock. Dwell times and baselines count stream seconds, so a
+            replay played as fast as possible gives the detections a live run gives.
         frame_sizes: ``N`` original ``(width, height)`` in pixels, to map boxes back.
         fps: ``N`` sampling rates in frames per second, to turn seconds into frames.
     """
@@ -49,7 +51,7 @@ class FrameBatch:
     gray: torch.Tensor
     rgb: torch.Tensor
     camera_ids: list[str]
-    capture_ns: list[int]
+    time_ns: list[int]
     frame_sizes: list[tuple[int, int]]
     fps: list[float]
 
