@@ -18,6 +18,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from vigie.core.metrics import ServiceMetrics
+from vigie.core.settings import KafkaSettings
+from vigie.core.topics import Topics
+
 log = logging.getLogger(__name__)
 
 
@@ -34,16 +38,19 @@ class State(enum.Enum):
 class Service:
     """Base of every Vigie service.
 
-    Subclasses implement :meth:`start` (connect, in order), :meth:`run` (the main loop,
+    It owns the service's metrics registry, its :class:`ServiceMetrics` and the topic
+    catalogue of its namespace. Subclasses implement :meth:`start` (connect, in order), :meth:`run` (the main loop,
     returning when ``stop`` is set, after draining) and :meth:`stop` (close, in reverse
     order). ``start`` and ``stop`` must be safe to call twice.
     """
 
     name = "service"
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, kafka: KafkaSettings, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.state = State.STARTING
+        self.topics = Topics(kafka.namespace)
+        self.metrics = ServiceMetrics(self.name, self.registry)
 
     async def start(self) -> None:
         """Connect to what the service needs."""

@@ -109,17 +109,25 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             log.info("incident opened", extra={"incident": incident.id, "kind": incident.kind,
                                                "camera": incident.camera_id, "stations": list(incident.stations)})
 
+    async def parse(event: faust.EventT, topic: Topic, *required: str):  # noqa: ANN202
+        """The event's message, or None once it is dead-lettered (unparsable, or a required field empty)."""
+        metrics.records_in(topic.name).inc()
+        try:
+            message = topic.decode(event.value)
+            missing = [name for name in required if not getattr(message, name)]
+            if missing:
+                raise MalformedMessage(f"{topic.message_type.__name__} without {', '.join(missing)}")
+        except MalformedMessage as exc:
+            await dead_letter(event, str(exc))
+            return None
+        return message
+
     @app.agent(anomalies)
     async def correlate(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            metrics.records_in(catalogue.anomalies.name).inc()
             started = time.perf_counter()
-            try:
-                anomaly = catalogue.anomalies.decode(event.value)
-                if not anomaly.camera_id or not anomaly.kind or not anomaly.id:
-                    raise MalformedMessage("anomaly without id, camera_id or kind")
-            except MalformedMessage as exc:
-                await dead_letter(event, str(exc))
+            anomaly = await parse(event, catalogue.anomalies, "id", "camera_id", "kind")
+            if anomaly is None:
                 continue
             key = event.key or catalogue.anomalies.key(anomaly.camera_id)
             book = load(key)
@@ -133,13 +141,8 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
     @app.agent(actions)
     async def operate(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            metrics.records_in(catalogue.actions.name).inc()
-            try:
-                action = catalogue.actions.decode(event.value)
-                if not action.incident_id or not action.camera_id:
-                    raise MalformedMessage("action without incident_id or camera_id")
-            except MalformedMessage as exc:
-                await dead_letter(event, str(exc))
+            action = await parse(event, catalogue.actions, "incident_id", "camera_id")
+            if action is None:
                 continue
             key = event.key or catalogue.actions.key(action.camera_id)
             book = load(key)

@@ -34,9 +34,7 @@ from vigie.contracts.v1 import Anomaly, Frame, RecordRef, Region
 from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import DeadLetters, make_consumer, make_producer, total_lag
 from vigie.core.lifecycle import Service
-from vigie.core.metrics import ServiceMetrics
 from vigie.core.settings import KafkaSettings, StrictModel
-from vigie.core.topics import Topics
 from vigie.detector.analytics.base import Analytic, Detection
 from vigie.detector.analytics.registry import ANALYTICS, build
 from vigie.detector.preprocess import to_batch
@@ -89,10 +87,8 @@ class DetectorService(Service):
     name = "detector"
 
     def __init__(self, settings: DetectorSettings, registry=None) -> None:  # noqa: ANN001
-        super().__init__(registry)
+        super().__init__(settings.kafka, registry)
         self.settings = settings
-        self.topics = Topics(settings.kafka.namespace)
-        self.metrics = ServiceMetrics(self.name, self.registry)
         self.device = settings.torch_device()
         self.analytics: list[Analytic] = []
         self._consumer = None

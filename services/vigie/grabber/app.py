@@ -27,9 +27,7 @@ from prometheus_client import Counter, Gauge
 from vigie.contracts.v1 import Frame
 from vigie.core.kafka import make_producer
 from vigie.core.lifecycle import Service
-from vigie.core.metrics import ServiceMetrics
 from vigie.core.settings import KafkaSettings, StrictModel
-from vigie.core.topics import Topics
 from vigie.grabber.config import CameraConfig, load_cameras
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline, CapturedFrame
@@ -65,10 +63,8 @@ class GrabberService(Service):
     name = "grabber"
 
     def __init__(self, settings: GrabberSettings, registry=None) -> None:  # noqa: ANN001
-        super().__init__(registry)
+        super().__init__(settings.kafka, registry)
         self.settings = settings
-        self.topics = Topics(settings.kafka.namespace)
-        self.metrics = ServiceMetrics(self.name, self.registry)
         self.camera_frames = Counter("vigie_grabber_frames", "Frames per camera and stage",
                                      ["camera", "stage"], registry=self.registry)
         self.camera_up = Gauge("vigie_grabber_camera_up", "1 while the camera streams", ["camera"],

@@ -30,9 +30,8 @@ from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction
 from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import fetch_record, make_consumer, make_producer
 from vigie.core.lifecycle import Service
-from vigie.core.metrics import ServiceMetrics
 from vigie.core.settings import KafkaSettings, StrictModel
-from vigie.core.topics import Topics, station_topic_base
+from vigie.core.topics import station_topic_base
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -70,11 +69,9 @@ class StationService(Service):
     name = "station"
 
     def __init__(self, settings: StationSettings, registry=None) -> None:  # noqa: ANN001
-        super().__init__(registry)
+        super().__init__(settings.kafka, registry)
         self.settings = settings
-        self.topics = Topics(settings.kafka.namespace)
         self.alerts = self.topics.alerts(settings.station)
-        self.metrics = ServiceMetrics(self.name, self.registry)
         self.incidents: dict[str, Incident] = {}
         self._subscribers: set[asyncio.Queue[str]] = set()
         self._producer = None
