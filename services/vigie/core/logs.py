@@ -35,6 +35,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def logging_config(service: str, level: str = "INFO") -> dict:
+    """The same set-up as a :func:`logging.config.dictConfig` dictionary (for frameworks that take one)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter, "service": service}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {"aiokafka": {"level": "WARNING"}},
+    }
+
+
 def setup_logging(service: str, level: str = "INFO") -> None:
     """Route the root logger to stderr as JSON lines for ``service``."""
     handler = logging.StreamHandler(sys.stderr)

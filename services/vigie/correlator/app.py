@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from vigie.contracts.v1 import CameraIncidents, DeadLetter, Incident
 from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import MAX_RECORD_BYTES
+from vigie.core.logs import logging_config
 from vigie.core.metrics import ServiceMetrics
 from vigie.core.topics import CAMERA_PARTITIONS, LONGEST_RETENTION_MS, Topic, Topics
 from vigie.correlator.config import CorrelatorSettings
@@ -174,7 +175,8 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
 def run(settings: CorrelatorSettings, loglevel: str = "info") -> int:
     """Run the correlator worker until SIGTERM/SIGINT (faust drains and commits); returns the exit code."""
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
+                          logging_config=logging_config(SERVICE, loglevel.upper()))
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
