@@ -12,7 +12,7 @@ import yaml
 from vigie.cli import build_parser
 from vigie.core.config import load_yaml_model, validate_yaml_text
 from vigie.correlator.config import Routing
-from vigie.grabber.config import CamerasFile
+from vigie.core.cameras import CamerasFile
 
 ROOT = Path(__file__).resolve().parents[1]
 

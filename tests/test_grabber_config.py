@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from vigie.core.config import ConfigError
-from vigie.grabber.config import CameraConfig, load_cameras
+from vigie.core.cameras import CameraConfig, load_cameras
 
 
 def write(tmp_path, text: str):
@@ -133,7 +133,7 @@ def test_yaml_syntax_error_and_missing_file(tmp_path):
 
 
 def test_models_forbid_extra_and_describe_every_field():
-    from vigie.grabber.config import CamerasFile, PrivacyMask, ReconnectConfig
+    from vigie.core.cameras import CamerasFile, PrivacyMask, ReconnectConfig
 
     for model in (CameraConfig, CamerasFile, PrivacyMask, ReconnectConfig):
         assert model.model_config["extra"] == "forbid"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from vigie.grabber.config import CameraConfig
+from vigie.core.cameras import CameraConfig
 from vigie.grabber.frames import CameraPipeline
 
 HERE = Path(__file__).resolve().parent

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from vigie.grabber.config import CameraConfig
+from vigie.core.cameras import CameraConfig
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline
 from vigie.grabber.sources import open_source

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from vigie.grabber.config import CameraConfig, ReconnectConfig
+from vigie.core.cameras import CameraConfig, ReconnectConfig
 from vigie.grabber.frames import CameraPipeline
 from vigie.grabber.masking import apply_masks, rasterize_masks
 from vigie.grabber.sampler import PtsSampler

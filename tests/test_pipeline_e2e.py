@@ -56,7 +56,7 @@ def pipeline(broker, tmp_path_factory):
     with ExitStack() as stack:
         station = stack.enter_context(service(kafka, "station", "--operator", "agent-e2e", log_dir=tmp))
         stack.enter_context(service(kafka, "correlator", log_dir=tmp))
-        _, detector_port = stack.enter_context(service(kafka, "detector", log_dir=tmp))
+        _, detector_port = stack.enter_context(service(kafka, "detector", "--cameras", str(cameras), log_dir=tmp))
         _, grabber_port = stack.enter_context(
             service(kafka, "grabber", "--cameras", str(cameras), "--as-fast-as-possible", log_dir=tmp))
         deadline = time.monotonic() + 240

@@ -51,7 +51,7 @@ def _percentiles(values: list[float]) -> tuple[float, float, int]:
 
 def bench_grabber(fps: float, limit_s: float = 20.0) -> dict[str, float]:
     """Output frames per CPU-second of the grabber pipeline on one camera (ABODA or synthetic 720x480)."""
-    from vigie.grabber.config import CameraConfig
+    from vigie.core.cameras import CameraConfig
     from vigie.grabber.frames import CameraPipeline
 
     source = str(ABODA) if ABODA.exists() else "synthetic://scene?seed=1&w=720&h=480&fps=30&duration=20"
@@ -121,7 +121,7 @@ def bench_end_to_end(cameras: int, seconds: float, bootstrap: str) -> dict[str, 
     plan = [
         ("station", ["station"]),
         ("correlator", ["correlator"]),
-        ("detector", ["detector"]),
+        ("detector", ["detector", "--cameras", str(tmp / "cameras.yaml")]),
         ("grabber", ["grabber", "--cameras", str(tmp / "cameras.yaml")]),
     ]
     procs = {}

@@ -52,9 +52,13 @@ def _load_routing(path: str | None):  # noqa: ANN202
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from vigie.grabber.config import load_cameras
+    from vigie.core.cameras import load_cameras
 
     cameras = load_cameras(Path(args.cameras))
+    from vigie.detector.app import DEFAULT_KINDS
+    from vigie.detector.plan import AnalyticsPlan
+
+    AnalyticsPlan({c.id: c.analytics for c in cameras.cameras}, DEFAULT_KINDS, "cpu")
     print(f"{args.cameras}: {len(cameras.cameras)} camera(s) valid: {', '.join(c.id for c in cameras.cameras)}")
     return 0
 
@@ -75,7 +79,7 @@ def _cmd_detector(args: argparse.Namespace) -> int:
     from vigie.detector.app import DetectorService, DetectorSettings
 
     settings = DetectorSettings(
-        kafka=_kafka(args), device=args.device, max_batch=args.batch, threads=args.threads,
+        kafka=_kafka(args), device=args.device, max_batch=args.batch, threads=args.threads, cameras_file=args.cameras,
         http_host=args.http_host, http_port=args.http_port,
     )
     return asyncio.run(serve(DetectorService(settings), settings.http_host, settings.http_port))
@@ -148,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--batch", type=int, default=32, help="most frames per batch")
     p.add_argument("--threads", type=int, default=1, help="CPU threads torch may use (default 1)")
+    p.add_argument("--cameras", help="cameras YAML (per-camera analytics); default: the default kinds everywhere")
     p.set_defaults(func=_cmd_detector)
 
     p = service("correlator", 8093, "merge anomalies into incidents and route alerts (faust)")

@@ -35,7 +35,7 @@ def run_stack(args: argparse.Namespace) -> int:
     plan = [
         ("station", _command(args, "station", "--http-port", str(args.station_port))),
         ("correlator", _command(args, "correlator", *routing)),
-        ("detector", _command(args, "detector")),
+        ("detector", _command(args, "detector", "--cameras", args.cameras)),
         ("grabber", _command(args, "grabber", "--cameras", args.cameras, *fast)),
     ]
     stopping = False

@@ -35,12 +35,15 @@ from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import DeadLetters, make_consumer, make_producer, total_lag
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
-from vigie.detector.analytics.base import Analytic, Detection
-from vigie.detector.analytics.registry import ANALYTICS, build
+from vigie.detector.analytics.base import Detection
+from vigie.detector.plan import AnalyticsPlan
+from vigie.core.cameras import load_cameras
 from vigie.detector.preprocess import to_batch
 
 log = logging.getLogger(__name__)
 GROUP = "vigie-detector"
+#: Kinds run by default on every camera (the others need zones or an operator's query).
+DEFAULT_KINDS = ("abandoned_object", "crowd_movement")
 
 
 class DetectorSettings(StrictModel):
@@ -53,8 +56,10 @@ class DetectorSettings(StrictModel):
     work_width: int = Field(160, ge=32, le=1920, description="Width of the analytics' working resolution, pixels.")
     work_height: int = Field(120, ge=32, le=1080, description="Height of the analytics' working resolution, pixels.")
     analytics: list[str] = Field(
-        default_factory=lambda: sorted(ANALYTICS), description="Analytics run on every camera, by kind."
+        default_factory=lambda: list(DEFAULT_KINDS),
+        description="Kinds run on every camera unless its `analytics` section in the cameras file says otherwise.",
     )
+    cameras_file: str | None = Field(None, description="Cameras YAML: per-camera analytics, zones and thresholds.")
     http_host: str = Field("127.0.0.1", description="Address of /healthz and /metrics.")
     http_port: int = Field(8092, ge=0, le=65535, description="Port of /healthz and /metrics.")
 
@@ -90,7 +95,7 @@ class DetectorService(Service):
         super().__init__(settings.kafka, registry)
         self.settings = settings
         self.device = settings.torch_device()
-        self.analytics: list[Analytic] = []
+        self.plan: AnalyticsPlan | None = None
         self._consumer = None
         self._producer = None
         self._dead: DeadLetters | None = None
@@ -100,8 +105,12 @@ class DetectorService(Service):
         if self._consumer is not None:
             return
         torch.set_num_threads(self.settings.threads)
-        self.analytics = [build(kind, {}, self.device) for kind in self.settings.analytics]
-        log.info("analytics %s on %s", [a.kind for a in self.analytics], self.device)
+        sections = {}
+        if self.settings.cameras_file:
+            cameras = await asyncio.to_thread(load_cameras, self.settings.cameras_file)
+            sections = {c.id: c.analytics for c in cameras.cameras}
+        self.plan = AnalyticsPlan(sections, self.settings.analytics, self.device)
+        log.info("analytics %s on %s", self.plan.kinds, self.device)
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
         self._dead = DeadLetters(self._producer, self.topics.deadletter, self.name)
@@ -178,7 +187,7 @@ class DetectorService(Service):
                 [i.image for i in batch], [i.frame.camera_id for i in batch], [round(i.frame.pts * 1e9) for i in batch],
                 [i.frame.fps or 5.0 for i in batch], (self.settings.work_width, self.settings.work_height), self.device,
             )
-            return [d for analytic in self.analytics for d in analytic.process(frames)]
+            return self.plan.process(frames)
 
     def _anomaly(self, item: _Item, detection: Detection) -> Anomaly:
         frame, record = item.frame, item.record
@@ -209,4 +218,5 @@ class DetectorService(Service):
             self._producer = None
 
     def health(self) -> dict[str, Any]:
-        return {"device": str(self.device), "analytics": [a.kind for a in self.analytics], "frames": self.frames_done}
+        kinds = self.plan.kinds if self.plan else []
+        return {"device": str(self.device), "analytics": kinds, "frames": self.frames_done}

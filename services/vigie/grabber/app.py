@@ -28,7 +28,7 @@ from vigie.contracts.v1 import Frame
 from vigie.core.kafka import make_producer
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
-from vigie.grabber.config import CameraConfig, load_cameras
+from vigie.core.cameras import CameraConfig, load_cameras
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline, CapturedFrame
 

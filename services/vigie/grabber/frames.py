@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simplejpeg
 
-from .config import CameraConfig
+from vigie.core.cameras import CameraConfig
 from .masking import apply_masks, rasterize_masks
 from .sampler import PtsSampler
 from .sources import FrameSource, SourceFrame, SourceStats, open_source

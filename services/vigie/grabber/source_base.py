@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .config import CameraConfig, ReconnectConfig
+from vigie.core.cameras import CameraConfig, ReconnectConfig
 from .errors import SourceError
 
 __all__ = ["Backoff", "FrameSource", "SourceFrame", "SourceStats"]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import av
 
-from .config import CameraConfig
+from vigie.core.cameras import CameraConfig
 from .errors import SourceError
 from .source_base import Backoff, FrameSource, SourceFrame, SourceStats, _reason
 from .synthetic import SyntheticScene, parse_synthetic_url

@@ -18,67 +18,11 @@ sampler drops are never rendered.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
-
 import numpy as np
 
+from vigie.core.cameras import SyntheticParams, parse_synthetic_url
+
 __all__ = ["SyntheticParams", "parse_synthetic_url", "SyntheticScene"]
-
-SCENES = ("scene",)
-
-
-@dataclass(frozen=True)
-class SyntheticParams:
-    """Parameters of ``synthetic://NAME?...``: sizes in pixels, times in seconds."""
-
-    name: str = "scene"
-    seed: int = 1
-    w: int = 720
-    h: int = 480
-    fps: float = 15.0
-    leave_at: float = 5.0
-    duration: float | None = None
-    people: int = 3
-
-
-_LIMITS = {  # name: (type, min, max)
-    "seed": (int, 0, 2**31 - 1),
-    "w": (int, 64, 3840),
-    "h": (int, 48, 2160),
-    "fps": (float, 1.0, 60.0),
-    "leave_at": (float, -1.0, 86400.0),
-    "duration": (float, 0.0, 10**7),
-    "people": (int, 1, 20),
-}
-
-
-def parse_synthetic_url(url: str) -> SyntheticParams:
-    """Parse ``synthetic://scene?seed=1&w=720&h=480&fps=10&leave_at=5``.
-
-    Raises ``ValueError`` naming the bad part (unknown scene, unknown parameter,
-    value not a number or out of bounds).
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "synthetic":
-        raise ValueError(f"not a synthetic:// URL: {url!r}")
-    name = parts.netloc or parts.path.lstrip("/")
-    if name not in SCENES:
-        raise ValueError(f"unknown synthetic scene {name!r} (known: {', '.join(SCENES)})")
-    values: dict[str, object] = {"name": name}
-    for key, raw in parse_qsl(parts.query, keep_blank_values=True):
-        if key not in _LIMITS:
-            raise ValueError(f"unknown synthetic parameter {key!r} (known: {', '.join(_LIMITS)})")
-        typ, lo, hi = _LIMITS[key]
-        try:
-            value = typ(raw)
-        except ValueError:
-            raise ValueError(f"synthetic parameter {key}={raw!r} is not a {typ.__name__}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"synthetic parameter {key}={raw} out of bounds [{lo}, {hi}]")
-        values[key] = value
-    return SyntheticParams(**values)  # type: ignore[arg-type]
-
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
     """Low-frequency noise in [0, 1), (h, w) float32, by bilinear upsampling of a coarse grid."""

@@ -58,6 +58,17 @@ class FrameBatch:
     def __len__(self) -> int:
         return len(self.camera_ids)
 
+    def select(self, indices: list[int]) -> "FrameBatch":
+        """The sub-batch of the frames at ``indices`` (tensors index-selected on their device)."""
+        if indices == list(range(len(self))):
+            return self
+        index = torch.tensor(indices, dtype=torch.long, device=self.gray.device)
+        return FrameBatch(
+            gray=self.gray.index_select(0, index), rgb=self.rgb.index_select(0, index),
+            camera_ids=[self.camera_ids[i] for i in indices], time_ns=[self.time_ns[i] for i in indices],
+            frame_sizes=[self.frame_sizes[i] for i in indices], fps=[self.fps[i] for i in indices],
+        )
+
 
 @dataclass(slots=True)
 class Detection:
