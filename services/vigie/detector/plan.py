@@ -21,7 +21,7 @@ import torch
 
 from vigie.core.errors import ConfigError
 from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
-from vigie.detector.analytics.registry import ANALYTICS, build
+from vigie.detector.analytics.registry import PLUGINS, build, config_model
 
 #: Settings of one camera: kind -> config fields, or False to disable a default kind.
 CameraAnalytics = Mapping[str, Mapping[str, Any] | bool]
@@ -45,8 +45,8 @@ class AnalyticsPlan:
         self._instances: dict[tuple[str, str], Analytic] = {}
         self._by_camera: dict[str, list[tuple[str, str]]] = {}
         for kind in self.defaults:
-            if kind not in ANALYTICS:
-                raise ConfigError(f"detector.analytics: unknown kind {kind!r}; known: {sorted(ANALYTICS)}")
+            if kind not in PLUGINS:
+                raise ConfigError(f"detector.analytics: unknown kind {kind!r}; known: {sorted(PLUGINS)}")
         self._default_keys = [self._instance(kind, {}, "defaults", device) for kind in self.defaults]
         for camera_id, section in cameras.items():
             self._by_camera[camera_id] = self._plan(camera_id, section or {}, device)
@@ -63,10 +63,12 @@ class AnalyticsPlan:
         return keys
 
     def _instance(self, kind: str, settings: dict[str, Any], where: str, device: torch.device | str) -> tuple[str, str]:
-        if kind not in ANALYTICS:
-            raise ConfigError(f"{where}: unknown analytic kind {kind!r}; known: {sorted(ANALYTICS)}")
+        if kind not in PLUGINS:
+            raise ConfigError(f"{where}: unknown analytic kind {kind!r}; known: {sorted(PLUGINS)}")
         try:
-            config = ANALYTICS[kind][1].model_validate(settings)
+            config = config_model(kind).model_validate(settings)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         except pydantic.ValidationError as exc:
             problems = "; ".join(f"{where}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ConfigError(problems) from None

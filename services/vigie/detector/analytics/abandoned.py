@@ -141,6 +141,7 @@ class AbandonedObject(Analytic):
     """
 
     kind = "abandoned_object"
+    config_model = AbandonedObjectConfig
 
     def __init__(self, config: AbandonedObjectConfig | None = None, device: torch.device | str = "cpu") -> None:
         self.config = config or AbandonedObjectConfig()

@@ -9,9 +9,12 @@ per camera in a :class:`CameraStateBank` so that one batch can mix cameras.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Protocol
+
+import numpy as np
 
 import torch
+from pydantic import BaseModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,22 @@ class Box:
         return inter / union if union > 0 else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectBox:
+    """An object found by the optional object-class stage: COCO label, confidence in [0, 1], box in frame pixels."""
+
+    label: str
+    score: float
+    box: Box
+
+
+class ObjectDetector(Protocol):
+    """The object-class stage (``vigie.detector.objects``): runs on demand, one frame at a time."""
+
+    def detect(self, image: np.ndarray) -> list[ObjectBox]:
+        """Objects in ``image``, an ``(H, W, 3) uint8 RGB`` frame; boxes in its pixels."""
+
+
 @dataclass(slots=True)
 class FrameBatch:
     """Frames of one or more cameras, processed together.
@@ -46,6 +65,8 @@ class FrameBatch:
             replay played as fast as possible gives the detections a live run gives.
         frame_sizes: ``N`` original ``(width, height)`` in pixels, to map boxes back.
         fps: ``N`` sampling rates in frames per second, to turn seconds into frames.
+        images: the ``N`` decoded frames, ``(H, W, 3) uint8 RGB``, for on-demand stages, or None.
+        object_detector: the object-class stage when enabled, or None; see :meth:`objects`.
     """
 
     gray: torch.Tensor
@@ -54,6 +75,21 @@ class FrameBatch:
     time_ns: list[int]
     frame_sizes: list[tuple[int, int]]
     fps: list[float]
+    images: list[np.ndarray] | None = None
+    object_detector: ObjectDetector | None = None
+    _objects: dict[int, list[ObjectBox]] = field(default_factory=dict)
+
+    def objects(self, index: int) -> list[ObjectBox] | None:
+        """Objects in frame ``index`` from the object-class stage (run once per frame, on demand).
+
+        None when the stage is off or the batch carries no images: callers then decide without it.
+        """
+        if self.object_detector is None or self.images is None:
+            return None
+        image = self.images[index]
+        if id(image) not in self._objects:  # shared with sub-batches: one run per frame
+            self._objects[id(image)] = self.object_detector.detect(image)
+        return self._objects[id(image)]
 
     def __len__(self) -> int:
         return len(self.camera_ids)
@@ -67,6 +103,8 @@ class FrameBatch:
             gray=self.gray.index_select(0, index), rgb=self.rgb.index_select(0, index),
             camera_ids=[self.camera_ids[i] for i in indices], time_ns=[self.time_ns[i] for i in indices],
             frame_sizes=[self.frame_sizes[i] for i in indices], fps=[self.fps[i] for i in indices],
+            images=[self.images[i] for i in indices] if self.images is not None else None,
+            object_detector=self.object_detector, _objects=self._objects,
         )
 
 
@@ -93,9 +131,19 @@ class Detection:
 
 
 class Analytic:
-    """Base class of detector plugins. Subclasses set ``kind`` and implement :meth:`process`."""
+    """Base class of detector plugins.
+
+    Subclasses set ``kind`` and ``config_model`` (their pydantic settings, unknown keys
+    rejected), take ``(config, device)`` in ``__init__`` and implement :meth:`process`
+    and :meth:`forget`. After each :meth:`process`, ``last_scores`` holds one score per
+    frame of the batch, ``(N,) float32`` in [0, 1] on the CPU: how strongly the frame
+    shows the event, whether or not a detection was raised (frame-level ROC curves in
+    ``vigie evaluate`` read it).
+    """
 
     kind: ClassVar[str] = ""
+    config_model: ClassVar[type[BaseModel]]
+    last_scores: torch.Tensor | None = None
 
     def process(self, batch: FrameBatch) -> list[Detection]:
         """Update per-camera state with ``batch`` and return the detections it raises."""

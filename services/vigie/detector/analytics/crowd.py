@@ -109,6 +109,7 @@ class CrowdMovement(Analytic):
     """
 
     kind = "crowd_movement"
+    config_model = CrowdMovementConfig
 
     def __init__(self, config: CrowdMovementConfig | None = None, device: torch.device | str = "cpu") -> None:
         self.config = config or CrowdMovementConfig()

@@ -1,22 +1,58 @@
-"""Registry of the detector's analytics by kind, and a factory from plain config dicts."""
+"""Registry of the detector's analytics by kind; plugins are imported only when some camera enables them.
+
+Each plugin is one module holding an :class:`~vigie.detector.analytics.base.Analytic`
+subclass whose ``config_model`` is its pydantic settings (unknown keys rejected).
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from pydantic import BaseModel
 
-from vigie.detector.analytics.abandoned import AbandonedObject, AbandonedObjectConfig
+from vigie.core.errors import ConfigError
 from vigie.detector.analytics.base import Analytic
-from vigie.detector.analytics.crowd import CrowdMovement, CrowdMovementConfig
 
-#: kind -> (analytic class, pydantic config model)
-ANALYTICS: dict[str, tuple[type[Analytic], type[BaseModel]]] = {
-    AbandonedObject.kind: (AbandonedObject, AbandonedObjectConfig),
-    CrowdMovement.kind: (CrowdMovement, CrowdMovementConfig),
+#: kind -> "module:Class" of its plugin.
+PLUGINS: dict[str, str] = {
+    "abandoned_object": "vigie.detector.analytics.abandoned:AbandonedObject",
+    "crowd_movement": "vigie.detector.analytics.crowd:CrowdMovement",
+    "density": "vigie.detector.analytics.density:Density",
+    "intrusion": "vigie.detector.analytics.intrusion:Intrusion",
+    "wrong_way": "vigie.detector.analytics.wrong_way:WrongWay",
+    "person_down": "vigie.detector.analytics.person_down:PersonDown",
+    "fire": "vigie.detector.analytics.fire:Fire",
+    "smoke": "vigie.detector.analytics.smoke:Smoke",
+    "tamper": "vigie.detector.analytics.tamper:Tamper",
+    "colour_query": "vigie.detector.analytics.colour:ColourQuery",
 }
+
+
+def plugin(kind: str) -> type[Analytic]:
+    """The analytic class of ``kind``, imported on first use.
+
+    Raises:
+        ConfigError: unknown kind, or a kind whose module is not installed.
+    """
+    try:
+        module_name, class_name = PLUGINS[kind].split(":")
+    except KeyError:
+        raise ConfigError(f"unknown analytic kind {kind!r}; known: {sorted(PLUGINS)}") from None
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise ConfigError(f"analytic kind {kind!r} is not available in this build ({module_name})") from None
+    return getattr(module, class_name)
+
+
+def config_model(kind: str) -> type[BaseModel]:
+    """The pydantic settings model of ``kind``. Raises ConfigError like :func:`plugin`."""
+    return plugin(kind).config_model
 
 
 def build(kind: str, config: Mapping[str, Any] | BaseModel | None = None,
@@ -30,13 +66,11 @@ def build(kind: str, config: Mapping[str, Any] | BaseModel | None = None,
         device: torch device the batches will be on.
 
     Raises:
-        KeyError: unknown ``kind``.
+        ConfigError: unknown or unavailable kind.
         pydantic.ValidationError: unknown field or value out of bounds.
     """
-    try:
-        cls, model = ANALYTICS[kind]
-    except KeyError:
-        raise KeyError(f"unknown analytic kind {kind!r}; known: {sorted(ANALYTICS)}") from None
+    cls = plugin(kind)
+    model = cls.config_model
     if isinstance(config, BaseModel):
         cfg = config if isinstance(config, model) else model.model_validate(config.model_dump())
     else:
