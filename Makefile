@@ -6,6 +6,7 @@ VIGIE := .venv/bin/vigie
 # Real footage when ../shared/data is there, else the synthetic scenes the project renders.
 CAMERAS ?= $(if $(wildcard ../shared/data/aboda_video4/video4.avi),deploy/demo/cameras.yaml,deploy/demo/cameras-synthetic.yaml)
 ROUTING ?= deploy/demo/routing.yaml
+STATION_PORT ?= 8080
 PYTEST_ARGS ?=
 export VIGIE_KAFKA ?= 127.0.0.1:9092
 
@@ -27,7 +28,7 @@ system-deps-test: ## install the Debian packages the tests need (kcat, protoc, c
 	scripts/system-deps.sh test
 
 broker: system-deps ## resolve Kafka from Maven Central and start it on 127.0.0.1 (KRaft, one node)
-	deploy/kafka/kafka.sh start
+	VIGIE_PYTHON=$(if $(wildcard .venv/bin/python),$(abspath .venv/bin/python)) deploy/kafka/kafka.sh start
 
 broker-stop: ## stop the broker cleanly
 	deploy/kafka/kafka.sh stop
@@ -36,7 +37,7 @@ topics: venv broker ## create the topics with their partitions and retention
 	$(VIGIE) topics apply --routing $(ROUTING)
 
 demo: venv broker topics ## run the whole stack on real footage; Ctrl-C stops it cleanly
-	$(VIGIE) up --cameras $(CAMERAS) --routing $(ROUTING)
+	$(VIGIE) up --cameras $(CAMERAS) --routing $(ROUTING) --station-port $(STATION_PORT)
 
 test: venv system-deps-test ## run the test suite (starts the broker when needed)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)

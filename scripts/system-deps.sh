@@ -3,10 +3,10 @@
 # Usage: scripts/system-deps.sh [test|demo]. Non-interactive; needs root (or prints the command).
 set -euo pipefail
 what=${1:-test}
-# demo: the broker (JDK, Maven) and decoding; test adds the real clients and servers the tests drive.
-pkgs=(default-jdk-headless maven)
+# demo: the broker (JDK, Maven, kcat to probe it); test adds the real clients and servers the tests drive.
+pkgs=(default-jdk-headless maven kcat)
 if [ "$what" = test ]; then
-  pkgs+=(kcat protobuf-compiler chromium ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
+  pkgs+=(protobuf-compiler chromium ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
          gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
          gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 fi

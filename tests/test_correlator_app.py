@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_correlator_dedupes_routes_and_applies_actions(kafka, tmp_path: Path) ->
     routing = tmp_path / "routing.yaml"
     routing.write_text("routes:\n  - cameras: ['cam-*']\n    stations: [main]\n")
     t0 = time.time_ns()
-    with service(kafka, "correlator", "--routing", str(routing), log_dir=tmp_path) as (proc, _):
+    with service(kafka, "correlator", "--routing", str(routing), log_dir=tmp_path) as (proc, port):
         produce(kafka, topics.anomalies.name,
                 [(b"cam-a", topics.anomalies.encode(_anomaly(n, t0))) for n in range(30)]
                 + [(b"cam-a", b"\x0a\xff\xff not protobuf")]
@@ -49,4 +50,9 @@ def test_correlator_dedupes_routes_and_applies_actions(kafka, tmp_path: Path) ->
         acked = [topics.incidents.decode(r.value) for r in records
                  if topics.incidents.decode(r.value).state == Incident.STATE_ACKNOWLEDGED]
         assert acked and acked[-1].operator == "agent7" and acked[-1].id == "inc-cam-a-0"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            assert response.headers["Content-Type"].startswith("text/plain")
+            text = response.read().decode()
+        assert 'vigie_errors_total{kind="dead_letter"} 1.0' in text
+        assert f'vigie_records_in_total{{topic="{topics.anomalies.name}"}} 32.0' in text
     assert proc.returncode == 0, (tmp_path / "correlator.log").read_text()[-2000:]

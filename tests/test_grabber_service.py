@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -39,6 +43,13 @@ def test_missing_file_and_unreachable_rtsp_do_not_stop_the_good_camera(kafka, tm
         assert cams["gone"]["state"] == "failed"
         assert "camera gone: file not found" in cams["gone"]["error"]
         assert cams["unreachable"]["connected"] is False and cams["unreachable"]["last_error"]
+        assert cams["unreachable"]["state"] == "reconnecting"
+        time.sleep(1.2)  # metrics follow the pipelines every second
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        assert 'vigie_grabber_camera_up{camera="unreachable"} 0.0' in metrics
+        assert 'vigie_grabber_camera_up{camera="good"} 1.0' in metrics
+        assert 'vigie_errors_total{kind="source"}' in metrics
         assert cams["good"]["state"] == "streaming" and cams["good"]["published"] >= 15
     assert proc.returncode == 0, (tmp_path / "grabber.log").read_text()[-2000:]
     log = (tmp_path / "grabber.log").read_text()
@@ -46,11 +57,32 @@ def test_missing_file_and_unreachable_rtsp_do_not_stop_the_good_camera(kafka, tm
 
 
 def test_bad_cameras_file_is_rejected_naming_the_key(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     cameras = tmp_path / "cameras.yaml"
     cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene\n    fsp: 5\n")
     result = subprocess.run([sys.executable, "-m", "vigie", "validate", str(cameras)], capture_output=True, text=True)
     assert result.returncode == 2
     assert "cameras.yaml:4" in result.stderr and "fsp" in result.stderr
+
+
+def test_vigie_up_checks_its_files_and_port_before_starting_anything(tmp_path: Path) -> None:
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene\n    fsp: 5\n")
+    result = subprocess.run([sys.executable, "-m", "vigie", "up", "--cameras", str(cameras)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "fsp" in result.stderr and "Vigie is running" not in result.stderr
+    cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "vigie", "up", "--cameras", str(cameras),
+                                 "--station-port", str(port)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and f"port {port}" in result.stderr and "--station-port" in result.stderr
+
+
+def test_station_without_its_alert_topic_says_how_to_create_it(broker: str, namespace: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "vigie", "--kafka", broker, "--namespace", namespace,
+                             "station", "--station", "other", "--http-port", str(free_port())],
+                            capture_output=True, text=True, timeout=90)
+    assert result.returncode == 2
+    assert "vigie topics apply --stations other" in result.stderr

@@ -61,9 +61,19 @@ PY
   fi
 }
 
+answers_kafka() {   # a real metadata answer (never a bare TCP accept) from whatever listens
+  port_open "$PORT" || return 1
+  command -v kcat >/dev/null || [[ -n "${VIGIE_PYTHON:-}" ]] || return 1
+  answers
+}
+
 start() {
   if pid_alive && answers; then log "already running (pid $(cat "$PIDFILE"), 127.0.0.1:$PORT)"; return 0; fi
   if pid_alive; then log "pid $(cat "$PIDFILE") alive but not answering; stopping it first"; stop; fi
+  if answers_kafka; then
+    log "a Kafka broker not started by this checkout already answers on 127.0.0.1:$PORT; using it"
+    return 0
+  fi
   for p in "$PORT" "$CPORT"; do
     if port_open "$p"; then log "port $p already in use by another process"; exit 1; fi
   done

@@ -51,15 +51,31 @@ def _load_routing(path: str | None):  # noqa: ANN202
     return load_yaml_model(Path(path), Routing) if path else Routing()
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
+def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
+    """Load and check the cameras and routing files; returns what to report. Raises ConfigError."""
     from vigie.core.cameras import load_cameras
-
-    cameras = load_cameras(Path(args.cameras))
     from vigie.detector.app import DEFAULT_KINDS
     from vigie.detector.plan import AnalyticsPlan
 
-    AnalyticsPlan({c.id: c.analytics for c in cameras.cameras}, DEFAULT_KINDS, "cpu")
-    print(f"{args.cameras}: {len(cameras.cameras)} camera(s) valid: {', '.join(c.id for c in cameras.cameras)}")
+    lines = []
+    if cameras_path:
+        cameras = load_cameras(Path(cameras_path))
+        AnalyticsPlan({c.id: c.analytics for c in cameras.cameras}, DEFAULT_KINDS, "cpu")
+        lines.append(f"{cameras_path}: {len(cameras.cameras)} camera(s) valid: "
+                     f"{', '.join(c.id for c in cameras.cameras)}")
+        for camera in cameras.cameras:
+            if camera.kind == "file" and not Path(camera.source.removeprefix("file://")).exists():
+                lines.append(f"  warning: camera {camera.id}: file not found: {camera.source}")
+    if routing_path:
+        routing = _load_routing(routing_path)
+        lines.append(f"{routing_path}: {len(routing.routes)} route(s) valid, stations: {', '.join(routing.all_stations())}")
+    return lines
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    if not (args.cameras or args.routing):
+        raise ConfigError("give a cameras file and/or --routing FILE")
+    print("\n".join(_validate(args.cameras, args.routing)))
     return 0
 
 
@@ -126,10 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def service(name: str, port: int, help_: str) -> argparse.ArgumentParser:
+    def service(name: str, port: int, help_: str, serves: str = "/healthz and /metrics") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--http-host", default="127.0.0.1", help="address of /healthz and /metrics")
-        p.add_argument("--http-port", type=int, default=port, help=f"port of /healthz and /metrics (default {port})")
+        p.add_argument("--http-host", default="127.0.0.1", help=f"address of {serves}")
+        p.add_argument("--http-port", type=int, default=port, help=f"port of {serves} (default {port})")
         return p
 
     p = sub.add_parser("topics", help="create the topics (partitions, retention at most 30 days)")
@@ -139,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
     p.set_defaults(func=_cmd_topics)
 
-    p = sub.add_parser("validate", help="check a cameras file; errors name the field and the line")
-    p.add_argument("cameras")
+    p = sub.add_parser("validate", help="check a cameras file and/or a routing file; errors name the field and line")
+    p.add_argument("cameras", nargs="?", help="cameras YAML")
+    p.add_argument("--routing", help="routing YAML")
     p.set_defaults(func=_cmd_validate)
 
     p = service("grabber", 8091, "decode, sample, mask and publish camera frames")
@@ -159,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--routing", help="routing YAML (camera patterns to stations); default: all to 'main'")
     p.set_defaults(func=_cmd_correlator)
 
-    p = service("station", 8080, "operator console in the browser")
+    p = service("station", 8080, "operator console in the browser", "the console, /healthz and /metrics")
     p.add_argument("--station", default="main", help="station id")
     p.add_argument("--operator", default="operator", help="operator name written on actions")
     p.set_defaults(func=_cmd_station)
@@ -168,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", required=True, help="cameras YAML")
     p.add_argument("--routing", help="routing YAML")
     p.add_argument("--as-fast-as-possible", action="store_true")
-    p.add_argument("--station-port", type=int, default=8080)
+    p.add_argument("--station-port", type=int, default=8080, help="port of the operator console (default 8080)")
     p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser("bench", help="print throughput, latency and memory figures")

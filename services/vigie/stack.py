@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
-#: (name, extra arguments) in start order.
+from vigie.core.errors import ConfigError
+
 DRAIN_S = 30.0
 
 
@@ -29,7 +31,20 @@ def _command(args: argparse.Namespace, service: str, *extra: str) -> list[str]:
 
 
 def run_stack(args: argparse.Namespace) -> int:
-    """Run grabber, detector, correlator and station until a signal or a failure; returns the exit code."""
+    """Run grabber, detector, correlator and station until a signal or a failure; returns the exit code.
+
+    The cameras and routing files and the console's port are checked first: a mistake
+    is reported before anything starts. Raises ConfigError.
+    """
+    from vigie.cli import _validate
+
+    _validate(args.cameras, args.routing)
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", args.station_port))
+        except OSError as exc:
+            raise ConfigError(f"port {args.station_port} for the console is taken ({exc.strerror}): "
+                              "choose another with `vigie up --station-port N` (make demo STATION_PORT=N)") from None
     routing = ["--routing", args.routing] if args.routing else []
     fast = ["--as-fast-as-possible"] if args.as_fast_as_possible else []
     plan = [
@@ -70,5 +85,9 @@ def run_stack(args: argparse.Namespace) -> int:
                 print(f"vigie up: {name} did not stop in {DRAIN_S:.0f} s; killing it", file=sys.stderr)
                 child.kill()
                 child.wait()
+    for name, child in children:
+        if child.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL) and not code:
+            print(f"vigie up: {name} stopped with code {child.returncode}", file=sys.stderr)
+            code = 1
     print("vigie up: stopped", file=sys.stderr)
     return code

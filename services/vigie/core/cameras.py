@@ -203,7 +203,7 @@ class CamerasFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cameras: list[CameraConfig] = Field(..., max_length=1000, description="cameras served by this grabber")
+    cameras: list[CameraConfig] = Field(..., min_length=1, max_length=1000, description="cameras served by this grabber")
 
     @field_validator("cameras")
     @classmethod

@@ -102,20 +102,45 @@ async def apply_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> list
 
 
 async def wait_for_broker(settings: KafkaSettings, timeout_s: float = 60.0) -> None:
-    """Wait until the broker answers a metadata request. Raises BrokerUnavailable after ``timeout_s``."""
+    """Wait until the broker answers a metadata request. Raises BrokerUnavailable after ``timeout_s``.
+
+    aiokafka's own connection errors are muted meanwhile: one line says what is awaited.
+    """
     deadline = time.monotonic() + timeout_s
-    while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=5000)
-        try:
-            await admin.start()
-            await admin.list_topics()
-            return
-        except Exception as exc:  # aiokafka raises several types while the broker starts
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"no Kafka broker at {settings.bootstrap} after {timeout_s:.0f} s: {exc}") from exc
-            await asyncio.sleep(0.5)
-        finally:
-            await admin.close()
+    client_log = logging.getLogger("aiokafka")
+    level, warned = client_log.level, False
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        while True:
+            admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=5000)
+            try:
+                await admin.start()
+                await admin.list_topics()
+                return
+            except Exception as exc:  # aiokafka raises several types while the broker starts
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailable(
+                        f"no Kafka broker at {settings.bootstrap} after {timeout_s:.0f} s: {exc}") from exc
+                if not warned:
+                    log.warning("waiting up to %.0f s for the Kafka broker at %s", timeout_s, settings.bootstrap)
+                    warned = True
+                await asyncio.sleep(0.5)
+            finally:
+                await admin.close()
+    finally:
+        client_log.setLevel(level)
+
+
+async def missing_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> list[str]:
+    """Names of ``topics`` the cluster does not have. Raises BrokerUnavailable."""
+    await wait_for_broker(settings, timeout_s=settings.request_timeout_s)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    return [t.name for t in topics if t.name not in existing]
 
 
 class DeadLetters:

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from vigie.core.errors import ConfigError
 from vigie.core.metrics import ServiceMetrics
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
@@ -110,6 +111,7 @@ async def serve(service: Service, host: str, port: int, *, drain_timeout_s: floa
     await site.start()
     log.info("%s: http on %s:%d", service.name, host, port)
     code = 0
+    config_error: ConfigError | None = None
     try:
         await service.start()
         service.state = State.RUNNING
@@ -125,6 +127,10 @@ async def serve(service: Service, host: str, port: int, *, drain_timeout_s: floa
             log.error("%s: drain took over %.0f s, stopping anyway", service.name, drain_timeout_s)
             code = 1
         stopper.cancel()
+    except ConfigError as exc:  # the caller prints it and exits 2; no traceback for a bad setting
+        log.error("%s: configuration error: %s", service.name, exc)
+        service.state = State.FAILED
+        config_error = exc
     except Exception:
         log.exception("%s: failed", service.name)
         service.state = State.FAILED
@@ -136,5 +142,7 @@ async def serve(service: Service, host: str, port: int, *, drain_timeout_s: floa
         await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    if config_error is not None:
+        raise config_error
     log.info("%s: stopped (exit %d)", service.name, code)
     return code

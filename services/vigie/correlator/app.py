@@ -25,7 +25,7 @@ import time
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from vigie.contracts.v1 import CameraIncidents, DeadLetter, Incident
+from vigie.contracts.v1 import CameraIncidents, DeadLetter, Incident, OperatorAction
 from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import MAX_RECORD_BYTES
 from vigie.core.logs import logging_config
@@ -155,12 +155,13 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             table[key] = book.SerializeToString()
             if change.publish:
                 await publish(change, key)
-                log.info("incident %s by %s", Incident.State.Name(change.incident.state), action.operator,
-                         extra={"incident": change.incident.id})
+                log.info("operator %s: %s, incident now %s", action.operator, OperatorAction.Kind.Name(action.kind),
+                         Incident.State.Name(change.incident.state), extra={"incident": change.incident.id})
 
     @app.page("/metrics")
     async def metrics_page(self, request):  # noqa: ANN001 - faust view signature
-        return self.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type=: the exposition type goes in the header.
+        return self.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/healthz")
     async def healthz(self, request):  # noqa: ANN001

@@ -6,6 +6,7 @@ from fnmatch import fnmatchcase
 
 from pydantic import Field, field_validator
 
+from vigie.core.errors import ConfigError
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import station_topic_base
 
@@ -45,7 +46,10 @@ class Route(StrictModel):
     @classmethod
     def _station_ids(cls, stations: list[str]) -> list[str]:
         for station in stations:
-            station_topic_base(station)
+            try:
+                station_topic_base(station)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return stations
 
 

@@ -19,26 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import simplejpeg
 import torch
 from aiokafka import ConsumerRecord, TopicPartition
 from pydantic import Field
 
-import vigie
-from vigie.contracts.v1 import Anomaly, Frame, RecordRef, Region
-from vigie.core.errors import MalformedMessage
+from vigie.core.cameras import load_cameras
 from vigie.core.kafka import DeadLetters, make_consumer, make_producer, total_lag
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
-from vigie.detector.analytics.base import Detection
+from vigie.detector.pipeline import Analyser, decode_records, rounds, to_anomaly
 from vigie.detector.plan import AnalyticsPlan
-from vigie.core.cameras import load_cameras
-from vigie.detector.preprocess import to_batch
 
 log = logging.getLogger(__name__)
 GROUP = "vigie-detector"
@@ -70,22 +62,6 @@ class DetectorSettings(StrictModel):
         return torch.device(self.device)
 
 
-@dataclass(slots=True)
-class _Item:
-    record: ConsumerRecord
-    frame: Frame
-    image: np.ndarray
-
-
-def rounds(items: list[_Item]) -> list[list[_Item]]:
-    """Split items into batches where each camera appears at most once, keeping each camera's order."""
-    per_camera: dict[str, list[_Item]] = defaultdict(list)
-    for item in items:
-        per_camera[item.frame.camera_id].append(item)
-    depth = max((len(v) for v in per_camera.values()), default=0)
-    return [[v[k] for v in per_camera.values() if k < len(v)] for k in range(depth)]
-
-
 class DetectorService(Service):
     """Consumes frames, runs the analytics, publishes anomalies."""
 
@@ -96,6 +72,7 @@ class DetectorService(Service):
         self.settings = settings
         self.device = settings.torch_device()
         self.plan: AnalyticsPlan | None = None
+        self.analyser: Analyser | None = None
         self._consumer = None
         self._producer = None
         self._dead: DeadLetters | None = None
@@ -110,6 +87,7 @@ class DetectorService(Service):
             cameras = await asyncio.to_thread(load_cameras, self.settings.cameras_file)
             sections = {c.id: c.analytics for c in cameras.cameras}
         self.plan = AnalyticsPlan(sections, self.settings.analytics, self.device)
+        self.analyser = Analyser(self.plan, (self.settings.work_width, self.settings.work_height), self.device)
         log.info("analytics %s on %s", self.plan.kinds, self.device)
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
@@ -135,7 +113,7 @@ class DetectorService(Service):
         for record in records:
             self.metrics.records_in(record.topic).inc()
         started = time.perf_counter()
-        items, bad = await asyncio.to_thread(self._decode, records)
+        items, bad = await asyncio.to_thread(decode_records, self.topics.frames, records)
         self.metrics.stage_seconds("decode").observe(time.perf_counter() - started)
         for record, reason in bad:
             self.metrics.errors("malformed_frame").inc()
@@ -143,10 +121,10 @@ class DetectorService(Service):
         sends = []
         for batch in rounds(items):
             started = time.perf_counter()
-            detections = await asyncio.to_thread(self._analyse, batch)
+            detections = await asyncio.to_thread(self.analyser.analyse, batch)
             self.metrics.stage_seconds("analytics").observe(time.perf_counter() - started)
             for detection in detections:
-                anomaly = self._anomaly(batch[detection.index], detection)
+                anomaly = to_anomaly(batch[detection.index], detection)
                 sends.append(await self._producer.send(
                     self.topics.anomalies.name, self.topics.anomalies.encode(anomaly),
                     key=self.topics.anomalies.key(anomaly.camera_id),
@@ -163,51 +141,6 @@ class DetectorService(Service):
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
         await self._consumer.commit(offsets)
-
-    def _decode(self, records: list[ConsumerRecord]) -> tuple[list[_Item], list[tuple[ConsumerRecord, str]]]:
-        items, bad = [], []
-        for record in records:
-            try:
-                frame = self.topics.frames.decode(record.value)
-                if not frame.camera_id or frame.encoding != Frame.ENCODING_JPEG:
-                    raise MalformedMessage("frame without camera_id or not JPEG-encoded")
-                try:
-                    image = simplejpeg.decode_jpeg(frame.data, colorspace="RGB")
-                except ValueError as exc:
-                    raise MalformedMessage(f"frame {frame.camera_id}#{frame.seq}: bad JPEG: {exc}") from exc
-            except MalformedMessage as exc:
-                bad.append((record, str(exc)))
-                continue
-            items.append(_Item(record, frame, image))
-        return items, bad
-
-    def _analyse(self, batch: list[_Item]) -> list[Detection]:
-        with torch.inference_mode():
-            frames = to_batch(
-                [i.image for i in batch], [i.frame.camera_id for i in batch], [round(i.frame.pts * 1e9) for i in batch],
-                [i.frame.fps or 5.0 for i in batch], (self.settings.work_width, self.settings.work_height), self.device,
-            )
-            return self.plan.process(frames)
-
-    def _anomaly(self, item: _Item, detection: Detection) -> Anomaly:
-        frame, record = item.frame, item.record
-        track = detection.track_id or "-"
-        return Anomaly(
-            id=f"{frame.camera_id}-{frame.capture_ns}-{detection.kind}-{track}",
-            camera_id=frame.camera_id,
-            kind=detection.kind,
-            score=float(detection.score),
-            regions=[Region(x=b.x, y=b.y, w=b.w, h=b.h) for b in detection.boxes],
-            capture_ns=frame.capture_ns,
-            frame=RecordRef(topic=record.topic, partition=record.partition, offset=record.offset),
-            frame_width=frame.width,
-            frame_height=frame.height,
-            detector=f"vigie.{detection.kind}",
-            detector_version=vigie.__version__,
-            track_id=detection.track_id,
-            attributes={k: float(v) for k, v in detection.attributes.items()},
-            published_ns=time.time_ns(),
-        )
 
     async def stop(self) -> None:
         if self._consumer is not None:

@@ -47,7 +47,7 @@ class GrabberSettings(StrictModel):
 
 @dataclass(slots=True)
 class CameraStatus:
-    """What ``/healthz`` says of one camera: ``state`` is starting, streaming, ended or failed."""
+    """What ``/healthz`` says of one camera: ``state`` is starting, streaming, reconnecting, ended or failed."""
 
     state: str = "starting"
     error: str = ""
@@ -55,6 +55,7 @@ class CameraStatus:
     last_capture_ns: int = 0
     published: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    counted: dict[str, int] = field(default_factory=dict)
 
 
 class GrabberService(Service):
@@ -84,18 +85,42 @@ class GrabberService(Service):
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(self._camera(c), name=f"camera.{c.id}") for c in self.cameras]
-        await stop.wait()
+        while not stop.is_set():
+            self._sync_metrics()
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
         for status in self.status.values():
             if status.pipeline is not None:
                 status.pipeline.close()
-        done, pending = await asyncio.wait(tasks, timeout=10.0)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=10.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._sync_metrics()
         await self._flush()
+
+    def _sync_metrics(self) -> None:
+        """Per-camera gauges and counters from the pipelines' statistics (decode threads keep those)."""
+        for camera_id, status in self.status.items():
+            pipeline = status.pipeline
+            if pipeline is None:
+                continue
+            stats = pipeline.stats
+            self.camera_up.labels(camera_id).set(1 if status.state == "streaming" and stats.failures == 0 else 0)
+            for stage in ("decoded", "sampled", "corrupt", "dropped", "reconnects"):
+                value, seen = getattr(stats, stage), status.counted.get(stage, 0)
+                if value > seen:
+                    self.camera_frames.labels(camera_id, stage).inc(value - seen)
+                    if stage == "reconnects":
+                        self.metrics.errors("source").inc(value - seen)
+                    status.counted[stage] = value
 
     async def _camera(self, camera: CameraConfig) -> None:
         status = self.status[camera.id]
+        self.camera_up.labels(camera.id).set(0)
         pipeline = CameraPipeline(camera, self.settings.as_fast_as_possible)
         status.pipeline = pipeline
         try:
@@ -119,7 +144,6 @@ class GrabberService(Service):
         finally:
             self.camera_up.labels(camera.id).set(0)
             status.stats = pipeline.stats.snapshot()
-            self.camera_frames.labels(camera.id, "corrupt").inc(pipeline.stats.corrupt)
 
     async def _publish(self, camera: CameraConfig, frame: CapturedFrame) -> None:
         topic = self.topics.frames
@@ -157,6 +181,9 @@ class GrabberService(Service):
         cameras = {}
         for camera_id, status in self.status.items():
             stats = status.pipeline.stats.snapshot() if status.pipeline is not None else status.stats
-            cameras[camera_id] = {"state": status.state, "error": status.error, "published": status.published,
+            state = status.state
+            if state in ("starting", "streaming") and stats.get("failures", 0) > 0 and not stats.get("connected"):
+                state = "reconnecting"
+            cameras[camera_id] = {"state": state, "error": status.error, "published": status.published,
                                   "last_capture_ns": status.last_capture_ns, **stats}
         return {"cameras": cameras}

@@ -27,8 +27,8 @@ from google.protobuf.json_format import MessageToDict
 from pydantic import Field
 
 from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction
-from vigie.core.errors import MalformedMessage
-from vigie.core.kafka import fetch_record, make_consumer, make_producer
+from vigie.core.errors import ConfigError, MalformedMessage
+from vigie.core.kafka import fetch_record, make_consumer, make_producer, missing_topics
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import station_topic_base
@@ -81,6 +81,9 @@ class StationService(Service):
     async def start(self) -> None:
         if self._producer is not None:
             return
+        if await missing_topics(self.settings.kafka, [self.alerts, self.topics.actions, self.topics.audit]):
+            raise ConfigError(f"topic {self.alerts.name} (or actions, audit) does not exist: run "
+                              f"`vigie topics apply --stations {self.settings.station}` first")
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
         # No consumer group: every console process reads all partitions from the beginning.
@@ -199,12 +202,16 @@ class StationService(Service):
         try:
             body = await request.json()
             kind = ACTIONS[body["action"]]
-        except (ValueError, KeyError, TypeError):
-            raise web.HTTPBadRequest(text=f"expected JSON {{'action': one of {sorted(ACTIONS)}}}") from None
+            comment = body.get("comment", "")
+            if not isinstance(comment, str):
+                raise TypeError("comment")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            expected = {"action": " | ".join(sorted(ACTIONS)), "comment": "optional text"}
+            raise web.HTTPBadRequest(text=f"expected JSON {json.dumps(expected)}") from None
         action = OperatorAction(
             id=uuid.uuid4().hex, incident_id=incident.id, camera_id=incident.camera_id, kind=kind,
             operator=self.settings.operator, station=self.settings.station, at_ns=time.time_ns(),
-            comment=str(body.get("comment", ""))[:2000],
+            comment=comment[:2000],
         )
         topic = self.topics.actions
         await self._producer.send_and_wait(topic.name, topic.encode(action), key=topic.key(incident.camera_id))
