@@ -128,6 +128,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return run_stack(args)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from vigie.replay import main as replay_main
+
+    return replay_main(args, _kafka(args))
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from vigie.bench import main as bench_main
 
@@ -187,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-fast-as-possible", action="store_true")
     p.add_argument("--station-port", type=int, default=8080, help="port of the operator console (default 8080)")
     p.set_defaults(func=_cmd_up)
+
+    p = sub.add_parser("replay", help="re-run the analytics on recorded frames into a sandbox topic (analysts)")
+    p.add_argument("--from", dest="start", required=True, help="start: ISO 8601 (UTC if naive) or relative, written --from=-2h")
+    p.add_argument("--to", dest="end", default="now", help="end (default now)")
+    p.add_argument("--cameras", help="comma-separated camera ids (default all)")
+    p.add_argument("--rules", help="rules YAML: `defaults: [kinds]` and `cameras: {id: {kind: settings}}`")
+    p.add_argument("--report", help="write the JSON report to this file (default: print it)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("bench", help="print throughput, latency and memory figures")
     p.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")

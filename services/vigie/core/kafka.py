@@ -131,6 +131,22 @@ async def wait_for_broker(settings: KafkaSettings, timeout_s: float = 60.0) -> N
         client_log.setLevel(level)
 
 
+async def partitions_of(settings: KafkaSettings, topic: Topic) -> list[int]:
+    """Partition numbers of ``topic``, sorted; empty when it does not exist. Raises BrokerUnavailable."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000)
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:
+        raise BrokerUnavailable(f"no Kafka broker at {settings.bootstrap}: {exc}") from exc
+    try:
+        described = await admin.describe_topics([topic.name])
+    finally:
+        await admin.close()
+    if not described or described[0]["error_code"]:
+        return []
+    return sorted(p["partition"] for p in described[0]["partitions"])
+
+
 async def missing_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> list[str]:
     """Names of ``topics`` the cluster does not have. Raises BrokerUnavailable."""
     await wait_for_broker(settings, timeout_s=settings.request_timeout_s)
