@@ -1,21 +1,22 @@
-"""Throughput of the detector's CPU path: preprocessing plus both analytics.
+"""Throughput of the detector: preprocessing plus analytics, on CPU threads or a GPU.
 
 ``python -m vigie.detector.bench`` prints frames/s at batch 1 and 8 on one CPU
-thread. Input is synthetic but "real-looking" for the analytics: a textured
+thread; ``--device cuda --batch 64 256 --all`` is the GPU check (every analytic). Input is synthetic but "real-looking" for the analytics: a textured
 static scene with sensor noise and moving squares (people), so the
 abandoned-object stage does its connected components when a square stops.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from vigie.detector.analytics.abandoned import AbandonedObject
-from vigie.detector.analytics.crowd import CrowdMovement
+from vigie.core.errors import ConfigError
+from vigie.detector.analytics.registry import PLUGINS, build
 from vigie.detector.preprocess import to_batch
 
 
@@ -57,16 +58,24 @@ def synthetic_frames(n: int, size: tuple[int, int] = (640, 360), n_movers: int =
     return frames
 
 
+#: Settings that make every analytic do its full work on the synthetic scene (zones, a colour query).
+FULL_SETTINGS: dict[str, dict] = {
+    "colour_query": {"queries": [{"name": "red", "colour": "red"}]},
+}
+
+
 def measure(n_frames: int = 400, batch_size: int = 1, size: tuple[int, int] = (640, 360),
             fps: float = 5.0, device: str = "cpu", threads: int = 1, distinct: int = 120,
-            frames: Sequence[np.ndarray] | None = None) -> float:
-    """Frames per second of ``to_batch`` + abandoned-object + crowd-movement on ``threads`` threads.
+            frames: Sequence[np.ndarray] | None = None,
+            kinds: Sequence[str] = ("abandoned_object", "crowd_movement")) -> float:
+    """Frames per second of ``to_batch`` + the analytics ``kinds`` on ``threads`` CPU threads or a GPU.
 
     Each frame of a batch is another camera, as in the detector. ``n_frames``
     frames are timed in all, after one warm-up batch. The input is ``frames``
     (e.g. decoded footage, ``(H, W, 3) uint8``) or ``distinct`` synthetic frames of
     ``size = (width, height)`` where one square stops for good after a quarter of
-    the sequence, so the connected-component stage runs too; it is cycled.
+    the sequence, so the connected-component stages run too; it is cycled.
+    Kinds whose module is not in this build are skipped.
 
     Returns:
         Frames per second, all cameras together.
@@ -75,17 +84,25 @@ def measure(n_frames: int = 400, batch_size: int = 1, size: tuple[int, int] = (6
     if frames is None:
         frames = synthetic_frames(distinct, size, stop_after=distinct // 4)
     cams = [f"cam{i}" for i in range(batch_size)]
-    ao, crowd = AbandonedObject(device=device), CrowdMovement(device=device)
+    analytics = []
+    for kind in kinds:
+        try:
+            analytics.append(build(kind, FULL_SETTINGS.get(kind, {}), device))
+        except ConfigError:
+            continue
     step_ns = int(1e9 / fps)
 
     def run(k: int) -> None:
         imgs = [frames[(k + j) % len(frames)] for j in range(batch_size)]
-        batch = to_batch(imgs, cams, [k * step_ns] * batch_size, fps, device=device)
-        ao.process(batch)
-        crowd.process(batch)
+        with torch.inference_mode():
+            batch = to_batch(imgs, cams, [k * step_ns] * batch_size, fps, device=device)
+            for analytic in analytics:
+                analytic.process(batch)
 
     run(0)
     n_batches = max(1, n_frames // batch_size)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for k in range(1, n_batches + 1):
         run(k)
@@ -94,6 +111,24 @@ def measure(n_frames: int = 400, batch_size: int = 1, size: tuple[int, int] = (6
     return n_batches * batch_size / (time.perf_counter() - t0)
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m vigie.detector.bench [--device cuda] [--batch 64 256] [--all]``: prints frames/s per batch size."""
+    parser = argparse.ArgumentParser(description="Detector throughput (preprocess + analytics), frames/s.")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (cameras per batch)")
+    parser.add_argument("--frames", type=int, default=480, help="frames timed per batch size")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
+    parser.add_argument("--all", action="store_true", help="every analytic of the registry, not only the defaults")
+    args = parser.parse_args(argv)
+    kinds = sorted(PLUGINS) if args.all else ["abandoned_object", "crowd_movement"]
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
+    print(f"device: {name}; analytics: {', '.join(kinds)}")
+    for batch in args.batch:
+        fps = measure(max(args.frames, batch * 4), batch, device=args.device, threads=args.threads, kinds=kinds)
+        print(f"batch {batch:4d}: {fps:8.0f} frames/s (640x360, synthetic scene)")
+    return 0
+
+
 if __name__ == "__main__":
-    for bs in (1, 8):
-        print(f"batch {bs}: {measure(480, bs):.0f} frames/s (640x360 synthetic, 1 thread)")
+    raise SystemExit(main())
