@@ -128,6 +128,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return run_stack(args)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from vigie.evaluate import main as evaluate_main
+
+    return evaluate_main(args)
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from vigie.replay import main as replay_main
 
@@ -193,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-fast-as-possible", action="store_true")
     p.add_argument("--station-port", type=int, default=8080, help="port of the operator console (default 8080)")
     p.set_defaults(func=_cmd_up)
+
+    p = sub.add_parser("evaluate", help="measure the analytics on a labelled clip (no broker needed)")
+    from vigie.evaluate import add_arguments as evaluate_arguments  # argparse only: a light import
+
+    evaluate_arguments(p)
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("replay", help="re-run the analytics on recorded frames into a sandbox topic (analysts)")
     p.add_argument("--from", dest="start", required=True, help="start: ISO 8601 (UTC if naive) or relative, written --from=-2h")

@@ -82,6 +82,10 @@ class AnalyticsPlan:
         """Kinds loaded, sorted."""
         return sorted({kind for kind, _ in self._instances})
 
+    def instances_for(self, camera_id: str) -> dict[str, Analytic]:
+        """The analytic instances serving ``camera_id``, by kind (their ``last_scores`` after a batch)."""
+        return {kind: self._instances[(kind, settings)] for kind, settings in self.keys_for(camera_id)}
+
     def keys_for(self, camera_id: str) -> list[tuple[str, str]]:
         """Instance keys that serve ``camera_id``."""
         return self._by_camera.get(camera_id, self._default_keys)

@@ -206,6 +206,10 @@ class AvSource(FrameSource):
                 if t is None:
                     t = (last_pts - offset + frame_dur) if last_pts is not None else 0.0
                 pts = t + offset
+                if not self.live and last_pts is not None and pts <= last_pts:
+                    # Some files (AVI without real PTS) time frames by packet order, out of
+                    # presentation order: a file's clock only moves forward, a frame at a time.
+                    pts = last_pts + frame_dur
                 if not got:
                     got = True
                     backoff.reset()

@@ -1,0 +1,96 @@
+"""``vigie evaluate``: run the analytics on a labelled clip and measure them against its ground truth.
+
+Usage::
+
+    vigie evaluate PATH [--json] [--plot out.png] [--warmup PATH ...] [--fps 5]
+                        [--cameras cameras.yaml] [--camera ID] [--kinds k1,k2]
+
+``PATH`` is a video file, a folder of numbered stills, or a dataset folder of
+``../shared/data`` (with SOURCE.md, holding ``frames/``, ``img1/`` or one video). The
+clip goes through the service's own code (grabber pipeline, JPEG, ``to_batch``, the
+analytics plan; :mod:`vigie.evaluate.runner`), the ground truth is read from the
+dataset folder (:mod:`vigie.evaluate.groundtruth`), and per analytic kind the command
+reports frame-level ROC AUC, event-level precision, recall and alarm delay, and false
+alarms per hour (:mod:`vigie.evaluate.metrics`, :mod:`vigie.evaluate.report`).
+Example: ``vigie evaluate ../shared/data/ucsd_ped2_test001 --warmup
+../shared/data/ucsd_ped2_train/Train00{1,2,3} --json --plot ped2.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["add_arguments", "main"]
+
+
+def _kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if not kinds:
+        raise argparse.ArgumentTypeError("--kinds needs at least one kind")
+    return kinds
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``vigie evaluate`` to ``parser``."""
+    parser.add_argument("path", help="clip: a video file, a folder of numbered stills, or a dataset folder "
+                        "(SOURCE.md with frames/, img1/ or one video)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--plot", metavar="PNG", help="draw scores, ground truth and alarms over time to this PNG")
+    parser.add_argument("--warmup", metavar="PATH", action="append", default=[],
+                        help="normal footage of the same camera, played first (repeatable; looped, see "
+                        "--warmup-min-s)")
+    parser.add_argument("--warmup-min-s", type=float, default=None, metavar="S",
+                        help="loop the warm-up clips until they add up to S seconds (default: the longest "
+                        "warmup_s of the analytics; 0: once)")
+    parser.add_argument("--fps", type=_positive, default=5.0, help="sampling rate, frames per second (default 5)")
+    parser.add_argument("--stills-fps", type=_positive, default=None,
+                        help="frame rate of folders of stills (default: seqinfo.ini or SOURCE.md, else 10)")
+    parser.add_argument("--cameras", help="cameras YAML: the camera's analytics settings, zones, masks, width")
+    parser.add_argument("--camera", help="camera id in --cameras (default: its only camera)")
+    parser.add_argument("--kinds", type=_kinds, default=None,
+                        help="comma-separated kinds (default: every kind available in this build)")
+    parser.add_argument("--tolerance-s", type=float, default=1.0,
+                        help="an alarm this many seconds around an event still falls in it (default 1)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:N")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads torch may use (default 1)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``vigie evaluate`` with parsed ``args``; returns the exit code (0, or 1 for an unusable clip).
+
+    Raises:
+        ConfigError: unknown kind, bad settings or camera (the ``vigie`` command prints it, exit 2).
+    """
+    import torch
+
+    from vigie.evaluate import groundtruth, report, runner
+    from vigie.grabber.errors import SourceError
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        ev = runner.evaluate(args.path, fps=args.fps, warmup=args.warmup, warmup_min_s=args.warmup_min_s,
+                             kinds=args.kinds, cameras=args.cameras, camera_id=args.camera, device=args.device,
+                             stills_fps=args.stills_fps)
+        if not ev.times_s:
+            raise ValueError(f"{args.path}: no frame could be decoded")
+        gt = groundtruth.load(ev.clip.source, ev.clip.stills_fps)
+    except (OSError, ValueError, SourceError) as exc:
+        print(f"vigie evaluate: {exc}", file=sys.stderr)
+        return 1
+    summary, curves = report.summarize(ev, gt, args.tolerance_s)
+    if args.plot:
+        report.plot(summary, curves, args.plot)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        report.print_table(summary)
+    return 0
