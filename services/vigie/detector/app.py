@@ -30,6 +30,7 @@ from vigie.core.kafka import DeadLetters, make_consumer, make_producer, total_la
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.detector.pipeline import Analyser, decode_records, rounds, to_anomaly
+from vigie.detector.objects import ObjectDetector
 from vigie.detector.plan import AnalyticsPlan
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ class DetectorSettings(StrictModel):
         description="Kinds run on every camera unless its `analytics` section in the cameras file says otherwise.",
     )
     cameras_file: str | None = Field(None, description="Cameras YAML: per-camera analytics, zones and thresholds.")
+    object_classes: bool = Field(
+        True, description="Offer the object-class stage (SSD-MobileNet-v2 COCO) to analytics that ask for it; "
+        "it loads on first use and runs only on their candidates.")
     http_host: str = Field("127.0.0.1", description="Address of /healthz and /metrics.")
     http_port: int = Field(8092, ge=0, le=65535, description="Port of /healthz and /metrics.")
 
@@ -87,7 +91,8 @@ class DetectorService(Service):
             cameras = await asyncio.to_thread(load_cameras, self.settings.cameras_file)
             sections = {c.id: c.analytics for c in cameras.cameras}
         self.plan = AnalyticsPlan(sections, self.settings.analytics, self.device)
-        self.analyser = Analyser(self.plan, (self.settings.work_width, self.settings.work_height), self.device)
+        objects = ObjectDetector() if self.settings.object_classes else None
+        self.analyser = Analyser(self.plan, (self.settings.work_width, self.settings.work_height), self.device, objects)
         log.info("analytics %s on %s", self.plan.kinds, self.device)
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
