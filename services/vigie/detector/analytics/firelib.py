@@ -1,0 +1,175 @@
+"""Helpers shared by the fire and smoke analytics, and the FURG fire-dataset ground-truth reader.
+
+* :func:`read_furg_xml` parses the per-frame flame rectangles of the FURG fire
+  dataset (Steffens, Rodrigues, Botelho, "An unconstrained dataset for
+  non-stationary video based fire detection", LARS 2015), stored as OpenCV 2.4
+  FileStorage XML; ``vigie evaluate`` and the tests use it.
+* :func:`regions` groups a boolean working-grid mask into connected regions
+  (scipy, on the CPU) and :func:`frame_box` maps a working-grid box back to the
+  published frame's pixels.
+* :class:`Episodes` holds the per-camera "condition" of an analytic (fire seen,
+  smoke seen): a stable ``track_id`` per episode, the emission schedule (raised,
+  then every ``repeat_s``) and the release after ``release_s`` without evidence.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from os import PathLike
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from vigie.detector.analytics.base import Box
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def read_furg_xml(path: str | PathLike[str]) -> dict[int, list[tuple[int, int, int, int]]]:
+    """Flame boxes per frame of a FURG fire-dataset annotation file.
+
+    The file is OpenCV FileStorage XML: ``<frames>`` holds one ``<_>`` entry per frame
+    with ``<frameNumber>`` and ``<annotations>``, a list of ``<_>`` items of four
+    integers ``x y width height`` (pixels of the dataset's frame, given by
+    ``<frameWidth>``/``<frameHeight>``, top-left origin).
+
+    Returns:
+        ``{frame_number: [(x, y, w, h), ...]}``; frames without boxes map to ``[]``.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: not such an XML file (no ``<frames>``, a frame without a number,
+            a box without four integers).
+    """
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise ValueError(f"{path}: not XML: {exc}") from None
+    frames = root.find("frames")
+    if frames is None:
+        raise ValueError(f"{path}: no <frames> element (not a FURG annotation file)")
+    out: dict[int, list[tuple[int, int, int, int]]] = {}
+    for entry in frames.findall("_"):
+        number = entry.findtext("frameNumber")
+        if number is None or not number.strip().lstrip("-").isdigit():
+            raise ValueError(f"{path}: frame entry without a frameNumber")
+        boxes = []
+        annotations = entry.find("annotations")
+        for item in annotations.findall("_") if annotations is not None else []:
+            values = re.findall(r"-?\d+", item.text or "")
+            if len(values) != 4:
+                raise ValueError(f"{path}: frame {number}: box {item.text!r} is not 'x y w h'")
+            x, y, w, h = (int(v) for v in values)
+            boxes.append((x, y, w, h))
+        out[int(number)] = boxes
+    return out
+
+
+@dataclass(slots=True)
+class Region:
+    """A connected region on the working grid: box ``(x0, y0, x1, y1)`` (exclusive ends), area in cells."""
+
+    box: tuple[int, int, int, int]
+    area: int
+    label: int
+
+
+def regions(group: np.ndarray, core: np.ndarray) -> tuple[list[Region], np.ndarray]:
+    """Connected regions (8-connectivity) of ``group (h, w) bool``, measured on ``core``.
+
+    ``group`` joins nearby pieces (a dilated mask); each region's box and area come
+    from the ``core (h, w) bool`` cells inside it (regions without core cells are dropped).
+
+    Returns:
+        The regions and the ``(h, w) int32`` label image of ``group`` (label 0: none).
+    """
+    labels, n = ndimage.label(group, structure=_EIGHT)
+    if n == 0:
+        return [], labels
+    core_labels = np.where(core, labels, 0)
+    areas = np.bincount(core_labels.ravel(), minlength=n + 1)
+    out = []
+    for k, sl in enumerate(ndimage.find_objects(core_labels, max_label=n), start=1):
+        if sl is not None:
+            out.append(Region((sl[1].start, sl[0].start, sl[1].stop, sl[0].stop), int(areas[k]), k))
+    return out, labels
+
+
+def frame_box(box: tuple[int, int, int, int], frame_size: tuple[int, int], work_size: tuple[int, int]) -> Box:
+    """Map a working-grid box ``(x0, y0, x1, y1)`` to a :class:`Box` in pixels of a ``frame_size`` frame.
+
+    ``work_size`` and ``frame_size`` are ``(width, height)``; the axes scale independently
+    (the working grid does not keep the aspect ratio).
+    """
+    sx, sy = frame_size[0] / work_size[0], frame_size[1] / work_size[1]
+    x0, y0 = int(np.floor(box[0] * sx)), int(np.floor(box[1] * sy))
+    x1, y1 = min(frame_size[0], int(np.ceil(box[2] * sx))), min(frame_size[1], int(np.ceil(box[3] * sy)))
+    return Box(x0, y0, x1 - x0, y1 - y0)
+
+
+def union_box(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """Smallest ``(x0, y0, x1, y1)`` box that holds every box of ``boxes`` (non-empty)."""
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def chroma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ITU-R BT.601 chroma ``(Cb - 0.5, Cr - 0.5)`` of ``rgb (N, 3, h, w)`` in [0, 1], each ``(N, 1, h, w)``."""
+    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
+    cb = r * -0.168736 - g * 0.331264 + b * 0.5
+    cr = r * 0.5 - g * 0.418688 - b * 0.081312
+    return cb, cr
+
+
+@dataclass(slots=True)
+class _Episode:
+    start_ns: int
+    last_seen_ns: int
+    track_id: str = ""
+    last_emit_ns: int | None = None
+
+
+class Episodes:
+    """Per-camera episodes of one condition (fire, smoke) and their emission schedule.
+
+    Args:
+        prefix: the middle of track ids, e.g. ``"fire"`` gives ``"<camera>/fire/<n>"``.
+        repeat_s: re-emit an active episode every this many seconds (0: every frame).
+        release_s: an episode ends after this many seconds without the condition.
+    """
+
+    def __init__(self, prefix: str, repeat_s: float, release_s: float) -> None:
+        self.prefix = prefix
+        self.repeat_ns = repeat_s * 1e9
+        self.release_ns = release_s * 1e9
+        self._episodes: dict[str, _Episode] = {}
+        self._next_id: dict[str, int] = {}
+
+    def update(self, camera_id: str, now_ns: int, present: bool) -> tuple[str, float] | None:
+        """Record whether the condition is ``present`` at ``now_ns``.
+
+        Returns:
+            ``(track_id, duration_s)`` when a detection must be emitted on this frame
+            (the episode's first frame, then every ``repeat_s``), else None.
+        """
+        ep = self._episodes.get(camera_id)
+        if ep is not None and (now_ns - ep.last_seen_ns > self.release_ns or now_ns < ep.last_seen_ns):
+            del self._episodes[camera_id]
+            ep = None
+        if not present:
+            return None
+        if ep is None:
+            k = self._next_id.get(camera_id, 0) + 1
+            self._next_id[camera_id] = k
+            ep = self._episodes[camera_id] = _Episode(now_ns, now_ns, f"{camera_id}/{self.prefix}/{k}")
+        ep.last_seen_ns = now_ns
+        if ep.last_emit_ns is not None and now_ns - ep.last_emit_ns < self.repeat_ns:
+            return None
+        ep.last_emit_ns = now_ns
+        return ep.track_id, (now_ns - ep.start_ns) / 1e9
+
+    def forget(self, camera_id: str) -> None:
+        """End the camera's episode (episode numbers keep counting, so ids stay unique)."""
+        self._episodes.pop(camera_id, None)
