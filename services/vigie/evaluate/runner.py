@@ -32,7 +32,7 @@ import torch
 from vigie.core.cameras import CameraConfig, load_cameras
 from vigie.core.errors import ConfigError
 from vigie.detector.analytics.base import Analytic, Box
-from vigie.detector.analytics.registry import PLUGINS, config_model
+from vigie.detector.analytics.registry import NEEDS_SETTINGS, PLUGINS, config_model
 from vigie.detector.plan import AnalyticsPlan
 from vigie.detector.preprocess import to_batch
 from vigie.evaluate import groundtruth
@@ -98,9 +98,9 @@ def resolve_clip(path: str | os.PathLike[str], stills_fps: float | None = None) 
 
 
 def available_kinds() -> list[str]:
-    """Kinds of the registry whose module imports and whose settings all have defaults."""
+    """Kinds of the registry whose module imports and that need no operator settings (zones, queries)."""
     kinds = []
-    for kind in PLUGINS:
+    for kind in sorted(set(PLUGINS) - NEEDS_SETTINGS):
         try:
             config_model(kind).model_validate({})
         except Exception as exc:  # noqa: BLE001 - a plugin not there yet, or one that needs settings

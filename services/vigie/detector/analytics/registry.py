@@ -31,6 +31,11 @@ PLUGINS: dict[str, str] = {
 }
 
 
+#: Kinds that act on what an operator draws or asks (zones, headings, a colour): they run where a
+#: camera's settings give them, never by default (a whole-frame "forbidden zone" means nothing).
+NEEDS_SETTINGS = frozenset({"intrusion", "wrong_way", "density", "colour_query"})
+
+
 def plugin(kind: str) -> type[Analytic]:
     """The analytic class of ``kind``, imported on first use.
 
