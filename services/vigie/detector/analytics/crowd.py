@@ -229,6 +229,7 @@ class CrowdMovement(Analytic):
         """
         c = self.config
         z_frame, _, anom_cells = self._step(batch)
+        self.last_scores = torch.sigmoid(z_frame - c.z_threshold).float().cpu()
         anom = anom_cells.flatten(1).any(1).tolist()
         z_list = z_frame.tolist()
         cells_cpu = anom_cells.cpu() if any(anom) else None
