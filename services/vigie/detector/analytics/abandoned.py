@@ -3,9 +3,11 @@
 Method after F. Porikli, Y. Ivanov, T. Haga, "Robust abandoned object detection
 using dual foregrounds", EURASIP JASP 2008:
 
-1. :class:`~vigie.detector.analytics.background.DualBackground` gives long- and
-   short-term foreground masks; *static* = long-term foreground AND NOT
-   short-term foreground (opened).
+1. Frames are first mapped to the exposure of the camera's long-term background
+   (per channel affine fit, robust to foreground: cameras re-expose when dark
+   clothes fill the view), then :class:`~vigie.detector.analytics.background.DualBackground`
+   (its own global gain off) gives long- and short-term foreground masks;
+   *static* = long-term foreground AND NOT short-term foreground (opened).
 2. A per-pixel evidence counter, in seconds, rises by ``dt`` while the pixel is
    static and falls by ``decay * dt`` otherwise; it is capped at
    ``dwell_s + hold_s`` so that a confirmed object survives a short occlusion.
@@ -13,13 +15,21 @@ using dual foregrounds", EURASIP JASP 2008:
    components (scipy, on the CPU, only for cameras that have such pixels);
    blobs outside ``[min_area_px, max_area_px]`` (frame pixels) are dropped.
 4. A new blob whose boundary edges are in the long-term background rather than
-   in the frame is a *ghost* (an object that left, e.g. someone present when
-   the camera started): it is healed into the backgrounds, not reported.
-   Blobs keep a stable ``track_id`` across frames (matched by box IoU or
+   in the frame is a *ghost* (an object that left, e.g. someone present when the
+   camera started); one that the background shifted by a pixel or two explains is
+   camera drift (painted lines): both are healed into the backgrounds, not
+   reported. Blobs keep a stable ``track_id`` across frames (matched by box IoU or
    centre inclusion; a track survives ``linger_s`` without its blob).
-5. A track is raised once its owner has left: no short-term (moving)
-   foreground within ``owner_radius_px`` of the blob during the last
-   ``owner_absent_s`` seconds (a per-pixel "recent motion" timer).
+5. A track is raised once its owner has left: no short-term (moving) foreground
+   within ``owner_radius_px`` of the blob during the last ``owner_absent_s``
+   seconds (a per-pixel "recent motion" timer).
+6. ... and once it is an *object*, not someone standing still (a person at a
+   table, in a queue): its whole long-term foreground region must be at most
+   ``max_area_px``, ``min_static_frac`` static, and lifeless, i.e. its difference
+   to the short-term background no more than ``still_ratio`` times the noise
+   around it (people sway and breathe below the foreground threshold; a bag does
+   not). When the object-class stage is on, a candidate mostly covered by a
+   ``person`` box is not raised either; without it the analytic decides alone.
 
 Emission policy: a raised track emits a :class:`Detection` on the frame it is
 raised, then again every ``repeat_s`` seconds (``0``: every frame) for as long
@@ -66,6 +76,15 @@ class AbandonedObjectConfig(BaseModel):
     ghost_ratio: float = Field(1.0, ge=0.1, le=10.0, description=(
         "A new candidate whose boundary has more than this times the edge energy in the long-term "
         "background than in the frame is a ghost (something left the scene): healed, not reported."))
+    min_static_frac: float = Field(0.6, ge=0.0, le=1.0, description=(
+        "Share of the long-term foreground region around a candidate that must be static before it is "
+        "raised: someone standing still keeps moving parts of the body, a left object is still as a whole."))
+    still_ratio: float = Field(1.5, ge=0.5, le=100.0, description=(
+        "Raise only while the candidate differs from the short-term background by at most this many times "
+        "the noise around it: a person standing still sways and breathes, a left object does not."))
+    jitter_px: int = Field(2, ge=0, le=8, description=(
+        "A new candidate that the long-term background shifted by up to this many working pixels "
+        "explains (camera drift or vibration moving high-contrast edges) is healed, not reported; 0: off."))
     match_iou: float = Field(0.1, ge=0.0, le=1.0, description="Box IoU that links a blob to an existing track.")
     linger_s: float = Field(5.0, ge=0.0, le=600.0, description="Seconds a track survives without its blob.")
     repeat_s: float = Field(1.0, ge=0.0, le=3600.0, description=(
@@ -102,6 +121,7 @@ class _Track:
     last_ns: int
     raised_ns: int | None = None
     last_emit_ns: int | None = None
+    lively: float | None = None  # running mean of the in/ring difference ratio (see _settled)
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -119,6 +139,20 @@ def _edge_energy(img: np.ndarray, band: np.ndarray) -> float:
     g[:, 1:-1] += np.abs(img[:, :, 2:] - img[:, :, :-2]).sum(0)
     g[1:-1, :] += np.abs(img[:, 2:, :] - img[:, :-2, :]).sum(0)
     return float(g[band].mean()) if band.any() else 0.0
+
+
+def _shifted_match(frame: np.ndarray, back: np.ndarray, mask: np.ndarray, r: int) -> bool:
+    """Whether ``back`` shifted by up to ``r`` pixels matches ``frame`` (both ``(3, h, w)``) over
+    ``mask (h, w) bool`` with less than half the mean absolute difference of ``back`` unshifted."""
+    if r == 0:
+        return False
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    f, m = frame[:, y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    p = np.pad(back, ((0, 0), (r, r), (r, r)), mode="edge")
+    err = {(dy, dx): float(np.abs(f - p[:, y0 + r + dy:y1 + r + dy, x0 + r + dx:x1 + r + dx]).sum(0)[m].mean())
+           for dy in range(-r, r + 1) for dx in range(-r, r + 1)}
+    return min(err.values()) < 0.5 * err[0, 0]
 
 
 def _inside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
@@ -149,20 +183,49 @@ class AbandonedObject(Analytic):
         c = self.config
         self._bg = DualBackground(DualBackgroundConfig(
             long_tau_s=c.long_tau_s, short_tau_s=c.short_tau_s, diff_threshold=c.diff_threshold,
-            open_px=c.open_px), device=self.device)
+            open_px=c.open_px, gain_compensation=False), device=self.device)  # see _exposure_matched
         self._bank: CameraStateBank | None = None
         self._clock = FrameClock()
         self._tracks: dict[str, list[_Track]] = {}
         self._next_id: dict[str, int] = {}
         self._fg_long: torch.Tensor | None = None  # (N, 1, h, w) bool of the batch being processed
+        self._matched: torch.Tensor | None = None  # (N, 3, h, w) exposure-matched frames of that batch
+        self._cpu: dict[tuple[str, int], np.ndarray] = {}  # CPU copies for the per-object stage
 
     # -- per-pixel stage (batched, on the device) ---------------------------------
+    def _exposure_matched(self, batch: FrameBatch) -> torch.Tensor:
+        """``batch.rgb`` mapped to the exposure of each camera's long-term background.
+
+        Per camera and channel, ``bg ~ a * frame + b`` on every 4th pixel of every 4th row:
+        ``b`` starts at the median of ``bg - frame`` (robust to up to half the frame in the
+        foreground), then ``a`` (in [0.7, 1.4]) and ``b`` are refitted by least squares on
+        the pixels within 0.1 of that. A re-exposure is close to affine (measured: an offset
+        of 0.07-0.1 over all intensities), not a pure gain. New cameras are left as they are.
+        """
+        rgb = batch.rgb
+        refs = [self._bg.backgrounds(cam) for cam in batch.camera_ids]
+        if all(r is None for r in refs):
+            return rgb
+        ref = torch.stack([r[0] if r is not None else rgb[i] for i, r in enumerate(refs)])
+        x, y = rgb[..., ::4, ::4].flatten(2), ref[..., ::4, ::4].flatten(2)  # (N, 3, P)
+        b0 = (y - x).median(2, keepdim=True).values
+        w = ((y - x - b0).abs() < 0.1).float()
+        n = w.sum(2, keepdim=True).clamp_min(1.0)
+        mx, my = (w * x).sum(2, keepdim=True) / n, (w * y).sum(2, keepdim=True) / n
+        cov = (w * (x - mx) * (y - my)).sum(2, keepdim=True)
+        vx = (w * (x - mx) ** 2).sum(2, keepdim=True)
+        a = (cov / vx.clamp_min(1e-6)).clamp(0.7, 1.4)
+        a = torch.where(vx > 1e-3 * n, a, torch.ones_like(a))  # flat scenes: offset only
+        b = my - a * mx
+        return (a[..., None] * rgb + b[..., None]).clamp_(0.0, 1.0)
+
     def _maps(self, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.config
         ids = batch.camera_ids
         dt = torch.tensor(self._clock.tick(ids, batch.time_ns, batch.fps)[0], dtype=torch.float32,
                           device=self.device)
-        fg_long, fg_short = self._bg.update(batch.rgb, ids, dt)
+        self._matched = self._exposure_matched(batch)
+        fg_long, fg_short = self._bg.update(self._matched, ids, dt)
         static = opening(fg_long & ~fg_short, c.open_px)
         if self._bank is None:
             shape = (1, *batch.gray.shape[-2:])
@@ -193,11 +256,13 @@ class AbandonedObject(Analytic):
             ``attributes``: ``static_s`` (seconds static), ``unattended_s``, ``area_px``.
         """
         evidence, recent, self._fg_long = self._maps(batch)
+        self._cpu = {}
         confirmed = evidence >= self.config.dwell_s
         flags = confirmed.flatten(1).any(1).tolist()
         conf_cpu = grouped_cpu = None
         if any(flags):  # connected components only where candidates exist
             conf_cpu = confirmed[:, 0].cpu().numpy()
+            self._cpu.update({("confirmed", i): conf_cpu[i] for i in range(len(batch))})
             grouped_cpu = dilate(confirmed, 5)[:, 0].cpu().numpy()  # joins pieces up to 4 px apart
         out: list[Detection] = []
         for i, cam in enumerate(batch.camera_ids):
@@ -250,7 +315,7 @@ class AbandonedObject(Analytic):
                 if iou >= best_iou or (best is None and (_inside(blob.box, t.box) or _inside(t.box, blob.box))):
                     best, best_iou = t_i, max(iou, best_iou)
             if best is None:
-                if self._ghost(i, cam, blob, batch):
+                if self._spurious(i, cam, blob, batch):
                     continue
                 k = self._next_id.get(cam, 0) + 1
                 self._next_id[cam] = k
@@ -272,6 +337,10 @@ class AbandonedObject(Analytic):
                     recent_cpu = recent[i, 0].cpu().numpy()
                 if any(self._attended(b, recent_cpu, batch.frame_sizes[i]) for b in group):
                     continue
+                if not self._settled(i, cam, t, group, self._cpu[("confirmed", i)], batch.frame_sizes[i]):
+                    continue
+                if self._person(i, t, batch):
+                    continue
                 t.raised_ns = now
             if t.last_emit_ns is not None and (now - t.last_emit_ns) < c.repeat_s * 1e9:
                 continue
@@ -280,41 +349,94 @@ class AbandonedObject(Analytic):
         self._tracks[cam] = [t for t in tracks if (now - t.last_ns) <= c.linger_s * 1e9]
         return out
 
-    def _ghost(self, i: int, cam: str, blob: _Blob, batch: FrameBatch) -> bool:
-        """Whether a new blob is the ghost of something that *left*; if so, heal it.
+    def _region(self, i: int, mask: np.ndarray) -> np.ndarray:
+        """The long-term foreground region ``(h, w) bool`` connected to ``mask`` in frame ``i``."""
+        key = ("fg_long", i)
+        if key not in self._cpu:
+            self._cpu[key] = self._fg_long[i, 0].cpu().numpy()
+        labels, _ = ndimage.label(self._cpu[key] | mask, structure=_EIGHT)
+        return np.isin(labels, np.unique(labels[mask]))
 
-        Edge-energy test of Tian, Lu, Hampapur, "Robust and efficient foreground
-        analysis for real-time video surveillance", CVPR 2005: an object that was
-        put down adds edges on the region's boundary in the current frame; a
-        region uncovered by an object that moved away (e.g. someone present at
-        start-up) has its edges in the long-term background instead. A ghost is
-        written into the backgrounds and its evidence cleared.
+    def _spurious(self, i: int, cam: str, blob: _Blob, batch: FrameBatch) -> bool:
+        """Whether a new blob is a ghost or camera jitter rather than a new object; if so, heal it.
+
+        Ghost: edge-energy test of Tian, Lu, Hampapur, "Robust and efficient foreground
+        analysis for real-time video surveillance", CVPR 2005: an object that was put
+        down adds edges on the region's boundary in the current frame; a region
+        uncovered by an object that moved away (e.g. someone present at start-up) has
+        its edges in the long-term background instead.
+        Jitter: the blob's frame content is explained (mean absolute difference below
+        half of the unshifted one) by the long-term background shifted by at most
+        ``jitter_px`` working pixels: a drifting or shaking camera moves painted lines.
+        Either is written into the backgrounds and its evidence cleared.
         """
+        c = self.config
         long_bg, _ = self._bg.backgrounds(cam)
-        frame, back = batch.rgb[i].cpu().numpy(), long_bg.cpu().numpy()
+        frame, back = self._matched[i].cpu().numpy(), long_bg.cpu().numpy()
         # the whole long-term foreground region around the blob: a blob confirmed piecewise
         # (part of it was crossed by someone) would otherwise have a boundary inside the object
-        fg_long = self._fg_long[i, 0].cpu().numpy()
-        labels, _ = ndimage.label(fg_long | blob.mask, structure=_EIGHT)
-        region = np.isin(labels, np.unique(labels[blob.mask]))
+        region = self._region(i, blob.mask)
         band = ndimage.binary_dilation(region, _EIGHT) & ~ndimage.binary_erosion(region, _EIGHT)
         e_frame, e_back = _edge_energy(frame, band), _edge_energy(back, band)
-        if e_back <= self.config.ghost_ratio * e_frame:
+        if e_back <= c.ghost_ratio * e_frame and not _shifted_match(frame, back, region, c.jitter_px):
             return False
         region = torch.from_numpy(ndimage.binary_dilation(region, _EIGHT, iterations=2)).to(self.device)
-        self._bg.heal(cam, region, batch.rgb[i])
+        self._bg.heal(cam, region, self._matched[i])
         st = self._bank.gather([cam])
         st["evidence"] = st["evidence"].masked_fill(region, 0.0)
         self._bank.scatter([cam], st)
         return True
 
+    def _settled(self, i: int, cam: str, t: _Track, group: list[_Blob], confirmed: np.ndarray,
+                 frame_size: tuple[int, int]) -> bool:
+        """Whether a track's long-term foreground region is object-sized and still.
+
+        The region connected to the track's blobs must be at most ``max_area_px``, be
+        ``min_static_frac`` confirmed static, and show no life: the mean max-channel
+        difference between the frame and the short-term background inside it, averaged
+        over the track's frames (running mean, weight 0.3 on the newest), must stay below
+        ``still_ratio`` times that in a ring 3-6 working pixels around it (at least 1/255).
+        """
+        c = self.config
+        sx, sy = self._scale(frame_size)
+        region = self._region(i, np.logical_or.reduce([b.mask for b in group]))
+        area = int(region.sum())
+        if area * sx * sy > c.max_area_px or int((confirmed & region).sum()) < c.min_static_frac * area:
+            return False
+        _, short_bg = self._bg.backgrounds(cam)
+        diff = (self._matched[i] - short_bg).abs().amax(0).cpu().numpy()
+        ring = ndimage.binary_dilation(region, _EIGHT, iterations=6) & ~ndimage.binary_dilation(
+            region, _EIGHT, iterations=2)
+        ratio = float(diff[region].mean()) / max(float(diff[ring].mean()) if ring.any() else 0.0, 1.0 / 255.0)
+        t.lively = ratio if t.lively is None else t.lively + 0.3 * (ratio - t.lively)
+        return t.lively <= c.still_ratio
+
+    def _person(self, i: int, t: _Track, batch: FrameBatch) -> bool:
+        """Whether the object-class stage (when on) sees a person over most of the track's box:
+        someone standing still, not a left object. False when the stage is off."""
+        objects = batch.objects(i)
+        if not objects:
+            return False
+        b = self._frame_box(t.box, batch.frame_sizes[i])
+        for o in objects:
+            ix = min(b.x + b.w, o.box.x + o.box.w) - max(b.x, o.box.x)
+            iy = min(b.y + b.h, o.box.y + o.box.h) - max(b.y, o.box.y)
+            if o.label == "person" and ix > 0 and iy > 0 and ix * iy >= 0.5 * b.w * b.h:
+                return True
+        return False
+
+    def _frame_box(self, box: tuple[int, int, int, int], frame_size: tuple[int, int]) -> Box:
+        """A working-pixel box ``(x0, y0, x1, y1)`` in frame pixels."""
+        sx, sy = self._scale(frame_size)
+        x0, y0, x1, y1 = box
+        fx0, fy0 = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
+        return Box(fx0, fy0, min(frame_size[0], int(np.ceil(x1 * sx))) - fx0,
+                   min(frame_size[1], int(np.ceil(y1 * sy))) - fy0)
+
     def _detection(self, i: int, t: _Track, group: list[_Blob], frame_size: tuple[int, int], now: int) -> Detection:
         c = self.config
         sx, sy = self._scale(frame_size)
-        x0, y0, x1, y1 = t.box
-        fx0, fy0 = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
-        box = Box(fx0, fy0, min(frame_size[0], int(np.ceil(x1 * sx))) - fx0,
-                  min(frame_size[1], int(np.ceil(y1 * sy))) - fy0)
+        box = self._frame_box(t.box, frame_size)
         unattended = (now - t.raised_ns) / 1e9
         return Detection(
             index=i, kind=self.kind, score=float(min(1.0, 0.6 + 0.4 * unattended / c.dwell_s)), boxes=[box],
