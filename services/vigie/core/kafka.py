@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -60,19 +61,31 @@ def make_consumer(
     )
 
 
-async def apply_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> list[str]:
-    """Create the missing topics with their partitions and retention; returns the names created.
-
-    Existing topics keep their partitions, but their retention and segment roll are reset to the spec's,
-    so the 30-day ceiling holds even for a topic created by hand. Raises BrokerUnavailable.
-    """
-    topics = list(topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000)
+@asynccontextmanager
+async def _admin(settings: KafkaSettings, timeout_ms: int = 15000) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client of ``settings``' cluster, closed on exit. Raises BrokerUnavailable."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=timeout_ms)
     try:
         await admin.start()
     except KafkaConnectionError as exc:
+        await admin.close()
         raise BrokerUnavailable(f"no Kafka broker at {settings.bootstrap}: {exc}") from exc
     try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def apply_topics(settings: KafkaSettings, topics: Iterable[Topic], ready_timeout_s: float = 30.0) -> list[str]:
+    """Create the missing topics with their partitions and retention; returns the names created.
+
+    Existing topics keep their partitions, but their retention and segment roll are reset to the spec's,
+    so the 30-day ceiling holds even for a topic created by hand. Returns once every partition of
+    every topic has a leader (or after ``ready_timeout_s`` seconds), so a service started next finds
+    them in the cluster metadata. Raises BrokerUnavailable.
+    """
+    topics = list(topics)
+    async with _admin(settings) as admin:
         existing = set(await admin.list_topics())
         new = [
             NewTopic(
@@ -96,9 +109,37 @@ async def apply_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> list
         ]
         if kept:
             await admin.alter_configs(kept)
-        return [n.name for n in new]
-    finally:
-        await admin.close()
+    if new:
+        await wait_for_topics(settings, topics, ready_timeout_s)
+    return [n.name for n in new]
+
+
+async def unready_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> list[str]:
+    """Names of ``topics`` the cluster does not have, or has with a partition that has no leader yet.
+
+    Raises BrokerUnavailable.
+    """
+    names = [t.name for t in topics]
+    async with _admin(settings) as admin:
+        described = await admin.describe_topics(names)
+    ready = {d["topic"] for d in described
+             if not d["error_code"] and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])}
+    return [n for n in names if n not in ready]
+
+
+async def wait_for_topics(settings: KafkaSettings, topics: Iterable[Topic], timeout_s: float = 30.0) -> list[str]:
+    """Wait until every topic of ``topics`` exists with a leader on each partition.
+
+    Returns the names still missing or leaderless after ``timeout_s`` seconds (empty: all ready).
+    Raises BrokerUnavailable.
+    """
+    topics = list(topics)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        unready = await unready_topics(settings, topics)
+        if not unready or time.monotonic() > deadline:
+            return unready
+        await asyncio.sleep(0.2)
 
 
 async def wait_for_broker(settings: KafkaSettings, timeout_s: float = 60.0) -> None:
@@ -133,15 +174,8 @@ async def wait_for_broker(settings: KafkaSettings, timeout_s: float = 60.0) -> N
 
 async def partitions_of(settings: KafkaSettings, topic: Topic) -> list[int]:
     """Partition numbers of ``topic``, sorted; empty when it does not exist. Raises BrokerUnavailable."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000)
-    try:
-        await admin.start()
-    except KafkaConnectionError as exc:
-        raise BrokerUnavailable(f"no Kafka broker at {settings.bootstrap}: {exc}") from exc
-    try:
+    async with _admin(settings) as admin:
         described = await admin.describe_topics([topic.name])
-    finally:
-        await admin.close()
     if not described or described[0]["error_code"]:
         return []
     return sorted(p["partition"] for p in described[0]["partitions"])
@@ -150,12 +184,8 @@ async def partitions_of(settings: KafkaSettings, topic: Topic) -> list[int]:
 async def missing_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> list[str]:
     """Names of ``topics`` the cluster does not have. Raises BrokerUnavailable."""
     await wait_for_broker(settings, timeout_s=settings.request_timeout_s)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000)
-    await admin.start()
-    try:
+    async with _admin(settings) as admin:
         existing = set(await admin.list_topics())
-    finally:
-        await admin.close()
     return [t.name for t in topics if t.name not in existing]
 
 

@@ -19,15 +19,17 @@ idempotent (incident ids derive from the opening anomaly's id).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import tempfile
 import time
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from vigie.contracts.v1 import CameraIncidents, DeadLetter, Incident, OperatorAction
-from vigie.core.errors import MalformedMessage
-from vigie.core.kafka import MAX_RECORD_BYTES
+from vigie.core.errors import ConfigError, MalformedMessage
+from vigie.core.kafka import MAX_RECORD_BYTES, wait_for_topics
 from vigie.core.logs import logging_config
 from vigie.core.metrics import ServiceMetrics
 from vigie.core.topics import CAMERA_PARTITIONS, LONGEST_RETENTION_MS, Topic, Topics
@@ -48,6 +50,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         f"{ns}vigie-correlator",
         broker=[f"kafka://{hp}" for hp in settings.kafka.bootstrap.split(",")],
         store="memory://",
+        datadir=settings.data_dir or f"{tempfile.gettempdir()}/{{conf.id}}-data",
         topic_partitions=CAMERA_PARTITIONS,
         topic_replication_factor=1,
         web_host=settings.http_host,
@@ -173,8 +176,34 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
     return app
 
 
+def _check_topics(settings: CorrelatorSettings) -> None:
+    """Wait until the topics the worker reads and writes have leaders.
+
+    Faust's partition assignor ignores a topic missing from the cluster metadata when the
+    consumer group forms, and the worker would then idle until the next rebalance.
+
+    Raises:
+        ConfigError: a topic still missing after ``kafka.request_timeout_s`` seconds.
+        BrokerUnavailable: no broker answers.
+    """
+    topics = Topics(settings.kafka.namespace)
+    stations = settings.routing.all_stations()
+    needed = [topics.anomalies, topics.actions, topics.incidents, topics.deadletter,
+              *(topics.alerts(s) for s in stations)]
+    missing = asyncio.run(wait_for_topics(settings.kafka, needed, settings.kafka.request_timeout_s))
+    if missing:
+        raise ConfigError(f"topics {', '.join(missing)} do not exist (or have no leader): run "
+                          f"`vigie topics apply --stations {','.join(stations)}` first")
+
+
 def run(settings: CorrelatorSettings, loglevel: str = "info") -> int:
-    """Run the correlator worker until SIGTERM/SIGINT (faust drains and commits); returns the exit code."""
+    """Run the correlator worker until SIGTERM/SIGINT (faust drains and commits); returns the exit code.
+
+    Raises:
+        ConfigError: its topics do not exist (see :func:`_check_topics`).
+        BrokerUnavailable: no broker answers.
+    """
+    _check_topics(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
                           logging_config=logging_config(SERVICE, loglevel.upper()))

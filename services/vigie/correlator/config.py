@@ -76,3 +76,6 @@ class CorrelatorSettings(StrictModel):
     routing: Routing = Field(default_factory=Routing)
     http_host: str = Field("127.0.0.1", description="Address of the health and metrics endpoint.")
     http_port: int = Field(8093, ge=0, le=65535, description="Port of the health and metrics endpoint.")
+    data_dir: str | None = Field(None, description=(
+        "Folder of the faust worker's local files (its table store is in memory, restored from the "
+        "changelog topic); default: <temp dir>/<app id>-data."))
