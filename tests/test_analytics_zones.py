@@ -391,3 +391,26 @@ def test_scores_are_per_frame_for_any_batch():
     analytic.process(batch)
     assert analytic.last_scores.shape == (3,) and analytic.last_scores.device.type == "cpu"
     assert math.isfinite(float(analytic.last_scores.sum()))
+
+
+def test_plan_shares_one_background_and_detects_as_private_models():
+    """Intrusion, wrong way and density with equal background settings read one model, updated once per frame."""
+    from vigie.detector.plan import AnalyticsPlan
+
+    zone = [{"name": "right", "polygon": RIGHT}]
+    section = {"intrusion": {"zones": zone, "repeat_s": 0.0},
+               "wrong_way": {"zones": [{"name": "right", "polygon": RIGHT, "heading_deg": 180}], "repeat_s": 0.0},
+               "density": {"zones": zone, "max_occupancy": 0.01, "repeat_s": 0.0}}
+    plan = AnalyticsPlan({"a": section, "b": section}, [], "cpu")
+    private = {kind: build(kind, settings) for kind, settings in section.items()}
+    shared_out, private_out = [], []
+    walk = _scene(60, [WALKER])
+    still = _scene(60, [(60, 60, 0.0, 2.0, 16, 40, 10)], seed=3)
+    for (ns, img_a), (_, img_b) in zip(walk, still):
+        batch = to_batch([img_a, img_b], ["a", "b"], [ns, ns], FPS)
+        shared_out += [(ns, d.index, d.kind, d.track_id, d.boxes) for d in plan.process(batch)]
+        for analytic in private.values():
+            private_out += [(ns, d.index, d.kind, d.track_id, d.boxes) for d in analytic.process(batch)]
+    assert plan.stages.foreground_models == 1
+    assert {kind for _, _, kind, _, _ in shared_out} == {"intrusion", "wrong_way", "density"}
+    assert sorted(shared_out, key=repr) == sorted(private_out, key=repr)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from vigie.core.errors import ConfigError
-from vigie.detector.analytics.registry import PLUGINS, build
+from vigie.detector.analytics.registry import PLUGINS, plugin
+from vigie.detector.plan import AnalyticsPlan
 from vigie.detector.preprocess import to_batch
 
 
@@ -70,7 +71,8 @@ def measure(n_frames: int = 400, batch_size: int = 1, size: tuple[int, int] = (6
             kinds: Sequence[str] = ("abandoned_object", "crowd_movement")) -> float:
     """Frames per second of ``to_batch`` + the analytics ``kinds`` on ``threads`` CPU threads or a GPU.
 
-    Each frame of a batch is another camera, as in the detector. ``n_frames``
+    The analytics run through an :class:`AnalyticsPlan`, as in the detector (shared
+    stages included). Each frame of a batch is another camera. ``n_frames``
     frames are timed in all, after one warm-up batch. The input is ``frames``
     (e.g. decoded footage, ``(H, W, 3) uint8``) or ``distinct`` synthetic frames of
     ``size = (width, height)`` where one square stops for good after a quarter of
@@ -84,20 +86,22 @@ def measure(n_frames: int = 400, batch_size: int = 1, size: tuple[int, int] = (6
     if frames is None:
         frames = synthetic_frames(distinct, size, stop_after=distinct // 4)
     cams = [f"cam{i}" for i in range(batch_size)]
-    analytics = []
+    available = []
     for kind in kinds:
         try:
-            analytics.append(build(kind, FULL_SETTINGS.get(kind, {}), device))
+            plugin(kind)
         except ConfigError:
             continue
+        available.append(kind)
+    section = {kind: FULL_SETTINGS.get(kind, {}) for kind in available}
+    plan = AnalyticsPlan({cam: section for cam in cams}, defaults=[], device=device)
     step_ns = int(1e9 / fps)
 
     def run(k: int) -> None:
         imgs = [frames[(k + j) % len(frames)] for j in range(batch_size)]
         with torch.inference_mode():
             batch = to_batch(imgs, cams, [k * step_ns] * batch_size, fps, device=device)
-            for analytic in analytics:
-                analytic.process(batch)
+            plan.process(batch)
 
     run(0)
     n_batches = max(1, n_frames // batch_size)
@@ -109,6 +113,26 @@ def measure(n_frames: int = 400, batch_size: int = 1, size: tuple[int, int] = (6
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
     return n_batches * batch_size / (time.perf_counter() - t0)
+
+
+def object_stage_ms(calls: int = 10, size: tuple[int, int] = (640, 360), threads: int = 1) -> float:
+    """Milliseconds per call of the object-class stage on one ``size`` frame, ``threads`` CPU threads.
+
+    Raises:
+        ConfigError: the stage's model or OpenCV is not installed.
+    """
+    from vigie.detector.objects import ObjectDetector
+
+    import cv2
+
+    cv2.setNumThreads(threads)
+    detector = ObjectDetector()
+    image = synthetic_frames(1, size)[0]
+    detector.detect(image)  # loads the model
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        detector.detect(image)
+    return (time.perf_counter() - t0) / calls * 1000.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,8 @@ without the section, get the detector's default kinds with default settings.
 
 Cameras with the same kind and the same settings share one analytic instance (its
 state is kept per camera anyway), so a batch is split by instance, not by camera,
-and the detector loads only the kinds some camera enables.
+and the detector loads only the kinds some camera enables. Analytics of different
+kinds share per-frame stages with equal settings (:mod:`vigie.detector.analytics.shared`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from vigie.core.errors import ConfigError
 from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
 from vigie.detector.analytics.registry import PLUGINS, build, config_model
+from vigie.detector.analytics.shared import SharedStages
 
 #: Settings of one camera: kind -> config fields, or False to disable a default kind.
 CameraAnalytics = Mapping[str, Mapping[str, Any] | bool]
@@ -42,6 +44,7 @@ class AnalyticsPlan:
     def __init__(self, cameras: Mapping[str, CameraAnalytics | None], defaults: Iterable[str],
                  device: torch.device | str) -> None:
         self.defaults = list(defaults)
+        self.stages = SharedStages(device)
         self._instances: dict[tuple[str, str], Analytic] = {}
         self._by_camera: dict[str, list[tuple[str, str]]] = {}
         for kind in self.defaults:
@@ -74,7 +77,8 @@ class AnalyticsPlan:
             raise ConfigError(problems) from None
         key = (kind, json.dumps(config.model_dump(mode="json"), sort_keys=True))
         if key not in self._instances:
-            self._instances[key] = build(kind, config, device)
+            self._instances[key] = analytic = build(kind, config, device)
+            analytic.share(self.stages)
         return key
 
     @property

@@ -36,6 +36,10 @@ raised, then again every ``repeat_s`` seconds (``0``: every frame) for as long
 as its blob is seen; the downstream correlator merges detections of the same
 camera, kind and region. Boxes are in original frame pixels. No person is
 identified or followed: only pixels that became static are analysed.
+
+Frame score (``last_scores``): half the largest static evidence over the dwell time,
+in [0, 0.5], until an object is raised; then the raised object's score, 0.6 rising
+to 1 after another ``dwell_s`` unattended.
 """
 
 from __future__ import annotations
@@ -264,10 +268,13 @@ class AbandonedObject(Analytic):
             conf_cpu = confirmed[:, 0].cpu().numpy()
             self._cpu.update({("confirmed", i): conf_cpu[i] for i in range(len(batch))})
             grouped_cpu = dilate(confirmed, 5)[:, 0].cpu().numpy()  # joins pieces up to 4 px apart
+        # frame score: static evidence up to the dwell time gives [0, 0.5]; a raised object gives its score
+        self._scores = (0.5 * (evidence.flatten(1).amax(1) / self.config.dwell_s).clamp(0.0, 1.0)).cpu()
         out: list[Detection] = []
         for i, cam in enumerate(batch.camera_ids):
             blobs = self._blobs(conf_cpu[i], grouped_cpu[i], batch.frame_sizes[i]) if flags[i] else []
             out.extend(self._track(i, cam, batch, blobs, recent))
+        self.last_scores = self._scores
         return out
 
     # -- per-object stage (CPU, only where candidates exist) ----------------------
@@ -342,6 +349,7 @@ class AbandonedObject(Analytic):
                 if self._person(i, t, batch):
                     continue
                 t.raised_ns = now
+            self._scores[i] = max(float(self._scores[i]), self._score(t, now))
             if t.last_emit_ns is not None and (now - t.last_emit_ns) < c.repeat_s * 1e9:
                 continue
             t.last_emit_ns = now
@@ -433,13 +441,17 @@ class AbandonedObject(Analytic):
         return Box(fx0, fy0, min(frame_size[0], int(np.ceil(x1 * sx))) - fx0,
                    min(frame_size[1], int(np.ceil(y1 * sy))) - fy0)
 
+    def _score(self, t: _Track, now: int) -> float:
+        """Score of a raised track: 0.6 when raised, rising to 1 after another dwell time unattended."""
+        return float(min(1.0, 0.6 + 0.4 * (now - t.raised_ns) / 1e9 / self.config.dwell_s))
+
     def _detection(self, i: int, t: _Track, group: list[_Blob], frame_size: tuple[int, int], now: int) -> Detection:
         c = self.config
         sx, sy = self._scale(frame_size)
         box = self._frame_box(t.box, frame_size)
         unattended = (now - t.raised_ns) / 1e9
         return Detection(
-            index=i, kind=self.kind, score=float(min(1.0, 0.6 + 0.4 * unattended / c.dwell_s)), boxes=[box],
+            index=i, kind=self.kind, score=self._score(t, now), boxes=[box],
             track_id=t.track_id,
             attributes={"static_s": (now - t.first_ns) / 1e9 + c.dwell_s, "unattended_s": unattended,
                         "area_px": float(sum(b.area for b in group) * sx * sy)})

@@ -9,12 +9,15 @@ per camera in a :class:`CameraStateBank` so that one batch can mix cameras.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
 import torch
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from vigie.detector.analytics.shared import SharedStages
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +155,9 @@ class Analytic:
     def forget(self, camera_id: str) -> None:
         """Drop the state of ``camera_id`` (camera removed or stream restarted)."""
         raise NotImplementedError
+
+    def share(self, stages: "SharedStages") -> None:
+        """Read per-frame stages from ``stages`` (shared with the plan's other analytics) from now on.
+
+        Called once, before the first batch; the default keeps everything private.
+        """

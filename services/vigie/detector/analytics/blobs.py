@@ -97,6 +97,15 @@ class ForegroundSettings(BaseModel):
                           self.open_px, self.shadows, ghost_check_s=self.ghost_check_s, device=device)
 
 
+class SharesForeground:
+    """Mixin of analytics whose ``config`` holds :class:`ForegroundSettings` and whose ``_fg`` is
+    their :class:`Foreground`: :meth:`share` swaps it for the plan's model with the same settings."""
+
+    def share(self, stages) -> None:
+        """Use ``stages.foreground(self.config)`` (a :class:`~vigie.detector.analytics.shared.SharedStages`)."""
+        self._fg = stages.foreground(self.config)
+
+
 class Foreground:
     """Running-average background with selective update and shadow removal, per camera.
 

@@ -36,7 +36,7 @@ import torch
 from pydantic import Field
 
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
-from vigie.detector.analytics.blobs import ForegroundSettings
+from vigie.detector.analytics.blobs import SharesForeground, ForegroundSettings
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 
 
@@ -79,7 +79,7 @@ class _Count:
     persons: list[int]  # per zone
 
 
-class Density(Analytic):
+class Density(SharesForeground, Analytic):
     """Zone-density detector over batches of cameras (see the module docstring).
 
     Args:

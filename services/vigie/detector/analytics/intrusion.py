@@ -33,8 +33,8 @@ from pydantic import Field
 
 from vigie.detector.analytics.background import dilate
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
-from vigie.detector.analytics.blobs import (Blob, BlobTrack, BlobTracker, ForegroundSettings, ZoneGate, find_blobs,
-                                            zone_of)
+from vigie.detector.analytics.blobs import (Blob, BlobTrack, BlobTracker, ForegroundSettings,
+    SharesForeground, ZoneGate, find_blobs, zone_of)
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 
 
@@ -65,7 +65,7 @@ def overlaps(a: Box, b: Box, min_cover: float = 0.5) -> bool:
     return smaller > 0 and ix * iy >= min_cover * smaller
 
 
-class Intrusion(Analytic):
+class Intrusion(SharesForeground, Analytic):
     """Zone-intrusion detector over batches of cameras (see the module docstring).
 
     Args:

@@ -45,7 +45,8 @@ from pydantic import Field
 
 from vigie.detector.analytics.background import box_sum3, dilate
 from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
-from vigie.detector.analytics.blobs import BlobTrack, BlobTracker, ForegroundSettings, ZoneGate, find_blobs, zone_of
+from vigie.detector.analytics.blobs import (BlobTrack, BlobTracker, ForegroundSettings, SharesForeground,
+    ZoneGate, find_blobs, zone_of)
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 
 
@@ -97,7 +98,7 @@ def _gradients(gray: torch.Tensor, prev: torch.Tensor, moving: torch.Tensor) -> 
                       s[:, 0:1] - s[:, 1:2]), 1).mul_(moving)
 
 
-class WrongWay(Analytic):
+class WrongWay(SharesForeground, Analytic):
     """Wrong-way detector over batches of cameras (see the module docstring).
 
     Args:
