@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import av
@@ -26,6 +28,11 @@ def data_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real footage not available: {path} is absent (shared data folder not mounted)")
     return path
+
+
+def in_frame_order(files: Iterable[Path]) -> list[Path]:
+    """Frame files in numeric order of the numbers in their names (``2.png`` before ``10.png``)."""
+    return sorted(files, key=lambda p: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", p.name)])
 
 
 def _rgb(frame: av.VideoFrame, width: int | None) -> np.ndarray:
@@ -58,12 +65,12 @@ def decode_video(path: str, fps: float, width: int | None = 640) -> tuple[tuple[
 @functools.lru_cache(maxsize=8)
 def decode_frames(folder: str, source_fps: float, fps: float | None = None,
                   width: int | None = None, pattern: str = "*") -> tuple[tuple[int, np.ndarray], ...]:
-    """Decode a folder of still frames (``.tif``/``.png``, sorted by name) played at ``source_fps``.
+    """Decode a folder of still frames (``.tif``/``.png``/``.jpg``, in :func:`in_frame_order`) played at ``source_fps``.
 
     Frame ``i`` gets time ``i / source_fps``; frames are sampled to ``fps`` (default:
     keep all) and resized to ``width`` (default: keep). Grey frames become RGB.
     """
-    files = sorted(p for p in Path(folder).glob(pattern) if p.suffix.lower() in {".tif", ".tiff", ".png", ".jpg"})
+    files = in_frame_order(p for p in Path(folder).glob(pattern) if p.suffix.lower() in {".tif", ".tiff", ".png", ".jpg"})
     out: list[tuple[int, np.ndarray]] = []
     next_t = 0.0
     for i, file in enumerate(files):

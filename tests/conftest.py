@@ -22,16 +22,7 @@ from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("VIGIE_DATA", ROOT.parent / "shared" / "data"))
 BOOTSTRAP = os.environ.get("VIGIE_KAFKA", "127.0.0.1:9092")
-
-
-def data_path(*parts: str) -> Path:
-    """Path of a clip under ../shared/data; skips the test with the reason when it is absent."""
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real footage not available: {path} is missing (../shared/data holds the clips)")
-    return path
 
 
 def _answers(bootstrap: str) -> bool:

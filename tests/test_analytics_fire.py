@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from pathlib import Path
 
 import av
@@ -18,7 +17,7 @@ import pydantic
 import pytest
 import torch
 
-from tests.clips import T0_NS, data_path, decode_video
+from tests.clips import T0_NS, data_path, decode_video, in_frame_order
 from vigie.detector.analytics.base import Box
 from vigie.detector.analytics.fire import Fire, FireConfig
 from vigie.detector.analytics.firelib import Episodes, read_furg_xml
@@ -54,8 +53,7 @@ def _published(path: Path) -> tuple[tuple[int, np.ndarray], ...]:
 def _stills(folder: str, source_fps: float) -> tuple[tuple[int, np.ndarray], ...]:
     """Numbered stills (``1.png``, ``2.png``, ... or ``000001.jpg``) in numeric order at ``source_fps``,
     sampled to 5 fps, width min(640, native)."""
-    files = sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in {".png", ".jpg"}),
-                   key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+    files = in_frame_order(p for p in Path(folder).iterdir() if p.suffix.lower() in {".png", ".jpg"})
     step = max(1, round(source_fps / FPS))
     out = []
     for k, file in enumerate(files[::step]):

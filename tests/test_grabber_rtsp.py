@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import simplejpeg
 
+from tests.clips import DATA
 from vigie.core.cameras import CameraConfig
 from vigie.grabber.frames import CameraPipeline
 
 HERE = Path(__file__).resolve().parent
-CLIP = HERE.parent.parent / "shared" / "data" / "aboda_video4" / "video4.avi"
+CLIP = DATA / "aboda_video4" / "video4.avi"
 
 
 def _load_support():

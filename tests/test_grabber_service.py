@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import data_path
+from tests.clips import data_path
 from tests.stack import consume, free_port, health, service
 from vigie.core.topics import Topics
 

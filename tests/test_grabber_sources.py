@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import simplejpeg
 
+from tests.clips import DATA
 from vigie.core.cameras import CameraConfig
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline
 from vigie.grabber.sources import open_source
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLIP = DATA / "aboda_video4" / "video4.avi"  # 720x480, 29.97 fps, 1169 frames, 39.0 s, MPEG-4 part 2
 needs_clip = pytest.mark.skipif(not CLIP.exists(), reason=f"real clip not available: {CLIP} (../shared/data absent)")
 
