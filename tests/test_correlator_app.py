@@ -56,3 +56,21 @@ def test_correlator_dedupes_routes_and_applies_actions(kafka, tmp_path: Path) ->
         assert 'vigie_errors_total{kind="dead_letter"} 1.0' in text
         assert f'vigie_records_in_total{{topic="{topics.anomalies.name}"}} 32.0' in text
     assert proc.returncode == 0, (tmp_path / "correlator.log").read_text()[-2000:]
+
+
+def test_correlator_refuses_to_start_without_its_topics(broker: str, namespace: str) -> None:
+    """Faust would form its group without them and idle; the worker names them and how to create them."""
+    import asyncio
+
+    from vigie.core.errors import ConfigError
+    from vigie.core.kafka import apply_topics
+    from vigie.core.settings import KafkaSettings
+    from vigie.correlator.app import _check_topics
+    from vigie.correlator.config import CorrelatorSettings, Routing
+
+    kafka = KafkaSettings(bootstrap=broker, namespace=namespace, request_timeout_s=1.0)
+    settings = CorrelatorSettings(kafka=kafka, routing=Routing(routes=[{"cameras": ["*"], "stations": ["north"]}]))
+    with pytest.raises(ConfigError, match=rf"{namespace}anomalies.*{namespace}alerts\.north.*vigie topics apply --stations north"):
+        _check_topics(settings)
+    asyncio.run(apply_topics(kafka, Topics(namespace).all(["north"])))
+    _check_topics(settings)  # every topic now has a leader: no error
