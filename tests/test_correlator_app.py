@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def test_correlator_dedupes_routes_and_applies_actions(kafka, tmp_path: Path) ->
             assert response.headers["Content-Type"].startswith("text/plain")
             text = response.read().decode()
         assert 'vigie_errors_total{kind="dead_letter"} 1.0' in text
+        for page in ("table/incidents/", "router/"):  # faust's table and router pages are off
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/{page}", timeout=5)
         assert f'vigie_records_in_total{{topic="{topics.anomalies.name}"}} 32.0' in text
     assert proc.returncode == 0, (tmp_path / "correlator.log").read_text()[-2000:]
 

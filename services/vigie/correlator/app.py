@@ -56,6 +56,9 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         web_host=settings.http_host,
         web_port=settings.http_port,
         web_bind=settings.http_host,
+        # the incident table holds camera events: no /table pages; one worker owns its keys: no /router
+        web_tables_enabled=False,
+        web_router_enabled=False,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
