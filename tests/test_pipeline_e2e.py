@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import data_path
+from tests.clips import data_path
 from tests.stack import consume, health, service
 from vigie.contracts.v1 import AuditEntry, OperatorAction
 from vigie.core.kafka import apply_topics, fetch_record

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.conftest import data_path
+from tests.clips import data_path
 from tests.stack import consume
 from vigie.contracts.v1 import Frame
 from vigie.core.cameras import CameraConfig
