@@ -20,7 +20,8 @@ import torch
 from tests.clips import T0_NS, data_path, decode_video, in_frame_order
 from vigie.detector.analytics.base import Box
 from vigie.detector.analytics.fire import Fire, FireConfig
-from vigie.detector.analytics.firelib import Episodes, read_furg_xml
+from vigie.detector.analytics.episodes import Episodes
+from vigie.detector.analytics.firelib import read_furg_xml
 from vigie.detector.analytics.registry import build
 from vigie.detector.analytics.smoke import Smoke, SmokeConfig
 from vigie.detector.preprocess import to_batch

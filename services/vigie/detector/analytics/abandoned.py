@@ -53,6 +53,7 @@ from scipy import ndimage
 
 from vigie.detector.analytics.background import DualBackground, DualBackgroundConfig, dilate, opening
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
+from vigie.detector.analytics.episodes import EmissionSchedule, TrackIds
 from vigie.detector.state import CameraStateBank, FrameClock
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -191,7 +192,8 @@ class AbandonedObject(Analytic):
         self._bank: CameraStateBank | None = None
         self._clock = FrameClock()
         self._tracks: dict[str, list[_Track]] = {}
-        self._next_id: dict[str, int] = {}
+        self._ids = TrackIds("abandoned")
+        self._schedule = EmissionSchedule(c.repeat_s)
         self._fg_long: torch.Tensor | None = None  # (N, 1, h, w) bool of the batch being processed
         self._matched: torch.Tensor | None = None  # (N, 3, h, w) exposure-matched frames of that batch
         self._cpu: dict[tuple[str, int], np.ndarray] = {}  # CPU copies for the per-object stage
@@ -324,9 +326,7 @@ class AbandonedObject(Analytic):
             if best is None:
                 if self._spurious(i, cam, blob, batch):
                     continue
-                k = self._next_id.get(cam, 0) + 1
-                self._next_id[cam] = k
-                tracks.append(_Track(f"{cam}/abandoned/{k}", blob.box, now, now))
+                tracks.append(_Track(self._ids.new(cam), blob.box, now, now))
                 best = len(tracks) - 1
             matched.setdefault(best, []).append(blob)
 
@@ -350,7 +350,7 @@ class AbandonedObject(Analytic):
                     continue
                 t.raised_ns = now
             self._scores[i] = max(float(self._scores[i]), self._score(t, now))
-            if t.last_emit_ns is not None and (now - t.last_emit_ns) < c.repeat_s * 1e9:
+            if not self._schedule.due(t.last_emit_ns, now):
                 continue
             t.last_emit_ns = now
             out.append(self._detection(i, t, group, batch.frame_sizes[i], now))

@@ -54,6 +54,7 @@ from scipy import ndimage
 
 from vigie.detector.analytics.background import DualBackground, DualBackgroundConfig, dilate, erode
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch, ObjectBox
+from vigie.detector.analytics.episodes import WITH_SUB, Episodes
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 from vigie.detector.colours import NAMED_COLOURS, ColourTable, delta_e76, delta_e2000, quantised_lab
 from vigie.detector.state import FrameClock
@@ -141,13 +142,6 @@ class ColourQueryConfig(BaseModel):
 
 
 @dataclass(slots=True)
-class _Episode:
-    track_id: str
-    last_seen_ns: int
-    last_emit_ns: int | None = None
-
-
-@dataclass(slots=True)
 class _Blob:
     box: Box  # frame pixels
     fill: float
@@ -203,8 +197,8 @@ class ColourQuery(Analytic):
                    for q in c.queries]
         self._table = ColourTable(columns, self.device) if columns else None
         self._clock = FrameClock()
-        self._episodes: dict[tuple[str, int], _Episode] = {}
-        self._next_id: dict[str, int] = {}
+        # one episode per camera and query (names are unique): "<camera>/colour_query/<name>/<n>"
+        self._episodes = Episodes("colour_query", c.repeat_s, c.release_s, template=WITH_SUB)
 
     # -- per-pixel stage (batched, on the device) ---------------------------------
     def masks(self, batch: FrameBatch) -> torch.Tensor:
@@ -316,29 +310,17 @@ class ColourQuery(Analytic):
 
     def _emit(self, i: int, cam: str, qi: int, q: ColourQueryItem, blobs: list[_Blob],
               now: int) -> list[Detection]:
-        c = self.config
-        key = (cam, qi)
-        ep = self._episodes.get(key)
-        if ep is not None and now - ep.last_seen_ns > c.release_s * 1e9:
-            del self._episodes[key]  # ended: a new match starts a new episode
-            ep = None
-        if not blobs:
+        """Advance query ``qi``'s episode on ``cam`` at ``now`` (stream ns); its detections when due."""
+        emit = self._episodes.update(cam, now, bool(blobs), q.name)
+        if emit is None:
             return []
-        if ep is None:
-            n = self._next_id.get(cam, 0) + 1
-            self._next_id[cam] = n
-            ep = self._episodes[key] = _Episode(f"{cam}/colour_query/{q.name}/{n}", now)
-        ep.last_seen_ns = now
-        if ep.last_emit_ns is not None and now - ep.last_emit_ns < c.repeat_s * 1e9:
-            return []
-        ep.last_emit_ns = now
         out = []
         for b in blobs:
             attrs = {"query": float(qi), "fill": b.fill, "area_px": b.area_px, "aspect": b.box.w / max(b.box.h, 1)}
             if b.obj is not None:
                 attrs["object_score"] = float(b.obj.score)
             out.append(Detection(index=i, kind=self.kind, score=b.fill, boxes=[b.obj.box if b.obj else b.box],
-                                 track_id=ep.track_id, attributes=attrs))
+                                 track_id=emit.track_id, attributes=attrs))
         return out
 
     def forget(self, camera_id: str) -> None:
@@ -346,5 +328,4 @@ class ColourQuery(Analytic):
         if self._bg is not None:
             self._bg.forget(camera_id)
         self._clock.forget(camera_id)
-        for key in [k for k in self._episodes if k[0] == camera_id]:
-            del self._episodes[key]
+        self._episodes.forget(camera_id)

@@ -52,7 +52,6 @@ measured: no one is identified or followed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -63,6 +62,7 @@ from scipy import ndimage
 
 from vigie.detector.analytics.background import box_sum3, rates
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
+from vigie.detector.analytics.episodes import WITH_SUB, Episodes
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 from vigie.detector.state import CameraStateBank, FrameClock
 
@@ -121,14 +121,6 @@ class CrowdMovementConfig(BaseModel):
         "Re-emit an active episode every this many seconds; 0 emits every anomalous frame."))
 
 
-@dataclass(slots=True)
-class _Episode:
-    start_ns: int
-    last_anom_ns: int
-    track_id: str = ""
-    last_emit_ns: int | None = None
-
-
 def _half_windows(k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights ``(4, 2 k^2)`` of the outward unit direction (channels x, y) over the left, right,
     top and bottom halves of a ``k x k`` window, and the halves' masks ``(4, k^2)``."""
@@ -163,8 +155,8 @@ class CrowdMovement(Analytic):
         self.device = torch.device(device)
         self._bank: CameraStateBank | None = None
         self._clock = FrameClock()
-        self._episodes: dict[tuple[str, int], _Episode] = {}
-        self._next_id: dict[str, int] = {}
+        self._episodes = Episodes("crowd", c.repeat_s, c.release_s, min_duration_s=c.min_duration_s,
+                                  template=WITH_SUB)
         self._zones = ZoneMasks(c.zones, (160, 120), self.device) if c.zones else None
         self._k = c.coherence_window | 1
         self._radial, self._halves = (w.to(self.device) for w in _half_windows(self._k))
@@ -345,30 +337,14 @@ class CrowdMovement(Analytic):
     def _episode(self, i: int, cam: str, m: int, now: int, anom: bool, excess: float,
                  cells: np.ndarray | None, frame_size: tuple[int, int]) -> Detection | None:
         """Advance the episode of mode ``m`` of ``cam``; returns the detection to emit now, if any."""
-        c = self.config
-        ep = self._episodes.get((cam, m))
-        if ep is not None and now - ep.last_anom_ns > c.release_s * 1e9:  # the episode ended
-            del self._episodes[(cam, m)]
-            ep = None
-        if not anom:
+        emit = self._episodes.update(cam, now, anom, MODES[m])
+        if emit is None:
             return None
-        if ep is None:
-            ep = self._episodes[(cam, m)] = _Episode(start_ns=now, last_anom_ns=now)
-        ep.last_anom_ns = now
-        duration = (now - ep.start_ns) / 1e9
-        if duration + 1e-9 < c.min_duration_s:
-            return None
-        if not ep.track_id:
-            self._next_id[cam] = k = self._next_id.get(cam, 0) + 1
-            ep.track_id = f"{cam}/crowd/{MODES[m]}/{k}"
-        elif ep.last_emit_ns is not None and now - ep.last_emit_ns < c.repeat_s * 1e9:
-            return None
-        ep.last_emit_ns = now
         boxes, n_cells = self._cells_boxes(cells[i, m], frame_size)
         return Detection(index=i, kind=self.kind, score=1.0 / (1.0 + math.exp(-excess)), boxes=boxes,
-                         track_id=ep.track_id,
+                         track_id=emit.track_id,
                          attributes={"mode": float(m + 1), "z": excess + float(self._thr.view(3)[m]),
-                                     "duration_s": duration, "cells": float(n_cells)})
+                                     "duration_s": emit.duration_s, "cells": float(n_cells)})
 
     def _cells_boxes(self, cells: np.ndarray, frame_size: tuple[int, int]) -> tuple[list[Box], int]:
         """Boxes (frame pixels) of the 8-connected groups of anomalous cells ``(rows, cols) bool``."""
@@ -387,5 +363,4 @@ class CrowdMovement(Analytic):
         if self._bank is not None:
             self._bank.forget(camera_id)
         self._clock.forget(camera_id)
-        for m in range(3):
-            self._episodes.pop((camera_id, m), None)
+        self._episodes.forget(camera_id)

@@ -37,6 +37,7 @@ from pydantic import Field
 
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
 from vigie.detector.analytics.blobs import SharesForeground, ForegroundSettings
+from vigie.detector.analytics.episodes import Episodes
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 
 
@@ -66,14 +67,6 @@ class DensityConfig(ForegroundSettings):
 
 
 @dataclass(slots=True)
-class _Episode:
-    start_ns: int | None = None
-    last_over_ns: int | None = None
-    track_id: str = ""
-    last_emit_ns: int | None = None
-
-
-@dataclass(slots=True)
 class _Count:
     time_ns: int
     persons: list[int]  # per zone
@@ -98,9 +91,8 @@ class Density(SharesForeground, Analytic):
         self.device = torch.device(device)
         self._fg = c.foreground(self.device)
         self._zones = ZoneMasks(c.zones, (160, 120), self.device)
-        self._episodes: dict[tuple[str, int], _Episode] = {}
+        self._episodes = Episodes("density", c.repeat_s, c.release_s, min_duration_s=c.min_duration_s)
         self._counts: dict[str, _Count] = {}
-        self._next_id: dict[str, int] = {}
         self.last_occupancy: torch.Tensor | None = None
 
     def occupancy(self, fg: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -147,17 +139,17 @@ class Density(SharesForeground, Analytic):
                 else:
                     ratio, over = o / c.max_occupancy, o > c.max_occupancy
                 scores[i] = max(scores[i], min(1.0, ratio))
-                duration = self._advance(cam, z, now, over)
-                if duration is None:
+                emit = self._episodes.update(cam, now, over, z)
+                if emit is None:
                     continue
                 if fg_cpu is None:
                     fg_cpu = fg[:, 0].cpu().numpy()
                 box = self._box(fg_cpu[i] & masks[i, z].cpu().numpy(), batch.frame_sizes[i])
                 out.append(Detection(
                     index=i, kind=self.kind, score=min(1.0, ratio), boxes=[box],
-                    track_id=self._episodes[(cam, z)].track_id,
+                    track_id=emit.track_id,
                     attributes={"occupancy": o, "persons": float(persons[z]) if persons is not None else -1.0,
-                                "duration_s": duration, "zone": float(z)}))
+                                "duration_s": emit.duration_s, "zone": float(z)}))
         self.last_scores = torch.tensor(scores, dtype=torch.float32)
         return out
 
@@ -187,32 +179,6 @@ class Density(SharesForeground, Analytic):
             last = self._counts[cam] = _Count(now, [0] * len(occ))
         return last.persons
 
-    def _advance(self, cam: str, z: int, now: int, over: bool) -> float | None:
-        """Advance the episode of zone ``z``; returns its duration when a detection is due, else None."""
-        c = self.config
-        key = (cam, z)
-        ep = self._episodes.get(key)
-        if ep is None:
-            ep = self._episodes[key] = _Episode()
-        if ep.last_over_ns is not None and now - ep.last_over_ns > c.release_s * 1e9:
-            ep = self._episodes[key] = _Episode()
-        if not over:
-            return None
-        if ep.start_ns is None:
-            ep.start_ns = now
-        ep.last_over_ns = now
-        duration = (now - ep.start_ns) / 1e9
-        if duration + 1e-9 < c.min_duration_s:
-            return None
-        if not ep.track_id:
-            n = self._next_id.get(cam, 0) + 1
-            self._next_id[cam] = n
-            ep.track_id = f"{cam}/density/{n}"
-        elif ep.last_emit_ns is not None and now - ep.last_emit_ns < c.repeat_s * 1e9:
-            return None
-        ep.last_emit_ns = now
-        return duration
-
     def _box(self, mask: np.ndarray, frame_size: tuple[int, int]) -> Box:
         """Bounding box of ``mask (h, w) bool`` in frame pixels (the whole frame when empty)."""
         h, w = mask.shape
@@ -228,5 +194,4 @@ class Density(SharesForeground, Analytic):
         """Drop the camera's background, episodes and count (episode numbers keep counting)."""
         self._fg.forget(camera_id)
         self._counts.pop(camera_id, None)
-        for key in [k for k in self._episodes if k[0] == camera_id]:
-            del self._episodes[key]
+        self._episodes.forget(camera_id)

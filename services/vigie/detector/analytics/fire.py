@@ -46,7 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vigie.detector.analytics.background import dilate, rates
 from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
-from vigie.detector.analytics.firelib import Episodes, frame_box, regions, union_box
+from vigie.detector.analytics.episodes import Episodes
+from vigie.detector.analytics.firelib import frame_box, regions, union_box
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 from vigie.detector.state import CameraStateBank, FrameClock
 

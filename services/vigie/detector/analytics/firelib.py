@@ -7,9 +7,6 @@
 * :func:`regions` groups a boolean working-grid mask into connected regions
   (scipy, on the CPU) and :func:`frame_box` maps a working-grid box back to the
   published frame's pixels.
-* :class:`Episodes` holds the per-camera "condition" of an analytic (fire seen,
-  smoke seen): a stable ``track_id`` per episode, the emission schedule (raised,
-  then every ``repeat_s``) and the release after ``release_s`` without evidence.
 """
 
 from __future__ import annotations
@@ -121,55 +118,3 @@ def chroma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     cb = r * -0.168736 - g * 0.331264 + b * 0.5
     cr = r * 0.5 - g * 0.418688 - b * 0.081312
     return cb, cr
-
-
-@dataclass(slots=True)
-class _Episode:
-    start_ns: int
-    last_seen_ns: int
-    track_id: str = ""
-    last_emit_ns: int | None = None
-
-
-class Episodes:
-    """Per-camera episodes of one condition (fire, smoke) and their emission schedule.
-
-    Args:
-        prefix: the middle of track ids, e.g. ``"fire"`` gives ``"<camera>/fire/<n>"``.
-        repeat_s: re-emit an active episode every this many seconds (0: every frame).
-        release_s: an episode ends after this many seconds without the condition.
-    """
-
-    def __init__(self, prefix: str, repeat_s: float, release_s: float) -> None:
-        self.prefix = prefix
-        self.repeat_ns = repeat_s * 1e9
-        self.release_ns = release_s * 1e9
-        self._episodes: dict[str, _Episode] = {}
-        self._next_id: dict[str, int] = {}
-
-    def update(self, camera_id: str, now_ns: int, present: bool) -> tuple[str, float] | None:
-        """Record whether the condition is ``present`` at ``now_ns``.
-
-        Returns:
-            ``(track_id, duration_s)`` when a detection must be emitted on this frame
-            (the episode's first frame, then every ``repeat_s``), else None.
-        """
-        ep = self._episodes.get(camera_id)
-        if ep is not None and (now_ns - ep.last_seen_ns > self.release_ns or now_ns < ep.last_seen_ns):
-            del self._episodes[camera_id]
-            ep = None
-        if not present:
-            return None
-        if ep is None:
-            k = self._next_id.get(camera_id, 0) + 1
-            self._next_id[camera_id] = k
-            ep = self._episodes[camera_id] = _Episode(now_ns, now_ns, f"{camera_id}/{self.prefix}/{k}")
-        ep.last_seen_ns = now_ns
-        if ep.last_emit_ns is not None and now_ns - ep.last_emit_ns < self.repeat_ns:
-            return None
-        ep.last_emit_ns = now_ns
-        return ep.track_id, (now_ns - ep.start_ns) / 1e9
-
-    def forget(self, camera_id: str) -> None:
-        """End the camera's episode (episode numbers keep counting, so ids stay unique)."""
-        self._episodes.pop(camera_id, None)

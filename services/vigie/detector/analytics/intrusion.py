@@ -35,6 +35,7 @@ from vigie.detector.analytics.background import dilate
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
 from vigie.detector.analytics.blobs import (Blob, BlobTrack, BlobTracker, ForegroundSettings,
     SharesForeground, ZoneGate, find_blobs, zone_of)
+from vigie.detector.analytics.episodes import EmissionSchedule, TrackIds
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 
 
@@ -85,7 +86,8 @@ class Intrusion(SharesForeground, Analytic):
         self._zones = ZoneMasks(self.config.zones, (160, 120), "cpu")  # footprint lookups, on the CPU
         self._gate = ZoneGate(self._zones, 9, self.device)
         self._tracker = BlobTracker(linger_s=self.config.linger_s)
-        self._next_id: dict[str, int] = {}
+        self._ids = TrackIds("intrusion")
+        self._schedule = EmissionSchedule(self.config.repeat_s)
 
     @torch.inference_mode()
     def process(self, batch: FrameBatch) -> list[Detection]:
@@ -144,10 +146,8 @@ class Intrusion(SharesForeground, Analytic):
         if "track_id" not in st:
             if c.require_classes and not self._confirmed(batch, i, track.blob):
                 return None, score
-            n = self._next_id.get(cam, 0) + 1
-            self._next_id[cam] = n
-            st["track_id"] = f"{cam}/intrusion/{n}"
-        elif now - st["emitted"] < c.repeat_s * 1e9:
+            st["track_id"] = self._ids.new(cam)
+        elif not self._schedule.due(st["emitted"], now):
             return None, score
         st["emitted"] = now
         return Detection(index=i, kind=self.kind, score=score, boxes=[track.blob.box], track_id=st["track_id"],

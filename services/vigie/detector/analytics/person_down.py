@@ -68,6 +68,7 @@ from scipy import ndimage
 
 from vigie.detector.analytics.background import DualBackground, DualBackgroundConfig, box_sum3, dilate
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch, ObjectBox
+from vigie.detector.analytics.episodes import EmissionSchedule, TrackIds
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 from vigie.detector.state import CameraStateBank, FrameClock
 
@@ -200,7 +201,8 @@ class PersonDown(Analytic):
         self._zones: ZoneMasks | None = None
         self._zone_cpu: dict[tuple[int, int], np.ndarray] = {}
         self._tracks: dict[str, list[_Track]] = {}
-        self._next_id: dict[str, int] = {}
+        self._ids = TrackIds(self.kind)
+        self._schedule = EmissionSchedule(c.repeat_s)
         self.last_scores = None
 
     # -- per-pixel stage (batched, on the device) ---------------------------------
@@ -378,10 +380,8 @@ class PersonDown(Analytic):
         if not t.track_id:
             if t.still_s < c.dwell_s or now < t.next_check_ns or not self._confirmed(i, batch, t):
                 return score, None
-            k = self._next_id.get(cam, 0) + 1
-            self._next_id[cam] = k
-            t.track_id = f"{cam}/{self.kind}/{k}"
-        if t.last_emit_ns is not None and (now - t.last_emit_ns) < c.repeat_s * 1e9:
+            t.track_id = self._ids.new(cam)
+        if not self._schedule.due(t.last_emit_ns, now):
             return score, None
         t.last_emit_ns = now
         fw, fh = batch.frame_sizes[i]

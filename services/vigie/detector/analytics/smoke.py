@@ -55,7 +55,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vigie.detector.analytics.background import box_sum3, dilate, rates
 from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
-from vigie.detector.analytics.firelib import Episodes, chroma, frame_box, regions
+from vigie.detector.analytics.episodes import Episodes
+from vigie.detector.analytics.firelib import chroma, frame_box, regions
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 from vigie.detector.state import CameraStateBank, FrameClock
 

@@ -48,7 +48,6 @@ identified.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vigie.detector.analytics.background import box_sum3, rates
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
+from vigie.detector.analytics.episodes import Episodes
 from vigie.detector.state import CameraStateBank, FrameClock
 
 #: Mode codes emitted in ``attributes["mode"]`` and their names (used in track ids).
@@ -115,14 +115,6 @@ class TamperConfig(BaseModel):
         return self
 
 
-@dataclass(slots=True)
-class _Episode:
-    start_ns: int | None = None
-    last_ns: int | None = None
-    track_id: str = ""
-    last_emit_ns: int | None = None
-
-
 def _quantiles(x: torch.Tensor, valid: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """Per-row quantiles (linear interpolation) of ``x (N, M, K)`` over its ``valid`` entries.
 
@@ -170,10 +162,11 @@ class Tamper(Analytic):
         self.device = torch.device(device)
         self._bank: CameraStateBank | None = None
         self._clock = FrameClock()
-        self._episodes: dict[tuple[str, int], _Episode] = {}
-        self._next_id: dict[tuple[str, int], int] = {}
         self._pools: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         c = self.config
+        # track ids "<camera>/tamper/<mode>-<n>", numbered per camera and mode; 1 ns of slack on release_s
+        self._episodes = Episodes("tamper", c.repeat_s, c.release_s, min_duration_s=c.min_duration_s,
+                                  template="{camera}/{prefix}/{sub}-{n}", ids_per_sub=True, release_slack_ns=1)
         self._levels = torch.tensor([c.defocus_fraction, c.moved_fraction], device=self.device)
         self._median = torch.tensor([0.5], device=self.device)
 
@@ -324,7 +317,6 @@ class Tamper(Analytic):
         Raises:
             ValueError: the working size is odd, or differs from the first batch's.
         """
-        c = self.config
         out = self._step(batch)
         self.last_scores = out["score"].to("cpu", torch.float32)
         modes = out["mode"].tolist()
@@ -333,32 +325,15 @@ class Tamper(Analytic):
         dets = []
         for i, cam in enumerate(batch.camera_ids):
             now = batch.time_ns[i]
-            for code in MODES:
-                key = (cam, code)
-                ep = self._episodes.get(key)
-                if ep is not None and (now - ep.last_ns > c.release_s * 1e9 + 1 or now < ep.last_ns):  # or restart
-                    ep = None
-                    del self._episodes[key]
-                if modes[i] != code:
+            for code, name in MODES.items():
+                emit = self._episodes.update(cam, now, modes[i] == code, name)
+                if emit is None:
                     continue
-                if ep is None:
-                    ep = self._episodes[key] = _Episode(start_ns=now)
-                ep.last_ns = now
-                duration = (now - ep.start_ns) / 1e9
-                if duration + 1e-9 < c.min_duration_s:
-                    continue
-                if not ep.track_id:
-                    n = self._next_id.get(key, 0) + 1
-                    self._next_id[key] = n
-                    ep.track_id = f"{cam}/tamper/{MODES[code]}-{n}"
-                elif ep.last_emit_ns is not None and now - ep.last_emit_ns < c.repeat_s * 1e9:
-                    continue
-                ep.last_emit_ns = now
                 W, H = batch.frame_sizes[i]
                 value = values[i]
                 dets.append(Detection(index=i, kind=self.kind, score=float(mode_scores[i]), boxes=[Box(0, 0, W, H)],
-                                      track_id=ep.track_id, attributes={
-                                          "mode": float(code), "duration_s": duration,
+                                      track_id=emit.track_id, attributes={
+                                          "mode": float(code), "duration_s": emit.duration_s,
                                           "value": float(value) if math.isfinite(value) else 0.0}))
         return dets
 
@@ -367,5 +342,4 @@ class Tamper(Analytic):
         if self._bank is not None:
             self._bank.forget(camera_id)
         self._clock.forget(camera_id)
-        for code in MODES:
-            self._episodes.pop((camera_id, code), None)
+        self._episodes.forget(camera_id)

@@ -47,6 +47,7 @@ from vigie.detector.analytics.background import box_sum3, dilate
 from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
 from vigie.detector.analytics.blobs import (BlobTrack, BlobTracker, ForegroundSettings, SharesForeground,
     ZoneGate, find_blobs, zone_of)
+from vigie.detector.analytics.episodes import EmissionSchedule, TrackIds
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 
 
@@ -120,7 +121,8 @@ class WrongWay(SharesForeground, Analytic):
         directions = [(z.heading_deg, z.tolerance_deg) for z in c.zones] or [(c.heading_deg, c.tolerance_deg)]
         self._headings = [(math.cos(math.radians(h)), math.sin(math.radians(h)), 90.0 + tol) for h, tol in directions]
         self._tracker = BlobTracker(linger_s=c.linger_s)
-        self._next_id: dict[str, int] = {}
+        self._ids = TrackIds("wrong_way")
+        self._schedule = EmissionSchedule(c.repeat_s)
 
     @torch.inference_mode()
     def process(self, batch: FrameBatch) -> list[Detection]:
@@ -225,10 +227,8 @@ class WrongWay(SharesForeground, Analytic):
         if duration + 1e-9 < c.min_duration_s:
             return None, score
         if "track_id" not in st:
-            n = self._next_id.get(cam, 0) + 1
-            self._next_id[cam] = n
-            st["track_id"] = f"{cam}/wrong_way/{n}"
-        elif now - st["emitted"] < c.repeat_s * 1e9:
+            st["track_id"] = self._ids.new(cam)
+        elif not self._schedule.due(st["emitted"], now):
             return None, score
         st["emitted"] = now
         return Detection(index=i, kind=self.kind, score=score, boxes=[track.blob.box], track_id=st["track_id"],
