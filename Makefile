@@ -7,10 +7,11 @@ VIGIE := .venv/bin/vigie
 CAMERAS ?= $(if $(wildcard ../shared/data/aboda_video4/video4.avi),deploy/demo/cameras.yaml,deploy/demo/cameras-synthetic.yaml)
 ROUTING ?= deploy/demo/routing.yaml
 STATION_PORT ?= 8080
+DATA ?= ../shared/data
 PYTEST_ARGS ?=
 export VIGIE_KAFKA ?= 127.0.0.1:9092
 
-.PHONY: help venv system-deps system-deps-test broker broker-stop topics demo up test bench proto proto-check stop clean
+.PHONY: help venv system-deps system-deps-test broker broker-stop topics demo up test evaluate bench proto proto-check stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,6 +42,9 @@ demo: venv broker topics ## run the whole stack on real footage; Ctrl-C stops it
 
 test: venv system-deps-test ## run the test suite (starts the broker when needed)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+evaluate: venv ## check the analytics' quality figures on the clips of ../shared/data (DATA=...)
+	$(PY) -m vigie evaluate --suite $(DATA)
 
 bench: venv broker ## print throughput, latency and memory figures
 	$(PY) -m vigie bench

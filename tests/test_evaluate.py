@@ -259,3 +259,31 @@ def test_evaluate_reports_an_unusable_clip(tmp_path, capsys) -> None:
     add_arguments(parser)
     assert main(parser.parse_args([str(tmp_path / "missing.mp4"), "--json"])) == 1
     assert "no such clip" in capsys.readouterr().err
+
+
+# -- the quality suite (vigie evaluate --suite) -------------------------------------------
+
+def test_suite_skips_every_case_when_the_clips_are_absent(tmp_path, capsys) -> None:
+    from vigie.evaluate import suite
+
+    assert suite.main(str(tmp_path), as_json=True) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["cases"]) == {c.name for c in suite.CASES} and not any(out["cases"].values())
+
+
+def test_suite_checks_a_clip_and_fails_on_a_missed_target(monkeypatch, capsys) -> None:
+    from vigie.evaluate import suite
+
+    data = data_path()
+    tud = next(c for c in suite.CASES if c.clip == "mot15_tud_campus")
+    (row,) = suite.run_case(tud, data)
+    assert row[0].startswith("abandoned_object / fire / person_down / tamper alarms") and row[1:] == (
+        "0 / 0 / 0 / 0", "0", True)
+    # a red query expected to find nothing on the clip with a red car: the target is missed, exit 1
+    wrong = suite.Case("red expected absent", "intel_sample_videos/car-detection.mp4", suite._colour(False),
+                       ["colour_query"], settings=suite._RED)
+    monkeypatch.setattr(suite, "CASES", (wrong,))
+    assert suite.main(str(data), as_json=True) == 1
+    out = json.loads(capsys.readouterr().out)
+    (result,) = out["cases"]["red expected absent"]
+    assert out["all_met"] is False and result["met"] is False and int(result["value"]) >= 1

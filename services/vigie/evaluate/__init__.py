@@ -14,6 +14,8 @@ reports frame-level ROC AUC, event-level precision, recall and alarm delay, and 
 alarms per hour (:mod:`vigie.evaluate.metrics`, :mod:`vigie.evaluate.report`).
 Example: ``vigie evaluate ../shared/data/ucsd_ped2_test001 --warmup
 ../shared/data/ucsd_ped2_train/Train00{1,2,3} --json --plot ped2.png``.
+``vigie evaluate --suite ../shared/data`` runs the project's quality measures on every
+shared clip and checks them against their targets (:mod:`vigie.evaluate.suite`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ def _positive(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``vigie evaluate`` to ``parser``."""
     parser.add_argument("path", help="clip: a video file, a folder of numbered stills, or a dataset folder "
-                        "(SOURCE.md with frames/, img1/ or one video)")
+                        "(SOURCE.md with frames/, img1/ or one video); with --suite, the data folder")
+    parser.add_argument("--suite", action="store_true",
+                        help="run the project's quality measures on the clips of the data folder PATH "
+                        "(e.g. ../shared/data) and check them against their targets; exit 1 if one is missed")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--plot", metavar="PNG", help="draw scores, ground truth and alarms over time to this PNG")
     parser.add_argument("--warmup", metavar="PATH", action="append", default=[],
@@ -76,6 +81,10 @@ def main(args: argparse.Namespace) -> int:
     from vigie.grabber.errors import SourceError
 
     torch.set_num_threads(max(1, args.threads))
+    if args.suite:
+        from vigie.evaluate import suite
+
+        return suite.main(args.path, as_json=args.json, device=args.device)
     try:
         ev = runner.evaluate(args.path, fps=args.fps, warmup=args.warmup, warmup_min_s=args.warmup_min_s,
                              kinds=args.kinds, cameras=args.cameras, camera_id=args.camera, device=args.device,
