@@ -187,6 +187,16 @@ def test_someone_standing_still_is_not_an_object_but_a_rigid_one_is():
     assert _run(AbandonedObject(_fast_config()), _standing(alive=True)) == []
 
 
+def test_zones_limit_where_objects_are_watched_for():
+    """The rigid box stops at x 160-174, y 60-84 (frame pixels): reported only when a zone holds it."""
+    def config(polygon):
+        return AbandonedObjectConfig(**_fast_config().model_dump() | {"zones": [{"name": "z", "polygon": polygon}]})
+
+    around = _run(AbandonedObject(config([(140, 40), (200, 40), (200, 100), (140, 100)])), _standing(alive=False))
+    assert around and all(140 <= d.boxes[0].x <= 200 for _, d in around)
+    assert _run(AbandonedObject(config([(220, 0), (320, 0), (320, 180), (220, 180)])), _standing(alive=False)) == []
+
+
 def test_camera_drift_moving_painted_lines_is_not_an_object():
     rng = np.random.default_rng(3)
     scene = np.full((180, 320, 3), 70.0, np.float32)  # asphalt with slanted painted lines

@@ -7,7 +7,8 @@ using dual foregrounds", EURASIP JASP 2008:
    (per channel affine fit, robust to foreground: cameras re-expose when dark
    clothes fill the view), then :class:`~vigie.detector.analytics.background.DualBackground`
    (its own global gain off) gives long- and short-term foreground masks;
-   *static* = long-term foreground AND NOT short-term foreground (opened).
+   *static* = long-term foreground AND NOT short-term foreground (opened), kept
+   inside the ``zones`` when some are set.
 2. A per-pixel evidence counter, in seconds, rises by ``dt`` while the pixel is
    static and falls by ``decay * dt`` otherwise; it is capped at
    ``dwell_s + hold_s`` so that a confirmed object survives a short occlusion.
@@ -54,6 +55,7 @@ from scipy import ndimage
 from vigie.detector.analytics.background import DualBackground, DualBackgroundConfig, dilate, opening
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
 from vigie.detector.analytics.episodes import EmissionSchedule, TrackIds
+from vigie.detector.analytics.zones import Zone, ZoneMasks
 from vigie.detector.state import CameraStateBank, FrameClock
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -101,6 +103,9 @@ class AbandonedObjectConfig(BaseModel):
     diff_threshold: float = Field(0.06, gt=0.0, lt=1.0, description=(
         "Foreground threshold on the smoothed max-channel difference, intensity in [0, 1]."))
     open_px: int = Field(3, ge=1, le=9, description="Opening size for foreground masks, working pixels.")
+    zones: list[Zone] = Field(default_factory=list, max_length=64, description=(
+        "Where left objects are watched for (polygons in frame pixels): static pixels outside every "
+        "zone gather no evidence; empty: the whole frame."))
 
     @model_validator(mode="after")
     def _check(self) -> "AbandonedObjectConfig":
@@ -191,6 +196,7 @@ class AbandonedObject(Analytic):
             open_px=c.open_px, gain_compensation=False), device=self.device)  # see _exposure_matched
         self._bank: CameraStateBank | None = None
         self._clock = FrameClock()
+        self._zones = ZoneMasks(c.zones, (160, 120), self.device) if c.zones else None
         self._tracks: dict[str, list[_Track]] = {}
         self._ids = TrackIds("abandoned")
         self._schedule = EmissionSchedule(c.repeat_s)
@@ -233,6 +239,8 @@ class AbandonedObject(Analytic):
         self._matched = self._exposure_matched(batch)
         fg_long, fg_short = self._bg.update(self._matched, ids, dt)
         static = opening(fg_long & ~fg_short, c.open_px)
+        if self._zones is not None:
+            static &= self._zones.for_batch(batch).any(1, keepdim=True)
         if self._bank is None:
             shape = (1, *batch.gray.shape[-2:])
             self._bank = CameraStateBank({"evidence": (shape, torch.float32), "recent": (shape, torch.float32)},
