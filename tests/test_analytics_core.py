@@ -129,3 +129,16 @@ def test_analytics_accept_inference_mode_and_forget_unknown_camera():
 def test_benchmark_runs():
     assert measure(n_frames=16, batch_size=4, size=(320, 180), distinct=8) > 0
     assert measure(n_frames=4, batch_size=2, frames=[np.zeros((100, 200, 3), np.uint8)] * 3) > 0
+
+
+def test_global_gain_ignores_what_covers_part_of_the_frame():
+    from vigie.detector.analytics.background import global_gain
+
+    torch.manual_seed(0)
+    bg = torch.rand(2, 3, 120, 160) * 0.5 + 0.2
+    rgb = (bg * 1.3).clamp(0, 1)
+    rgb[:, :, :, :64] = 0.02  # a dark vehicle over 40 % of the view
+    gain = global_gain(rgb, bg)
+    assert gain.shape == (2, 1, 1, 1) and torch.allclose(gain, torch.full_like(gain, 1.3), atol=0.02)
+    whole = rgb.mean(dim=(1, 2, 3)) / bg.mean(dim=(1, 2, 3))
+    assert (whole < 0.9).all()  # what a whole-frame ratio would have said

@@ -20,7 +20,8 @@ followed by a 3x3 morphological opening that drops specks and thin edges
 max pooling with stride 1). The long-term
 background is not updated where the short-term foreground is on (moving
 people do not bleed into it), and it is compared after a global gain
-correction so that a cloud does not turn the whole frame into foreground.
+correction (:func:`global_gain`) so that a cloud does not turn the whole frame
+into foreground.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ class DualBackgroundConfig(BaseModel):
     open_px: int = Field(3, ge=1, le=9, description=(
         "Size of the square opening applied to each foreground mask, working pixels (1 = none)."))
     gain_compensation: bool = Field(True, description=(
-        "Scale the long-term background by the ratio of mean intensities before comparing "
-        "(global illumination changes)."))
+        "Scale the long-term background by the global gain (median block brightness ratio) before "
+        "comparing (global illumination changes)."))
 
 
 def box_sum3(x: torch.Tensor) -> torch.Tensor:
@@ -96,6 +97,18 @@ def opening(mask: torch.Tensor, k: int = 3) -> torch.Tensor:
     Removes specks and lines thinner than ``k`` pixels; ``k = 1`` returns ``mask``.
     """
     return dilate(erode(mask, k), k)
+
+
+def global_gain(rgb: torch.Tensor, bg: torch.Tensor, block: int = 8) -> torch.Tensor:
+    """Global illumination gain ``(N, 1, 1, 1)`` of frames ``rgb`` over backgrounds ``bg`` (both ``(N, 3, h, w)``).
+
+    The median over ``block x block`` blocks of the ratio of mean brightnesses, clamped
+    to [0.5, 2]: people or vehicles covering up to half of the frame do not bias it, as
+    they would bias a ratio of whole-frame means.
+    """
+    blocks = F.avg_pool2d(torch.cat((rgb.sum(1, keepdim=True), bg.sum(1, keepdim=True)), 1), block)
+    gain = (blocks[:, 0] / blocks[:, 1].clamp_min(0.03)).flatten(1).median(1).values
+    return gain.clamp(0.5, 2.0).view(-1, 1, 1, 1)
 
 
 def rates(dt_s: torch.Tensor, tau_s: float) -> torch.Tensor:
@@ -150,8 +163,7 @@ class DualBackground:
 
         ref = long_bg
         if cfg.gain_compensation:
-            gain = rgb.mean(dim=(1, 2, 3), keepdim=True) / long_bg.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
-            ref = long_bg * gain.clamp(0.5, 2.0)
+            ref = long_bg * global_gain(rgb, long_bg)
         both = torch.cat(((rgb - ref).abs_().amax(1, keepdim=True),
                           (rgb - short_bg).abs_().amax(1, keepdim=True)), 1)
         fg = opening(box_sum3(both) > 9.0 * cfg.diff_threshold, cfg.open_px)

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
-from vigie.detector.analytics.background import box_sum3, dilate, opening, rates
+from vigie.detector.analytics.background import box_sum3, dilate, global_gain, opening, rates
 from vigie.detector.analytics.base import Box, FrameBatch
 from vigie.detector.analytics.zones import ZoneMasks
 from vigie.detector.state import CameraStateBank, FrameClock
@@ -172,11 +172,7 @@ class Foreground:
             new = self._bank.new_mask(ids).view(-1, 1, 1, 1)
             bg, prev, age = torch.where(new, rgb, bg), torch.where(new, gray, prev), age.masked_fill(new, 0.0)
 
-        # global gain (illumination): median over 8x8 blocks of the brightness ratio, so
-        # that people covering part of the frame do not bias it
-        blocks = F.avg_pool2d(torch.cat((rgb.sum(1, keepdim=True), bg.sum(1, keepdim=True)), 1), 8)
-        gain = (blocks[:, 0] / blocks[:, 1].clamp_min(0.03)).flatten(1).median(1).values
-        gain = gain.clamp(0.5, 2.0).view(-1, 1, 1, 1)
+        gain = global_gain(rgb, bg)  # illumination
         diff = torch.addcmul(rgb, bg, gain, value=-1.0).abs_().amax(1, keepdim=True)
         fg = box_sum3(torch.cat((diff, (gray - prev).abs_()), 1))
         fg, moving = fg[:, 0:1] > 9.0 * self.diff_threshold, fg[:, 1:2] > 9.0 * self.motion_threshold
