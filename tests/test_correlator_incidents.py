@@ -74,3 +74,19 @@ def test_routing_by_camera_pattern() -> None:
     assert routing.stations_for("metro-12") == ["main", "transit"]
     assert routing.stations_for("square-1") == ["main"]
     assert routing.all_stations() == ["main", "transit"]
+
+
+def test_incident_carries_the_facts_of_its_latest_anomaly() -> None:
+    book = CameraIncidents()
+
+    def facts(n: int, t_s: float, unattended_s: float) -> Anomaly:
+        a = anomaly(n, t_s, track="t1")
+        a.attributes.update({"static_s": 8.0 + t_s, "unattended_s": unattended_s})
+        return a
+
+    merge_anomaly(book, facts(1, 0, 0.0), POLICY, [], 0)
+    assert dict(book.incidents[0].attributes) == {"static_s": 8.0, "unattended_s": 0.0}
+    merge_anomaly(book, facts(2, 5, 5.0), POLICY, [], 5 * S)
+    merge_anomaly(book, facts(3, 3, 3.0), POLICY, [], 6 * S)  # delivered late: older facts do not win
+    assert dict(book.incidents[0].attributes) == {"static_s": 13.0, "unattended_s": 5.0}
+    assert book.incidents[0].count == 3

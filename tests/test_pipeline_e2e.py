@@ -127,6 +127,8 @@ def test_console_shows_the_incident_and_acknowledge_publishes_the_action(pipelin
             card.wait_for(timeout=15000)
             assert "Abandoned object" in card.locator(".kind").inner_text()
             assert card.locator(".camera").inner_text() == "aboda-4"
+            assert "static" in card.locator(".what").inner_text()  # the latest anomaly's facts
+            assert "unattended" in card.locator(".what").inner_text()
             page.wait_for_function(
                 "id => { const i = document.querySelector(`[data-incident-id='${id}'] img`);"
                 " return i && i.complete && i.naturalWidth === 640; }", arg=incident.id, timeout=15000)

@@ -77,6 +77,7 @@ def open_incident(anomaly: Anomaly, stations: list[str], now_ns: int) -> Inciden
         snapshot_capture_ns=anomaly.capture_ns,
         opened_by=anomaly.id,
         track_ids=[anomaly.track_id] if anomaly.track_id else [],
+        attributes=dict(anomaly.attributes),
     )
 
 
@@ -100,6 +101,9 @@ def merge_anomaly(
             incident.severity = max(incident.severity, anomaly.score)
             if anomaly.track_id and anomaly.track_id not in incident.track_ids:
                 incident.track_ids.append(anomaly.track_id)
+            if anomaly.capture_ns >= incident.last_seen_ns:  # the latest facts (anomalies may come late)
+                incident.attributes.clear()
+                incident.attributes.update(anomaly.attributes)
             due = now_ns - incident.updated_ns >= policy.update_interval_s * NS
             if due:
                 incident.revision += 1

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Incident(_message.Message):
-    __slots__ = ("id", "kind", "camera_id", "state", "first_seen_ns", "last_seen_ns", "count", "severity", "regions", "snapshot", "frame_width", "frame_height", "revision", "updated_ns", "stations", "operator", "comments", "snapshot_capture_ns", "opened_by", "track_ids")
+    __slots__ = ("id", "kind", "camera_id", "state", "first_seen_ns", "last_seen_ns", "count", "severity", "regions", "snapshot", "frame_width", "frame_height", "revision", "updated_ns", "stations", "operator", "comments", "snapshot_capture_ns", "opened_by", "track_ids", "attributes")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Incident.State]
@@ -22,6 +22,13 @@ class Incident(_message.Message):
     STATE_ACKNOWLEDGED: Incident.State
     STATE_ESCALATED: Incident.State
     STATE_CLOSED: Incident.State
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +49,7 @@ class Incident(_message.Message):
     SNAPSHOT_CAPTURE_NS_FIELD_NUMBER: _ClassVar[int]
     OPENED_BY_FIELD_NUMBER: _ClassVar[int]
     TRACK_IDS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     camera_id: str
@@ -62,7 +70,8 @@ class Incident(_message.Message):
     snapshot_capture_ns: int
     opened_by: str
     track_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., camera_id: _Optional[str] = ..., state: _Optional[_Union[Incident.State, str]] = ..., first_seen_ns: _Optional[int] = ..., last_seen_ns: _Optional[int] = ..., count: _Optional[int] = ..., severity: _Optional[float] = ..., regions: _Optional[_Iterable[_Union[_common_pb2.Region, _Mapping]]] = ..., snapshot: _Optional[_Union[_common_pb2.RecordRef, _Mapping]] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., revision: _Optional[int] = ..., updated_ns: _Optional[int] = ..., stations: _Optional[_Iterable[str]] = ..., operator: _Optional[str] = ..., comments: _Optional[_Iterable[str]] = ..., snapshot_capture_ns: _Optional[int] = ..., opened_by: _Optional[str] = ..., track_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    attributes: _containers.ScalarMap[str, float]
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., camera_id: _Optional[str] = ..., state: _Optional[_Union[Incident.State, str]] = ..., first_seen_ns: _Optional[int] = ..., last_seen_ns: _Optional[int] = ..., count: _Optional[int] = ..., severity: _Optional[float] = ..., regions: _Optional[_Iterable[_Union[_common_pb2.Region, _Mapping]]] = ..., snapshot: _Optional[_Union[_common_pb2.RecordRef, _Mapping]] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., revision: _Optional[int] = ..., updated_ns: _Optional[int] = ..., stations: _Optional[_Iterable[str]] = ..., operator: _Optional[str] = ..., comments: _Optional[_Iterable[str]] = ..., snapshot_capture_ns: _Optional[int] = ..., opened_by: _Optional[str] = ..., track_ids: _Optional[_Iterable[str]] = ..., attributes: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class CameraIncidents(_message.Message):
     __slots__ = ("incidents",)

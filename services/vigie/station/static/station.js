@@ -8,7 +8,28 @@ const showClosed = document.getElementById("show-closed");
 const KIND_LABEL = {
   abandoned_object: "Abandoned object",
   crowd_movement: "Crowd movement",
+  density: "Overcrowded zone",
+  intrusion: "Intrusion",
+  wrong_way: "Wrong way",
+  person_down: "Person on the ground",
+  fire: "Fire",
+  smoke: "Smoke",
+  tamper: "Camera tampering",
+  colour_query: "Colour query",
 };
+
+// What the event is, in words: the sub-type named in its track id ("<camera>/crowd/surge/1",
+// "<camera>/colour_query/red/1", "<camera>/tamper/blinded-1") and the durations among its facts.
+function what(incident) {
+  const parts = [];
+  const segments = ((incident.trackIds || [])[0] || "").split("/");
+  if (segments.length >= 4) parts.push(segments.slice(2, -1).join(" "));
+  else if (segments.length === 3 && /-\d+$/.test(segments[2])) parts.push(segments[2].replace(/-\d+$/, ""));
+  for (const [key, value] of Object.entries(incident.attributes || {}).sort()) {
+    if (key.endsWith("_s")) parts.push(`${key.slice(0, -2).replace(/_/g, " ")} ${Number(value).toFixed(1)} s`);
+  }
+  return parts.join(" · ") || "—";
+}
 
 function when(ns) {
   if (!ns) return "—";
@@ -35,6 +56,7 @@ function render(incident) {
   pill.textContent = incident.state;
   pill.className = "state pill " + incident.state;
   card.querySelector(".camera").textContent = incident.cameraId;
+  card.querySelector(".what").textContent = what(incident);
   card.querySelector(".first").textContent = when(incident.firstSeenNs);
   card.querySelector(".last").textContent = when(incident.lastSeenNs);
   card.querySelector(".count").textContent = incident.count;
