@@ -142,3 +142,19 @@ def test_global_gain_ignores_what_covers_part_of_the_frame():
     assert gain.shape == (2, 1, 1, 1) and torch.allclose(gain, torch.full_like(gain, 1.3), atol=0.02)
     whole = rgb.mean(dim=(1, 2, 3)) / bg.mean(dim=(1, 2, 3))
     assert (whole < 0.9).all()  # what a whole-frame ratio would have said
+
+
+def test_gpu_check_script_runs_its_comparison_on_the_cpu():
+    """bench/gpu_check.py (run once on a GPU machine): its CPU half works here, and without CUDA it says so."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    frames = gpu_check.synthetic_frames(40, size=(320, 180), stop_after=4)
+    found = gpu_check.detections("cpu", frames, cameras=2)
+    assert found == gpu_check.detections("cpu", frames, cameras=2)  # deterministic: CPU vs CUDA is comparable
+    assert found and all(len(d) == 5 for d in found)
+    if not torch.cuda.is_available():
+        assert gpu_check.main() == 1
