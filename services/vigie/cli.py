@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--routing", help="routing YAML")
     p.add_argument("--as-fast-as-possible", action="store_true")
     p.add_argument("--station-port", type=int, default=8080, help="port of the operator console (default 8080)")
+    p.add_argument("--ports", default="8091,8092,8093",
+                   help="ports of the grabber's, detector's and correlator's /healthz and /metrics (default 8091,8092,8093)")
     p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser("evaluate", help="measure the analytics on a labelled clip (no broker needed)")

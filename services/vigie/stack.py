@@ -9,12 +9,14 @@ drain. When one service dies, the others are stopped and its exit code is return
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 from vigie.core.errors import ConfigError
 
@@ -30,28 +32,58 @@ def _command(args: argparse.Namespace, service: str, *extra: str) -> list[str]:
     return [*base, service, *extra]
 
 
+def _ports(text: str) -> tuple[int, int, int]:
+    """``"8091,8092,8093"`` → the grabber's, detector's and correlator's health ports. Raises ConfigError."""
+    try:
+        ports = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        ports = ()
+    if len(ports) != 3 or not all(0 < p < 65536 for p in ports):
+        raise ConfigError(f"--ports {text}: give three ports GRABBER,DETECTOR,CORRELATOR, e.g. 8091,8092,8093")
+    return ports  # type: ignore[return-value]
+
+
+def _check_free(port: int, what: str, option: str) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ConfigError(f"port {port} for the {what} is taken ({exc.strerror}): choose another with "
+                              f"`vigie up {option}`") from None
+
+
+def _healthy(port: int) -> bool:
+    """Whether the service on ``port`` answers /healthz with state running."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+            return json.loads(response.read()).get("state") == "running"
+    except (OSError, ValueError):
+        return False
+
+
 def run_stack(args: argparse.Namespace) -> int:
     """Run grabber, detector, correlator and station until a signal or a failure; returns the exit code.
 
-    The cameras and routing files and the console's port are checked first: a mistake
-    is reported before anything starts. Raises ConfigError.
+    The cameras and routing files and the ports are checked first: a mistake is reported
+    before anything starts. The console's address is printed once every service reports
+    running on its /healthz. Raises ConfigError.
     """
     from vigie.cli import _validate
 
+    grabber_port, detector_port, correlator_port = _ports(args.ports)
     _validate(args.cameras, args.routing)
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", args.station_port))
-        except OSError as exc:
-            raise ConfigError(f"port {args.station_port} for the console is taken ({exc.strerror}): "
-                              "choose another with `vigie up --station-port N` (make demo STATION_PORT=N)") from None
+    _check_free(args.station_port, "console", "--station-port N (make demo STATION_PORT=N)")
+    for port, name in ((grabber_port, "grabber"), (detector_port, "detector"), (correlator_port, "correlator")):
+        _check_free(port, f"{name}'s /healthz and /metrics", "--ports G,D,C (make demo PORTS=G,D,C)")
     routing = ["--routing", args.routing] if args.routing else []
     fast = ["--as-fast-as-possible"] if args.as_fast_as_possible else []
     plan = [
-        ("station", _command(args, "station", "--http-port", str(args.station_port))),
-        ("correlator", _command(args, "correlator", *routing)),
-        ("detector", _command(args, "detector", "--cameras", args.cameras)),
-        ("grabber", _command(args, "grabber", "--cameras", args.cameras, *fast)),
+        ("station", args.station_port, _command(args, "station", "--http-port", str(args.station_port))),
+        ("correlator", correlator_port, _command(args, "correlator", *routing, "--http-port", str(correlator_port))),
+        ("detector", detector_port, _command(args, "detector", "--cameras", args.cameras,
+                                             "--http-port", str(detector_port))),
+        ("grabber", grabber_port, _command(args, "grabber", "--cameras", args.cameras, *fast,
+                                           "--http-port", str(grabber_port))),
     ]
     stopping = False
 
@@ -62,13 +94,17 @@ def run_stack(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     children: list[tuple[str, subprocess.Popen]] = []
-    for name, cmd in plan:
+    for name, _, cmd in plan:
         # Children ignore the terminal's Ctrl-C: this process stops them in order.
         children.append((name, subprocess.Popen(cmd, start_new_session=True, env=os.environ.copy())))
-    print(f"\n  Vigie is running. Operator console: http://127.0.0.1:{args.station_port}/  (Ctrl-C stops)\n",
-          file=sys.stderr, flush=True)
+    waiting = {name: port for name, port, _ in plan}
     code = 0
     while not stopping:
+        if waiting:
+            waiting = {name: port for name, port in waiting.items() if not _healthy(port)}
+            if not waiting:
+                print(f"\n  Vigie is running. Operator console: http://127.0.0.1:{args.station_port}/  "
+                      "(Ctrl-C stops)\n", file=sys.stderr, flush=True)
         for name, child in children:
             if child.poll() is not None:
                 print(f"vigie up: {name} exited with code {child.returncode}; stopping the others", file=sys.stderr)
