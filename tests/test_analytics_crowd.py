@@ -100,7 +100,7 @@ def test_pets2009_walkers_raise_no_crowd_alarm():
         played += span / 1e9
     scores, dets = _play(crowd, frames, "pets", FPS, offset)
     assert dets == [], [(t, d.track_id) for t, d in dets]
-    assert (scores >= 0.5).mean() < 0.02  # a frame above threshold now and then, never for long
+    assert (scores >= 0.5).mean() < 0.05  # a frame above threshold now and then, never for 2 s (min_duration_s)
 
 
 # -- synthetic crowds ------------------------------------------------------------------------

@@ -101,7 +101,7 @@ class CrowdMovementConfig(BaseModel):
         "Seconds of baseline learning before the camera may raise anything."))
     prior_motion_s: float = Field(10.0, gt=0.0, le=86400.0, description=(
         "Seconds of observed motion after which a cell's own baseline outweighs its neighbourhood's."))
-    z_threshold: float = Field(5.0, ge=0.5, le=100.0, description=(
+    z_threshold: float = Field(4.5, ge=0.5, le=100.0, description=(
         "z-score of the cell speed above which a cell is running."))
     coherence_z_threshold: float = Field(4.0, ge=0.5, le=100.0, description=(
         "z-score of the radial coherence above which a cell is a surge (inward) or a dispersal (outward)."))
