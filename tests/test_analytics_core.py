@@ -131,6 +131,33 @@ def test_benchmark_runs():
     assert measure(n_frames=4, batch_size=2, frames=[np.zeros((100, 200, 3), np.uint8)] * 3) > 0
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["--batch", "0"], "argument --batch: must be >= 1, got 0"),
+    (["--batch", "8", "-1"], "argument --batch: must be >= 1, got -1"),
+    (["--threads", "0"], "argument --threads: must be >= 1, got 0"),
+    (["--frames", "0"], "argument --frames: must be >= 1, got 0"),
+    (["--device", "banana"], "--device banana: not a torch device (cpu, cuda, cuda:N, auto)"),
+])
+def test_benchmark_command_rejects_bad_options_before_measuring(argv, says, capsys):
+    from vigie.detector.bench import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    captured = capsys.readouterr()
+    assert stop.value.code == 2 and captured.out == ""
+    assert captured.err.splitlines()[-1].endswith(says)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_benchmark_command_says_when_there_is_no_cuda(capsys):
+    from vigie.detector.bench import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--device", "cuda"])
+    assert stop.value.code == 2 and capsys.readouterr().err.splitlines()[-1].endswith(
+        "--device cuda: no CUDA device on this machine")
+
+
 def test_global_gain_ignores_what_covers_part_of_the_frame():
     from vigie.detector.analytics.background import global_gain
 

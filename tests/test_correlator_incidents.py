@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
+
 from vigie.contracts.v1 import Anomaly, CameraIncidents, Incident, OperatorAction, Region
+from vigie.core.config import ConfigError, load_yaml_model
 from vigie.correlator.config import MergePolicy, Route, Routing
 from vigie.correlator.incidents import apply_action, merge_anomaly
 
@@ -90,3 +96,28 @@ def test_incident_carries_the_facts_of_its_latest_anomaly() -> None:
     merge_anomaly(book, facts(3, 3, 3.0), POLICY, [], 6 * S)  # delivered late: older facts do not win
     assert dict(book.incidents[0].attributes) == {"static_s": 13.0, "unattended_s": 5.0}
     assert book.incidents[0].count == 3
+
+
+def test_routing_needs_at_least_one_route(tmp_path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text("routes: []\n")
+    with pytest.raises(ConfigError) as err:
+        load_yaml_model(path, Routing)
+    (problem,) = err.value.problems
+    assert (problem.line, problem.location) == (1, "routes") and "at least 1" in problem.message
+    result = subprocess.run([sys.executable, "-m", "vigie", "validate", "--routing", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and f"{path}:1: routes: " in result.stderr
+
+
+def test_validate_warns_of_cameras_that_reach_no_station(tmp_path) -> None:
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text("cameras:\n  - {id: metro-1, source: synthetic://scene}\n"
+                       "  - {id: square-1, source: synthetic://scene}\n")
+    routing = tmp_path / "routing.yaml"
+    routing.write_text("routes:\n  - {cameras: ['metro-*'], stations: [transit]}\n")
+    result = subprocess.run([sys.executable, "-m", "vigie", "validate", str(cameras), "--routing", str(routing)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    warnings = [line.strip() for line in result.stdout.splitlines() if "warning" in line]
+    assert warnings == ["warning: camera square-1 matches no route: its incidents reach no station"]

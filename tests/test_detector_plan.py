@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,4 +65,121 @@ def test_validate_checks_the_analytics_sections(tmp_path: Path) -> None:
     cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene\n"
                        "    analytics:\n      abandoned_object: {dwell_s: 0}\n")
     result = subprocess.run([sys.executable, "-m", "vigie", "validate", str(cameras)], capture_output=True, text=True)
-    assert result.returncode == 2 and "a.analytics.abandoned_object.dwell_s" in result.stderr
+    assert result.returncode == 2
+    assert f"{cameras}:5: cameras[0].analytics.abandoned_object.dwell_s: " in result.stderr, result.stderr
+
+
+def _cameras(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cameras.yaml"
+    path.write_text(text)
+    return path
+
+
+BAD_ANALYTICS = (
+    "cameras:\n"
+    "  - id: cam-1\n"
+    "    source: synthetic://scene\n"
+    "    analytics:\n"
+    "      abandoned_object: {dwell_s: -3}\n"          # line 5
+    "      fire:\n"
+    "        bogus: 1\n"                                # line 7
+    "  - id: cam-2\n"
+    "    source: synthetic://scene\n"
+    "    analytics:\n"
+    "      teleport: false\n"                           # line 11
+    "      intrusion:\n"
+    "        zones:\n"
+    "          - name: bowtie\n"
+    "            polygon: [[0, 0], [100, 100], [100, 0], [0, 100]]\n"   # line 15
+    "          - name: left\n"
+    "            polygon: [[-5, 0], [100, 0], [100, 50]]\n"             # line 17
+)
+
+
+def test_validate_reports_every_analytics_problem_with_file_and_line(tmp_path: Path) -> None:
+    cameras = _cameras(tmp_path, BAD_ANALYTICS)
+    result = subprocess.run([sys.executable, "-m", "vigie", "validate", str(cameras)], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith(str(cameras))]
+    assert "Traceback" not in result.stderr
+    assert lines[0] == (f"{cameras}:5: cameras[0].analytics.abandoned_object.dwell_s: "
+                        "Input should be greater than or equal to 1")
+    assert lines[1] == f"{cameras}:7: cameras[0].analytics.fire.bogus: unknown key 'bogus' (not allowed here)"
+    assert lines[2].startswith(f"{cameras}:11: cameras[1].analytics.teleport: unknown analytic kind 'teleport'")
+    assert lines[3].startswith(f"{cameras}:15: cameras[1].analytics.intrusion.zones[0].polygon: polygon edges 0-1 "
+                               "and 2-3 cross")
+    assert lines[4].startswith(f"{cameras}:17: cameras[1].analytics.intrusion.zones[1].polygon[0]: vertex [-5, 0]")
+    assert len(lines) == 5
+
+
+def test_loading_the_cameras_file_for_the_detector_checks_the_analytics(tmp_path: Path) -> None:
+    from vigie.core.cameras import load_cameras
+    from vigie.detector.plan import analytics_problems
+
+    cameras = _cameras(tmp_path, BAD_ANALYTICS)
+    with pytest.raises(ConfigError) as err:
+        load_cameras(cameras, analytics_problems)  # the detector, `vigie evaluate` and replay load the file this way
+    assert [(p.line, p.location) for p in err.value.problems] == [
+        (5, "cameras[0].analytics.abandoned_object.dwell_s"), (7, "cameras[0].analytics.fire.bogus"),
+        (11, "cameras[1].analytics.teleport"), (15, "cameras[1].analytics.intrusion.zones[0].polygon"),
+        (17, "cameras[1].analytics.intrusion.zones[1].polygon[0]")]
+    # with a camera-field error too, every problem of the file is reported at once
+    cameras.write_text(BAD_ANALYTICS.replace("  - id: cam-2\n", "  - id: cam-2\n    fps: 99\n"))
+    with pytest.raises(ConfigError) as err:
+        load_cameras(cameras, analytics_problems)
+    assert [p.location for p in err.value.problems][:3] == [
+        "cameras[0].analytics.abandoned_object.dwell_s", "cameras[0].analytics.fire.bogus", "cameras[1].fps"]
+    assert len(err.value.problems) == 6
+
+
+def test_the_grabber_does_not_load_the_analytics() -> None:
+    code = ("import sys, vigie.grabber.app, vigie.core.cameras; "
+            "print(any(m == 'torch' or m.startswith('vigie.detector') for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_plan_reports_every_problem_one_per_line() -> None:
+    with pytest.raises(ConfigError) as err:
+        AnalyticsPlan({"c1": {"abandoned_object": {"dwell_s": -3}, "fire": {"bogus": 1}},
+                       "c2": {"crowd_movement": {"zones": [{"name": "z", "polygon": [[0, 0], [9, 9], [9, 0], [0, 9]]}]}}},
+                      DEFAULTS, "cpu")
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith("c1.analytics.abandoned_object.dwell_s: ")
+    assert lines[1] == "c1.analytics.fire.bogus: unknown key 'bogus' (not allowed here)"
+    assert lines[2].startswith("c2.analytics.crowd_movement.zones[0].polygon: polygon edges 0-1 and 2-3 cross")
+    assert len(lines) == 3
+
+
+def test_zones_entirely_outside_the_frame_are_warned_once(caplog) -> None:
+    from types import SimpleNamespace
+
+    from vigie.detector.app import DetectorService, DetectorSettings
+
+    zones = [{"name": "away", "polygon": [[5000, 5000], [5100, 5000], [5100, 5100]]},
+             {"name": "edge", "polygon": [[600, 300], [900, 300], [900, 500]]}]
+    plan = AnalyticsPlan({"cam": {"abandoned_object": {"zones": zones}}}, DEFAULTS, "cpu")
+    assert plan.zones_outside("cam", (640, 360)) == [("abandoned_object", "away")]
+    assert plan.zones_outside("other", (640, 360)) == []
+    service = DetectorService(DetectorSettings(device="cpu", object_classes=False))
+    service.plan = plan
+    item = SimpleNamespace(frame=SimpleNamespace(camera_id="cam", width=640, height=360))
+    with caplog.at_level("WARNING", logger="vigie.detector.app"):
+        service.check_zones([item, item])
+        service.check_zones([item])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["camera cam: abandoned_object zone 'away' lies entirely outside its 640x360 frames: "
+                        "it never matches (zones are in pixels of the published frames)"]
+
+
+def test_the_detector_reports_a_bad_cameras_file_before_its_http_server(tmp_path: Path) -> None:
+    cameras = _cameras(tmp_path, BAD_ANALYTICS)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = subprocess.run([sys.executable, "-m", "vigie", "--kafka", "127.0.0.1:1", "detector", "--device", "cpu",
+                             "--cameras", str(cameras), "--http-port", str(port)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{cameras}:5: cameras[0].analytics.abandoned_object.dwell_s: " in result.stderr
+    assert "http on" not in result.stderr and "Traceback" not in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,3 +44,16 @@ def test_malformed_frames_go_to_the_dead_letter_topic_and_the_detector_goes_on(k
             assert time.monotonic() < deadline, health(port)
             time.sleep(0.2)
     assert proc.returncode == 0, (tmp_path / "detector.log").read_text()[-2000:]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--device", "banana"], "--device banana: not a torch device (cpu, cuda, cuda:N, auto)"),
+    (["--batch", "0"], "argument --batch: must be between 1 and 1024, got 0"),
+    (["--threads", "0"], "argument --threads: must be between 1 and 64, got 0"),
+])
+def test_bad_detector_options_exit_2_before_any_work(namespace, argv, says) -> None:
+    """Checked before the service starts: an unreachable broker is never tried, and no traceback."""
+    proc = subprocess.run([sys.executable, "-m", "vigie", "--kafka", "127.0.0.1:1", "--namespace", namespace,
+                           "detector", *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith(says), proc.stderr
+    assert "Traceback" not in proc.stderr

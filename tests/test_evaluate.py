@@ -254,21 +254,94 @@ def test_evaluate_ucsd_ped2_with_warmup_json_and_plot(tmp_path, capsys) -> None:
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_evaluate_reports_an_unusable_clip(tmp_path, capsys) -> None:
-    parser = argparse.ArgumentParser()
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vigie evaluate")
     add_arguments(parser)
-    assert main(parser.parse_args([str(tmp_path / "missing.mp4"), "--json"])) == 1
-    assert "no such clip" in capsys.readouterr().err
+    return parser.parse_args(argv)
+
+
+def test_evaluate_reports_an_unusable_clip_as_a_usage_error(tmp_path, capsys) -> None:
+    assert main(_parse(str(tmp_path / "missing.mp4"), "--json")) == 2
+    err = capsys.readouterr().err
+    assert "no such clip" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "notes.txt").write_text("not a video")
+    assert main(_parse(str(tmp_path / "notes.txt"), "--kinds", "crowd_movement")) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    assert main(_parse(str(tmp_path / "empty"))) == 2
+    assert "holds no clip" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--tolerance-s", "-5"], "argument --tolerance-s: must be >= 0.0, got -5"),
+    (["--warmup-min-s", "-1"], "argument --warmup-min-s: must be >= 0.0, got -1"),
+    (["--threads", "0"], "argument --threads: must be >= 1, got 0"),
+    (["--plot", "/nonexistent/dir/x.png"], "argument --plot: folder /nonexistent/dir does not exist"),
+])
+def test_evaluate_rejects_bad_options_before_any_work(argv, says, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        _parse("clip.mp4", *argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(says)
+
+
+def test_evaluate_names_the_unknown_kind_device_and_camera(tmp_path) -> None:
+    from vigie.core.errors import ConfigError
+    from vigie.evaluate.runner import Clip, camera_for
+
+    clip = str(data_path("ucsd_ped2_test001"))
+    with pytest.raises(ConfigError) as kinds:
+        main(_parse(clip, "--kinds", "crowd_movement,nonsense"))
+    assert str(kinds.value).startswith("--kinds: unknown kind 'nonsense'") and "abandoned_object" in str(kinds.value)
+    with pytest.raises(ConfigError, match=r"^--device banana: not a torch device"):
+        main(_parse(clip, "--device", "banana"))
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text("cameras:\n  - id: a\n    source: a.mp4\n  - id: b\n    source: b.mp4\n")
+    with pytest.raises(ConfigError) as camera:
+        camera_for(Clip(tmp_path / "x.mp4"), None, str(cameras), "nosuch")
+    assert str(camera.value) == f"unknown camera 'nosuch' in {cameras} (cameras: a, b)"
+    with pytest.raises(ConfigError, match="name the camera to evaluate with --camera"):
+        camera_for(Clip(tmp_path / "x.mp4"), None, str(cameras), None)
+
+
+def test_evaluate_command_exits_2_without_a_traceback(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    for module in ("vigie", "vigie.evaluate"):
+        prefix = [sys.executable, "-m", module] + (["evaluate"] if module == "vigie" else [])
+        run = subprocess.run([*prefix, "--suite", str(tmp_path / "nonexistent")], capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 2 and "--suite" in run.stderr and "no such folder" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
 
 
 # -- the quality suite (vigie evaluate --suite) -------------------------------------------
 
-def test_suite_skips_every_case_when_the_clips_are_absent(tmp_path, capsys) -> None:
+def test_suite_fails_when_no_clip_is_found_and_on_a_missing_folder(tmp_path, capsys) -> None:
+    from vigie.core.errors import ConfigError
     from vigie.evaluate import suite
 
+    assert suite.main(str(tmp_path), as_json=True) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"no clip of the suite found under {tmp_path}" in captured.err
+    with pytest.raises(ConfigError, match="no such folder"):
+        suite.main(str(tmp_path / "nonexistent"))
+
+
+def test_suite_skips_the_cases_whose_clips_are_absent(tmp_path, monkeypatch, capsys) -> None:
+    from vigie.evaluate import suite
+
+    (tmp_path / "present.mp4").write_bytes(b"")
+    ran = []
+    monkeypatch.setattr(suite, "run_case", lambda case, data, device="cpu": ran.append(case.name) or [
+        ("measure", "1", "1", True)] if (data / case.clip).exists() else None)
+    cases = (suite.Case("present", "present.mp4", suite._normal), suite.Case("absent", "absent.mp4", suite._normal))
+    monkeypatch.setattr(suite, "CASES", cases)
     assert suite.main(str(tmp_path), as_json=True) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out["cases"]) == {c.name for c in suite.CASES} and not any(out["cases"].values())
+    assert out["cases"]["absent"] is None and out["cases"]["present"][0]["met"] is True and ran == ["present"]
 
 
 def test_suite_checks_a_clip_and_fails_on_a_missed_target(monkeypatch, capsys) -> None:

@@ -139,3 +139,49 @@ def test_models_forbid_extra_and_describe_every_field():
         assert model.model_config["extra"] == "forbid"
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no description"
+
+
+def test_self_intersecting_mask_is_rejected_naming_the_field(tmp_path):
+    path = write(tmp_path, """
+        cameras:
+          - id: cam1
+            source: a.avi
+            privacy_masks:
+              - name: bowtie
+                polygon: [[0, 0], [100, 100], [100, 0], [0, 100]]
+    """)
+    with pytest.raises(ConfigError) as err:
+        load_cameras(path)
+    (line, loc, msg), = problems(err.value)
+    assert (line, loc) == (6, "cameras[0].privacy_masks[0].polygon")
+    assert "edges 0-1 and 2-3 cross" in msg and "intersect itself" in msg
+
+
+def test_negative_mask_vertex_is_rejected_naming_the_vertex(tmp_path):
+    path = write(tmp_path, """
+        cameras:
+          - id: cam1
+            source: a.avi
+            privacy_masks:
+              - polygon: [[-5, 0], [100, 0], [100, 50]]
+    """)
+    with pytest.raises(ConfigError) as err:
+        load_cameras(path)
+    (line, loc, _msg), = problems(err.value)
+    assert (line, loc) == (5, "cameras[0].privacy_masks[0].polygon[0][0]")
+
+
+def test_polygon_geometry_helpers():
+    from vigie.core.geometry import covers_any_pixel, crossing_edges
+
+    square = [(0, 0), (10, 0), (10, 10), (0, 10)]
+    assert crossing_edges(square) is None
+    assert crossing_edges([(0, 0), (10, 10), (10, 0), (0, 10)]) == (0, 2)
+    assert crossing_edges([(0, 0), (10, 0), (10, 10), (10, 10), (0, 10)]) is None  # repeated vertex: no crossing
+    assert crossing_edges([(0, 0), (10, 0), (5, 0)]) is None  # degenerate, collinear: not a crossing
+    far = [(5000, 5000), (5100, 5000), (5100, 5100)]
+    assert not covers_any_pixel(far, (480, 360))
+    assert covers_any_pixel([(470, 350), (600, 350), (600, 500)], (480, 360))  # partly outside: clipped
+    # scaled to a smaller grid: source 960x720 -> 480x360
+    assert covers_any_pixel([(900, 700), (960, 700), (960, 720)], (960, 720), (480, 360))
+    assert not covers_any_pixel([(0, 0), (0.4, 0), (0, 0.4)], (480, 360))  # no pixel centre inside

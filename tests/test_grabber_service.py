@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,21 +20,31 @@ from vigie.core.topics import Topics
 pytestmark = pytest.mark.broker
 
 
+@contextmanager
+def grabber(kafka, tmp_path: Path, cameras: str, frames: int):  # noqa: ANN001, ANN201
+    """Run the grabber on the ``cameras`` YAML text until at least ``frames`` frames are read back.
+
+    Yields ``(process, health port, records, decoded frames)``.
+    """
+    path = tmp_path / "cameras.yaml"
+    path.write_text(cameras)
+    topic = Topics(kafka.namespace).frames
+    with service(kafka, "grabber", "--cameras", str(path), log_dir=tmp_path) as (proc, port):
+        records = consume(kafka, topic.name, lambda rs: len(rs) >= frames, timeout_s=30)
+        yield proc, port, records, [topic.decode(r.value) for r in records]
+
+
 def test_missing_file_and_unreachable_rtsp_do_not_stop_the_good_camera(kafka, tmp_path: Path) -> None:
     clip = data_path("aboda_video4", "video4.avi")
     dead_port = free_port()  # nothing listens there
-    cameras = tmp_path / "cameras.yaml"
-    cameras.write_text(
+    cameras = (
         "cameras:\n"
         f"  - id: gone\n    source: {tmp_path / 'no-such-clip.avi'}\n"
         f"  - id: unreachable\n    source: rtsp://127.0.0.1:{dead_port}/cam\n    timeout_s: 1\n"
         "    reconnect: {initial_s: 0.2, max_s: 1}\n"
         f"  - id: good\n    source: {clip}\n    fps: 5\n    privacy_masks: [{{name: w, polygon: [[0,0],[50,0],[50,50]]}}]\n"
     )
-    topics = Topics(kafka.namespace)
-    with service(kafka, "grabber", "--cameras", str(cameras), log_dir=tmp_path) as (proc, port):
-        records = consume(kafka, topics.frames.name, lambda rs: len(rs) >= 15, timeout_s=30)
-        frames = [topics.frames.decode(r.value) for r in records]
+    with grabber(kafka, tmp_path, cameras, frames=15) as (proc, port, records, frames):
         assert {f.camera_id for f in frames} == {"good"}
         assert [f.seq for f in frames] == sorted(f.seq for f in frames)
         assert all(r.key == b"good" and f.privacy_masks == ["w"] for r, f in zip(records, frames))
@@ -42,6 +54,7 @@ def test_missing_file_and_unreachable_rtsp_do_not_stop_the_good_camera(kafka, tm
             time.sleep(0.3)
         assert cams["gone"]["state"] == "failed"
         assert "camera gone: file not found" in cams["gone"]["error"]
+        assert cams["gone"]["last_error"] == cams["gone"]["error"]  # one story in /healthz
         assert cams["unreachable"]["connected"] is False and cams["unreachable"]["last_error"]
         assert cams["unreachable"]["state"] == "reconnecting"
         time.sleep(1.2)  # metrics follow the pipelines every second
@@ -86,3 +99,44 @@ def test_station_without_its_alert_topic_says_how_to_create_it(broker: str, name
                             capture_output=True, text=True, timeout=90)
     assert result.returncode == 2
     assert "vigie topics apply --stations other" in result.stderr
+
+
+def test_mask_outside_the_picture_fails_its_camera_only(kafka, tmp_path: Path) -> None:
+    clip = data_path("pets2009_s2l1_view001", "pets2009_s2l1_view001_480x360.avi")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    for n in range(1, 4):
+        (junk / f"{n:03d}.png").write_bytes(b"not an image at all " * 50)
+    cameras = (
+        "cameras:\n"
+        f"  - id: far\n    source: {clip}\n    realtime: false\n"
+        "    privacy_masks: [{name: x, polygon: [[5000, 5000], [5100, 5000], [5100, 5100]]}]\n"
+        f"  - id: edge\n    source: {clip}\n    fps: 5\n"
+        "    privacy_masks: [{name: corner, polygon: [[470, 350], [600, 350], [600, 500]]}]\n"
+        f"  - id: junk\n    source: {junk}\n"
+    )
+    with grabber(kafka, tmp_path, cameras, frames=5) as (proc, port, _, frames):
+        assert {f.camera_id for f in frames} == {"edge"}  # a partly outside mask is clipped, fine
+        deadline = time.monotonic() + 15
+        while (cams := health(port)["cameras"])["junk"]["state"] != "ended" or cams["far"]["state"] != "failed":
+            assert time.monotonic() < deadline, cams
+            time.sleep(0.3)
+        expected = "privacy mask 'x' of camera 'far' covers no pixel of its 480x360 frames: check its coordinates"
+        assert expected in cams["far"]["error"] and cams["far"]["last_error"] == cams["far"]["error"]
+        assert cams["far"]["published"] == 0 and cams["edge"]["state"] == "streaming"
+        assert cams["junk"]["published"] == 0 and cams["junk"]["corrupt"] >= 1
+    assert proc.returncode == 0, (tmp_path / "grabber.log").read_text()[-2000:]
+    entries = [json.loads(line) for line in (tmp_path / "grabber.log").read_text().splitlines() if line.startswith("{")]
+    assert not any(e.get("camera") == "far" for e in entries if e["msg"].startswith("camera far: stream ended"))
+    junk_ended = [e for e in entries if e["msg"].startswith("camera junk: stream ended")]
+    assert len(junk_ended) == 1 and junk_ended[0]["level"] == "warning", junk_ended
+    assert "every frame was corrupt" in junk_ended[0]["msg"]
+
+
+def test_a_bad_cameras_file_is_reported_before_the_http_server_starts(tmp_path: Path) -> None:
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene\n    fsp: 5\n")
+    result = subprocess.run([sys.executable, "-m", "vigie", "grabber", "--cameras", str(cameras),
+                             "--http-port", str(free_port())], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and f"{cameras}:4: cameras[0].fsp" in result.stderr
+    assert "http on" not in result.stderr and "Traceback" not in result.stderr

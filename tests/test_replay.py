@@ -39,6 +39,15 @@ async def _record(kafka, camera: CameraConfig) -> int:
     return count
 
 
+async def _topics(kafka) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        return await admin.list_topics()
+    finally:
+        await admin.close()
+
+
 async def _groups(kafka) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     await admin.start()
@@ -61,6 +70,8 @@ def test_replay_reruns_new_rules_into_a_sandbox_topic(kafka, tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(report_path.read_text())
     assert report["frames"] == frames and report["malformed"] == 0 and report["kinds"] == ["abandoned_object"]
+    assert report["skipped_frames"] == 0 and "skipped_cameras" not in report and report["warnings"] == []
+    assert "warning" not in result.stderr
     tracks = [t for t in report["tracks"] if t["kind"] == "abandoned_object"]
     assert len(tracks) == 1, report["tracks"]
     x, y, w, h = tracks[0]["regions"][0]
@@ -72,7 +83,50 @@ def test_replay_reruns_new_rules_into_a_sandbox_topic(kafka, tmp_path: Path) -> 
     assert consume(kafka, topics.anomalies.name, lambda rs: False, timeout_s=2) == [], "live topics untouched"
     assert asyncio.run(_groups(kafka)) == [], "no consumer group created or moved"
 
+    # the live detector's configuration: each camera's analytics section of the cameras file
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text(f"cameras:\n  - id: aboda\n    source: {clip}\n    analytics:\n"
+                       "      abandoned_object: {dwell_s: 6}\n      crowd_movement: false\n")
+    configured = subprocess.run([*base, "--from=-10m", "--cameras-file", str(cameras)], capture_output=True, text=True,
+                                timeout=300)
+    assert configured.returncode == 0, configured.stderr[-2000:]
+    again = json.loads(configured.stdout)
+    assert again["frames"] == frames and "abandoned_object" in again["kinds"]
+    # dwell_s 6 from the file (the default is 10 s), crowd movement disabled for this camera
+    assert [(t["kind"], t["first_capture_ns"], t["regions"]) for t in again["tracks"]] == [
+        ("abandoned_object", tracks[0]["first_capture_ns"], tracks[0]["regions"])]
+
+    def sandboxes() -> list[str]:
+        return sorted(t for t in asyncio.run(_topics(kafka)) if t.startswith(f"{kafka.namespace}replay."))
+
+    before = sandboxes()
+    assert len(before) == 2
     early = subprocess.run([*base, "--from=-10m", "--to=-9m"], capture_output=True, text=True, timeout=120)
     assert early.returncode == 0 and json.loads(early.stdout)["frames"] == 0
+    assert json.loads(early.stdout)["sandbox_topic"] is None
+    assert "warning: no frame recorded between" in early.stderr, early.stderr
+    nosuch = subprocess.run([*base, "--from=-10m", "--cameras", "nosuchcam,aboda"], capture_output=True, text=True,
+                            timeout=300)
+    assert nosuch.returncode == 0, nosuch.stderr[-2000:]
+    assert "warning: camera(s) nosuchcam: no frame between" in nosuch.stderr
+    assert "(cameras there: aboda)" in nosuch.stderr
+    only_missing = subprocess.run([*base, "--from=-10m", "--cameras", "nosuchcam"], capture_output=True, text=True,
+                                  timeout=300)
+    skipped = json.loads(only_missing.stdout)
+    assert skipped["frames"] == 0 and skipped["skipped_frames"] == frames and skipped["sandbox_topic"] is None
+    assert "nosuchcam" in only_missing.stderr
+    old = subprocess.run([*base, "--from=-40d", "--to=-39d"], capture_output=True, text=True, timeout=120)
+    assert old.returncode == 0 and "frames older than 1 day are gone" in old.stderr, old.stderr
+    assert len(sandboxes()) == 3, "a sandbox topic only for the runs with frames to replay"
     bad = subprocess.run([*base, "--from", "yesterday-ish"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "ISO 8601" in bad.stderr
+
+
+def test_replay_checks_its_options_before_any_broker_work(namespace, tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "vigie", "--kafka", "127.0.0.1:1", "--namespace", namespace, "replay", "--from=-1h"]
+    for argv, says in ((["--report", "/nonexistent/dir/r.json"],
+                        "argument --report: folder /nonexistent/dir does not exist"),
+                       (["--device", "banana"], "--device banana: not a torch device (cpu, cuda, cuda:N, auto)"),
+                       (["--cameras-file", str(tmp_path / "none.yaml")], "none.yaml")):
+        run = subprocess.run([*base, *argv], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr

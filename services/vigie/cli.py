@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from vigie.core.options import bounded, output_file
 from vigie.core.errors import BrokerUnavailable, ConfigError
 from vigie.core.logs import setup_logging
 from vigie.core.settings import KafkaSettings
@@ -52,14 +53,19 @@ def _load_routing(path: str | None):  # noqa: ANN202
 
 
 def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
-    """Load and check the cameras and routing files; returns what to report. Raises ConfigError."""
+    """Load and check the cameras and routing files; returns what to report (warnings included).
+
+    Every problem of the cameras file, its analytics sections included, is reported as
+    ``FILE:LINE: location: message``, one per line. Raises ConfigError.
+    """
     from vigie.core.cameras import load_cameras
     from vigie.detector.app import DEFAULT_KINDS
-    from vigie.detector.plan import AnalyticsPlan
+    from vigie.detector.plan import AnalyticsPlan, analytics_problems
 
     lines = []
+    cameras = None
     if cameras_path:
-        cameras = load_cameras(Path(cameras_path))
+        cameras = load_cameras(Path(cameras_path), analytics_problems)
         AnalyticsPlan({c.id: c.analytics for c in cameras.cameras}, DEFAULT_KINDS, "cpu")
         lines.append(f"{cameras_path}: {len(cameras.cameras)} camera(s) valid: "
                      f"{', '.join(c.id for c in cameras.cameras)}")
@@ -69,6 +75,9 @@ def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
     if routing_path:
         routing = _load_routing(routing_path)
         lines.append(f"{routing_path}: {len(routing.routes)} route(s) valid, stations: {', '.join(routing.all_stations())}")
+        for camera in cameras.cameras if cameras is not None else []:
+            if not routing.stations_for(camera.id):
+                lines.append(f"  warning: camera {camera.id} matches no route: its incidents reach no station")
     return lines
 
 
@@ -179,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = service("detector", 8092, "run the analytics on frames and publish anomalies")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--batch", type=int, default=32, help="most frames per batch")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads torch may use (default 1)")
+    p.add_argument("--batch", type=bounded(int, 1, 1024), default=32, help="most frames per batch (1-1024)")
+    p.add_argument("--threads", type=bounded(int, 1, 64), default=1, help="CPU threads torch may use (default 1)")
     p.add_argument("--cameras", help="cameras YAML (per-camera analytics); default: the default kinds everywhere")
     p.set_defaults(func=_cmd_detector)
 
@@ -209,12 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("replay", help="re-run the analytics on recorded frames into a sandbox topic (analysts)")
-    p.add_argument("--from", dest="start", required=True, help="start: ISO 8601 (UTC if naive) or relative, written --from=-2h")
+    p.add_argument("--from", dest="start", required=True, help="start: ISO 8601 (UTC if naive) or relative, written "
+                   "--from=-2h; frames older than the frames topic's retention (1 day by default) are gone")
     p.add_argument("--to", dest="end", default="now", help="end (default now)")
     p.add_argument("--cameras", help="comma-separated camera ids (default all)")
-    p.add_argument("--rules", help="rules YAML: `defaults: [kinds]` and `cameras: {id: {kind: settings}}`")
-    p.add_argument("--report", help="write the JSON report to this file (default: print it)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--cameras-file", metavar="YAML", help="the detector's cameras YAML: each camera's `analytics` "
+                   "section is re-run, as the live detector runs it (--rules, if given, applies on top)")
+    p.add_argument("--rules", help="rules YAML: `defaults: [kinds]` (default: the detector's default kinds) and "
+                   "`cameras: {id: {kind: settings}}`")
+    p.add_argument("--report", type=output_file, help="write the JSON report to this file (default: print it)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("bench", help="print throughput, latency and memory figures")

@@ -17,19 +17,22 @@ Example::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vigie.core.config import ConfigError, load_yaml_model
+from vigie.core.config import ConfigError, ConfigProblem, locate_problems, read_config_text, validate_yaml_text
+from vigie.core.geometry import crossing_edges
 
 
 __all__ = [
-    "CameraConfig", "CamerasFile", "ConfigError", "PrivacyMask", "ReconnectConfig",
-    "SourceKind", "load_cameras", "source_kind",
+    "AnalyticsCheck", "CameraConfig", "CamerasFile", "ConfigError", "PrivacyMask", "ReconnectConfig",
+    "SourceKind", "check_polygon", "load_cameras", "source_kind",
 ]
 
 SourceKind = Literal["file", "rtsp", "http", "synthetic"]
@@ -113,6 +116,21 @@ def source_kind(source: str) -> SourceKind:
     raise ValueError(f"unsupported source scheme {scheme!r}: use a file path, rtsp://, http(s):// or synthetic://")
 
 
+def check_polygon(polygon: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Return ``polygon`` (vertices ``[x, y]`` in pixels) when it does not intersect itself.
+
+    Raises ``ValueError`` naming two edges that cross (edge ``i`` joins vertices ``i``
+    and ``i + 1``), for pydantic validators of polygon fields.
+    """
+    crossed = crossing_edges(polygon)
+    if crossed is not None:
+        i, j = crossed
+        n = len(polygon)
+        raise ValueError(f"polygon edges {i}-{(i + 1) % n} and {j}-{(j + 1) % n} cross: a polygon must not "
+                         "intersect itself (list its vertices in order around the area)")
+    return polygon
+
+
 class PrivacyMask(BaseModel):
     """A polygon blacked out in every frame before it leaves the grabber."""
 
@@ -124,8 +142,14 @@ class PrivacyMask(BaseModel):
     )
     polygon: list[tuple[Coordinate, Coordinate]] = Field(
         ..., min_length=3, max_length=256,
-        description="vertices [x, y] in SOURCE frame pixels (origin top-left), at least 3",
+        description="vertices [x, y] in SOURCE frame pixels (origin top-left), at least 3, not crossing itself; "
+        "the grabber fails the camera when a mask covers no pixel of its frames",
     )
+
+    @field_validator("polygon")
+    @classmethod
+    def check_simple(cls, polygon: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return check_polygon(polygon)
 
 
 class ReconnectConfig(BaseModel):
@@ -216,14 +240,50 @@ class CamerasFile(BaseModel):
         return cameras
 
 
-def load_cameras(path: str | os.PathLike[str]) -> CamerasFile:
+#: ``check(section) -> [(loc, message)]``: the problems of one camera's ``analytics`` section
+#: (kind -> settings, or a bool), ``loc`` starting at the kind, e.g. ``("fire", "zones", 0)``.
+#: The detector's is :func:`vigie.detector.plan.analytics_problems`: the analytics import torch,
+#: which a process that only grabs frames never loads, so this module does not import it.
+AnalyticsCheck = Callable[[Mapping[str, Any]], list[tuple[tuple[Any, ...], str]]]
+
+
+def _analytics_problems(text: str, loaded: CamerasFile | None, check: AnalyticsCheck) -> list[ConfigProblem]:
+    """Problems of the ``analytics`` sections found by ``check``, located in ``text``."""
+    if loaded is not None:
+        sections = [camera.analytics for camera in loaded.cameras]
+    else:  # the file has other errors: check what its sections say anyway, to report everything at once
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return []
+        cameras = data.get("cameras") if isinstance(data, dict) else None
+        sections = [c.get("analytics") if isinstance(c, dict) else None
+                    for c in (cameras if isinstance(cameras, list) else [])]
+    issues = [(("cameras", i, "analytics", *loc), message)
+              for i, section in enumerate(sections) if isinstance(section, Mapping)
+              for loc, message in check(section)]
+    return locate_problems(text, issues) if issues else []
+
+
+def load_cameras(path: str | os.PathLike[str], analytics_check: AnalyticsCheck | None = None) -> CamerasFile:
     """Read and validate a cameras YAML file (blocking; call at start-up).
 
-    Relative file sources are resolved against the YAML file's directory.
-    Raises ``ConfigError`` whose message lists ``path:line: cameras[1].fps: ...``
-    for each problem.
+    Relative file sources are resolved against the YAML file's directory. With
+    ``analytics_check`` (the detector's, :data:`AnalyticsCheck`), every camera's
+    ``analytics`` section is checked too. Raises ``ConfigError`` whose message lists
+    ``path:line: cameras[1].fps: ...`` for each problem of the file, one per line.
     """
-    loaded = load_yaml_model(path, CamerasFile)
+    text = read_config_text(path)
+    loaded: CamerasFile | None = None
+    problems: list[ConfigProblem] = []
+    try:
+        loaded = validate_yaml_text(text, CamerasFile, path=path)
+    except ConfigError as exc:
+        problems = list(exc.problems)
+    if analytics_check is not None:
+        problems += _analytics_problems(text, loaded, analytics_check)
+    if problems or loaded is None:
+        raise ConfigError(path, sorted(problems, key=lambda p: (p.line, p.location)))
     base = Path(path).resolve().parent
     cams = []
     for cam in loaded.cameras:

@@ -13,7 +13,7 @@ The line is found by composing the YAML node tree (which keeps each node's
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +22,10 @@ import yaml
 
 from vigie.core import errors
 
-__all__ = ["ConfigError", "ConfigProblem", "load_yaml_model", "validate_yaml_text"]
+__all__ = [
+    "ConfigError", "ConfigProblem", "format_loc", "load_yaml_model", "locate_problems", "read_config_text",
+    "validate_yaml_text", "validation_issues",
+]
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -62,7 +65,8 @@ class ConfigError(errors.ConfigError):
         super().__init__("\n".join(lines))
 
 
-def _format_loc(loc: Sequence[Any]) -> str:
+def format_loc(loc: Sequence[Any]) -> str:
+    """A pydantic-style location as shown in errors: ``("cameras", 1, "fps")`` -> ``cameras[1].fps``."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -113,20 +117,49 @@ def _locate(root: yaml.Node | None, loc: Sequence[Any]) -> tuple[int, list[Any],
     return line, shown, True
 
 
-def _problems_from_validation(exc: pydantic.ValidationError, root: yaml.Node | None) -> list[ConfigProblem]:
-    problems = []
+def validation_issues(exc: pydantic.ValidationError) -> list[tuple[tuple[Any, ...], str]]:
+    """``(loc, message)`` for each error of ``exc``, worded as configuration errors show them.
+
+    ``loc`` is pydantic's location tuple; an unknown key reads ``unknown key 'x' (not
+    allowed here)`` and a validator's ``ValueError`` its own text.
+    """
+    issues = []
     for err in exc.errors(include_url=False):
-        loc = list(err.get("loc", ()))
-        line, shown, _ = _locate(root, loc)
+        loc = tuple(err.get("loc", ()))
         if err.get("type") == "extra_forbidden" and loc:
             message = f"unknown key {loc[-1]!r} (not allowed here)"
         else:
             message = err.get("msg", "invalid value")
             if err.get("type") == "value_error" and message.startswith("Value error, "):
                 message = message[len("Value error, "):]
-        problems.append(ConfigProblem(line, _format_loc(shown), message))
+        issues.append((loc, message))
+    return issues
+
+
+def _located(root: yaml.Node | None, issues: Iterable[tuple[Sequence[Any], str]]) -> list[ConfigProblem]:
+    problems = []
+    for loc, message in issues:
+        line, shown, _ = _locate(root, list(loc))
+        problems.append(ConfigProblem(line, format_loc(shown), message))
     problems.sort(key=lambda p: (p.line, p.location))
     return problems
+
+
+def locate_problems(text: str, issues: Iterable[tuple[Sequence[Any], str]]) -> list[ConfigProblem]:
+    """Problems found outside pydantic's validation of a document, with their lines.
+
+    ``text``: the YAML document; ``issues``: ``(loc, message)`` pairs, ``loc`` a path
+    into the document such as ``("cameras", 1, "analytics", "fire", "zones", 0)``.
+    Returns :class:`ConfigProblem` tuples sorted by line, each at the line of the
+    deepest node of ``loc`` present in ``text`` (0 when ``text`` is not valid YAML).
+    """
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        root = None
+    if root is None:
+        return [ConfigProblem(0, format_loc(loc), message) for loc, message in issues]
+    return _located(root, issues)
 
 
 def validate_yaml_text(text: str, model: type[M], *, path: str | os.PathLike[str] = "<string>") -> M:
@@ -149,7 +182,7 @@ def validate_yaml_text(text: str, model: type[M], *, path: str | os.PathLike[str
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ConfigError(path, _problems_from_validation(exc, root)) from None
+        raise ConfigError(path, _located(root, validation_issues(exc))) from None
 
 
 def load_yaml_model(path: str | os.PathLike[str], model: type[M]) -> M:
@@ -160,8 +193,15 @@ def load_yaml_model(path: str | os.PathLike[str], model: type[M]) -> M:
     does not validate; the message names ``path:line: location: problem`` for each
     problem, e.g. ``cameras.yaml:12: cameras[1].fps: Input should be ...``.
     """
+    return validate_yaml_text(read_config_text(path), model, path=path)
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The UTF-8 text of the configuration file at ``path`` (blocking).
+
+    Raises :class:`ConfigError` (``path: cannot read: ...``) when it cannot be read.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, [ConfigProblem(0, "", f"cannot read: {exc}")]) from None
-    return validate_yaml_text(text, model, path=path)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Polygon", "rasterize_polygons"]
+__all__ = ["Polygon", "covers_any_pixel", "crossing_edges", "rasterize_polygons"]
 
 Polygon = Sequence[Sequence[float]]
 
@@ -45,6 +45,52 @@ def rasterize_polygons(
     if min(sw, sh, dw, dh) <= 0:
         raise ValueError(f"sizes must be positive, got src={src_size} dst={dst_size}")
     return _rasterize_cached(polys, (sw, sh), (dw, dh))
+
+
+def covers_any_pixel(polygon: object, src_size: tuple[int, int], dst_size: tuple[int, int] | None = None) -> bool:
+    """Whether ``polygon`` covers at least one pixel of a ``dst_size`` grid, by the rule of :func:`rasterize_polygons`.
+
+    ``polygon``: an object with a ``polygon`` attribute or a sequence of ``[x, y]``
+    vertices in pixels of a frame of ``src_size`` = (width, height); ``dst_size``
+    (default ``src_size``) is the grid it is scaled to. False means it would mask or
+    select nothing (e.g. entirely outside the frame). Not cached. Raises
+    ``ValueError`` like :func:`rasterize_polygons`.
+    """
+    pts = np.asarray(_polygon_points(polygon), dtype=np.float64)
+    sw, sh = (int(v) for v in src_size)
+    dw, dh = (int(v) for v in (dst_size or src_size))
+    if min(sw, sh, dw, dh) <= 0:
+        raise ValueError(f"sizes must be positive, got src={src_size} dst={dst_size}")
+    pts = pts * (dw / sw, dh / sh)
+    if pts[:, 0].max() <= 0 or pts[:, 1].max() <= 0 or pts[:, 0].min() >= dw or pts[:, 1].min() >= dh:
+        return False  # bounding box off the grid
+    return bool(_fill_even_odd(pts, dw, dh).any())
+
+
+def crossing_edges(polygon: object) -> tuple[int, int] | None:
+    """The first two edges of ``polygon`` that cross each other, or None for a simple polygon.
+
+    ``polygon`` as for :func:`covers_any_pixel`; edge ``i`` joins vertex ``i`` to vertex
+    ``i + 1`` (the last one closes the polygon). Only proper crossings of non-adjacent
+    edges count (each edge strictly on both sides of the other): touching vertices and
+    collinear overlaps are not reported. Returns ``(i, j)`` with ``i < j``. Raises
+    ``ValueError`` for fewer than 3 vertices.
+    """
+    a = np.asarray(_polygon_points(polygon), dtype=np.float64)
+    b = np.roll(a, -1, axis=0)
+    d = b - a  # (n, 2) edge vectors
+
+    def side(e: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """(n, n) sign of the cross product: which side of edge e[i] point p[j] lies on."""
+        rel = p[None, :, :] - a[:, None, :]
+        return np.sign(e[:, None, 0] * rel[..., 1] - e[:, None, 1] * rel[..., 0])
+
+    s_a, s_b = side(d, a), side(d, b)  # [i, j]: sides of edge j's ends with respect to edge i
+    straddles = s_a * s_b < 0
+    crossing = straddles & straddles.T
+    # adjacent edges share a vertex, which lies on the other's line (side 0): never "crossing"
+    i, j = np.nonzero(np.triu(crossing, k=1))
+    return (int(i[0]), int(j[0])) if i.size else None
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,10 +1,11 @@
 """Service lifecycle: start, run until one stop signal, drain, stop; health and metrics over HTTP.
 
-Every service is a :class:`Service`. :func:`serve` installs SIGTERM/SIGINT handlers
-with ``loop.add_signal_handler`` that set one stop event, starts an HTTP server with
-``/healthz`` (a :class:`State` and the service's own details) and ``/metrics``
-(Prometheus text format), runs the service, and on the signal lets it drain before
-stopping its components in reverse order.
+Every service is a :class:`Service`. :func:`serve` first lets it read and check its
+configuration (:meth:`Service.prepare`, so a bad file is reported before anything else),
+then installs SIGTERM/SIGINT handlers with ``loop.add_signal_handler`` that set one stop
+event, starts an HTTP server with ``/healthz`` (a :class:`State` and the service's own
+details) and ``/metrics`` (Prometheus text format), runs the service, and on the signal
+lets it drain before stopping its components in reverse order.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ class Service:
         self.topics = Topics(kafka.namespace)
         self.metrics = ServiceMetrics(self.name, self.registry)
 
+    async def prepare(self) -> None:
+        """Read and check the service's configuration files, before the HTTP server starts.
+
+        Raises ``ConfigError`` for a bad file. Must be safe to call twice (``start``
+        may call it for callers that do not use :func:`serve`).
+        """
+
     async def start(self) -> None:
         """Connect to what the service needs."""
 
@@ -99,8 +107,16 @@ def http_app(service: Service) -> web.Application:
 async def serve(service: Service, host: str, port: int, *, drain_timeout_s: float = 30.0) -> int:
     """Run ``service`` until SIGTERM or SIGINT; returns the process exit code (0 on a clean stop).
 
-    The HTTP server comes up first (so ``/healthz`` says ``starting``) and goes down last.
+    The configuration is read first (:meth:`Service.prepare`); a ``ConfigError`` there is
+    raised before anything listens. Then the HTTP server comes up (so ``/healthz`` says
+    ``starting``) and goes down last.
     """
+    try:
+        await service.prepare()
+    except ConfigError as exc:  # the caller prints it and exits 2
+        log.error("%s: configuration error: %s", service.name, exc)
+        service.state = State.FAILED
+        raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -56,7 +56,10 @@ class Route(StrictModel):
 class Routing(StrictModel):
     """The routing table: every route whose patterns match a camera adds its stations."""
 
-    routes: list[Route] = Field(default_factory=lambda: [Route(cameras=["*"], stations=["main"])])
+    routes: list[Route] = Field(
+        default_factory=lambda: [Route(cameras=["*"], stations=["main"])], min_length=1,
+        description="At least one route; without a routing file every camera goes to station 'main'.",
+    )
 
     def stations_for(self, camera_id: str) -> list[str]:
         """Stations that receive ``camera_id``'s incidents, sorted, without duplicates."""

@@ -26,12 +26,13 @@ from aiokafka import ConsumerRecord, TopicPartition
 from pydantic import Field
 
 from vigie.core.cameras import load_cameras
+from vigie.core.options import resolve_device
 from vigie.core.kafka import DeadLetters, make_consumer, make_producer, total_lag
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.detector.pipeline import Analyser, decode_records, rounds, to_anomaly
 from vigie.detector.objects import ObjectDetector
-from vigie.detector.plan import AnalyticsPlan
+from vigie.detector.plan import AnalyticsPlan, analytics_problems
 
 log = logging.getLogger(__name__)
 GROUP = "vigie-detector"
@@ -60,10 +61,12 @@ class DetectorSettings(StrictModel):
     http_port: int = Field(8092, ge=0, le=65535, description="Port of /healthz and /metrics.")
 
     def torch_device(self) -> torch.device:
-        """The device to run on; 'auto' picks CUDA when torch sees a GPU."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        """The device to run on; 'auto' picks CUDA when torch sees a GPU.
+
+        Raises:
+            ConfigError: not a device, or CUDA that this machine lacks (:func:`~vigie.core.options.resolve_device`).
+        """
+        return resolve_device(self.device)
 
 
 class DetectorService(Service):
@@ -80,17 +83,27 @@ class DetectorService(Service):
         self._consumer = None
         self._producer = None
         self._dead: DeadLetters | None = None
+        self._sections: dict[str, Any] | None = None
+        self._frame_sizes: dict[str, tuple[int, int]] = {}
+        self._zones_warned: set[tuple[str, str, str]] = set()
         self.frames_done = 0
+
+    async def prepare(self) -> None:
+        """Read the cameras file and check its analytics sections. Raises ConfigError (file:line: field)."""
+        if self._sections is not None:
+            return
+        sections = {}
+        if self.settings.cameras_file:
+            cameras = await asyncio.to_thread(load_cameras, self.settings.cameras_file, analytics_problems)
+            sections = {c.id: c.analytics for c in cameras.cameras}
+        self._sections = sections
 
     async def start(self) -> None:
         if self._consumer is not None:
             return
         torch.set_num_threads(self.settings.threads)
-        sections = {}
-        if self.settings.cameras_file:
-            cameras = await asyncio.to_thread(load_cameras, self.settings.cameras_file)
-            sections = {c.id: c.analytics for c in cameras.cameras}
-        self.plan = AnalyticsPlan(sections, self.settings.analytics, self.device)
+        await self.prepare()
+        self.plan = AnalyticsPlan(self._sections, self.settings.analytics, self.device)
         objects = ObjectDetector() if self.settings.object_classes else None
         self.analyser = Analyser(self.plan, (self.settings.work_width, self.settings.work_height), self.device, objects)
         log.info("analytics %s on %s", self.plan.kinds, self.device)
@@ -123,6 +136,7 @@ class DetectorService(Service):
         for record, reason in bad:
             self.metrics.errors("malformed_frame").inc()
             await self._dead.send(record, reason)
+        self.check_zones(items)
         sends = []
         for batch in rounds(items):
             started = time.perf_counter()
@@ -146,6 +160,25 @@ class DetectorService(Service):
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
         await self._consumer.commit(offsets)
+
+    def check_zones(self, items: list[Any]) -> None:
+        """Warn once per camera, kind and zone of zones lying entirely outside the camera's frames.
+
+        Checked when a camera's frame size (``item.frame.width``/``height``, pixels) is
+        first seen or changes; such a zone never matches, which is worth a log line but
+        does not stop the detector.
+        """
+        for item in items:
+            camera_id, size = item.frame.camera_id, (item.frame.width, item.frame.height)
+            if self._frame_sizes.get(camera_id) == size or min(size) <= 0:
+                continue
+            self._frame_sizes[camera_id] = size
+            for kind, zone in self.plan.zones_outside(camera_id, size):
+                if (camera_id, kind, zone) not in self._zones_warned:
+                    self._zones_warned.add((camera_id, kind, zone))
+                    log.warning("camera %s: %s zone %r lies entirely outside its %dx%d frames: it never matches "
+                                "(zones are in pixels of the published frames)", camera_id, kind, zone, *size,
+                                extra={"camera": camera_id})
 
     async def stop(self) -> None:
         if self._consumer is not None:

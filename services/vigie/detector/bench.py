@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from vigie.core.options import bounded, resolve_device
 from vigie.core.errors import ConfigError
 from vigie.detector.analytics.registry import PLUGINS, plugin
 from vigie.detector.plan import AnalyticsPlan
@@ -66,7 +67,7 @@ FULL_SETTINGS: dict[str, dict] = {
 
 
 def measure(n_frames: int = 400, batch_size: int = 1, size: tuple[int, int] = (640, 360),
-            fps: float = 5.0, device: str = "cpu", threads: int = 1, distinct: int = 120,
+            fps: float = 5.0, device: str | torch.device = "cpu", threads: int = 1, distinct: int = 120,
             frames: Sequence[np.ndarray] | None = None,
             kinds: Sequence[str] = ("abandoned_object", "crowd_movement")) -> float:
     """Frames per second of ``to_batch`` + the analytics ``kinds`` on ``threads`` CPU threads or a GPU.
@@ -136,20 +137,29 @@ def object_stage_ms(calls: int = 10, size: tuple[int, int] = (640, 360), threads
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m vigie.detector.bench [--device cuda] [--batch 64 256] [--all]``: prints frames/s per batch size."""
-    parser = argparse.ArgumentParser(description="Detector throughput (preprocess + analytics), frames/s.")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (cameras per batch)")
-    parser.add_argument("--frames", type=int, default=480, help="frames timed per batch size")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
+    """``python -m vigie.detector.bench [--device cuda] [--batch 64 256] [--all]``: prints frames/s per batch size.
+
+    Returns 0. Bad options (a count below 1, an unknown device, CUDA on a machine without it)
+    stop it before any measure: one line on stderr, ``SystemExit(2)``.
+    """
+    parser = argparse.ArgumentParser(prog="python -m vigie.detector.bench",
+                                     description="Detector throughput (preprocess + analytics), frames/s.")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, auto")
+    parser.add_argument("--batch", type=bounded(int, 1), nargs="+", default=[1, 8],
+                        help="batch sizes (cameras per batch)")
+    parser.add_argument("--frames", type=bounded(int, 1), default=480, help="frames timed per batch size")
+    parser.add_argument("--threads", type=bounded(int, 1), default=1, help="CPU threads")
     parser.add_argument("--all", action="store_true", help="every analytic of the registry, not only the defaults")
     args = parser.parse_args(argv)
     kinds = sorted(PLUGINS) if args.all else ["abandoned_object", "crowd_movement"]
-    device = torch.device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ConfigError as exc:
+        parser.error(str(exc))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
     print(f"device: {name}; analytics: {', '.join(kinds)}")
     for batch in args.batch:
-        fps = measure(max(args.frames, batch * 4), batch, device=args.device, threads=args.threads, kinds=kinds)
+        fps = measure(max(args.frames, batch * 4), batch, device=device, threads=args.threads, kinds=kinds)
         print(f"batch {batch:4d}: {fps:8.0f} frames/s (640x360, synthetic scene)")
     return 0
 

@@ -14,19 +14,86 @@ kinds share per-frame stages with equal settings (:mod:`vigie.detector.analytics
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pydantic
 import torch
 
+from vigie.core.cameras import check_polygon
+from vigie.core.config import format_loc, validation_issues
 from vigie.core.errors import ConfigError
+from vigie.core.geometry import covers_any_pixel
 from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
 from vigie.detector.analytics.registry import PLUGINS, build, config_model
 from vigie.detector.analytics.shared import SharedStages
+from vigie.detector.analytics.zones import Zone
 
 #: Settings of one camera: kind -> config fields, or False to disable a default kind.
 CameraAnalytics = Mapping[str, Mapping[str, Any] | bool]
+
+
+def _zones(value: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Zone]]:
+    """Every :class:`Zone` inside a validated settings model, with its location in the settings."""
+    if isinstance(value, Zone):
+        yield loc, value
+    elif isinstance(value, pydantic.BaseModel):
+        for name, field_value in value:
+            yield from _zones(field_value, (*loc, name))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _zones(item, (*loc, i))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _zones(item, (*loc, key))
+
+
+def _zone_issues(config: pydantic.BaseModel) -> list[tuple[tuple[Any, ...], str]]:
+    """Zones of ``config`` with a negative vertex or edges that cross: ``(loc, message)``."""
+    issues = []
+    for loc, zone in _zones(config):
+        negative = [i for i, (x, y) in enumerate(zone.polygon) if x < 0 or y < 0]
+        if negative:
+            x, y = zone.polygon[negative[0]]
+            more = f" ({len(negative)} negative vertices in all)" if len(negative) > 1 else ""
+            issues.append(((*loc, "polygon", negative[0]), f"vertex [{x:g}, {y:g}] is negative{more}: zone vertices "
+                           "are pixels of the published frames from their top-left corner, >= 0"))
+        try:
+            check_polygon(zone.polygon)
+        except ValueError as exc:
+            issues.append(((*loc, "polygon"), str(exc)))
+    return issues
+
+
+def analytics_problems(section: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """The problems of one camera's ``analytics`` section, every kind checked.
+
+    ``section``: kind -> settings (a mapping), ``True`` (defaults) or ``False``
+    (disabled). Returns ``(loc, message)`` pairs, ``loc`` starting at the kind (e.g.
+    ``("abandoned_object", "dwell_s")``): unknown or unavailable kinds (disabled ones
+    too: a misspelt kind disables nothing), settings the kind's model rejects, zones
+    with a negative vertex or crossing edges. Settings of another type are left to
+    the cameras file's own validation. Imports the plugins of the kinds named.
+    """
+    issues: list[tuple[tuple[Any, ...], str]] = []
+    for kind, settings in section.items():
+        if not isinstance(kind, str):
+            continue
+        if kind not in PLUGINS:
+            issues.append(((kind,), f"unknown analytic kind {kind!r}; known: {sorted(PLUGINS)}"))
+            continue
+        if settings is False or not isinstance(settings, (Mapping, bool)):
+            continue
+        try:
+            config = config_model(kind).model_validate({} if settings is True else dict(settings))
+        except ConfigError as exc:
+            issues.append(((kind,), str(exc)))
+        except pydantic.ValidationError as exc:
+            issues.extend(((kind, *loc), message) for loc, message in validation_issues(exc))
+        else:
+            issues.extend(((kind, *loc), message) for loc, message in _zone_issues(config))
+    return issues
+
 
 
 class AnalyticsPlan:
@@ -38,7 +105,8 @@ class AnalyticsPlan:
         device: torch device of the batches.
 
     Raises:
-        ConfigError: an unknown kind or a bad setting, naming ``<camera>.analytics.<kind>.<field>``.
+        ConfigError: unknown kinds or bad settings, one line per problem of any camera, each
+            naming ``<camera>.analytics.<kind>.<field>``.
     """
 
     def __init__(self, cameras: Mapping[str, CameraAnalytics | None], defaults: Iterable[str],
@@ -46,10 +114,15 @@ class AnalyticsPlan:
         self.defaults = list(defaults)
         self.stages = SharedStages(device)
         self._instances: dict[tuple[str, str], Analytic] = {}
+        self._configs: dict[tuple[str, str], pydantic.BaseModel] = {}
         self._by_camera: dict[str, list[tuple[str, str]]] = {}
         for kind in self.defaults:
             if kind not in PLUGINS:
                 raise ConfigError(f"detector.analytics: unknown kind {kind!r}; known: {sorted(PLUGINS)}")
+        problems = [f"{camera_id}.analytics.{format_loc(loc)}: {message}"
+                    for camera_id, section in cameras.items() for loc, message in analytics_problems(section or {})]
+        if problems:
+            raise ConfigError("\n".join(problems))
         self._default_keys = [self._instance(kind, {}, "defaults", device) for kind in self.defaults]
         for camera_id, section in cameras.items():
             self._by_camera[camera_id] = self._plan(camera_id, section or {}, device)
@@ -73,11 +146,12 @@ class AnalyticsPlan:
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         except pydantic.ValidationError as exc:
-            problems = "; ".join(f"{where}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(problems) from None
+            raise ConfigError("\n".join(f"{where}.{format_loc(loc)}: {message}"
+                                         for loc, message in validation_issues(exc))) from None
         key = (kind, json.dumps(config.model_dump(mode="json"), sort_keys=True))
         if key not in self._instances:
             self._instances[key] = analytic = build(kind, config, device)
+            self._configs[key] = config
             analytic.share(self.stages)
         return key
 
@@ -89,6 +163,16 @@ class AnalyticsPlan:
     def instances_for(self, camera_id: str) -> dict[str, Analytic]:
         """The analytic instances serving ``camera_id``, by kind (their ``last_scores`` after a batch)."""
         return {kind: self._instances[(kind, settings)] for kind, settings in self.keys_for(camera_id)}
+
+    def zones_outside(self, camera_id: str, frame_size: tuple[int, int]) -> list[tuple[str, str]]:
+        """``(kind, zone name)`` of the zones serving ``camera_id`` that cover no pixel of its frames.
+
+        ``frame_size``: (width, height) of the published frames, pixels (zones are in
+        those pixels). Such a zone never matches anything.
+        """
+        return [(kind, zone.name) for kind, settings in self.keys_for(camera_id)
+                for _, zone in _zones(self._configs[(kind, settings)])
+                if not covers_any_pixel(zone.polygon, frame_size)]
 
     def keys_for(self, camera_id: str) -> list[tuple[str, str]]:
         """Instance keys that serve ``camera_id``."""

@@ -24,6 +24,8 @@ import argparse
 import json
 import sys
 
+from vigie.core.options import bounded, output_file
+
 __all__ = ["add_arguments", "main"]
 
 
@@ -49,11 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the project's quality measures on the clips of the data folder PATH "
                         "(e.g. ../shared/data) and check them against their targets; exit 1 if one is missed")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--plot", metavar="PNG", help="draw scores, ground truth and alarms over time to this PNG")
+    parser.add_argument("--plot", metavar="PNG", type=output_file,
+                        help="draw scores, ground truth and alarms over time to this PNG (its folder must exist)")
     parser.add_argument("--warmup", metavar="PATH", action="append", default=[],
                         help="normal footage of the same camera, played first (repeatable; looped, see "
                         "--warmup-min-s)")
-    parser.add_argument("--warmup-min-s", type=float, default=None, metavar="S",
+    parser.add_argument("--warmup-min-s", type=bounded(float, 0.0), default=None, metavar="S",
                         help="loop the warm-up clips until they add up to S seconds (default: the longest "
                         "warmup_s of the analytics; 0: once)")
     parser.add_argument("--fps", type=_positive, default=5.0, help="sampling rate, frames per second (default 5)")
@@ -63,38 +66,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", help="camera id in --cameras (default: its only camera)")
     parser.add_argument("--kinds", type=_kinds, default=None,
                         help="comma-separated kinds (default: every kind available in this build)")
-    parser.add_argument("--tolerance-s", type=float, default=1.0,
-                        help="an alarm this many seconds around an event still falls in it (default 1)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:N")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads torch may use (default 1)")
+    parser.add_argument("--tolerance-s", type=bounded(float, 0.0), default=1.0,
+                        help="an alarm this many seconds around an event still falls in it (>= 0, default 1)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:N, auto")
+    parser.add_argument("--threads", type=bounded(int, 1), default=1, help="CPU threads torch may use (default 1)")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``vigie evaluate`` with parsed ``args``; returns the exit code (0, or 1 for an unusable clip).
+    """Run ``vigie evaluate`` with parsed ``args``; returns the exit code.
+
+    0: done; 1: a target of the suite is missed, or no clip of the suite is in its folder;
+    2: an unusable clip (missing, not a video, a folder without one), said in one line on stderr.
+    The device and the kinds are checked before any work.
 
     Raises:
-        ConfigError: unknown kind, bad settings or camera (the ``vigie`` command prints it, exit 2).
+        ConfigError: unknown kind, device, camera, bad settings, or a missing ``--suite`` folder
+            (the ``vigie`` command prints it, exit 2).
     """
     import torch
 
+    from vigie.core.options import resolve_device
+    from vigie.core.errors import ConfigError
+    from vigie.detector.analytics.registry import PLUGINS
     from vigie.evaluate import groundtruth, report, runner
     from vigie.grabber.errors import SourceError
 
-    torch.set_num_threads(max(1, args.threads))
+    device = resolve_device(args.device)
+    for kind in args.kinds or ():
+        if kind not in PLUGINS:
+            raise ConfigError(f"--kinds: unknown kind {kind!r} (known kinds: {', '.join(sorted(PLUGINS))})")
+    torch.set_num_threads(args.threads)
     if args.suite:
         from vigie.evaluate import suite
 
-        return suite.main(args.path, as_json=args.json, device=args.device)
+        return suite.main(args.path, as_json=args.json, device=device)
     try:
         ev = runner.evaluate(args.path, fps=args.fps, warmup=args.warmup, warmup_min_s=args.warmup_min_s,
-                             kinds=args.kinds, cameras=args.cameras, camera_id=args.camera, device=args.device,
+                             kinds=args.kinds, cameras=args.cameras, camera_id=args.camera, device=device,
                              stills_fps=args.stills_fps)
         if not ev.times_s:
             raise ValueError(f"{args.path}: no frame could be decoded")
         gt = groundtruth.load(ev.clip.source, ev.clip.stills_fps)
     except (OSError, ValueError, SourceError) as exc:
         print(f"vigie evaluate: {exc}", file=sys.stderr)
-        return 1
+        return 2
     summary, curves = report.summarize(ev, gt, args.tolerance_s)
     if args.plot:
         report.plot(summary, curves, args.plot)

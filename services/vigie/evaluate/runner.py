@@ -30,10 +30,11 @@ import simplejpeg
 import torch
 
 from vigie.core.cameras import CameraConfig, load_cameras
+from vigie.core.options import resolve_device
 from vigie.core.errors import ConfigError
 from vigie.detector.analytics.base import Analytic, Box
 from vigie.detector.analytics.registry import NEEDS_SETTINGS, PLUGINS, config_model
-from vigie.detector.plan import AnalyticsPlan
+from vigie.detector.plan import AnalyticsPlan, analytics_problems
 from vigie.detector.preprocess import to_batch
 from vigie.evaluate import groundtruth
 from vigie.grabber.errors import SourceError
@@ -115,7 +116,7 @@ def camera_for(clip: Clip, fps: float | None, cameras: str | None, camera_id: st
     width; source replaced by the clip), else a default camera; ``fps`` overrides its rate.
 
     Raises:
-        ConfigError: the file has several cameras and none is named, or the name is unknown.
+        ConfigError: the file has several cameras and none is named, or the named camera is not in it.
     """
     update: dict[str, Any] = {"source": str(clip.source), "realtime": False, "loop": False}
     if clip.stills:
@@ -125,10 +126,12 @@ def camera_for(clip: Clip, fps: float | None, cameras: str | None, camera_id: st
     if cameras is None:
         base: dict[str, Any] = {"id": camera_id or CAMERA_ID}
     else:
-        listed = load_cameras(cameras).cameras
+        listed = load_cameras(cameras, analytics_problems).cameras
         found = listed if camera_id is None and len(listed) == 1 else [c for c in listed if c.id == camera_id]
+        ids = ", ".join(c.id for c in listed)
+        if not found and camera_id is not None:
+            raise ConfigError(f"unknown camera {camera_id!r} in {cameras} (cameras: {ids})")
         if not found:
-            ids = ", ".join(c.id for c in listed)
             raise ConfigError(f"{cameras}: name the camera to evaluate with --camera (one of: {ids})")
         base = found[0].model_dump()
     try:
@@ -249,7 +252,7 @@ class Player:
 
 def evaluate(path: str | os.PathLike[str], *, fps: float = 5.0, warmup: Sequence[str | os.PathLike[str]] = (),
              warmup_min_s: float | None = None, kinds: Sequence[str] | None = None, cameras: str | None = None,
-             camera_id: str | None = None, device: str = "cpu", work_size: tuple[int, int] = (160, 120),
+             camera_id: str | None = None, device: str | torch.device = "cpu", work_size: tuple[int, int] = (160, 120),
              stills_fps: float | None = None) -> Evaluation:
     """Play the warm-up clips, then ``path``, through the analytics (see the module docstring).
 
@@ -262,15 +265,16 @@ def evaluate(path: str | os.PathLike[str], *, fps: float = 5.0, warmup: Sequence
         kinds: kinds to run (default: :func:`available_kinds`); a cameras file's section
             may enable or disable more.
         cameras: cameras YAML whose camera (``camera_id``, or its only one) gives the settings.
-        device: torch device ("cpu", "cuda").
+        device: torch device ("cpu", "cuda", "cuda:N", "auto"; see :func:`vigie.core.options.resolve_device`).
         work_size: the detector's working size, pixels.
         stills_fps: rate of folders of stills (default: from the dataset, else 10).
 
     Raises:
         FileNotFoundError, ValueError: no clip at ``path``.
-        ConfigError: unknown kind, bad settings or camera.
+        ConfigError: unknown kind, bad settings, camera or device.
         SourceError: a clip cannot be decoded.
     """
+    device = resolve_device(device)
     clip = resolve_clip(path, stills_fps)
     camera = camera_for(clip, fps, cameras, camera_id)
     plan = AnalyticsPlan({camera.id: camera.analytics}, list(kinds) if kinds is not None else available_kinds(),

@@ -16,18 +16,24 @@ figures the project commits to:
 - a colour query for red: found on the clip with a red car, nothing on a clip without red.
 
 Missing clips are reported as skipped. The exit code is 1 when a measured figure misses
-its target.
+its target, or when no clip of the suite is under ``DATA``; a missing ``DATA`` folder is a
+configuration error.
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from vigie.core.errors import ConfigError
 from vigie.evaluate import groundtruth, report, runner
+
+if TYPE_CHECKING:
+    import torch
 
 #: Kinds that must stay silent on footage of ordinary activity.
 SILENT_ON_NORMAL = ("abandoned_object", "fire", "person_down", "tamper")
@@ -159,15 +165,21 @@ def _cameras_file(folder: Path, settings: dict[str, Any]) -> str | None:
     return str(path)
 
 
-def run_case(case: Case, data: Path, device: str = "cpu") -> list[Row] | None:
-    """Evaluate ``case`` on the clips under ``data``; None when a clip is missing.
+def _paths(case: Case, data: Path) -> list[Path] | None:
+    """The clip of ``case`` then its warm-up clips under ``data``; None when one is missing."""
+    paths = [data / case.clip, *(data / w for w in case.warmup)]
+    return paths if all(p.exists() for p in paths) else None
+
+
+def run_case(case: Case, data: Path, device: str | torch.device = "cpu") -> list[Row] | None:
+    """Evaluate ``case`` on the clips under ``data`` on ``device`` (text or torch.device); None when a clip is missing.
 
     Raises:
-        ConfigError: bad settings in the case (a defect of this module).
+        ConfigError: bad settings in the case (a defect of this module), or a bad device.
         SourceError: a clip cannot be decoded.
     """
-    paths = [data / case.clip, *(data / w for w in case.warmup)]
-    if not all(p.exists() for p in paths):
+    paths = _paths(case, data)
+    if paths is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         ev = runner.evaluate(paths[0], warmup=paths[1:], kinds=case.kinds, device=device,
@@ -177,12 +189,25 @@ def run_case(case: Case, data: Path, device: str = "cpu") -> list[Row] | None:
     return case.check(summary, ev, gt)
 
 
-def main(data: str, as_json: bool = False, device: str = "cpu") -> int:
-    """Run every case on ``data`` and print a table (or one JSON object); returns 1 if a target is missed."""
+def main(data: str, as_json: bool = False, device: str | torch.device = "cpu") -> int:
+    """Run every case on ``data`` and print a table (or one JSON object).
+
+    Returns 1 if a target is missed, or if no case's clips are under ``data`` (said in one
+    line on stderr; nothing runs), else 0.
+
+    Raises:
+        ConfigError: ``data`` is not a folder.
+    """
     import json
 
     from rich.console import Console
     from rich.table import Table
+
+    if not Path(data).is_dir():
+        raise ConfigError(f"--suite {data}: no such folder (give the data folder, e.g. ../shared/data)")
+    if all(_paths(case, Path(data)) is None for case in CASES):
+        print(f"vigie evaluate: no clip of the suite found under {data} (e.g. {CASES[0].clip})", file=sys.stderr)
+        return 1
 
     console = Console(stderr=as_json, width=160)
     results: dict[str, Any] = {}

@@ -47,7 +47,11 @@ class GrabberSettings(StrictModel):
 
 @dataclass(slots=True)
 class CameraStatus:
-    """What ``/healthz`` says of one camera: ``state`` is starting, streaming, reconnecting, ended or failed."""
+    """What ``/healthz`` says of one camera: ``state`` is starting, streaming, reconnecting, ended or failed.
+
+    ``error``: why it failed, or ended without a frame (also its ``last_error``); while
+    reconnecting, ``/healthz`` shows the error it retries after. Empty once it streams.
+    """
 
     state: str = "starting"
     error: str = ""
@@ -75,11 +79,16 @@ class GrabberService(Service):
         self._producer = None
         self._pending: set[asyncio.Future] = set()
 
+    async def prepare(self) -> None:
+        """Read the cameras file (once). Raises ConfigError naming file, line and field."""
+        if not self.cameras:
+            self.cameras = (await asyncio.to_thread(load_cameras, self.settings.cameras_file)).cameras
+            self.status = {c.id: CameraStatus() for c in self.cameras}
+
     async def start(self) -> None:
         if self._producer is not None:
             return
-        self.cameras = (await asyncio.to_thread(load_cameras, self.settings.cameras_file)).cameras
-        self.status = {c.id: CameraStatus() for c in self.cameras}
+        await self.prepare()
         self._producer = make_producer(self.settings.kafka, linger_ms=5)
         await self._producer.start()
 
@@ -132,13 +141,23 @@ class GrabberService(Service):
                 status.published += 1
                 status.last_capture_ns = frame.capture_ns
             status.state = "ended"
-            log.info("camera %s: stream ended", camera.id, extra={"camera": camera.id, **pipeline.stats.snapshot()})
+            stats = pipeline.stats
+            if status.published == 0 and stats.corrupt > 0:
+                status.error = stats.last_error = (
+                    f"camera {camera.id}: stream ended without a single frame: every frame was corrupt "
+                    f"({stats.corrupt} corrupt)")
+                log.warning("camera %s: stream ended without a single frame: every frame was corrupt",
+                            camera.id, extra={"camera": camera.id, **stats.snapshot()})
+            else:
+                log.info("camera %s: stream ended", camera.id, extra={"camera": camera.id, **stats.snapshot()})
         except SourceError as exc:
             status.state, status.error = "failed", str(exc)
+            pipeline.stats.last_error = status.error
             self.metrics.errors("source").inc()
             log.error("%s", exc, extra={"camera": camera.id})
         except Exception as exc:  # noqa: BLE001 - one camera's bug must not stop the others
             status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"
+            pipeline.stats.last_error = status.error
             self.metrics.errors("camera_crash").inc()
             log.exception("camera %s crashed", camera.id)
         finally:
@@ -182,8 +201,9 @@ class GrabberService(Service):
         for camera_id, status in self.status.items():
             stats = status.pipeline.stats.snapshot() if status.pipeline is not None else status.stats
             state = status.state
+            error = status.error
             if state in ("starting", "streaming") and stats.get("failures", 0) > 0 and not stats.get("connected"):
-                state = "reconnecting"
-            cameras[camera_id] = {"state": state, "error": status.error, "published": status.published,
-                                  "last_capture_ns": status.last_capture_ns, **stats}
+                state, error = "reconnecting", str(stats.get("last_error", ""))  # what it is retrying after
+            cameras[camera_id] = {"state": state, "published": status.published,
+                                  "last_capture_ns": status.last_capture_ns, **stats, "error": error}
         return {"cameras": cameras}

@@ -15,6 +15,8 @@ import numpy as np
 import simplejpeg
 
 from vigie.core.cameras import CameraConfig
+from vigie.core.geometry import covers_any_pixel
+from .errors import SourceError
 from .masking import apply_masks, rasterize_masks
 from .sampler import PtsSampler
 from .sources import FrameSource, SourceFrame, SourceStats, open_source
@@ -77,9 +79,20 @@ class CameraPipeline:
         self._mask: np.ndarray | None = None
 
     def _mask_for(self, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
-        """(H, W) bool privacy mask for this camera at these sizes, rasterised once per size."""
+        """(H, W) bool privacy mask for this camera at these sizes, rasterised once per size.
+
+        Raises :class:`SourceError` when a mask covers no pixel of frames of these sizes
+        (coordinates outside the picture): a mask that masks nothing is a privacy risk.
+        """
         key = (src_size, dst_size)
         if key != self._mask_key:
+            for name, mask in zip(self.mask_names, self.camera.privacy_masks):
+                if not covers_any_pixel(mask, src_size, dst_size):
+                    scaled = f" (published at {dst_size[0]}x{dst_size[1]})" if dst_size != src_size else ""
+                    raise SourceError(self.camera.id, (
+                        f"privacy mask {name!r} of camera {self.camera.id!r} covers no pixel of its "
+                        f"{src_size[0]}x{src_size[1]} frames{scaled}: check its coordinates "
+                        "(pixels of the source frame, origin top-left)"))
             self._mask = rasterize_masks(self.camera.privacy_masks, src_size, dst_size)
             self._mask_key = key
         return self._mask
@@ -92,6 +105,8 @@ class CameraPipeline:
             if self.camera.privacy_masks:
                 apply_masks(image, self._mask_for(frame.src_size, (w, h)))
             jpeg = simplejpeg.encode_jpeg(image, quality=self.jpeg_quality, colorspace="RGB", colorsubsampling="420")
+        except SourceError:  # a mask outside the picture: the camera fails, nothing is published
+            raise
         except Exception:  # noqa: BLE001 - fail closed: drop the frame, count it
             self.stats.errors += 1
             log.exception("camera %s: cannot mask/encode frame pts=%.3f; dropped", self.camera.id, frame.pts)
@@ -103,7 +118,8 @@ class CameraPipeline:
 
         Ends when a file ends (unless ``loop``) or a synthetic ``duration`` elapses;
         live sources reconnect forever. Raises :class:`~.errors.SourceError` when a
-        file is missing or unreadable. Decoding, masking and encoding run in
+        file is missing or unreadable, or when a privacy mask covers no pixel of the
+        first frame (before any frame is yielded). Decoding, masking and encoding run in
         threads; the event loop only hands frames over.
         """
         frames = self.source.frames()

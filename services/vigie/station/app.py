@@ -198,7 +198,13 @@ class StationService(Service):
         await self._producer.send_and_wait(topic.name, topic.encode(entry), key=topic.key(incident.camera_id))
 
     async def _action(self, request: web.Request) -> web.Response:
+        """POST ``{"action": "acknowledge|close|comment|escalate", "comment": "text"}``: 202 once published.
+
+        400 (nothing published) for a body that is not such an object, an unknown key
+        (named, with the accepted ones), or a ``comment`` action without comment text.
+        """
         incident = self._incident(request)
+        expected = {"action": " | ".join(sorted(ACTIONS)), "comment": "text (needed by 'comment')"}
         try:
             body = await request.json()
             kind = ACTIONS[body["action"]]
@@ -206,8 +212,13 @@ class StationService(Service):
             if not isinstance(comment, str):
                 raise TypeError("comment")
         except (ValueError, KeyError, TypeError, AttributeError):
-            expected = {"action": " | ".join(sorted(ACTIONS)), "comment": "optional text"}
             raise web.HTTPBadRequest(text=f"expected JSON {json.dumps(expected)}") from None
+        unknown = sorted(str(key) for key in body if key not in expected)
+        if unknown:
+            raise web.HTTPBadRequest(text=f"unknown key {unknown[0]!r} in the action; accepted keys: "
+                                          f"{', '.join(expected)} (expected JSON {json.dumps(expected)})")
+        if kind == OperatorAction.KIND_COMMENT and not comment.strip():
+            raise web.HTTPBadRequest(text="a 'comment' action needs a non-empty 'comment' text")
         action = OperatorAction(
             id=uuid.uuid4().hex, incident_id=incident.id, camera_id=incident.camera_id, kind=kind,
             operator=self.settings.operator, station=self.settings.station, at_ns=time.time_ns(),
