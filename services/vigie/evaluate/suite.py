@@ -6,7 +6,7 @@ as ``vigie evaluate PATH`` (:func:`vigie.evaluate.runner.evaluate`), then checks
 figures the project commits to:
 
 - UCSD Ped2 Test001 and Test004 after a warm-up on the Ped2 training clips: frame-level
-  ROC AUC of the crowd-movement score >= 0.85;
+  ROC AUC of the crowd-movement score >= 0.85, the abnormal movers raised, no false alarm;
 - ABODA video 4: exactly one abandoned-object alarm, on the bag, within the dwell time
   plus 2 s after the owner has gone; no alarm of any other kind;
 - FURG house6: fire within 2 s of the first flame box, box IoU >= 0.3; the hillside clip:
@@ -69,9 +69,13 @@ def _alarms(summary: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 def _auc(target: float) -> Callable[..., list[Row]]:
     def check(summary, ev, gt) -> list[Row]:
-        auc = summary["kinds"]["crowd_movement"]["auc"]
+        row = summary["kinds"]["crowd_movement"]
+        auc, recall, delay, false = row["auc"], row["recall"], row["delay_s"], row["false_alarms"]
         return [("crowd_movement frame AUC", "—" if auc is None else f"{auc:.3f}", f">= {target}",
-                 auc is not None and auc >= target)]
+                 auc is not None and auc >= target),
+                ("crowd_movement event raised (delay); false alarms",
+                 f"{'yes' if recall else 'no'}" + ("" if delay is None else f" ({delay:.1f} s)") + f"; {false}",
+                 "yes; 0", bool(recall) and false == 0)]
     return check
 
 
