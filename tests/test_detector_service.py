@@ -57,3 +57,11 @@ def test_bad_detector_options_exit_2_before_any_work(namespace, argv, says) -> N
                            "detector", *argv], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith(says), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_object_class_stage_can_be_left_out() -> None:
+    from vigie.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["detector"]).object_classes is True
+    assert parser.parse_args(["detector", "--no-object-classes"]).object_classes is False

@@ -105,7 +105,7 @@ def _cmd_detector(args: argparse.Namespace) -> int:
 
     settings = DetectorSettings(
         kafka=_kafka(args), device=args.device, max_batch=args.batch, threads=args.threads, cameras_file=args.cameras,
-        http_host=args.http_host, http_port=args.http_port,
+        object_classes=args.object_classes, http_host=args.http_host, http_port=args.http_port,
     )
     return asyncio.run(serve(DetectorService(settings), settings.http_host, settings.http_port))
 
@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=bounded(int, 1, 1024), default=32, help="most frames per batch (1-1024)")
     p.add_argument("--threads", type=bounded(int, 1, 64), default=1, help="CPU threads torch may use (default 1)")
     p.add_argument("--cameras", help="cameras YAML (per-camera analytics); default: the default kinds everywhere")
+    p.add_argument("--no-object-classes", dest="object_classes", action="store_false",
+                   help="do not offer the object-class stage (SSD-MobileNet-v2) to the analytics: less CPU "
+                   "and memory, more false alarms (e.g. someone standing still taken for a left object)")
     p.set_defaults(func=_cmd_detector)
 
     p = service("correlator", 8093, "merge anomalies into incidents and route alerts (faust)")

@@ -105,6 +105,8 @@ class DetectorService(Service):
         await self.prepare()
         self.plan = AnalyticsPlan(self._sections, self.settings.analytics, self.device)
         objects = ObjectDetector() if self.settings.object_classes else None
+        if objects is not None:  # load and run it once now, not on the frame that raises the first alarm
+            await asyncio.to_thread(objects.warm_up)
         self.analyser = Analyser(self.plan, (self.settings.work_width, self.settings.work_height), self.device, objects)
         log.info("analytics %s on %s", self.plan.kinds, self.device)
         self._producer = make_producer(self.settings.kafka)

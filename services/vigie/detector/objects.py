@@ -140,6 +140,15 @@ class ObjectDetector:
         with self._lock:
             self._load_locked()
 
+    def warm_up(self) -> None:
+        """Load the network and run it once on a blank frame (OpenCV allocates on the first pass).
+
+        Raises:
+            ConfigError: as :meth:`load`.
+        """
+        self.load()
+        self.detect(np.zeros((300, 300, 3), dtype=np.uint8))
+
     def _load_locked(self) -> None:
         if self._net is not None:
             return
