@@ -335,7 +335,7 @@ def test_suite_skips_the_cases_whose_clips_are_absent(tmp_path, monkeypatch, cap
 
     (tmp_path / "present.mp4").write_bytes(b"")
     ran = []
-    monkeypatch.setattr(suite, "run_case", lambda case, data, device="cpu": ran.append(case.name) or [
+    monkeypatch.setattr(suite, "run_case", lambda case, data, device="cpu", object_classes=True: ran.append(case.name) or [
         ("measure", "1", "1", True)] if (data / case.clip).exists() else None)
     cases = (suite.Case("present", "present.mp4", suite._normal), suite.Case("absent", "absent.mp4", suite._normal))
     monkeypatch.setattr(suite, "CASES", cases)
@@ -360,3 +360,15 @@ def test_suite_checks_a_clip_and_fails_on_a_missed_target(monkeypatch, capsys) -
     out = json.loads(capsys.readouterr().out)
     (result,) = out["cases"]["red expected absent"]
     assert out["all_met"] is False and result["met"] is False and int(result["value"]) >= 1
+
+
+def test_evaluate_offers_the_object_class_stage_like_the_detector() -> None:
+    """Someone standing still at a table for minutes (intel one-by-one, sampled at 10 fps) looks like a left
+    object to the pixels alone; the object-class stage, on by default as in the detector, sees a person."""
+    from vigie.evaluate.runner import evaluate
+
+    clip = data_path("intel_sample_videos", "one-by-one-person-detection.mp4")
+    alone = evaluate(clip, fps=10.0, kinds=["abandoned_object"], object_classes=False)
+    assert alone.detections.get("abandoned_object"), "the pixel stages alone raise the standing person"
+    with_classes = evaluate(clip, fps=10.0, kinds=["abandoned_object"])
+    assert not with_classes.detections.get("abandoned_object")

@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "`cameras: {id: {kind: settings}}`")
     p.add_argument("--report", type=output_file, help="write the JSON report to this file (default: print it)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--no-object-classes", dest="object_classes", action="store_false",
+                   help="leave out the object-class stage, which the live detector offers the analytics by default")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("bench", help="print throughput, latency and memory figures")

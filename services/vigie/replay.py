@@ -46,6 +46,7 @@ from vigie.core.kafka import apply_topics, make_consumer, make_producer, partiti
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import DAY_MS, HOUR_MS, Topic, Topics, TopicSpec
 from vigie.detector.pipeline import Analyser, decode_records, rounds, to_anomaly
+from vigie.detector.objects import ObjectDetector
 from vigie.detector.plan import AnalyticsPlan, analytics_problems
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
@@ -120,13 +121,15 @@ async def _ranges(kafka: KafkaSettings, consumer, topic: Topic, start_ms: int,  
 
 
 async def replay(kafka: KafkaSettings, start: datetime, end: datetime, cameras: set[str] | None,
-                 rules: ReplayRules, device: torch.device, console: Console | None = None) -> dict[str, Any]:
+                 rules: ReplayRules, device: torch.device, console: Console | None = None,
+                 object_classes: bool = True) -> dict[str, Any]:
     """Re-run ``rules`` on the frames recorded between ``start`` and ``end``; returns the report.
 
     The report counts ``frames`` replayed, ``skipped_frames`` (frames of cameras not in
     ``cameras``) and ``malformed`` records; ``sandbox_topic`` is None when no frame was
     replayed (the topic is then not created); ``warnings`` lists what the caller should say
-    (an empty range, cameras without frames, a start beyond the frames' retention).
+    (an empty range, cameras without frames, a start beyond the frames' retention). With
+    ``object_classes`` the analytics are offered the object-class stage, as by the live detector.
 
     Raises ConfigError for an empty time range or bad rules (before any broker work),
     BrokerUnavailable without a broker.
@@ -137,7 +140,7 @@ async def replay(kafka: KafkaSettings, start: datetime, end: datetime, cameras: 
     run = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     sandbox: Topic[Anomaly] = Topic(TopicSpec(f"replay.{run}.anomalies", 1, 7 * DAY_MS), Anomaly, kafka.namespace)
     plan = AnalyticsPlan(rules.cameras, rules.defaults, device)
-    analyser = Analyser(plan, (160, 120), device)
+    analyser = Analyser(plan, (160, 120), device, ObjectDetector() if object_classes else None)
     report: dict[str, Any] = {"run": run, "from": start.isoformat(), "to": end.isoformat(), "sandbox_topic": None,
                               "kinds": plan.kinds, "frames": 0, "skipped_frames": 0, "malformed": 0, "anomalies": 0,
                               "warnings": []}
@@ -223,7 +226,7 @@ def main(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     rules = load_rules(args.rules, args.cameras_file)
     cameras = {c.strip() for c in args.cameras.split(",") if c.strip()} if args.cameras else None
     console = Console(stderr=True)
-    report = asyncio.run(replay(kafka, start, end, cameras, rules, device, console))
+    report = asyncio.run(replay(kafka, start, end, cameras, rules, device, console, args.object_classes))
     text = json.dumps(report, indent=2)
     if args.report:
         Path(args.report).write_text(text + "\n")

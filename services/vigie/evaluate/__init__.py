@@ -68,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated kinds (default: every kind available in this build)")
     parser.add_argument("--tolerance-s", type=bounded(float, 0.0), default=1.0,
                         help="an alarm this many seconds around an event still falls in it (>= 0, default 1)")
+    parser.add_argument("--no-object-classes", dest="object_classes", action="store_false",
+                        help="leave out the object-class stage, which the detector offers the analytics by default")
     parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:N, auto")
     parser.add_argument("--threads", type=bounded(int, 1), default=1, help="CPU threads torch may use (default 1)")
 
@@ -99,11 +101,11 @@ def main(args: argparse.Namespace) -> int:
     if args.suite:
         from vigie.evaluate import suite
 
-        return suite.main(args.path, as_json=args.json, device=device)
+        return suite.main(args.path, as_json=args.json, device=device, object_classes=args.object_classes)
     try:
         ev = runner.evaluate(args.path, fps=args.fps, warmup=args.warmup, warmup_min_s=args.warmup_min_s,
                              kinds=args.kinds, cameras=args.cameras, camera_id=args.camera, device=device,
-                             stills_fps=args.stills_fps)
+                             stills_fps=args.stills_fps, object_classes=args.object_classes)
         if not ev.times_s:
             raise ValueError(f"{args.path}: no frame could be decoded")
         gt = groundtruth.load(ev.clip.source, ev.clip.stills_fps)

@@ -33,6 +33,7 @@ from vigie.core.cameras import CameraConfig, load_cameras
 from vigie.core.options import resolve_device
 from vigie.core.errors import ConfigError
 from vigie.detector.analytics.base import Analytic, Box
+from vigie.detector.objects import ObjectDetector
 from vigie.detector.analytics.registry import NEEDS_SETTINGS, PLUGINS, config_model
 from vigie.detector.plan import AnalyticsPlan, analytics_problems
 from vigie.detector.preprocess import to_batch
@@ -177,8 +178,9 @@ class Player:
     """
 
     def __init__(self, camera: CameraConfig, plan: AnalyticsPlan, device: torch.device | str = "cpu",
-                 work_size: tuple[int, int] = (160, 120)) -> None:
+                 work_size: tuple[int, int] = (160, 120), object_detector: ObjectDetector | None = None) -> None:
         self.camera = camera
+        self.object_detector = object_detector
         self.plan = plan
         self.device = torch.device(device)
         self.work_size = work_size
@@ -222,6 +224,7 @@ class Player:
         image = simplejpeg.decode_jpeg(jpeg, colorspace="RGB")  # as the detector does
         with torch.inference_mode():
             batch = to_batch([image], [self.camera.id], [t_ns], self.camera.fps, self.work_size, self.device)
+            batch.images, batch.object_detector = [image], self.object_detector
             detections = []
             # what AnalyticsPlan.process does for a batch of one camera, one analytic at a time so
             # that a failing analytic is reported and dropped instead of stopping the others
@@ -253,7 +256,7 @@ class Player:
 def evaluate(path: str | os.PathLike[str], *, fps: float = 5.0, warmup: Sequence[str | os.PathLike[str]] = (),
              warmup_min_s: float | None = None, kinds: Sequence[str] | None = None, cameras: str | None = None,
              camera_id: str | None = None, device: str | torch.device = "cpu", work_size: tuple[int, int] = (160, 120),
-             stills_fps: float | None = None) -> Evaluation:
+             stills_fps: float | None = None, object_classes: bool = True) -> Evaluation:
     """Play the warm-up clips, then ``path``, through the analytics (see the module docstring).
 
     Args:
@@ -268,6 +271,7 @@ def evaluate(path: str | os.PathLike[str], *, fps: float = 5.0, warmup: Sequence
         device: torch device ("cpu", "cuda", "cuda:N", "auto"; see :func:`vigie.core.options.resolve_device`).
         work_size: the detector's working size, pixels.
         stills_fps: rate of folders of stills (default: from the dataset, else 10).
+        object_classes: offer the object-class stage to the analytics, as the detector does by default.
 
     Raises:
         FileNotFoundError, ValueError: no clip at ``path``.
@@ -279,7 +283,7 @@ def evaluate(path: str | os.PathLike[str], *, fps: float = 5.0, warmup: Sequence
     camera = camera_for(clip, fps, cameras, camera_id)
     plan = AnalyticsPlan({camera.id: camera.analytics}, list(kinds) if kinds is not None else available_kinds(),
                          device)
-    player = Player(camera, plan, device, work_size)
+    player = Player(camera, plan, device, work_size, ObjectDetector() if object_classes else None)
     record = Evaluation(path=str(path), clip=clip, camera=camera, kinds=sorted(player.analytics),
                         configs={k: getattr(a, "config", None) for k, a in player.analytics.items()})
     warm_clips = [resolve_clip(w, stills_fps) for w in warmup]

@@ -175,7 +175,7 @@ def _paths(case: Case, data: Path) -> list[Path] | None:
     return paths if all(p.exists() for p in paths) else None
 
 
-def run_case(case: Case, data: Path, device: str | torch.device = "cpu") -> list[Row] | None:
+def run_case(case: Case, data: Path, device: str | torch.device = "cpu", object_classes: bool = True) -> list[Row] | None:
     """Evaluate ``case`` on the clips under ``data`` on ``device`` (text or torch.device); None when a clip is missing.
 
     Raises:
@@ -187,13 +187,13 @@ def run_case(case: Case, data: Path, device: str | torch.device = "cpu") -> list
         return None
     with tempfile.TemporaryDirectory() as tmp:
         ev = runner.evaluate(paths[0], warmup=paths[1:], kinds=case.kinds, device=device,
-                             cameras=_cameras_file(Path(tmp), case.settings))
+                             cameras=_cameras_file(Path(tmp), case.settings), object_classes=object_classes)
     gt = groundtruth.load(ev.clip.source, ev.clip.stills_fps)
     summary, _ = report.summarize(ev, gt)
     return case.check(summary, ev, gt)
 
 
-def main(data: str, as_json: bool = False, device: str | torch.device = "cpu") -> int:
+def main(data: str, as_json: bool = False, device: str | torch.device = "cpu", object_classes: bool = True) -> int:
     """Run every case on ``data`` and print a table (or one JSON object).
 
     Returns 1 if a target is missed, or if no case's clips are under ``data`` (said in one
@@ -220,7 +220,7 @@ def main(data: str, as_json: bool = False, device: str | torch.device = "cpu") -
         table.add_column(column)
     for case in CASES:
         console.print(f"[dim]{case.name}…[/]")
-        rows = run_case(case, Path(data), device)
+        rows = run_case(case, Path(data), device, object_classes)
         if rows is None:
             results[case.name] = None
             table.add_row(case.name, "skipped: clip absent", "", "", "")
