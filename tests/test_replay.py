@@ -130,3 +130,28 @@ def test_replay_checks_its_options_before_any_broker_work(namespace, tmp_path: P
                        (["--cameras-file", str(tmp_path / "none.yaml")], "none.yaml")):
         run = subprocess.run([*base, *argv], capture_output=True, text=True, timeout=120)
         assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_topics_lists_and_drops_only_the_replay_sandboxes(kafka) -> None:
+    from vigie.contracts.v1 import Anomaly
+    from vigie.core.kafka import apply_topics, missing_topics
+    from vigie.core.topics import Topic, TopicSpec
+
+    sandbox = Topic(TopicSpec("replay.20261130T000000-abc123.anomalies", 1, 86_400_000), Anomaly, kafka.namespace)
+    asyncio.run(apply_topics(kafka, [sandbox]))
+
+    def topics(action: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "vigie", "--kafka", kafka.bootstrap, "--namespace",
+                               kafka.namespace, "topics", action], capture_output=True, text=True, timeout=60)
+
+    listed = topics("sandboxes")
+    assert listed.returncode == 0 and listed.stdout.split() == ["sandbox", sandbox.name]
+    dropped = topics("drop-sandboxes")
+    assert dropped.returncode == 0 and dropped.stdout.split() == ["deleted", sandbox.name]
+    live = Topics(kafka.namespace).all(["main"])
+    assert asyncio.run(missing_topics(kafka, live)) == []  # the live topics are untouched
+    deadline = time.monotonic() + 30
+    while asyncio.run(missing_topics(kafka, [sandbox])) != [sandbox.name]:
+        assert time.monotonic() < deadline, "the sandbox topic was not deleted"
+        time.sleep(0.5)
+    assert topics("sandboxes").stdout == ""

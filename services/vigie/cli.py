@@ -27,10 +27,19 @@ def _kafka(args: argparse.Namespace) -> KafkaSettings:
 
 
 def _cmd_topics(args: argparse.Namespace) -> int:
-    from vigie.core.kafka import apply_topics, wait_for_broker
+    from vigie.core.kafka import apply_topics, sandbox_topics, wait_for_broker
     from vigie.core.topics import Topics
 
     kafka = _kafka(args)
+    if args.action in ("sandboxes", "drop-sandboxes"):
+        async def sandboxes() -> list[str]:
+            await wait_for_broker(kafka, timeout_s=args.wait)
+            return await sandbox_topics(kafka, delete=args.action == "drop-sandboxes")
+
+        verb = "deleted" if args.action == "drop-sandboxes" else "sandbox"
+        for name in asyncio.run(sandboxes()):
+            print(f"{verb} {name}")
+        return 0
     routing = _load_routing(args.routing)
     stations = sorted(set(routing.all_stations()) | set(args.stations or []))
 
@@ -169,8 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--http-port", type=int, default=port, help=f"port of {serves} (default {port})")
         return p
 
-    p = sub.add_parser("topics", help="create the topics (partitions, retention at most 30 days)")
-    p.add_argument("action", choices=["apply"])
+    p = sub.add_parser("topics", help="create the topics (partitions, retention at most 30 days); list or "
+                       "delete replay sandboxes")
+    p.add_argument("action", choices=["apply", "sandboxes", "drop-sandboxes"],
+                   help="apply: create the topics; sandboxes: list vigie replay's sandbox topics; "
+                   "drop-sandboxes: delete them (the live topics are never touched)")
     p.add_argument("--routing", help="routing YAML: its stations get alert topics")
     p.add_argument("--stations", nargs="*", help="more station ids to create alert topics for")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")

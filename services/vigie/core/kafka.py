@@ -181,6 +181,20 @@ async def partitions_of(settings: KafkaSettings, topic: Topic) -> list[int]:
     return sorted(p["partition"] for p in described[0]["partitions"])
 
 
+async def sandbox_topics(settings: KafkaSettings, delete: bool = False) -> list[str]:
+    """The replay sandbox topics of ``settings``' namespace (``<namespace>replay.<run>.anomalies``), sorted;
+    with ``delete``, they are deleted first (the live topics are never touched).
+
+    Raises BrokerUnavailable.
+    """
+    prefix = f"{settings.namespace}replay."
+    async with _admin(settings) as admin:
+        found = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+        if delete and found:
+            await admin.delete_topics(found)
+    return found
+
+
 async def missing_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> list[str]:
     """Names of ``topics`` the cluster does not have. Raises BrokerUnavailable."""
     await wait_for_broker(settings, timeout_s=settings.request_timeout_s)
