@@ -31,12 +31,10 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from vigie.detector.analytics.background import dilate
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
-from vigie.detector.analytics.blobs import (Blob, BlobTrack, BlobTracker, ForegroundSettings,
-    SharesForeground, ZoneGate, find_blobs, zone_of)
-from vigie.detector.analytics.episodes import EmissionSchedule, TrackIds
-from vigie.detector.analytics.zones import Zone, ZoneMasks
+from vigie.detector.analytics.blobs import Blob, BlobTrack, ForegroundSettings, zone_of
+from vigie.detector.analytics.zones import Zone
+from vigie.detector.analytics.zonetracks import ZoneTracks
 
 
 class IntrusionConfig(ForegroundSettings):
@@ -66,7 +64,7 @@ def overlaps(a: Box, b: Box, min_cover: float = 0.5) -> bool:
     return smaller > 0 and ix * iy >= min_cover * smaller
 
 
-class Intrusion(SharesForeground, Analytic):
+class Intrusion(ZoneTracks, Analytic):
     """Zone-intrusion detector over batches of cameras (see the module docstring).
 
     Args:
@@ -81,13 +79,7 @@ class Intrusion(SharesForeground, Analytic):
 
     def __init__(self, config: IntrusionConfig | None = None, device: torch.device | str = "cpu") -> None:
         self.config = config or IntrusionConfig()
-        self.device = torch.device(device)
-        self._fg = self.config.foreground(self.device)
-        self._zones = ZoneMasks(self.config.zones, (160, 120), "cpu")  # footprint lookups, on the CPU
-        self._gate = ZoneGate(self._zones, 9, self.device)
-        self._tracker = BlobTracker(linger_s=self.config.linger_s)
-        self._ids = TrackIds("intrusion")
-        self._schedule = EmissionSchedule(self.config.repeat_s)
+        self._setup(self.config, device, "intrusion")
 
     @torch.inference_mode()
     def process(self, batch: FrameBatch) -> list[Detection]:
@@ -105,20 +97,11 @@ class Intrusion(SharesForeground, Analytic):
             in ``zones``, 0 for the whole frame).
         """
         maps = self._fg.update(batch)
-        gate = self._gate.near(batch, maps.fg)
-        fg_cpu = mv_cpu = None
-        if any(gate):
-            fg_cpu, mv_cpu = maps.fg[:, 0].cpu().numpy(), maps.moving[:, 0].cpu().numpy()
-            grouped = dilate(maps.fg, 3)[:, 0].cpu().numpy()  # pieces 1 px apart are one blob
+        selected = [i for i, near in enumerate(self._gate.near(batch, maps.fg)) if near]
         scores = [0.0] * len(batch)
         out: list[Detection] = []
-        for i, cam in enumerate(batch.camera_ids):
-            if not gate[i]:
-                continue
-            blobs, _ = find_blobs(fg_cpu[i], batch.frame_sizes[i], self.config.min_area_px, mv_cpu[i],
-                                  grouped=grouped[i])
-            seen = self._tracker.update(cam, batch.time_ns[i], blobs)
-            zmask = self._zones.get(batch.frame_sizes[i]).numpy()  # (Z, h, w) bool
+        for _, i, seen, _, zmask in self._tracked(batch, maps, selected, self.config.min_area_px):
+            cam = batch.camera_ids[i]
             for track in seen:
                 det, score = self._step(i, cam, batch, track, zone_of(track.blob, zmask, batch.frame_sizes[i]))
                 scores[i] = max(scores[i], score)
@@ -143,14 +126,12 @@ class Intrusion(SharesForeground, Analytic):
         score = min(1.0, 0.5 * stay / c.min_duration_s) if c.min_duration_s > 0 else 1.0
         if stay + 1e-9 < c.min_duration_s:
             return None, score
-        if "track_id" not in st:
-            if c.require_classes and not self._confirmed(batch, i, track.blob):
-                return None, score
-            st["track_id"] = self._ids.new(cam)
-        elif not self._schedule.due(st["emitted"], now):
+        if "track_id" not in st and c.require_classes and not self._confirmed(batch, i, track.blob):
             return None, score
-        st["emitted"] = now
-        return Detection(index=i, kind=self.kind, score=score, boxes=[track.blob.box], track_id=st["track_id"],
+        track_id = self._emission(st, cam, now)
+        if track_id is None:
+            return None, score
+        return Detection(index=i, kind=self.kind, score=score, boxes=[track.blob.box], track_id=track_id,
                          attributes={"stay_s": stay, "area_px": track.blob.area_px, "zone": float(zone)}), score
 
     def _confirmed(self, batch: FrameBatch, i: int, blob: Blob) -> bool:
@@ -161,8 +142,3 @@ class Intrusion(SharesForeground, Analytic):
         c = self.config
         return any(o.label in c.require_classes and o.score >= c.class_min_score and overlaps(o.box, blob.box)
                    for o in objects)
-
-    def forget(self, camera_id: str) -> None:
-        """Drop the camera's background and tracks (intrusion numbers keep counting)."""
-        self._fg.forget(camera_id)
-        self._tracker.forget(camera_id)

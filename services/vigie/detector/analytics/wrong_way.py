@@ -45,10 +45,9 @@ from pydantic import Field
 
 from vigie.detector.analytics.background import box_sum3, dilate
 from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
-from vigie.detector.analytics.blobs import (BlobTrack, BlobTracker, ForegroundSettings, SharesForeground,
-    ZoneGate, find_blobs, zone_of)
-from vigie.detector.analytics.episodes import EmissionSchedule, TrackIds
-from vigie.detector.analytics.zones import Zone, ZoneMasks
+from vigie.detector.analytics.blobs import BlobTrack, ForegroundSettings, zone_of
+from vigie.detector.analytics.zones import Zone
+from vigie.detector.analytics.zonetracks import ZoneTracks
 
 
 class DirectedZone(Zone):
@@ -99,7 +98,7 @@ def _gradients(gray: torch.Tensor, prev: torch.Tensor, moving: torch.Tensor) -> 
                       s[:, 0:1] - s[:, 1:2]), 1).mul_(moving)
 
 
-class WrongWay(SharesForeground, Analytic):
+class WrongWay(ZoneTracks, Analytic):
     """Wrong-way detector over batches of cameras (see the module docstring).
 
     Args:
@@ -114,15 +113,9 @@ class WrongWay(SharesForeground, Analytic):
 
     def __init__(self, config: WrongWayConfig | None = None, device: torch.device | str = "cpu") -> None:
         self.config = c = config or WrongWayConfig()
-        self.device = torch.device(device)
-        self._fg = c.foreground(self.device)
-        self._zones = ZoneMasks(c.zones, (160, 120), "cpu")
-        self._gate = ZoneGate(self._zones, 9, self.device)
+        self._setup(c, device, "wrong_way")
         directions = [(z.heading_deg, z.tolerance_deg) for z in c.zones] or [(c.heading_deg, c.tolerance_deg)]
         self._headings = [(math.cos(math.radians(h)), math.sin(math.radians(h)), 90.0 + tol) for h, tol in directions]
-        self._tracker = BlobTracker(linger_s=c.linger_s)
-        self._ids = TrackIds("wrong_way")
-        self._schedule = EmissionSchedule(c.repeat_s)
 
     @torch.inference_mode()
     def process(self, batch: FrameBatch) -> list[Detection]:
@@ -148,20 +141,11 @@ class WrongWay(SharesForeground, Analytic):
         if any(gate):
             sel = [i for i, g in enumerate(gate) if g]
             index = torch.tensor(sel, device=self.device)
-            moving = maps.moving.index_select(0, index)
             terms = _gradients(batch.gray.index_select(0, index), maps.prev.index_select(0, index),
-                               dilate(moving, 3)).cpu().numpy()
-            fg = maps.fg.index_select(0, index)
-            fg_cpu, mv_cpu = fg[:, 0].cpu().numpy(), moving[:, 0].cpu().numpy()
-            grouped = dilate(fg, 3)[:, 0].cpu().numpy()  # pieces 1 px apart are one blob
-            for k, i in enumerate(sel):
+                               dilate(maps.moving.index_select(0, index), 3)).cpu().numpy()
+            for k, i, seen, labels, zmask in self._tracked(batch, maps, sel, c.min_area_px):
                 cam, size = batch.camera_ids[i], batch.frame_sizes[i]
-                blobs, labels = find_blobs(fg_cpu[k], size, c.min_area_px, mv_cpu[k], grouped=grouped[k])
-                seen = self._tracker.update(cam, batch.time_ns[i], blobs)
-                if not seen:
-                    continue
                 shift = self._shift(terms[k], labels, size)
-                zmask = self._zones.get(size).numpy()  # (Z, h, w) bool
                 for track in seen:
                     det, score = self._step(i, cam, batch, track, shift[track.blob.label], maps.dt_s[i],
                                             zone_of(track.blob, zmask, size))
@@ -226,16 +210,9 @@ class WrongWay(SharesForeground, Analytic):
         duration = (now - st["since"]) / 1e9
         if duration + 1e-9 < c.min_duration_s:
             return None, score
-        if "track_id" not in st:
-            st["track_id"] = self._ids.new(cam)
-        elif not self._schedule.due(st["emitted"], now):
+        track_id = self._emission(st, cam, now)
+        if track_id is None:
             return None, score
-        st["emitted"] = now
-        return Detection(index=i, kind=self.kind, score=score, boxes=[track.blob.box], track_id=st["track_id"],
+        return Detection(index=i, kind=self.kind, score=score, boxes=[track.blob.box], track_id=track_id,
                          attributes={"backward_px": -along, "angle_deg": angle, "duration_s": duration,
                                      "zone": float(zone)}), score
-
-    def forget(self, camera_id: str) -> None:
-        """Drop the camera's background and tracks (wrong-way numbers keep counting)."""
-        self._fg.forget(camera_id)
-        self._tracker.forget(camera_id)
