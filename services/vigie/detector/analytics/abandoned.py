@@ -52,7 +52,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 
-from vigie.detector.analytics.background import DualBackground, DualBackgroundConfig, dilate, opening
+from vigie.detector.analytics.background import DualBackground, DualBackgroundConfig, accrue, dilate, opening
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
 from vigie.detector.analytics.episodes import EmissionSchedule, TrackIds
 from vigie.detector.analytics.zones import Zone, ZoneMasks
@@ -248,8 +248,7 @@ class AbandonedObject(Analytic):
         idx = self._bank.index(ids)
         st = self._bank.gather(ids, index=idx)
         dtv = dt.view(-1, 1, 1, 1)
-        evidence = torch.where(static, st["evidence"] + dtv, st["evidence"] - c.decay * dtv)
-        evidence.clamp_(0.0, c.dwell_s + c.hold_s)
+        evidence = accrue(st["evidence"], static, dtv, c.decay, c.dwell_s + c.hold_s)
         recent = torch.where(fg_short, torch.full_like(dtv, c.owner_absent_s), st["recent"] - dtv)
         recent.clamp_(min=0.0)
         self._bank.scatter(ids, {"evidence": evidence, "recent": recent}, index=idx)

@@ -111,6 +111,16 @@ def global_gain(rgb: torch.Tensor, bg: torch.Tensor, block: int = 8) -> torch.Te
     return gain.clamp(0.5, 2.0).view(-1, 1, 1, 1)
 
 
+def accrue(evidence: torch.Tensor, present: torch.Tensor, dt_s: torch.Tensor, decay: float,
+           cap_s: float) -> torch.Tensor:
+    """Per-pixel evidence in seconds, ``(N, 1, h, w) float32``: ``evidence`` plus ``dt_s`` where
+    ``present`` (``(N, 1, h, w) bool``), minus ``decay * dt_s`` elsewhere, kept in ``[0, cap_s]``.
+
+    ``dt_s`` is ``(N, 1, 1, 1)`` seconds since each camera's previous frame. A new tensor.
+    """
+    return torch.where(present, evidence + dt_s, evidence - decay * dt_s).clamp_(0.0, cap_s)
+
+
 def rates(dt_s: torch.Tensor, tau_s: float) -> torch.Tensor:
     """Per-frame learning rates ``(N, 1, 1, 1)`` for frame intervals ``dt_s (N,)`` seconds."""
     return (-torch.expm1(-dt_s / tau_s)).view(-1, 1, 1, 1)

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from vigie.detector.analytics.background import dilate, rates
+from vigie.detector.analytics.background import accrue, dilate, rates
 from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
 from vigie.detector.analytics.episodes import Episodes
 from vigie.detector.analytics.firelib import frame_box, regions, union_box
@@ -168,8 +168,7 @@ class Fire(Analytic):
         if self._zones is not None:
             cand &= self._zones.for_batch(batch).any(1, keepdim=True)
         dtv = dt.view(-1, 1, 1, 1)
-        evidence = maps[:, 5:6]
-        evidence.add_(torch.where(dilate(cand, 3), dtv, -c.decay * dtv)).clamp_(0.0, c.min_duration_s + c.hold_s)
+        maps[:, 5:6] = evidence = accrue(maps[:, 5:6], dilate(cand, 3), dtv, c.decay, c.min_duration_s + c.hold_s)
         self._bank.scatter(ids, {"maps": maps, "timers": timers}, index=idx)
         confirmed = cand & (evidence >= c.min_duration_s - 1e-6)
         return colour, cand, confirmed, evidence, flicker

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from vigie.detector.analytics.background import box_sum3, dilate, rates
+from vigie.detector.analytics.background import accrue, box_sum3, dilate, rates
 from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
 from vigie.detector.analytics.episodes import Episodes
 from vigie.detector.analytics.firelib import chroma, frame_box, regions
@@ -227,8 +227,7 @@ class Smoke(Analytic):
         maps[:, 0:2].lerp_(torch.cat((gray, chr_), 1), a_bg)
         maps[:, 2:3] = gray
         dtv = dt.view(-1, 1, 1, 1)
-        evidence = maps[:, 4:5]
-        evidence.add_(torch.where(cand, dtv, -c.decay * dtv)).clamp_(0.0, c.min_duration_s + c.hold_s)
+        maps[:, 4:5] = evidence = accrue(maps[:, 4:5], cand, dtv, c.decay, c.min_duration_s + c.hold_s)
         self._bank.scatter(ids, {"maps": maps, "timers": (learned + dt).view(-1, 1)}, index=idx)
         confirmed = cand & (evidence >= c.min_duration_s - 1e-6)
         return cand, confirmed, evidence
