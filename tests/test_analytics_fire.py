@@ -21,10 +21,10 @@ from tests.clips import T0_NS, data_path, decode_video, in_frame_order
 from vigie.detector.analytics.base import Box
 from vigie.detector.analytics.fire import Fire, FireConfig
 from vigie.detector.analytics.episodes import Episodes
-from vigie.detector.analytics.firelib import read_furg_xml
 from vigie.detector.analytics.registry import build
 from vigie.detector.analytics.smoke import Smoke, SmokeConfig
 from vigie.detector.preprocess import to_batch
+from vigie.evaluate.groundtruth import read_furg_boxes
 
 FPS = 5.0
 FURG_FPS = 29.97  # house6.mp4 (ffprobe); the XML's <frameRate> says 29
@@ -70,7 +70,7 @@ def _stills(folder: str, source_fps: float) -> tuple[tuple[int, np.ndarray], ...
 
 @pytest.mark.data
 def test_read_furg_xml_house6():
-    gt = read_furg_xml(data_path("furg_fire_house6", "house6.xml"))
+    gt = read_furg_boxes(data_path("furg_fire_house6", "house6.xml"))
     assert sorted(gt) == list(range(900))
     assert gt[0] == [(176, 84, 24, 33), (154, 152, 17, 44)]
     assert all(1 <= len(boxes) <= 5 for boxes in gt.values())
@@ -83,18 +83,18 @@ def test_read_furg_xml_format(tmp_path):
                     "<_><frameNumber>0</frameNumber><annotations><_>\n 1 2 3 4</_><_>5 6 7 8</_></annotations></_>"
                     "<_><frameNumber>1</frameNumber><annotations></annotations></_>"
                     "</frames></opencv_storage>")
-    assert read_furg_xml(good) == {0: [(1, 2, 3, 4), (5, 6, 7, 8)], 1: []}
+    assert read_furg_boxes(good) == {0: [(1, 2, 3, 4), (5, 6, 7, 8)], 1: []}
     bad = tmp_path / "b.xml"
     bad.write_text("<opencv_storage><frames><_><frameNumber>0</frameNumber><annotations><_>1 2 3</_>"
                    "</annotations></_></frames></opencv_storage>")
     with pytest.raises(ValueError, match="x y w h"):
-        read_furg_xml(bad)
+        read_furg_boxes(bad)
     (tmp_path / "c.xml").write_text("<opencv_storage></opencv_storage>")
     with pytest.raises(ValueError, match="frames"):
-        read_furg_xml(tmp_path / "c.xml")
+        read_furg_boxes(tmp_path / "c.xml")
     (tmp_path / "d.xml").write_text("not xml")
     with pytest.raises(ValueError, match="XML"):
-        read_furg_xml(tmp_path / "d.xml")
+        read_furg_boxes(tmp_path / "d.xml")
 
 
 # -- real footage -------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def test_furg_house6_fire_within_two_seconds_on_the_flames():
     torch.set_num_threads(1)
     frames = _published(data_path("furg_fire_house6", "house6.mp4"))
     assert frames[0][1].shape == (240, 426, 3)  # never upscaled: GT pixels apply as they are
-    gt = read_furg_xml(data_path("furg_fire_house6", "house6.xml"))
+    gt = read_furg_boxes(data_path("furg_fire_house6", "house6.xml"))
 
     dets = _run(Fire(), frames)
 

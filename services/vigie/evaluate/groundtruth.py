@@ -3,8 +3,7 @@
 * UCSD ped2 (Mahadevan et al., CVPR 2010): ``gt_frames.txt`` (abnormal frame ranges,
   1-based, inclusive) and ``gt_masks/NNN.png`` (pixel masks; their component boxes);
 * FURG fire (Steffens et al., LARS 2015): ``house6.xml``, OpenCV FileStorage XML with
-  the flame rectangles of every frame (:func:`read_furg_xml`: the fire analytic's reader,
-  or a minimal parser of its own when that module is absent);
+  the flame rectangles of every frame (:func:`read_furg_xml`);
 * MOTChallenge / PETS 2009: ``gt/*.txt`` lines ``frame,id,x,y,w,h,...`` (person boxes),
   turned into intrusion and density events for a given analytic's zones and limit;
 * ABODA video4: no annotation ships with it; :data:`ABODA_TIMELINE` encodes the *approximate*
@@ -240,12 +239,59 @@ def _read_masks(folder: str) -> tuple[tuple[tuple[BoxT, ...], ...], tuple[int, i
     return tuple(boxes), size
 
 
-def read_furg_xml(path: str | os.PathLike[str]) -> tuple[list[list[BoxT]], tuple[int, int], float]:
-    """FURG fire ground truth (OpenCV FileStorage XML): per frame (``frameNumber`` 0-based) flame boxes.
+def _furg_document(path: str | os.PathLike[str]) -> ET.Element:
+    """The root of a FURG annotation file, checked to hold ``<frames>``. Raises ValueError, OSError."""
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise ValueError(f"{path}: not XML: {exc}") from None
+    if root.find("frames") is None:
+        raise ValueError(f"{path}: no <frames> element (not a FURG annotation file)")
+    return root
 
-    The boxes come from the fire analytic's reader (``firelib.read_furg_xml``) when that
-    module is there, else from the minimal parser below (same format); the header gives
-    the frame size and rate.
+
+def _furg_frames(root: ET.Element, path: str | os.PathLike[str]) -> dict[int, list[tuple[int, int, int, int]]]:
+    """``{frame_number: [(x, y, w, h), ...]}`` of a checked FURG document (see :func:`read_furg_boxes`)."""
+    out: dict[int, list[tuple[int, int, int, int]]] = {}
+    for entry in root.find("frames").findall("_"):
+        number = entry.findtext("frameNumber")
+        if number is None or not number.strip().lstrip("-").isdigit():
+            raise ValueError(f"{path}: frame entry without a frameNumber")
+        boxes = []
+        annotations = entry.find("annotations")
+        for item in annotations.findall("_") if annotations is not None else []:
+            values = re.findall(r"-?\d+", item.text or "")
+            if len(values) != 4:
+                raise ValueError(f"{path}: frame {number}: box {item.text!r} is not 'x y w h'")
+            x, y, w, h = (int(v) for v in values)
+            boxes.append((x, y, w, h))
+        out[int(number)] = boxes
+    return out
+
+
+def read_furg_boxes(path: str | os.PathLike[str]) -> dict[int, list[tuple[int, int, int, int]]]:
+    """Flame boxes per frame of a FURG fire-dataset annotation file.
+
+    Dataset: Steffens, Rodrigues, Botelho, "An unconstrained dataset for non-stationary
+    video based fire detection", LARS 2015. The file is OpenCV 2.4 FileStorage XML:
+    ``<frames>`` holds one ``<_>`` entry per frame with ``<frameNumber>`` and
+    ``<annotations>``, a list of ``<_>`` items of four integers ``x y width height``
+    (pixels of the dataset's frame, given by ``<frameWidth>``/``<frameHeight>``, top-left origin).
+
+    Returns:
+        ``{frame_number: [(x, y, w, h), ...]}``; frames without boxes map to ``[]``.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: not such an XML file (no ``<frames>``, a frame without a number,
+            a box without four integers).
+    """
+    return _furg_frames(_furg_document(path), path)
+
+
+def read_furg_xml(path: str | os.PathLike[str]) -> tuple[list[list[BoxT]], tuple[int, int], float]:
+    """FURG fire ground truth: per frame (``frameNumber`` 0-based) flame boxes, with the header's
+    frame size and rate (boxes read as by :func:`read_furg_boxes`).
 
     Returns ``(boxes, (width, height), frame_rate)``; ``boxes[k]`` lists ``(x, y, w, h)``
     pixels of frame ``k`` (frames without an entry have none).
@@ -253,33 +299,10 @@ def read_furg_xml(path: str | os.PathLike[str]) -> tuple[list[list[BoxT]], tuple
     Raises:
         ValueError: the file is not such a document.
     """
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as exc:
-        raise ValueError(f"{path}: not XML: {exc}") from None
-    frames = root.find("frames")
-    if frames is None:
-        raise ValueError(f"{path}: no <frames> element (not a FURG ground-truth file)")
+    root = _furg_document(path)
     size = (int(root.findtext("frameWidth", "0")), int(root.findtext("frameHeight", "0")))
     rate = float(root.findtext("frameRate", "0") or 0)
-    try:
-        from vigie.detector.analytics.firelib import read_furg_xml as firelib_reader
-    except ImportError:  # the fire analytic is not in this build
-        firelib_reader = None
-    if firelib_reader is not None:
-        by_frame = {int(k): [tuple(float(v) for v in b) for b in boxes]
-                    for k, boxes in firelib_reader(path).items()}
-    else:
-        by_frame = {}
-        for entry in frames.findall("_"):
-            number = int(entry.findtext("frameNumber"))
-            rects = []
-            for rect in entry.findall("annotations/_"):
-                values = [float(v) for v in (rect.text or "").split()]
-                if len(values) != 4:
-                    raise ValueError(f"{path}: frame {number}: expected 'x y w h', got {rect.text!r}")
-                rects.append(tuple(values))
-            by_frame[number] = rects
+    by_frame = {k: [tuple(float(v) for v in b) for b in boxes] for k, boxes in _furg_frames(root, path).items()}
     n = max(by_frame, default=-1) + 1
     return [by_frame.get(k, []) for k in range(n)], size, rate
 

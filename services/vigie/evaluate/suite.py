@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigie.core.errors import ConfigError
+from vigie.detector.analytics.base import Box
 from vigie.evaluate import groundtruth, report, runner
 
 if TYPE_CHECKING:
@@ -94,13 +95,6 @@ def _aboda(summary, ev, gt) -> list[Row]:
     ]
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    union = a[2] * a[3] + b[2] * b[3] - ix * iy
-    return ix * iy / union if union > 0 else 0.0
-
-
 def _furg(summary, ev, gt) -> list[Row]:
     """Delay, and the best IoU between a box of the first fire detection and a flame box of that frame
     (flames hidden in smoke are in the ground truth too: unions would compare unlike areas)."""
@@ -110,7 +104,7 @@ def _furg(summary, ev, gt) -> list[Row]:
     iou = 0.0
     if detections and truth is not None:
         t_s, _, boxes, size, _ = detections[0]
-        iou = max((_iou(a, b) for a in boxes for b in truth.boxes_at(t_s, size) or []), default=0.0)
+        iou = max((Box(*a).iou(Box(*b)) for a in boxes for b in truth.boxes_at(t_s, size) or []), default=0.0)
     return [("fire delay after the first flame box", "—" if delay is None else f"{delay:.1f} s", "<= 2 s",
              delay is not None and delay <= 2.0),
             ("fire box IoU (best pair)", f"{iou:.2f}", ">= 0.3", iou >= 0.3)]

@@ -1,9 +1,5 @@
-"""Helpers shared by the fire and smoke analytics, and the FURG fire-dataset ground-truth reader.
+"""Helpers shared by the fire and smoke analytics.
 
-* :func:`read_furg_xml` parses the per-frame flame rectangles of the FURG fire
-  dataset (Steffens, Rodrigues, Botelho, "An unconstrained dataset for
-  non-stationary video based fire detection", LARS 2015), stored as OpenCV 2.4
-  FileStorage XML; ``vigie evaluate`` and the tests use it.
 * :func:`regions` groups a boolean working-grid mask into connected regions
   (scipy, on the CPU) and :func:`frame_box` maps a working-grid box back to the
   published frame's pixels.
@@ -11,10 +7,7 @@
 
 from __future__ import annotations
 
-import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from os import PathLike
 
 import numpy as np
 import torch
@@ -23,46 +16,6 @@ from scipy import ndimage
 from vigie.detector.analytics.base import Box
 
 _EIGHT = np.ones((3, 3), dtype=bool)
-
-
-def read_furg_xml(path: str | PathLike[str]) -> dict[int, list[tuple[int, int, int, int]]]:
-    """Flame boxes per frame of a FURG fire-dataset annotation file.
-
-    The file is OpenCV FileStorage XML: ``<frames>`` holds one ``<_>`` entry per frame
-    with ``<frameNumber>`` and ``<annotations>``, a list of ``<_>`` items of four
-    integers ``x y width height`` (pixels of the dataset's frame, given by
-    ``<frameWidth>``/``<frameHeight>``, top-left origin).
-
-    Returns:
-        ``{frame_number: [(x, y, w, h), ...]}``; frames without boxes map to ``[]``.
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError: not such an XML file (no ``<frames>``, a frame without a number,
-            a box without four integers).
-    """
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as exc:
-        raise ValueError(f"{path}: not XML: {exc}") from None
-    frames = root.find("frames")
-    if frames is None:
-        raise ValueError(f"{path}: no <frames> element (not a FURG annotation file)")
-    out: dict[int, list[tuple[int, int, int, int]]] = {}
-    for entry in frames.findall("_"):
-        number = entry.findtext("frameNumber")
-        if number is None or not number.strip().lstrip("-").isdigit():
-            raise ValueError(f"{path}: frame entry without a frameNumber")
-        boxes = []
-        annotations = entry.find("annotations")
-        for item in annotations.findall("_") if annotations is not None else []:
-            values = re.findall(r"-?\d+", item.text or "")
-            if len(values) != 4:
-                raise ValueError(f"{path}: frame {number}: box {item.text!r} is not 'x y w h'")
-            x, y, w, h = (int(v) for v in values)
-            boxes.append((x, y, w, h))
-        out[int(number)] = boxes
-    return out
 
 
 @dataclass(slots=True)
