@@ -158,6 +158,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return replay_main(args, _kafka(args))
 
 
+def _cmd_chaos(args: argparse.Namespace) -> int:
+    from vigie.chaos import main as chaos_main
+
+    return chaos_main(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from vigie.bench import main as bench_main
 
@@ -246,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-object-classes", dest="object_classes", action="store_false",
                    help="leave out the object-class stage, which the live detector offers the analytics by default")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("chaos", help="inject faults (broker restart, killed and joining workers) on a private broker "
+                       "and count lost and duplicated incidents")
+    from vigie.chaos import add_arguments as chaos_arguments
+
+    chaos_arguments(p)
+    p.set_defaults(func=_cmd_chaos)
 
     p = sub.add_parser("bench", help="print throughput, latency and memory figures")
     p.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")

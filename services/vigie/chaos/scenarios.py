@@ -1,0 +1,149 @@
+"""Fault-injection scenarios on the correlator's path: a known set of events in, one incident per event out.
+
+Each scenario runs in its own namespace on the run's private broker: the correlator (one or
+two workers, real processes) consumes the events' anomalies while they are fed at a steady
+rate, and one fault is injected once a third of them are sent:
+
+* ``none``: no fault (the baseline);
+* ``broker-restart``: the broker is SIGKILLed and started again after ``down_s``;
+* ``correlator-kill``: the correlator is SIGKILLed and started again at once;
+* ``correlator-join-leave``: a second correlator joins the consumer group, then the first is
+  SIGKILLed; the second must take over its partitions and its incident table;
+* ``correlator-restart``: the correlator is stopped cleanly (SIGTERM) and started again.
+
+The outcome counts, per event, the distinct incidents that reached the ``incidents`` topic:
+0 lost and 0 duplicated is the pass mark. The recovery time is from the fault's injection
+to the first incident record written after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from vigie.chaos.cluster import PrivateBroker, ServiceProcess
+from vigie.chaos.events import Feeder, anomalies_of, make_events, read_incidents, tally
+from vigie.core.kafka import apply_topics
+from vigie.core.topics import Topics
+
+log = logging.getLogger(__name__)
+
+FAULTS = ("none", "broker-restart", "correlator-kill", "correlator-join-leave", "correlator-restart")
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosPlan:
+    """Sizes of one run: ``events`` over ``cameras`` cameras, ``per_event`` anomalies each, fed at
+    ``rate`` per second; the broker stays down ``down_s`` seconds in ``broker-restart``."""
+
+    events: int = 60
+    per_event: int = 10
+    cameras: int = 12
+    rate: float = 10.0
+    spacing_s: float = 1.0
+    down_s: float = 5.0
+    settle_s: float = 5.0
+    timeout_s: float = 240.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One row of the chaos table."""
+
+    fault: str
+    events: int
+    anomalies: int
+    incidents: int
+    lost: int
+    duplicated: int
+    strays: int
+    recovery_s: float | None
+    feeder_retries: int
+    exit_codes: dict[str, int | None]
+
+    @property
+    def passed(self) -> bool:
+        """No event lost, none duplicated, no incident that no event explains."""
+        return self.lost == 0 and self.duplicated == 0 and self.strays == 0
+
+    def as_dict(self) -> dict:
+        """JSON-ready view."""
+        return {**asdict(self), "passed": self.passed}
+
+
+async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir: Path) -> Outcome:
+    """Run one scenario (see the module docstring) and count what came out.
+
+    Raises:
+        ValueError: unknown fault.
+        RuntimeError: a service did not start (its log's tail is in the message).
+    """
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}: choose from {', '.join(FAULTS)}")
+    kafka = broker.settings(f"chaos{uuid.uuid4().hex[:8]}.")
+    await apply_topics(kafka, Topics(kafka.namespace).all(["main"]))
+    logs = workdir / fault
+    logs.mkdir(parents=True, exist_ok=True)
+    events = make_events(plan.events, plan.cameras)
+    anomalies = anomalies_of(events, plan.per_event, plan.spacing_s)
+    first = ServiceProcess(kafka, "correlator", [], logs, label="correlator-1")
+    second = ServiceProcess(kafka, "correlator", [], logs, label="correlator-2")
+    workers = [first]
+    first.start()
+    await asyncio.to_thread(first.wait_ready)
+    feeder = Feeder(kafka, plan.rate)
+    feeding = asyncio.create_task(feeder.run(anomalies))
+    fault_at = None
+    try:
+        while feeder.sent < len(anomalies) // 3 and not feeding.done():
+            await asyncio.sleep(0.05)
+        fault_at = time.time()
+        log.info("chaos %s: injecting after %d anomalies", fault, feeder.sent)
+        if fault == "broker-restart":
+            await asyncio.to_thread(broker.kill)
+            await asyncio.sleep(plan.down_s)
+            await asyncio.to_thread(broker.start)
+        elif fault == "correlator-kill":
+            await asyncio.to_thread(first.kill)
+            first.start()
+        elif fault == "correlator-restart":
+            await asyncio.to_thread(first.terminate)
+            first.start()
+        elif fault == "correlator-join-leave":
+            workers.append(second)
+            second.start()
+            await asyncio.to_thread(second.wait_ready)
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(first.kill)
+            workers.remove(first)
+        await feeding
+        incidents, first_after = await read_incidents(
+            kafka, plan.events, plan.settle_s, plan.timeout_s, since_ms=int(fault_at * 1000) if fault != "none" else 0)
+    finally:
+        if not feeding.done():
+            feeding.cancel()
+        codes = {}
+        for worker in (first, second):
+            if worker.proc is not None:
+                codes[worker.label] = await asyncio.to_thread(worker.terminate)
+    counted = tally(events, incidents)
+    recovery = None if first_after is None or fault == "none" else max(0.0, first_after - fault_at)
+    return Outcome(fault=fault, events=counted.events, anomalies=len(anomalies), incidents=counted.incidents,
+                   lost=counted.lost, duplicated=counted.duplicated, strays=counted.strays,
+                   recovery_s=None if recovery is None else round(recovery, 1), feeder_retries=feeder.retries,
+                   exit_codes=codes)
+
+
+def table(outcomes: list[Outcome]) -> str:
+    """The chaos table as Markdown: fault, events in, incidents out, lost, duplicated, recovery seconds."""
+    lines = ["| fault | events in | anomalies | incidents out | lost | duplicated | strays | recovery s | result |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for o in outcomes:
+        recovery = "-" if o.recovery_s is None else f"{o.recovery_s:.1f}"
+        lines.append(f"| {o.fault} | {o.events} | {o.anomalies} | {o.incidents} | {o.lost} | {o.duplicated} | "
+                     f"{o.strays} | {recovery} | {'pass' if o.passed else 'FAIL'} |")
+    return "\n".join(lines)
