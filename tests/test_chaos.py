@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vigie.chaos.cluster import PrivateBroker
-from vigie.chaos.events import anomalies_of, event_of, make_events, tally
+from vigie.chaos.events import anomalies_of, event_of, make_events, opened_by_event, tally
 from vigie.chaos.scenarios import ChaosPlan, run_fault
 from vigie.correlator.incidents import iou
 from vigie.contracts.v1 import Incident
@@ -44,7 +44,7 @@ def test_events_are_distinct_places_and_the_tally_counts_lost_and_duplicated() -
     assert len(anomalies) == 72 and {event_of(a.id) for a in anomalies} == set(range(24))
     incidents = [Incident(id=f"inc-{n}", opened_by=f"chaos-e{n}-a0") for n in range(23)]  # event 23 lost
     incidents += [Incident(id="inc-again", opened_by="chaos-e5-a2"), Incident(id="inc-x", opened_by="other")]
-    counted = tally(events, incidents)
+    counted = tally([e.index for e in events], incidents, opened_by_event)
     assert (counted.lost, counted.duplicated, counted.strays) == (1, 1, 1)
     assert counted.per_event[23] == 0 and counted.per_event[5] == 2
 

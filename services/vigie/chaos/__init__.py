@@ -20,12 +20,28 @@ from vigie.core.options import bounded
 log = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``vigie chaos``."""
+#: The clip the frame-path faults play by default (a checkout beside the project's shared data).
+DEFAULT_CLIP = Path(__file__).resolve().parents[4] / "shared" / "data" / "aboda_video4" / "video4.avi"
+
+
+def all_faults() -> tuple[str, ...]:
+    """Every fault name: the correlator's path, then the frame path."""
+    from vigie.chaos.footage import FOOTAGE_FAULTS
     from vigie.chaos.scenarios import FAULTS
 
-    parser.add_argument("--faults", default=",".join(FAULTS),
-                        help=f"comma-separated faults to run, each in its own namespace (default all: {','.join(FAULTS)})")
+    return FAULTS + FOOTAGE_FAULTS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``vigie chaos``."""
+    faults = all_faults()
+    parser.add_argument("--faults", default=",".join(faults),
+                        help=f"comma-separated faults to run, each in its own namespace (default all: {','.join(faults)})")
+    parser.add_argument("--clip", default=str(DEFAULT_CLIP),
+                        help="footage of the frame-path faults: a clip in which one object is left behind "
+                        "(default ABODA video 4 from the shared data)")
+    parser.add_argument("--clip-cameras", type=bounded(int, 1, 64), default=3,
+                        help="cameras playing the clip in the frame-path faults (default 3)")
     parser.add_argument("--events", type=bounded(int, 1, 1000), default=60, help="events in (default 60)")
     parser.add_argument("--per-event", type=bounded(int, 1, 1000), default=10,
                         help="anomalies per event (default 10: 600 anomalies)")
@@ -44,13 +60,17 @@ def main(args: argparse.Namespace) -> int:
         ConfigError: an unknown fault name.
     """
     from vigie.chaos.cluster import PrivateBroker
-    from vigie.chaos.scenarios import FAULTS, ChaosPlan, run_fault, table
+    from vigie.chaos.footage import FOOTAGE_FAULTS, run_footage_fault
+    from vigie.chaos.scenarios import ChaosPlan, run_fault, table
     from vigie.core.errors import ConfigError
 
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
-    unknown = [f for f in faults if f not in FAULTS]
+    unknown = [f for f in faults if f not in all_faults()]
     if unknown:
-        raise ConfigError(f"--faults: unknown {', '.join(unknown)}; choose from {', '.join(FAULTS)}")
+        raise ConfigError(f"--faults: unknown {', '.join(unknown)}; choose from {', '.join(all_faults())}")
+    clip = Path(args.clip)
+    if any(f in FOOTAGE_FAULTS for f in faults) and not clip.is_file():
+        raise ConfigError(f"--clip: {clip} not found (the frame-path faults {', '.join(FOOTAGE_FAULTS)} need footage)")
     plan = ChaosPlan(events=args.events, per_event=args.per_event, cameras=args.cameras, rate=args.rate,
                      down_s=args.down)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vigie-chaos-"))
@@ -60,7 +80,10 @@ def main(args: argparse.Namespace) -> int:
     outcomes = []
     try:
         for fault in faults:
-            outcome = asyncio.run(run_fault(fault, plan, broker, workdir))
+            if fault in FOOTAGE_FAULTS:
+                outcome = asyncio.run(run_footage_fault(fault, plan, broker, workdir, clip, cameras=args.clip_cameras))
+            else:
+                outcome = asyncio.run(run_fault(fault, plan, broker, workdir))
             outcomes.append(outcome)
             print(table([outcome]).splitlines()[-1], flush=True)
     finally:

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -159,21 +160,26 @@ class Tally:
     per_event: dict[int, int]
 
 
-def tally(events: list[ChaosEvent], incidents: list[Incident]) -> Tally:
-    """Count the distinct incident ids of every event (an incident belongs to the event of its ``opened_by``)."""
+def tally(events: list[int], incidents: list[Incident], which: Callable[[Incident], int | None]) -> Tally:
+    """Count the distinct incident ids of every event; ``which`` names an incident's event (None: none)."""
     ids: dict[str, int | None] = {}
     for incident in incidents:
-        ids.setdefault(incident.id, event_of(incident.opened_by))
+        ids.setdefault(incident.id, which(incident))
     per_event = Counter(e for e in ids.values() if e is not None)
-    counts = {e.index: per_event.get(e.index, 0) for e in events}
+    counts = {e: per_event.get(e, 0) for e in events}
     return Tally(events=len(events), incidents=len(ids), lost=sum(1 for n in counts.values() if n == 0),
                  duplicated=sum(max(0, n - 1) for n in counts.values()),
                  strays=sum(1 for e in ids.values() if e is None or e not in counts), per_event=counts)
 
 
-async def read_incidents(kafka: KafkaSettings, expected_events: int, settle_s: float, timeout_s: float,
-                         since_ms: int = 0) -> tuple[list[Incident], float | None]:
-    """Read the ``incidents`` topic from the beginning until every event has an incident and nothing
+def opened_by_event(incident: Incident) -> int | None:
+    """The chaos event of an incident, from the anomaly that opened it."""
+    return event_of(incident.opened_by)
+
+
+async def read_incidents(kafka: KafkaSettings, done: Callable[[list[Incident]], bool], settle_s: float,
+                         timeout_s: float, since_ms: int = 0) -> tuple[list[Incident], float | None]:
+    """Read the ``incidents`` topic from the beginning until ``done(incidents)`` holds and nothing
     new came for ``settle_s`` seconds (or ``timeout_s`` passed).
 
     Returns the incidents, and the wall time (s since the epoch) of the first record written at or
@@ -197,8 +203,7 @@ async def read_incidents(kafka: KafkaSettings, expected_events: int, settle_s: f
                         at = record.timestamp / 1000
                         first_after = at if first_after is None else min(first_after, at)
                     last_new = time.monotonic()
-            covered = {event_of(i.opened_by) for i in incidents}
-            if len(covered - {None}) >= expected_events and time.monotonic() - last_new >= settle_s:
+            if time.monotonic() - last_new >= settle_s and done(incidents):
                 break
     finally:
         await consumer.stop()

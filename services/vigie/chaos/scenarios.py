@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vigie.chaos.cluster import PrivateBroker, ServiceProcess
-from vigie.chaos.events import Feeder, anomalies_of, make_events, read_incidents, tally
+from vigie.chaos.events import Feeder, anomalies_of, make_events, opened_by_event, read_incidents, tally
 from vigie.core.kafka import apply_topics
 from vigie.core.topics import Topics
 
@@ -52,11 +52,11 @@ class ChaosPlan:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One row of the chaos table."""
+    """One row of the chaos table; ``records_in``: anomalies fed, or frames published on the frame path."""
 
     fault: str
     events: int
-    anomalies: int
+    records_in: int
     incidents: int
     lost: int
     duplicated: int
@@ -121,8 +121,10 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
             await asyncio.to_thread(first.kill)
             workers.remove(first)
         await feeding
+        expected = {e.index for e in events}
         incidents, first_after = await read_incidents(
-            kafka, plan.events, plan.settle_s, plan.timeout_s, since_ms=int(fault_at * 1000) if fault != "none" else 0)
+            kafka, lambda found: expected <= {opened_by_event(i) for i in found}, plan.settle_s, plan.timeout_s,
+            since_ms=int(fault_at * 1000) if fault != "none" else 0)
     finally:
         if not feeding.done():
             feeding.cancel()
@@ -130,9 +132,9 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
         for worker in (first, second):
             if worker.proc is not None:
                 codes[worker.label] = await asyncio.to_thread(worker.terminate)
-    counted = tally(events, incidents)
+    counted = tally([e.index for e in events], incidents, opened_by_event)
     recovery = None if first_after is None or fault == "none" else max(0.0, first_after - fault_at)
-    return Outcome(fault=fault, events=counted.events, anomalies=len(anomalies), incidents=counted.incidents,
+    return Outcome(fault=fault, events=counted.events, records_in=len(anomalies), incidents=counted.incidents,
                    lost=counted.lost, duplicated=counted.duplicated, strays=counted.strays,
                    recovery_s=None if recovery is None else round(recovery, 1), feeder_retries=feeder.retries,
                    exit_codes=codes)
@@ -140,10 +142,10 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
 
 def table(outcomes: list[Outcome]) -> str:
     """The chaos table as Markdown: fault, events in, incidents out, lost, duplicated, recovery seconds."""
-    lines = ["| fault | events in | anomalies | incidents out | lost | duplicated | strays | recovery s | result |",
+    lines = ["| fault | events in | records in | incidents out | lost | duplicated | strays | recovery s | result |",
              "|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         recovery = "-" if o.recovery_s is None else f"{o.recovery_s:.1f}"
-        lines.append(f"| {o.fault} | {o.events} | {o.anomalies} | {o.incidents} | {o.lost} | {o.duplicated} | "
+        lines.append(f"| {o.fault} | {o.events} | {o.records_in} | {o.incidents} | {o.lost} | {o.duplicated} | "
                      f"{o.strays} | {recovery} | {'pass' if o.passed else 'FAIL'} |")
     return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""Fault-injection scenarios on the frame path: real footage through grabber, detector and correlator.
+
+Every camera of the run plays the same real clip (by default ABODA video 4: a man leaves a
+bag by a cabinet and walks away), so every camera holds exactly one event, an abandoned
+object, and must give exactly one ``abandoned_object`` incident. The grabber publishes the
+clips as fast as possible; the fault is injected once the detector has analysed
+``fault_after_s`` seconds of every camera (before the bag is set down, so that a detector that
+restarts cold has time to learn the scene again):
+
+* ``detector-kill``: the detector is SIGKILLed and started again (it replays what it had not
+  committed, with cold analytics);
+* ``detector-join-leave``: a second detector joins the consumer group, then the first leaves
+  (SIGTERM, a clean drain) and the second carries on with every camera.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+from vigie.chaos.cluster import PrivateBroker, ServiceProcess, health
+from vigie.chaos.events import read_incidents, tally
+from vigie.chaos.scenarios import ChaosPlan, Outcome
+from vigie.core.kafka import apply_topics
+from vigie.core.topics import Topics
+from vigie.contracts.v1 import Incident
+
+FOOTAGE_FAULTS = ("detector-kill", "detector-join-leave")
+KIND = "abandoned_object"
+
+
+def cameras_yaml(clip: Path, cameras: int) -> str:
+    """A cameras file of ``cameras`` cameras all playing ``clip`` at 5 fps, abandoned object only."""
+    lines = ["cameras:"]
+    for n in range(cameras):
+        lines += [f"  - id: chaos-clip-{n:02d}", f"    source: {clip}", "    fps: 5", "    realtime: false",
+                  "    analytics:", f"      {KIND}: {{}}", "      crowd_movement: false"]
+    return "\n".join(lines) + "\n"
+
+
+def _camera_event(cameras: int):  # noqa: ANN202
+    names = {f"chaos-clip-{n:02d}": n for n in range(cameras)}
+
+    def which(incident: Incident) -> int | None:
+        return names.get(incident.camera_id) if incident.kind == KIND else None
+
+    return which
+
+
+async def _frames_done(detector: ServiceProcess) -> int:
+    answer = await asyncio.to_thread(health, detector.port)
+    return int(answer[1].get("frames", 0)) if answer else 0
+
+
+async def run_footage_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir: Path, clip: Path,
+                            cameras: int = 3, fault_after_s: float = 5.0, fps: float = 5.0) -> Outcome:
+    """Run one frame-path scenario (see the module docstring) and count the incidents per camera.
+
+    Raises:
+        ValueError: unknown fault.
+        RuntimeError: a service did not start (its log's tail is in the message).
+    """
+    if fault not in FOOTAGE_FAULTS:
+        raise ValueError(f"unknown fault {fault!r}: choose from {', '.join(FOOTAGE_FAULTS)}")
+    kafka = broker.settings(f"chaos{uuid.uuid4().hex[:8]}.")
+    await apply_topics(kafka, Topics(kafka.namespace).all(["main"]))
+    logs = workdir / fault
+    logs.mkdir(parents=True, exist_ok=True)
+    cameras_file = logs / "cameras.yaml"
+    cameras_file.write_text(cameras_yaml(clip, cameras))
+    detector_args = ["--cameras", str(cameras_file), "--no-object-classes"]
+    correlator = ServiceProcess(kafka, "correlator", [], logs)
+    first = ServiceProcess(kafka, "detector", detector_args, logs, label="detector-1")
+    second = ServiceProcess(kafka, "detector", detector_args, logs, label="detector-2")
+    grabber = ServiceProcess(kafka, "grabber", ["--cameras", str(cameras_file), "--as-fast-as-possible"], logs)
+    started = [correlator, first]
+    for proc in started:
+        proc.start()
+    for proc in started:
+        await asyncio.to_thread(proc.wait_ready)
+    grabber.start()
+    started.append(grabber)
+    fault_at = time.time()
+    which = _camera_event(cameras)
+    try:
+        while await _frames_done(first) < cameras * fault_after_s * fps:
+            if first.proc.poll() is not None:
+                raise RuntimeError(f"detector-1 exited before the fault:\n{first.tail()}")
+            await asyncio.sleep(0.1)
+        fault_at = time.time()
+        if fault == "detector-kill":  # recovery: until the new process analyses frames again
+            await asyncio.to_thread(first.kill)
+            first.start()
+            worker = first
+        else:  # recovery: from the first one's leaving until the second analyses frames
+            second.start()
+            started.append(second)
+            await asyncio.to_thread(second.wait_ready)
+            await asyncio.sleep(2.0)
+            fault_at = time.time()
+            await asyncio.to_thread(first.terminate)
+            worker = second
+        base = await _frames_done(worker)
+        while await _frames_done(worker) <= base and time.time() - fault_at < plan.timeout_s:
+            await asyncio.sleep(0.1)
+        recovered = time.time() - fault_at
+        incidents, _ = await read_incidents(
+            kafka, lambda found: {which(i) for i in found} >= set(range(cameras)), plan.settle_s * 2, plan.timeout_s)
+        published = (await asyncio.to_thread(health_of, grabber))
+    finally:
+        codes = {p.label: await asyncio.to_thread(p.terminate) for p in (grabber, first, second, correlator)
+                 if p.proc is not None}
+    counted = tally(list(range(cameras)), incidents, which)
+    return Outcome(fault=fault, events=cameras, records_in=published, incidents=counted.incidents,
+                   lost=counted.lost, duplicated=counted.duplicated, strays=counted.strays,
+                   recovery_s=round(recovered, 1), feeder_retries=0, exit_codes=codes)
+
+
+def health_of(grabber: ServiceProcess) -> int:
+    """Frames the grabber published over all its cameras (0 when it does not answer)."""
+    answer = health(grabber.port)
+    cameras = answer[1].get("cameras", {}) if answer else {}
+    return sum(int(c.get("published", 0)) for c in cameras.values())
