@@ -113,7 +113,7 @@ def test_tampering_injected_into_real_clip_is_raised_within_2_s(clip):
         assert delays[name] <= MAX_DELAY_S + 1e-6, f"{name} on {clip} raised after {delays[name]:.1f} s"
         assert det.kind == "tamper"
         assert det.attributes["mode"] == mode, f"{name} on {clip} reported as {MODES[int(det.attributes['mode'])]}"
-        assert det.track_id == f"cam/tamper/{MODES[mode]}-1"
+        assert det.track_id == f"cam/tamper/{MODES[mode]}-{RUN_ID}-1"
         (box,) = det.boxes
         h, w = window[0][1].shape[:2]
         assert (box.x, box.y, box.w, box.h) == (0, 0, w, h)
@@ -170,7 +170,7 @@ def test_synthetic_tampering_raises_its_mode_with_a_stable_track(name):
     frames = _tamper_from(_scene(100), 40, 80, inject)  # tampered from 8 s to 16 s
     dets = _feed(Tamper(), frames, FPS)
     assert dets
-    assert {d.track_id for _, d in dets} == {f"cam/tamper/{MODES[mode]}-1"}
+    assert {d.track_id for _, d in dets} == {f"cam/tamper/{MODES[mode]}-{RUN_ID}-1"}
     assert all(d.attributes["mode"] == mode for _, d in dets)
     assert 9.0 - 1e-6 <= dets[0][0] <= 9.0 + 1e-6  # exactly min_duration_s after the start
     assert all(8.0 < t < 16.0 + 0.6 for t, _ in dets)  # nothing before, ends once restored
