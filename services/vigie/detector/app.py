@@ -148,7 +148,8 @@ class DetectorService(Service):
         if objects is not None:  # load and run it once now, not on the frame that raises the first alarm
             await asyncio.to_thread(objects.warm_up)
         self.analyser = Analyser(self.plan, (self.settings.work_width, self.settings.work_height), self.device, objects)
-        log.info("analytics %s on %s, run %s (the prefix of this run's track ids)", self.plan.kinds, self.device, RUN_ID)
+        log.info("analytics %s on %s, run %s (the prefix of this run's track ids)",
+                 self.plan.kinds, self.device, RUN_ID)
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
         self._dead = DeadLetters(self._producer, self.topics.deadletter, self.name)
@@ -260,7 +261,8 @@ class DetectorService(Service):
                 return
             await self.commit(set(revoked))
             self.ownership.revoked(revoked)
-            log.info("partitions %s revoked", sorted(tp.partition for tp in revoked))
+            if revoked:
+                log.info("partitions %s revoked", sorted(tp.partition for tp in revoked))
 
     async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """End of a rebalance: own ``assigned``; the cameras of partitions not handed back are forgotten."""
