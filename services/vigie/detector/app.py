@@ -222,13 +222,17 @@ class DetectorService(Service):
         self._warming.set(len(self.ownership.warming()))
 
     async def _dead_letter(self, item: Any, failure: Failure) -> None:
-        """Send ``item``'s frame record to the dead-letter topic with ``failure``'s kind and reason; count it."""
-        self.metrics.errors(f"analytic_{failure.kind}").inc()
-        log.error("camera %s: %s (frame #%d, %s[%d]@%d): frame dead-lettered, the camera's %s state is reset",
-                  failure.camera_id, failure.reason, item.frame.seq, item.record.topic, item.record.partition,
-                  item.record.offset, failure.kind, extra={"camera": failure.camera_id})
+        """Send ``item``'s frame record to the dead-letter topic with ``failure``'s kind and reason; count it
+        in ``vigie_errors{kind="analytic_<kind>"}`` (``kind="preprocess"`` for the conversion stage)."""
+        analytic = failure.stage == "analytic"
+        self.metrics.errors(f"analytic_{failure.kind}" if analytic else failure.kind).inc()
+        log.error("camera %s: %s (frame #%d, %s[%d]@%d): frame dead-lettered%s", failure.camera_id, failure.reason,
+                  item.frame.seq, item.record.topic, item.record.partition, item.record.offset,
+                  f", the camera's {failure.kind} state starts again cold" if analytic else "",
+                  extra={"camera": failure.camera_id})
         await self._dead.send(item.record, f"{failure.reason} (frame {item.frame.camera_id}#{item.frame.seq})")
-        self.ownership.reset(failure.camera_id)
+        if analytic:
+            self.ownership.reset(failure.camera_id)
 
     async def commit(self, partitions: set[TopicPartition] | None = None) -> None:
         """Commit the finished offsets of ``partitions`` (default: all) that the consumer still owns.

@@ -67,8 +67,10 @@ class Failure:
 
     @property
     def reason(self) -> str:
-        """One line for a dead letter: the analytic's kind, the exception's type and message."""
-        return f"{self.stage} {self.kind} failed on camera {self.camera_id}: {type(self.error).__name__}: {self.error}"
+        """One line for a dead letter: the analytic's kind, the exception's type and message (its first 300
+        characters, first line)."""
+        message = str(self.error).strip().splitlines()[0][:300] if str(self.error).strip() else ""
+        return f"{self.stage} {self.kind} failed on camera {self.camera_id}: {type(self.error).__name__}: {message}"
 
 
 def _zones(value: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Zone]]:
