@@ -34,6 +34,7 @@ import pytest
 import torch
 
 from tests.clips import T0_NS, data_path, decode_frames, decode_video
+from vigie.detector.analytics.episodes import RUN_ID
 from vigie.detector.analytics.base import Box, FrameBatch, ObjectBox
 from vigie.detector.analytics.colour import ColourQuery, ColourQueryConfig
 from vigie.detector.analytics.registry import build
@@ -155,7 +156,7 @@ def _frames(imgs, fps=FPS):
 def test_red_square_on_grey_is_found_with_its_box():
     (k, dets, score), = _run(ColourQuery(ColourQueryConfig(**RED)), _frames([_scene((200, 20, 30))]))
     (det,) = dets
-    assert det.kind == "colour_query" and det.track_id == "cam/colour_query/red/1"
+    assert det.kind == "colour_query" and det.track_id == f"cam/colour_query/red/{RUN_ID}-1"
     assert det.boxes[0].iou(SQUARE) > 0.8, det.boxes
     assert det.score > 0.95 and score == pytest.approx(det.score)
     assert det.attributes["query"] == 0.0 and det.attributes["area_px"] == pytest.approx(48 * 36, rel=0.25)
@@ -242,8 +243,8 @@ def test_emission_repeats_and_episodes_get_new_track_ids():
     cfg = ColourQueryConfig(queries=[{"name": "red", "colour": "red"}], repeat_s=1.0, release_s=2.0)
     runs = _run(ColourQuery(cfg), _frames(imgs))
     emitted = [(k, d.track_id) for k, dets, _ in runs for d in dets]
-    assert emitted == [(0, "cam/colour_query/red/1"), (5, "cam/colour_query/red/1"), (10, "cam/colour_query/red/1"),
-                       (26, "cam/colour_query/red/2")]
+    red = f"cam/colour_query/red/{RUN_ID}"
+    assert emitted == [(0, f"{red}-1"), (5, f"{red}-1"), (10, f"{red}-1"), (26, f"{red}-2")]
     scores = [s for _, _, s in runs]
     assert all(s > 0.9 for s in scores[:11]) and all(s == 0.0 for s in scores[11:26])
 
@@ -254,9 +255,9 @@ def test_several_queries_each_with_its_name():
     cfg = ColourQueryConfig(queries=[{"name": "red", "colour": "red"}, {"name": "blue-thing", "colour": "blue"}])
     ((_, dets, _),) = _run(ColourQuery(cfg), _frames([img]))
     by_id = {d.track_id: d for d in dets}
-    assert set(by_id) == {"cam/colour_query/red/1", "cam/colour_query/blue-thing/2"}
-    assert by_id["cam/colour_query/blue-thing/2"].boxes[0].iou(Box(220, 150, 60, 40)) > 0.8
-    assert by_id["cam/colour_query/blue-thing/2"].attributes["query"] == 1.0
+    assert set(by_id) == {f"cam/colour_query/red/{RUN_ID}-1", f"cam/colour_query/blue-thing/{RUN_ID}-2"}
+    assert by_id[f"cam/colour_query/blue-thing/{RUN_ID}-2"].boxes[0].iou(Box(220, 150, 60, 40)) > 0.8
+    assert by_id[f"cam/colour_query/blue-thing/{RUN_ID}-2"].attributes["query"] == 1.0
 
 
 def test_moving_only_ignores_a_static_red_object():
@@ -309,7 +310,8 @@ def test_forget_starts_new_episodes():
     first = _run(analytic, frames)
     analytic.forget("cam")
     again = _run(analytic, [(ns + int(1e9), img) for ns, img in frames])
-    assert first[0][1][0].track_id == "cam/colour_query/red/1" and again[0][1][0].track_id == "cam/colour_query/red/2"
+    red = f"cam/colour_query/red/{RUN_ID}"
+    assert first[0][1][0].track_id == f"{red}-1" and again[0][1][0].track_id == f"{red}-2"
 
 
 def test_config_is_strict():

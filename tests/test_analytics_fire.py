@@ -20,7 +20,7 @@ import torch
 from tests.clips import T0_NS, data_path, decode_video, in_frame_order
 from vigie.detector.analytics.base import Box
 from vigie.detector.analytics.fire import Fire, FireConfig
-from vigie.detector.analytics.episodes import Episodes
+from vigie.detector.analytics.episodes import RUN_ID, Episodes
 from vigie.detector.analytics.registry import build
 from vigie.detector.analytics.smoke import Smoke, SmokeConfig
 from vigie.detector.preprocess import to_batch
@@ -220,7 +220,7 @@ def test_synthetic_flickering_flame_is_raised_on_its_box():
     frames = _frames(_flame_scene, 30)
     dets = _run(Fire(FireConfig(repeat_s=0.0)), frames)
     assert dets and dets[0][0] <= 1.6
-    assert len({d.track_id for _, d in dets}) == 1 and dets[0][1].track_id == "cam/fire/1"
+    assert len({d.track_id for _, d in dets}) == 1 and dets[0][1].track_id == f"cam/fire/{RUN_ID}-1"
     assert len(dets) >= 20  # repeat_s=0: every frame once raised
     truth = Box(150, 100, 30, 40)
     for _, d in dets:
@@ -244,8 +244,9 @@ def test_repeat_and_release_make_episodes():
     again = [(ns + int(12e9), img) for ns, img in _frames(_flame_scene, 30, seed=1)]
     dets = _run(Fire(FireConfig(repeat_s=1.0, release_s=2.0)), flame + quiet + again)
     ids = [d.track_id for _, d in dets]
-    assert ids[0] == "cam/fire/1" and ids[-1] == "cam/fire/2" and set(ids) == {"cam/fire/1", "cam/fire/2"}
-    times = [t for t, d in dets if d.track_id == "cam/fire/1"]
+    first, second = f"cam/fire/{RUN_ID}-1", f"cam/fire/{RUN_ID}-2"
+    assert ids[0] == first and ids[-1] == second and set(ids) == {first, second}
+    times = [t for t, d in dets if d.track_id == first]
     assert all(b - a >= 0.99 for a, b in zip(times, times[1:]))  # every repeat_s seconds
 
 
@@ -293,7 +294,7 @@ def test_synthetic_veil_of_smoke_is_raised():
     dets = _run(Smoke(), _frames(_smoke_scene, 40))
     # appears at 1.0 s; min_duration_s = 3 s of evidence (its first frame counts one interval)
     assert dets and 1.0 + 3.0 - 0.2 - 1e-6 <= dets[0][0] <= 1.0 + 5.0
-    assert len({d.track_id for _, d in dets}) == 1 and dets[0][1].track_id == "cam/smoke/1"
+    assert len({d.track_id for _, d in dets}) == 1 and dets[0][1].track_id == f"cam/smoke/{RUN_ID}-1"
     for _, d in dets:
         assert d.kind == "smoke" and d.attributes["area_frac"] >= SmokeConfig().min_area_frac
         assert all(b.x + b.w <= W // 3 + 8 for b in d.boxes)  # on the veiled third
@@ -314,14 +315,14 @@ def test_episodes_schedule():
     ep = Episodes("fire", repeat_s=1.0, release_s=2.0)
     s = int(1e9)
     assert ep.update("c", 0, False) is None
-    assert ep.update("c", 0, True) == ("c/fire/1", 0.0)
+    assert ep.update("c", 0, True) == (f"c/fire/{RUN_ID}-1", 0.0)
     assert ep.update("c", s // 2, True) is None
-    assert ep.update("c", s, True) == ("c/fire/1", 1.0)
+    assert ep.update("c", s, True) == (f"c/fire/{RUN_ID}-1", 1.0)
     assert ep.update("c", 2 * s, False) is None  # a gap shorter than release_s
-    assert ep.update("c", 2 * s + s // 2, True) == ("c/fire/1", 2.5)
-    assert ep.update("c", 6 * s, True) == ("c/fire/2", 0.0)
+    assert ep.update("c", 2 * s + s // 2, True) == (f"c/fire/{RUN_ID}-1", 2.5)
+    assert ep.update("c", 6 * s, True) == (f"c/fire/{RUN_ID}-2", 0.0)
     ep.forget("c")
-    assert ep.update("c", 6 * s + 1, True)[0] == "c/fire/3"
+    assert ep.update("c", 6 * s + 1, True)[0] == f"c/fire/{RUN_ID}-3"
 
 
 @pytest.mark.parametrize("kind,model", [("fire", FireConfig), ("smoke", SmokeConfig)])

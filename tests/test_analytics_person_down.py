@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.clips import T0_NS, _rgb, data_path, decode_frames, decode_video
+from vigie.detector.analytics.episodes import RUN_ID
 from vigie.detector.analytics.base import Box, ObjectBox
 from vigie.detector.analytics.person_down import PersonDown, PersonDownConfig
 from vigie.detector.analytics.registry import build
@@ -94,7 +95,7 @@ def test_tall_walker_that_falls_and_lies_still_is_raised_within_dwell_plus_one_s
     first = dets[0][0]
     assert t_fall + dwell - 0.01 <= first <= t_fall + dwell + 1.0, f"raised at {first:.1f} s"
     assert len({d.track_id for _, d in dets}) == 1
-    assert dets[0][1].track_id == "cam/person_down/1"
+    assert dets[0][1].track_id == f"cam/person_down/{RUN_ID}-1"
     times = [t for t, _ in dets]
     assert all(b - a >= 1.0 - 1e-6 for a, b in zip(times, times[1:]))  # repeat_s
     assert times[-1] >= 17.8 - 1.0  # still reported until the end of the clip (17.8 s)

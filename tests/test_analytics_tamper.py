@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.clips import T0_NS, data_path, decode_frames, decode_video
+from vigie.detector.analytics.episodes import RUN_ID
 from vigie.detector import tampering
 from vigie.detector.analytics.registry import build
 from vigie.detector.analytics.tamper import MODES, Tamper, TamperConfig
@@ -112,7 +113,7 @@ def test_tampering_injected_into_real_clip_is_raised_within_2_s(clip):
         assert delays[name] <= MAX_DELAY_S + 1e-6, f"{name} on {clip} raised after {delays[name]:.1f} s"
         assert det.kind == "tamper"
         assert det.attributes["mode"] == mode, f"{name} on {clip} reported as {MODES[int(det.attributes['mode'])]}"
-        assert det.track_id == f"cam/tamper/{MODES[mode]}-1"
+        assert det.track_id == f"cam/tamper/{MODES[mode]}-{RUN_ID}-1"
         (box,) = det.boxes
         h, w = window[0][1].shape[:2]
         assert (box.x, box.y, box.w, box.h) == (0, 0, w, h)
@@ -169,7 +170,7 @@ def test_synthetic_tampering_raises_its_mode_with_a_stable_track(name):
     frames = _tamper_from(_scene(100), 40, 80, inject)  # tampered from 8 s to 16 s
     dets = _feed(Tamper(), frames, FPS)
     assert dets
-    assert {d.track_id for _, d in dets} == {f"cam/tamper/{MODES[mode]}-1"}
+    assert {d.track_id for _, d in dets} == {f"cam/tamper/{MODES[mode]}-{RUN_ID}-1"}
     assert all(d.attributes["mode"] == mode for _, d in dets)
     assert 9.0 - 1e-6 <= dets[0][0] <= 9.0 + 1e-6  # exactly min_duration_s after the start
     assert all(8.0 < t < 16.0 + 0.6 for t, _ in dets)  # nothing before, ends once restored
@@ -185,7 +186,7 @@ def test_second_episode_gets_a_new_track_number():
     frames = _tamper_from(frames, 40, 55, tampering.blind_black)
     frames = _tamper_from(frames, 80, 100, tampering.blind_black)
     tracks = [d.track_id for _, d in _feed(Tamper(), frames, FPS)]
-    assert sorted(set(tracks)) == ["cam/tamper/blinded-1", "cam/tamper/blinded-2"]
+    assert sorted(set(tracks)) == [f"cam/tamper/blinded-{RUN_ID}-1", f"cam/tamper/blinded-{RUN_ID}-2"]
 
 
 def test_nothing_is_raised_during_warm_up_or_on_an_untouched_scene():
@@ -209,12 +210,12 @@ def test_reference_freezes_while_blinded_and_a_long_move_is_relearned():
     frames = _scene(300)
     # blinded for 40 s, four reference time constants: still reported at the end (no learning)
     blinded = _feed(Tamper(cfg), _tamper_from(frames, 40, 240, tampering.blind_black), FPS)
-    assert blinded and blinded[-1][0] > 46.5 and {d.track_id for _, d in blinded} == {"cam/tamper/blinded-1"}
+    assert blinded and blinded[-1][0] > 46.5 and {d.track_id for _, d in blinded} == {f"cam/tamper/blinded-{RUN_ID}-1"}
     # moved for good at 8 s: reported, then after relearn_after_s the new view is the reference
     moved = _feed(Tamper(cfg), _tamper_from(frames, 40, None, tampering.shift), FPS)
     assert moved and moved[0][0] < 10.0
     assert max(t for t, _ in moved) < 8.0 + 20.0 + 2.0
-    assert {d.track_id for _, d in moved} == {"cam/tamper/moved-1"}
+    assert {d.track_id for _, d in moved} == {f"cam/tamper/moved-{RUN_ID}-1"}
 
 
 def test_timing_follows_the_stream_clock_at_any_rate():

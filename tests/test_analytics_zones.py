@@ -13,6 +13,7 @@ import torch
 from scipy import stats
 
 from tests.clips import T0_NS, _rgb, data_path, decode_frames
+from vigie.detector.analytics.episodes import RUN_ID
 from vigie.core.geometry import rasterize_polygons
 from vigie.detector.analytics.base import Box, FrameBatch, ObjectBox
 from vigie.detector.analytics.density import Density, DensityConfig
@@ -243,7 +244,7 @@ def test_intrusion_raised_after_min_duration_with_one_track():
     zones = [{"name": "right", "polygon": RIGHT}, {"name": "top", "polygon": TOP}]
     dets = _run(Intrusion(IntrusionConfig(zones=zones, repeat_s=0.0)), frames)
     assert dets and {d.attributes["zone"] for _, d in dets} == {0.0}
-    assert len({d.track_id for _, d in dets}) == 1 and dets[0][1].track_id == "cam/intrusion/1"
+    assert len({d.track_id for _, d in dets}) == 1 and dets[0][1].track_id == f"cam/intrusion/{RUN_ID}-1"
     # the footprint crosses x=200 at frame ~44 (8.8 s); raised min_duration_s = 0.5 s later
     assert 8.8 + 0.5 - 0.3 <= dets[0][0] <= 8.8 + 0.5 + 0.5
     for t, d in dets:

@@ -47,7 +47,7 @@ from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import DAY_MS, HOUR_MS, Topic, Topics, TopicSpec
 from vigie.detector.pipeline import Analyser, decode_records, rounds, to_anomaly
 from vigie.detector.objects import ObjectDetector
-from vigie.detector.plan import AnalyticsPlan, analytics_problems
+from vigie.detector.plan import AnalyticsPlan, Failure, analytics_problems
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -126,7 +126,8 @@ async def replay(kafka: KafkaSettings, start: datetime, end: datetime, cameras: 
     """Re-run ``rules`` on the frames recorded between ``start`` and ``end``; returns the report.
 
     The report counts ``frames`` replayed, ``skipped_frames`` (frames of cameras not in
-    ``cameras``) and ``malformed`` records; ``sandbox_topic`` is None when no frame was
+    ``cameras``), ``malformed`` records and ``failed`` frames (an analytic raised on them:
+    ``warnings`` names the analytic and the reason; the replay goes on); ``sandbox_topic`` is None when no frame was
     replayed (the topic is then not created); ``warnings`` lists what the caller should say
     (an empty range, cameras without frames, a start beyond the frames' retention). With
     ``object_classes`` the analytics are offered the object-class stage, as by the live detector.
@@ -142,8 +143,8 @@ async def replay(kafka: KafkaSettings, start: datetime, end: datetime, cameras: 
     plan = AnalyticsPlan(rules.cameras, rules.defaults, device)
     analyser = Analyser(plan, (160, 120), device, ObjectDetector() if object_classes else None)
     report: dict[str, Any] = {"run": run, "from": start.isoformat(), "to": end.isoformat(), "sandbox_topic": None,
-                              "kinds": plan.kinds, "frames": 0, "skipped_frames": 0, "malformed": 0, "anomalies": 0,
-                              "warnings": []}
+                              "kinds": plan.kinds, "frames": 0, "skipped_frames": 0, "malformed": 0, "failed": 0,
+                              "anomalies": 0, "warnings": []}
     kept_ms = topics.frames.spec.retention_ms
     if _ms(start) < time.time() * 1000 - kept_ms:
         report["warnings"].append(f"--from {start.isoformat()} lies beyond the retention of topic {topics.frames.name} "
@@ -184,7 +185,13 @@ async def replay(kafka: KafkaSettings, start: datetime, end: datetime, cameras: 
                     await apply_topics(kafka, [sandbox])
                     report["sandbox_topic"] = sandbox.name
                 for batch_items in rounds(kept):
-                    for detection in await asyncio.to_thread(analyser.analyse, batch_items):
+                    failures: list[Failure] = []
+                    detections = await asyncio.to_thread(analyser.analyse, batch_items, failures)
+                    for failure in failures:
+                        frame = batch_items[failure.index].frame
+                        report["failed"] += 1
+                        report["warnings"].append(f"frame {frame.camera_id}#{frame.seq}: {failure.reason}")
+                    for detection in detections:
                         anomaly = to_anomaly(batch_items[detection.index], detection)
                         await producer.send_and_wait(sandbox.name, sandbox.encode(anomaly),
                                                      key=sandbox.key(anomaly.camera_id))

@@ -8,10 +8,23 @@ Stages, in order (:meth:`DetectorService.run`):
 3. form batches in which each camera appears at most once, in capture order;
 4. run every enabled analytic on the batch (torch, on CUDA when present, else CPU),
    in a worker thread so the event loop keeps serving health and metrics;
+   An analytic that raises is run again frame by frame; the frame it fails on goes to
+   ``deadletter`` with the analytic's kind and the exception, is counted in
+   ``vigie_errors{kind="analytic_<kind>"}``, that camera's state in that analytic is dropped,
+   and the other analytics and cameras go on (:meth:`AnalyticsPlan.process`);
 5. publish each detection to ``anomalies`` with its regions, score and a reference
    (topic, partition, offset) to the frame;
 6. commit the offsets only once the anomalies are acknowledged by the broker, so a
    crash replays frames rather than losing an alert.
+
+Rebalances (:class:`Rebalance`): a detector joining, leaving or dying moves partitions of
+``frames`` between the detectors of the group. On revocation the batch in progress is
+finished and committed first; offsets are committed only for partitions the consumer
+still owns, and a commit refused because the group has moved on (``CommitFailedError``)
+means "not committed, the new owner replays those frames": counted in
+``vigie_errors{kind="commit_failed"}``, never fatal. The cameras of partitions that are not
+handed back lose their analytic state here; cameras gained start cold, and ``/healthz``
+says which are ``warming`` (:mod:`vigie.detector.ownership`).
 """
 
 from __future__ import annotations
@@ -22,7 +35,9 @@ import time
 from typing import Any
 
 import torch
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from prometheus_client import Counter, Gauge
 from pydantic import Field
 
 from vigie.core.cameras import load_cameras
@@ -30,9 +45,11 @@ from vigie.core.options import resolve_device
 from vigie.core.kafka import DeadLetters, make_consumer, make_producer, total_lag
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
-from vigie.detector.pipeline import Analyser, decode_records, rounds, to_anomaly
+from vigie.detector.analytics.episodes import RUN_ID
 from vigie.detector.objects import ObjectDetector
-from vigie.detector.plan import AnalyticsPlan, analytics_problems
+from vigie.detector.ownership import Ownership
+from vigie.detector.pipeline import Analyser, decode_records, rounds, to_anomaly
+from vigie.detector.plan import AnalyticsPlan, Failure, analytics_problems
 
 log = logging.getLogger(__name__)
 GROUP = "vigie-detector"
@@ -69,6 +86,19 @@ class DetectorSettings(StrictModel):
         return resolve_device(self.device)
 
 
+class Rebalance(ConsumerRebalanceListener):
+    """aiokafka's rebalance callbacks, handed to the detector (awaited by the consumer during a rebalance)."""
+
+    def __init__(self, service: "DetectorService") -> None:
+        self._service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._service.partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._service.partitions_assigned(assigned)
+
+
 class DetectorService(Service):
     """Consumes frames, runs the analytics, publishes anomalies."""
 
@@ -80,13 +110,22 @@ class DetectorService(Service):
         self.device = settings.torch_device()
         self.plan: AnalyticsPlan | None = None
         self.analyser: Analyser | None = None
+        self.ownership: Ownership | None = None
         self._consumer = None
         self._producer = None
         self._dead: DeadLetters | None = None
         self._sections: dict[str, Any] | None = None
         self._frame_sizes: dict[str, tuple[int, int]] = {}
         self._zones_warned: set[tuple[str, str, str]] = set()
+        self._busy = asyncio.Lock()  # held while a batch is analysed and committed; a revocation waits for it
+        self._uncommitted: dict[TopicPartition, int] = {}  # finished, commit not accepted yet
         self.frames_done = 0
+        self.commits_failed = 0
+        self._rebalances = Counter("vigie_detector_rebalances", "Partition assignments received from the group",
+                                   registry=self.registry)
+        self._owned = Gauge("vigie_detector_partitions", "Partitions of the frames topic owned", registry=self.registry)
+        self._warming = Gauge("vigie_detector_cameras_warming", "Cameras whose analytics are still warming up",
+                              registry=self.registry)
 
     async def prepare(self) -> None:
         """Read the cameras file and check its analytics sections. Raises ConfigError (file:line: field)."""
@@ -104,32 +143,43 @@ class DetectorService(Service):
         torch.set_num_threads(self.settings.threads)
         await self.prepare()
         self.plan = AnalyticsPlan(self._sections, self.settings.analytics, self.device)
+        self.ownership = Ownership(self.plan.warmup_s)
         objects = ObjectDetector() if self.settings.object_classes else None
         if objects is not None:  # load and run it once now, not on the frame that raises the first alarm
             await asyncio.to_thread(objects.warm_up)
         self.analyser = Analyser(self.plan, (self.settings.work_width, self.settings.work_height), self.device, objects)
-        log.info("analytics %s on %s", self.plan.kinds, self.device)
+        log.info("analytics %s on %s, run %s (the prefix of this run's track ids)",
+                 self.plan.kinds, self.device, RUN_ID)
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
         self._dead = DeadLetters(self._producer, self.topics.deadletter, self.name)
-        self._consumer = make_consumer(
-            self.settings.kafka, self.topics.frames, group=GROUP, max_poll_records=self.settings.max_batch
-        )
+        self._consumer = make_consumer(self.settings.kafka, group=GROUP, max_poll_records=self.settings.max_batch)
+        self._consumer.subscribe([self.topics.frames.name], listener=Rebalance(self))
         await self._consumer.start()
 
     async def run(self, stop: asyncio.Event) -> None:
         last_lag = 0.0
         while not stop.is_set():
             polled = await self._consumer.getmany(timeout_ms=100, max_records=self.settings.max_batch)
-            records = [r for tp in sorted(polled, key=lambda t: t.partition) for r in polled[tp]]
-            if records:
-                await self.process(records)
+            async with self._busy:
+                # a partition revoked since the poll is no longer ours: its new owner reads those records
+                records = [r for tp in sorted(polled, key=lambda t: t.partition) if self.ownership.owns(tp)
+                           for r in polled[tp]]
+                if records:
+                    await self.process(records)
             if time.monotonic() - last_lag > 2.0:
-                self.metrics.consumer_lag.set(await total_lag(self._consumer))
+                try:
+                    self.metrics.consumer_lag.set(await total_lag(self._consumer))
+                except IllegalStateError:  # the assignment changed under it: next time
+                    pass
                 last_lag = time.monotonic()
 
     async def process(self, records: list[ConsumerRecord]) -> None:
-        """Decode, analyse and publish ``records``, then commit their offsets."""
+        """Decode, analyse and publish ``records``, then commit their offsets (those of owned partitions).
+
+        A frame an analytic fails on is dead-lettered with the analytic's kind and the reason,
+        and its offset is committed like the others': a restarted detector does not replay it.
+        """
         for record in records:
             self.metrics.records_in(record.topic).inc()
         started = time.perf_counter()
@@ -142,8 +192,16 @@ class DetectorService(Service):
         sends = []
         for batch in rounds(items):
             started = time.perf_counter()
-            detections = await asyncio.to_thread(self.analyser.analyse, batch)
+            failures: list[Failure] = []
+            detections = await asyncio.to_thread(self.analyser.analyse, batch, failures)
             self.metrics.stage_seconds("analytics").observe(time.perf_counter() - started)
+            failed = {id(batch[f.index]) for f in failures}
+            for failure in failures:
+                await self._dead_letter(batch[failure.index], failure)
+            for item in batch:
+                if id(item) not in failed:
+                    self.ownership.seen(item.frame.camera_id, TopicPartition(item.record.topic, item.record.partition),
+                                        item.frame.pts)
             for detection in detections:
                 anomaly = to_anomaly(batch[detection.index], detection)
                 sends.append(await self._producer.send(
@@ -157,11 +215,72 @@ class DetectorService(Service):
         for item in items:
             self.metrics.end_to_end_seconds.observe(max(0.0, (now - item.frame.capture_ns) / 1e9))
         self.frames_done += len(items)
-        offsets: dict[TopicPartition, int] = {}
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
-        await self._consumer.commit(offsets)
+            self._uncommitted[tp] = max(self._uncommitted.get(tp, 0), record.offset + 1)
+        await self.commit()
+        self._warming.set(len(self.ownership.warming()))
+
+    async def _dead_letter(self, item: Any, failure: Failure) -> None:
+        """Send ``item``'s frame record to the dead-letter topic with ``failure``'s kind and reason; count it
+        in ``vigie_errors{kind="analytic_<kind>"}`` (``kind="preprocess"`` for the conversion stage)."""
+        analytic = failure.stage == "analytic"
+        self.metrics.errors(f"analytic_{failure.kind}" if analytic else failure.kind).inc()
+        log.error("camera %s: %s (frame #%d, %s[%d]@%d): frame dead-lettered%s", failure.camera_id, failure.reason,
+                  item.frame.seq, item.record.topic, item.record.partition, item.record.offset,
+                  f", the camera's {failure.kind} state starts again cold" if analytic else "",
+                  extra={"camera": failure.camera_id})
+        await self._dead.send(item.record, f"{failure.reason} (frame {item.frame.camera_id}#{item.frame.seq})")
+        if analytic:
+            self.ownership.reset(failure.camera_id)
+
+    async def commit(self, partitions: set[TopicPartition] | None = None) -> None:
+        """Commit the finished offsets of ``partitions`` (default: all) that the consumer still owns.
+
+        Offsets of partitions it no longer owns are dropped, never committed: their new owner
+        replays them. A commit the group refuses because it has rebalanced meanwhile
+        (``CommitFailedError``, ``IllegalStateError``) is logged and counted in
+        ``vigie_errors{kind="commit_failed"}``; it is not fatal.
+        """
+        owned = set(self._consumer.assignment()) & self.ownership.partitions
+        offsets = {tp: o for tp, o in self._uncommitted.items() if (partitions is None or tp in partitions)}
+        for tp in [tp for tp in offsets if tp not in owned]:
+            del offsets[tp], self._uncommitted[tp]
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            self.commits_failed += 1
+            self.metrics.errors("commit_failed").inc()
+            log.warning("offsets %s not committed, the group rebalanced (%s): their new owner replays them",
+                        {f"{tp.topic}[{tp.partition}]": o for tp, o in offsets.items()}, exc)
+        for tp in offsets:
+            self._uncommitted.pop(tp, None)
+
+    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Start of a rebalance: finish the batch in progress, commit what is finished, give the partitions up."""
+        async with self._busy:
+            if self.ownership is None:
+                return
+            await self.commit(set(revoked))
+            self.ownership.revoked(revoked)
+            if revoked:
+                log.info("partitions %s revoked", sorted(tp.partition for tp in revoked))
+
+    async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """End of a rebalance: own ``assigned``; the cameras of partitions not handed back are forgotten."""
+        async with self._busy:
+            if self.ownership is None:
+                return
+            lost = self.ownership.assigned(assigned)
+            for camera_id in lost:
+                self.plan.forget(camera_id)
+            self._rebalances.inc()
+            self._owned.set(len(assigned))
+            self._warming.set(len(self.ownership.warming()))
+            log.info("partitions %s assigned%s", sorted(tp.partition for tp in assigned),
+                     f"; cameras {', '.join(lost)} moved to another detector" if lost else "")
 
     def check_zones(self, items: list[Any]) -> None:
         """Warn once per camera, kind and zone of zones lying entirely outside the camera's frames.
@@ -191,5 +310,9 @@ class DetectorService(Service):
             self._producer = None
 
     def health(self) -> dict[str, Any]:
+        """Device, analytics, frames analysed, the run id of the track ids, commits refused by a rebalance,
+        and :meth:`Ownership.health`: partitions owned and each camera's warm-up (``warming``/``warm``)."""
         kinds = self.plan.kinds if self.plan else []
-        return {"device": str(self.device), "analytics": kinds, "frames": self.frames_done}
+        owned = self.ownership.health() if self.ownership else {"partitions": [], "rebalances": 0, "cameras": {}}
+        return {"device": str(self.device), "analytics": kinds, "frames": self.frames_done, "run": RUN_ID,
+                "commits_failed": self.commits_failed, **owned}

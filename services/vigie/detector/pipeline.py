@@ -20,7 +20,7 @@ from vigie.contracts.v1 import Anomaly, Frame, RecordRef, Region
 from vigie.core.errors import MalformedMessage
 from vigie.core.topics import Topic
 from vigie.detector.analytics.base import Detection, ObjectDetector
-from vigie.detector.plan import AnalyticsPlan
+from vigie.detector.plan import AnalyticsPlan, Failure
 from vigie.detector.preprocess import to_batch
 
 
@@ -80,24 +80,58 @@ class Analyser:
         self.device = device
         self.object_detector = object_detector
 
-    def analyse(self, batch: list[Item]) -> list[Detection]:
+    def analyse(self, batch: list[Item], failures: list[Failure] | None = None) -> list[Detection]:
         """Detections on ``batch`` (each camera at most once); their ``index`` points into ``batch``.
 
         The analytics' clock is each frame's PTS (stream time), so replays match live runs.
+        Without ``failures`` any exception propagates. With a list, failures are contained
+        frame by frame and appended to it (their ``index`` points into ``batch``): an analytic's
+        as :meth:`AnalyticsPlan.process` says, and the conversion to the working resolution's
+        as kind ``"preprocess"`` (each frame is then converted alone to find the failing ones).
         """
         with torch.inference_mode():
-            frames = to_batch(
-                [i.image for i in batch], [i.frame.camera_id for i in batch],
-                [round(i.frame.pts * 1e9) for i in batch], [i.frame.fps or 5.0 for i in batch],
-                self.work_size, self.device,
-            )
+            try:
+                frames = to_batch(
+                    [i.image for i in batch], [i.frame.camera_id for i in batch],
+                    [round(i.frame.pts * 1e9) for i in batch], [i.frame.fps or 5.0 for i in batch],
+                    self.work_size, self.device,
+                )
+            except Exception as exc:
+                if failures is None:
+                    raise
+                if len(batch) == 1:
+                    failures.append(Failure(0, "preprocess", batch[0].frame.camera_id, exc, stage="stage"))
+                    return []
+                return self._one_by_one(batch, failures)
             frames.images = [i.image for i in batch]
             frames.object_detector = self.object_detector
-            return self.plan.process(frames)
+            return self.plan.process(frames, failures)
+
+    def _one_by_one(self, batch: list[Item], failures: list[Failure]) -> list[Detection]:
+        """:meth:`analyse` on each item alone; indices mapped back into ``batch``."""
+        detections = []
+        for k, item in enumerate(batch):
+            failed: list[Failure] = []
+            found = self.analyse([item], failed)
+            for each in (*found, *failed):
+                each.index = k
+            detections += found
+            failures += failed
+        return detections
 
 
 def to_anomaly(item: Item, detection: Detection) -> Anomaly:
-    """The ``Anomaly`` message of ``detection`` on ``item``; its id derives from the frame, so a replay gives the same id."""
+    """The ``Anomaly`` message of ``detection`` on ``item``.
+
+    Its id derives from the frame (camera, capture time), the kind and the track id, so the
+    same run replaying a frame (its commit was lost to a rebalance) publishes the same id,
+    which the correlator recognises. A replay after a crash is another detector run: its
+    track ids carry another run id (:data:`vigie.detector.analytics.episodes.RUN_ID`), so a
+    replayed frame's anomalies that have a track get new ids and new track ids (those without
+    a track keep theirs). The correlator then merges them into the open incident of that
+    camera and kind by region overlap; it never merges on the track id of another run, which
+    may name another object.
+    """
     frame, record = item.frame, item.record
     track = detection.track_id or "-"
     return Anomaly(

@@ -9,12 +9,19 @@ Cameras with the same kind and the same settings share one analytic instance (it
 state is kept per camera anyway), so a batch is split by instance, not by camera,
 and the detector loads only the kinds some camera enables. Analytics of different
 kinds share per-frame stages with equal settings (:mod:`vigie.detector.analytics.shared`).
+
+An analytic that raises is contained (:meth:`AnalyticsPlan.process` with a ``failures`` list):
+it is run again frame by frame on the batch to find the frame(s) it fails on; each is
+reported as a :class:`Failure`, the analytic's state of that camera is dropped, and the
+other frames, analytics and cameras go on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic
@@ -29,8 +36,41 @@ from vigie.detector.analytics.registry import PLUGINS, build, config_model
 from vigie.detector.analytics.shared import SharedStages
 from vigie.detector.analytics.zones import Zone
 
+log = logging.getLogger(__name__)
+
 #: Settings of one camera: kind -> config fields, or False to disable a default kind.
 CameraAnalytics = Mapping[str, Mapping[str, Any] | bool]
+
+#: Settings, in stream seconds, that say how long an analytic must watch a camera before it decides
+#: as an analytic that has always watched it would: a learnt baseline (``warmup_s`` of crowd movement
+#: and tamper) or a condition timed on the camera (``dwell_s`` of an abandoned object).
+WARMUP_FIELDS = ("warmup_s", "dwell_s")
+
+
+@dataclass(slots=True)
+class Failure:
+    """An analytic (or a stage before the analytics) that raised on one frame of a batch.
+
+    Attributes:
+        index: position of the frame in the batch.
+        kind: the analytic's kind, or the stage's name (``"preprocess"``).
+        camera_id: the frame's camera.
+        error: the exception raised.
+        stage: ``"analytic"``, or ``"stage"`` for a stage shared by every analytic.
+    """
+
+    index: int
+    kind: str
+    camera_id: str
+    error: Exception
+    stage: str = "analytic"
+
+    @property
+    def reason(self) -> str:
+        """One line for a dead letter: the analytic's kind, the exception's type and message (its first 300
+        characters, first line)."""
+        message = str(self.error).strip().splitlines()[0][:300] if str(self.error).strip() else ""
+        return f"{self.stage} {self.kind} failed on camera {self.camera_id}: {type(self.error).__name__}: {message}"
 
 
 def _zones(value: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Zone]]:
@@ -178,16 +218,49 @@ class AnalyticsPlan:
         """Instance keys that serve ``camera_id``."""
         return self._by_camera.get(camera_id, self._default_keys)
 
-    def process(self, batch: FrameBatch) -> list[Detection]:
-        """Run every instance on the frames of the cameras it serves; detections index ``batch``."""
+    def warmup_s(self, camera_id: str) -> float:
+        """Stream seconds the analytics of ``camera_id`` need before they decide as if they had always
+        watched it: the largest :data:`WARMUP_FIELDS` setting among them (0 when none has one)."""
+        return max((float(getattr(self._configs[key], name)) for key in self.keys_for(camera_id)
+                    for name in WARMUP_FIELDS if hasattr(self._configs[key], name)), default=0.0)
+
+    def process(self, batch: FrameBatch, failures: list[Failure] | None = None) -> list[Detection]:
+        """Run every instance on the frames of the cameras it serves; detections index ``batch``.
+
+        Without ``failures`` an exception of an analytic propagates. With a list, an analytic
+        that raises on the batch is run again on each of its frames alone; each frame it still
+        fails on is appended to ``failures``, and that camera's state in that analytic is
+        dropped (:meth:`~vigie.detector.analytics.base.Analytic.forget`: it starts again cold).
+        Detections of the frames it passes, and of every other analytic, are returned. The
+        frames the failed call had already taken in are seen twice by that analytic; a repeated
+        frame time reads as a stream restart to the analytics' clocks, so at worst they relearn.
+        """
         members: dict[tuple[str, str], list[int]] = {}
         for i, camera_id in enumerate(batch.camera_ids):
             for key in self.keys_for(camera_id):
                 members.setdefault(key, []).append(i)
         detections = []
         for key, indices in members.items():
-            for detection in self._instances[key].process(batch.select(indices)):
-                detection.index = indices[detection.index]
+            analytic = self._instances[key]
+            try:
+                found = [(d, indices) for d in analytic.process(batch.select(indices))]
+            except Exception as exc:
+                if failures is None:
+                    raise
+                found = []
+                if len(indices) > 1:
+                    log.warning("analytic %s raised on a batch of %d frames (%s: %s): retrying frame by frame",
+                                key[0], len(indices), type(exc).__name__, exc)
+                for i in indices:
+                    try:
+                        if len(indices) == 1:
+                            raise exc
+                        found += [(d, [i]) for d in analytic.process(batch.select([i]))]
+                    except Exception as error:  # an analytic's bug must not stop the other cameras
+                        failures.append(Failure(i, key[0], batch.camera_ids[i], error))
+                        analytic.forget(batch.camera_ids[i])
+            for detection, where in found:
+                detection.index = where[detection.index]
                 detections.append(detection)
         return detections
 

@@ -15,13 +15,49 @@ Two pieces, for the two ways an analytic reports something that lasts:
 Times are stream times in nanoseconds since the epoch (``FrameBatch.time_ns``);
 durations and periods are configured in seconds. Track ids are numbered per camera
 (or per camera and sub-key) from 1 and never reused, not even after :meth:`Episodes.forget`.
+
+Track ids are unique across processes and restarts too: the serial number is written
+``<run>-<n>``, ``<run>`` being :data:`RUN_ID`, made once per process at import (10 characters
+of ``[0-9a-z]``: the start time in seconds in base 36, then random). Every track id ends
+with ``<run>-<n>``, whatever its template (:func:`run_of` reads the run back), so a
+detector restarted after a crash, or a second detector of the consumer group, never hands
+out a track id that an earlier run already used for another object.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
+import string
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import NamedTuple
+
+_BASE36 = string.digits + string.ascii_lowercase
+
+
+def new_run_id() -> str:
+    """A fresh run id: 10 characters of ``[0-9a-z]``, the wall-clock second in base 36 (6 characters,
+    wrapping every 69 years) then 4 random ones (two runs started in the same second collide
+    with probability 1 in 36**4, about 1.7 million)."""
+    t, digits = int(time.time()) % 36 ** 6, []
+    for _ in range(6):
+        t, d = divmod(t, 36)
+        digits.append(_BASE36[d])
+    return "".join(reversed(digits)) + "".join(secrets.choice(_BASE36) for _ in range(4))
+
+
+#: This process's run id: the prefix of every serial number :class:`TrackIds` hands out.
+RUN_ID = new_run_id()
+_RUN_AT_END = re.compile(r"(?<![0-9a-z])([0-9a-z]{10})-[0-9]+$")
+
+
+def run_of(track_id: str) -> str | None:
+    """The run id of a track id made by :class:`TrackIds` (its ``<run>-<n>`` end), or None for
+    another string (an empty track id, one made before track ids carried their run)."""
+    match = _RUN_AT_END.search(track_id)
+    return match.group(1) if match else None
 
 #: Default track-id template: ``"<camera>/<prefix>/<n>"``.
 PLAIN = "{camera}/{prefix}/{n}"
@@ -35,27 +71,32 @@ class TrackIds:
     Args:
         prefix: the analytic's part of the id, e.g. ``"intrusion"``.
         template: :meth:`str.format` template with the fields ``camera``, ``prefix``,
-            ``sub`` (the sub-key, optional) and ``n`` (the serial number, from 1);
-            default :data:`PLAIN`, ``"<camera>/<prefix>/<n>"``.
+            ``sub`` (the sub-key, optional) and ``n`` (``<run>-<serial>``, the serial from 1);
+            default :data:`PLAIN`, ``"<camera>/<prefix>/<run>-<serial>"``. It must end with ``{n}``.
         per_sub: number each (camera, sub-key) pair apart instead of each camera.
+        run: the run id written before each serial; default :data:`RUN_ID`, this process's.
 
     Raises:
-        ValueError: ``template`` lacks ``{camera}`` or ``{n}``.
+        ValueError: ``template`` lacks ``{camera}`` or does not end with ``{n}``; ``run`` is not
+            10 characters of ``[0-9a-z]``.
     """
 
-    def __init__(self, prefix: str, *, template: str = PLAIN, per_sub: bool = False) -> None:
-        if "{camera}" not in template or "{n}" not in template:
-            raise ValueError(f"track-id template {template!r} needs {{camera}} and {{n}}")
+    def __init__(self, prefix: str, *, template: str = PLAIN, per_sub: bool = False, run: str | None = None) -> None:
+        if "{camera}" not in template or not template.endswith("{n}"):
+            raise ValueError(f"track-id template {template!r} needs {{camera}} and must end with {{n}}")
+        self.run = RUN_ID if run is None else run
+        if run_of(f"{self.run}-1") != self.run:
+            raise ValueError(f"run id {self.run!r} is not 10 characters of [0-9a-z]")
         self.prefix = prefix
         self.template = template
         self.per_sub = per_sub
         self._last: dict[Hashable, int] = {}
 
     def new(self, camera_id: str, sub: Hashable = None) -> str:
-        """The next track id of ``camera_id`` (and ``sub`` with ``per_sub``); never returned again."""
+        """The next track id of ``camera_id`` (and ``sub`` with ``per_sub``); never returned again, by any run."""
         counter = (camera_id, sub) if self.per_sub else camera_id
         n = self._last[counter] = self._last.get(counter, 0) + 1
-        return self.template.format(camera=camera_id, prefix=self.prefix, sub=sub, n=n)
+        return self.template.format(camera=camera_id, prefix=self.prefix, sub=sub, n=f"{self.run}-{n}")
 
 
 class EmissionSchedule:
@@ -103,16 +144,18 @@ class Episodes:
             included) before the episode is raised and gets its track id.
         template: track-id template (see :class:`TrackIds`), e.g. :data:`WITH_SUB`.
         ids_per_sub: number track ids per (camera, sub-key) instead of per camera.
+        run: the run id of the track ids (see :class:`TrackIds`); default this process's.
         release_slack_ns: nanoseconds of tolerance added to ``release_s`` (absorbs the
             rounding of frame times).
 
     Raises:
-        ValueError: ``template`` lacks ``{camera}`` or ``{n}``.
+        ValueError: as :class:`TrackIds`.
     """
 
     def __init__(self, prefix: str, repeat_s: float, release_s: float, *, min_duration_s: float = 0.0,
-                 template: str = PLAIN, ids_per_sub: bool = False, release_slack_ns: int = 0) -> None:
-        self.ids = TrackIds(prefix, template=template, per_sub=ids_per_sub)
+                 template: str = PLAIN, ids_per_sub: bool = False, release_slack_ns: int = 0,
+                 run: str | None = None) -> None:
+        self.ids = TrackIds(prefix, template=template, per_sub=ids_per_sub, run=run)
         self.schedule = EmissionSchedule(repeat_s)
         self.release_ns = release_s * 1e9 + release_slack_ns
         self.min_duration_s = min_duration_s

@@ -2,11 +2,14 @@
 
 Each plugin is one module holding an :class:`~vigie.detector.analytics.base.Analytic`
 subclass whose ``config_model`` is its pydantic settings (unknown keys rejected).
+A site adds its own analytics without changing Vigie through the environment variable
+:data:`PLUGINS_ENV`: ``kind=module:Class`` pairs separated by commas, read at import.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +33,28 @@ PLUGINS: dict[str, str] = {
     "colour_query": "vigie.detector.analytics.colour:ColourQuery",
 }
 
+
+#: Environment variable adding (or replacing) plugins: ``kind=module:Class[,kind=module:Class...]``.
+PLUGINS_ENV = "VIGIE_ANALYTICS_PLUGINS"
+
+
+def plugins_from(value: str) -> dict[str, str]:
+    """Parse a :data:`PLUGINS_ENV` value into kind -> ``"module:Class"``.
+
+    Raises:
+        ConfigError: an entry that is not ``kind=module:Class``.
+    """
+    extra = {}
+    for entry in filter(None, (e.strip() for e in value.split(","))):
+        kind, _, target = (part.strip() for part in entry.partition("="))
+        module_name, _, class_name = target.partition(":")
+        if not kind or not module_name or not class_name:
+            raise ConfigError(f"{PLUGINS_ENV}: {entry!r} is not kind=module:Class")
+        extra[kind] = target
+    return extra
+
+
+PLUGINS.update(plugins_from(os.environ.get(PLUGINS_ENV, "")))
 
 #: Kinds that act on what an operator draws or asks (zones, headings, a colour): they run where a
 #: camera's settings give them, never by default (a whole-frame "forbidden zone" means nothing).
