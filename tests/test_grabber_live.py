@@ -4,12 +4,13 @@ parts, credentials refused (HTTP 401/403, RTSP 401), a camera that stalls."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 
 import numpy as np
 import simplejpeg
 
-from tests.support.mjpeg_server import MjpegServer, RtspRefuser, part_index
+from tests.support.mjpeg_server import BytesServer, MjpegServer, RtspRefuser, part_index
 from vigie.core.cameras import CameraConfig
 from vigie.grabber.frames import CameraPipeline
 
@@ -141,3 +142,22 @@ async def test_rtsp_401_is_reported_unauthorised_with_a_slow_retry():
     assert stats.unauthorised and stats.reconnects == 0 and stats.backoff_s == 0.5
     assert "401 Unauthorized" in stats.last_error and SECRET not in stats.last_error
     assert server.requests >= 2
+
+
+async def test_http_stream_with_timestamps_going_backwards_is_timed_by_arrival(tmp_path):
+    """Defect: live sources trusted their timestamps. A stream over HTTP that is not MJPEG (here
+    MPEG-TS, decoded by FFmpeg) is timed by its PTS while they increase, and by arrival from
+    the first PTS that goes backwards (two segments both starting at PTS 0, back to back)."""
+    segment = tmp_path / "segment.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-t", "2",
+                    "-c:v", "mpeg2video", "-g", "5", "-f", "mpegts", str(segment)], check=True)
+    with BytesServer(segment.read_bytes() * 2, "video/mp2t") as server:  # sent at once: frames arrive in a burst
+        cam = camera(server.url(), reconnect={"initial_s": 30, "max_s": 30})  # one connection in this test
+        async with Consumer(CameraPipeline(cam)) as consumer:
+            stats = consumer.stats
+            await consumer.until(lambda: stats.reconnects >= 1, timeout=15)  # the body ended
+    assert stats.decoded + stats.corrupt >= 39 and stats.connects == 1  # (a frame may break at the splice)
+    assert stats.clock == "arrival"
+    # The first segment (2 s at 10 fps) sampled to 5 fps by its PTS, burst or not: 10 frames;
+    # the second one by arrival: its burst is a single instant, so about one frame.
+    assert 10 <= stats.sampled <= 12

@@ -5,6 +5,7 @@
   (401 without the right credentials), a forced status (403...), or a stall (headers,
   then nothing). Each good JPEG carries its index in the script as 12 black/white
   blocks along its top edge (:func:`part_index` reads it back from a decoded frame).
+* :class:`BytesServer`: one body (e.g. an MPEG-TS stream made with ffmpeg) at ``/video``.
 * :class:`RtspRefuser`: an RTSP server answering ``401 Unauthorized`` to every request,
   enough to see what an RTSP client does with refused credentials.
 
@@ -28,7 +29,7 @@ import numpy as np
 import simplejpeg
 from aiohttp import web
 
-__all__ = ["BAD_KINDS", "MjpegServer", "RtspRefuser", "part_index"]
+__all__ = ["BAD_KINDS", "BytesServer", "MjpegServer", "RtspRefuser", "part_index"]
 
 #: Kinds of parts in a script: "good" and "nolength" are whole JPEGs, the others are malformed
 #: ("garbage" is random bytes between two parts, not a part).
@@ -93,6 +94,16 @@ class _Threaded:
         if self._error is not None:
             raise self._error
         return self
+
+    async def _serve_video(self):  # noqa: ANN202
+        """An aiohttp server on a free port with ``self._video`` at ``/video``."""
+        app = web.Application()
+        app.router.add_get("/video", self._video)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        self.port = runner.addresses[0][1]
+        return runner.cleanup
 
     async def _shutdown(self) -> None:
         await self._closer()
@@ -201,15 +212,7 @@ class MjpegServer(_Threaded):
             await asyncio.sleep(3600)
         await response.write_eof()
 
-    async def _serve(self):  # noqa: ANN202
-        app = web.Application()
-        app.router.add_get("/video", self._video)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = runner.addresses[0][1]
-        return runner.cleanup
+    _serve = _Threaded._serve_video
 
 
 class RtspRefuser(_Threaded):
@@ -247,3 +250,28 @@ class RtspRefuser(_Threaded):
             await server.wait_closed()
 
         return close
+
+
+class BytesServer(_Threaded):
+    """Serves ``body`` with ``content_type`` at ``http://127.0.0.1:<port>/video`` (chunked,
+    64 KiB at a time), to every request; ``requests`` counts them."""
+
+    def __init__(self, body: bytes, content_type: str):
+        super().__init__()
+        self.body, self.content_type = body, content_type
+        self.requests = 0
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/video"
+
+    async def _video(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        response = web.StreamResponse(headers={"Content-Type": self.content_type})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for at in range(0, len(self.body), 1 << 16):
+                await response.write(self.body[at:at + (1 << 16)])
+            await response.write_eof()
+        return response
+
+    _serve = _Threaded._serve_video

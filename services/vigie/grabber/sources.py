@@ -47,6 +47,7 @@ _MAX_ERRORS_IN_A_ROW = 200  # consecutive corrupt packets before a stream is con
 #: FFmpeg's answers for credentials refused, over HTTP and RTSP alike (401, 403)
 _REFUSED = (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)
 _MISSING_PTS_IN_A_ROW = 3  # frames without a PTS before a live connection is timed by arrival
+_WARN_EVERY_S = 60.0  # malformed MJPEG parts: one warning at most this often, seconds
 
 
 _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<suffix>\.(?:tif|tiff|png|jpg|jpeg|bmp))$", re.IGNORECASE)
@@ -346,6 +347,7 @@ class HttpSource(AvSource):
 
         reader = PartReader(read, boundary)
         got, bad_in_a_row = False, 0
+        next_warning, warned = 0.0, stats.corrupt
         while True:
             try:
                 body = reader.next()
@@ -353,9 +355,10 @@ class HttpSource(AvSource):
                 stats.corrupt += 1
                 bad_in_a_row += 1
                 last_part = time.monotonic()
-                (log.warning if bad_in_a_row == 1 else log.debug)(
-                    "camera %s: malformed MJPEG part skipped: %s", cam.id, exc,
-                    extra={"camera": cam.id, "corrupt": stats.corrupt})
+                if last_part >= next_warning:  # at most one warning a minute, with the count
+                    log.warning("camera %s: malformed MJPEG part skipped: %s (%d skipped since the last warning)",
+                                cam.id, exc, stats.corrupt - warned, extra={"camera": cam.id, "corrupt": stats.corrupt})
+                    next_warning, warned = last_part + _WARN_EVERY_S, stats.corrupt
                 if bad_in_a_row >= _MAX_ERRORS_IN_A_ROW:
                     return f"{bad_in_a_row} malformed parts in a row (last: {exc})"
                 continue
