@@ -60,8 +60,8 @@ class Consumer:
 
 
 def camera(url: str, **kw) -> CameraConfig:
-    return CameraConfig(id="rtsp-cam", source=url, fps=5, timeout_s=2,
-                        reconnect={"initial_s": 0.2, "max_s": 1.0, "jitter": 0.1}, **kw)
+    reconnect = {"initial_s": 0.2, "max_s": 1.0, "jitter": 0.1, **kw.pop("reconnect", {})}
+    return CameraConfig(id="rtsp-cam", source=url, fps=5, timeout_s=2, reconnect=reconnect, **kw)
 
 
 async def test_rtsp_frames_then_reconnect_after_server_restart():
@@ -112,3 +112,25 @@ async def test_rtsp_stalled_server_is_detected_by_the_read_timeout():
             await consumer.until(lambda: stats.connects >= 2 and stats.connected, timeout=15)
         finally:
             await consumer.close()
+
+
+async def test_rtsp_with_credentials_streams_and_wrong_ones_are_unauthorised():
+    """Defect: an RTSP camera refusing the credentials (401) was retried as if it were down; it is
+    now 'unauthorised' with a slow retry and no password in its error, while the right
+    credentials stream (timed by the stream's PTS)."""
+    secret = "Rtsp-S3cret"
+    with rtsp.RtspServer(CLIP, auth=f"viewer:{secret}") as server:
+        right = Consumer(CameraPipeline(camera(server.url_as("viewer", secret))))
+        wrong = Consumer(CameraPipeline(camera(server.url_as("viewer", "not-" + secret),
+                                               reconnect={"unauthorised_s": 0.5, "jitter": 0})))
+        try:
+            await right.until(lambda: len(right.frames) >= 5, timeout=20)
+            await wrong.until(lambda: wrong.pipeline.stats.auth_failures >= 2, timeout=10)
+        finally:
+            await right.close()
+            await wrong.close()
+    stats = wrong.pipeline.stats
+    assert stats.unauthorised and stats.reconnects == 0 and stats.connects == 0 and stats.backoff_s == 0.5
+    assert "unauthorised" in stats.last_error and "401" in stats.last_error and secret not in stats.last_error
+    assert right.pipeline.stats.clock == "pts" and not right.pipeline.stats.unauthorised
+    assert np.all(np.diff([f.pts for f in right.frames]) > 0.15)  # ~5 fps by PTS

@@ -2,9 +2,10 @@
 
 Server (run with Debian's ``/usr/bin/python3``, which has python3-gi)::
 
-    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 --name cam [--repeat 20] clip.avi
+    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 --name cam [--repeat 20] [--auth user:pw] clip.avi
 
-serves ``rtsp://127.0.0.1:8554/cam`` and prints ``READY`` once listening. The media
+serves ``rtsp://127.0.0.1:8554/cam`` and prints ``READY`` once listening (with ``--auth``,
+only to clients authenticated with Basic authentication as ``user:pw``: others get 401). The media
 is H.264: a non-H.264 input is transcoded once with ffmpeg (libx264, a keyframe every
 0.5 s) into a cache directory; ``--repeat N`` plays it N times back to back
 (remuxed once with ``-stream_loop``, timestamps continuous). Each client gets its
@@ -79,7 +80,7 @@ def prepare_media(path: str, repeat: int = 1) -> Path:
     return out
 
 
-def serve(media: Path, port: int, name: str) -> int:
+def serve(media: Path, port: int, name: str, auth: str | None = None) -> int:
     import gi
 
     gi.require_version("Gst", "1.0")
@@ -96,6 +97,16 @@ def serve(media: Path, port: int, name: str) -> int:
         f"! rtph264pay name=pay0 pt=96 config-interval=1 )"
     )
     factory.set_shared(False)
+    if auth:
+        user, _, password = auth.partition(":")
+        token = GstRtspServer.RTSPToken.new()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+        checker = GstRtspServer.RTSPAuth()
+        checker.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        server.set_auth(checker)
+        factory.add_role_from_structure(Gst.Structure.from_string(
+            f"viewer, {GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS}=(boolean)true, "
+            f"{GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT}=(boolean)true")[0])
     server.get_mount_points().add_factory(f"/{name}", factory)
     if server.attach(None) == 0:
         print(f"ERROR cannot listen on 127.0.0.1:{port}", flush=True)
@@ -114,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--name", default="cam", help="mount point: rtsp://127.0.0.1:PORT/NAME")
     ap.add_argument("--repeat", type=int, default=1, help="play the clip N times back to back")
+    ap.add_argument("--auth", help="user:password required (Basic authentication)")
     args = ap.parse_args(argv)
-    return serve(prepare_media(args.media, max(1, args.repeat)), args.port, args.name)
+    return serve(prepare_media(args.media, max(1, args.repeat)), args.port, args.name, args.auth)
 
 
 # --------------------------------------------------------------------------- test side
@@ -145,17 +157,18 @@ def free_port() -> int:
 class RtspServer:
     """Runs this file as a subprocess serving ``media`` at :attr:`url`.
 
-    ``start()`` waits for READY (``startup_timeout`` seconds, the first run may
+    ``auth``: ``user:password`` required of clients (Basic). ``start()`` waits for READY (``startup_timeout`` seconds, the first run may
     transcode); ``kill()`` SIGKILLs it, ``stop()`` SIGTERMs it; ``start()`` again
     reuses the same port. Also a context manager (start on enter, stop on exit).
     """
 
     def __init__(self, media: str | os.PathLike[str], *, port: int | None = None, name: str = "cam",
-                 repeat: int = 1, startup_timeout: float = 90.0):
+                 repeat: int = 1, auth: str | None = None, startup_timeout: float = 90.0):
         self.media = str(media)
         self.port = port or free_port()
         self.name = name
         self.repeat = repeat
+        self.auth = auth
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
@@ -164,11 +177,15 @@ class RtspServer:
     def url(self) -> str:
         return f"rtsp://127.0.0.1:{self.port}/{self.name}"
 
+    def url_as(self, user: str, password: str) -> str:
+        """:attr:`url` with credentials."""
+        return f"rtsp://{user}:{password}@127.0.0.1:{self.port}/{self.name}"
+
     def start(self) -> "RtspServer":
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("RTSP server already running")
         cmd = [SYSTEM_PYTHON, os.path.abspath(__file__), self.media, "--port", str(self.port),
-               "--name", self.name, "--repeat", str(self.repeat)]
+               "--name", self.name, "--repeat", str(self.repeat)] + (["--auth", self.auth] if self.auth else [])
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines: queue.Queue[str | None] = queue.Queue()
 

@@ -161,6 +161,11 @@ class ReconnectConfig(BaseModel):
     max_s: float = Field(30.0, gt=0, le=3600, description="delay cap, seconds")
     factor: float = Field(2.0, ge=1, le=10, description="delay multiplier per failed attempt")
     jitter: float = Field(0.2, ge=0, le=1, description="relative random spread of each delay (0.2: +-20 %)")
+    unauthorised_s: float = Field(
+        60.0, ge=0.5, le=3600,
+        description="delay between attempts while the camera refuses the credentials (401/403), seconds "
+        "(the same jitter applies); the camera is reported 'unauthorised' meanwhile",
+    )
 
     @model_validator(mode="after")
     def check_max_not_below_initial(self) -> "ReconnectConfig":

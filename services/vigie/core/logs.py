@@ -1,7 +1,8 @@
 """Structured logs: one JSON object per line on stderr, with the service name.
 
 Fields passed with ``extra={...}`` are added to the object. The environment and
-secrets are never logged.
+secrets are never logged: every line goes through :func:`vigie.core.secrets.redact`
+(passwords in camera URLs), whatever the message, its fields or its traceback hold.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import logging
 import sys
 import time
+
+from vigie.core.secrets import redact
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -32,7 +35,7 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return redact(json.dumps(entry, default=str))
 
 
 def logging_config(service: str, level: str = "INFO") -> dict:

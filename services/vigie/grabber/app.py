@@ -10,7 +10,9 @@ Stages, in order (:meth:`GrabberService.run`), one pipeline per camera:
 
 Each camera runs in its own task: a camera that fails (missing file, unreachable
 RTSP server, corrupt stream) is reported in ``/healthz`` and the metrics, and never
-stops the others. Live sources reconnect with capped exponential back-off.
+stops the others. Live sources reconnect with capped exponential back-off
+("reconnecting"), or slowly when they refuse the credentials ("unauthorised").
+Passwords in camera URLs never appear in ``/healthz``, the logs or the metrics.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from vigie.core.kafka import make_producer
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.cameras import CameraConfig, load_cameras
+from vigie.core.secrets import redact
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline, CapturedFrame
 
@@ -47,10 +50,13 @@ class GrabberSettings(StrictModel):
 
 @dataclass(slots=True)
 class CameraStatus:
-    """What ``/healthz`` says of one camera: ``state`` is starting, streaming, reconnecting, ended or failed.
+    """What ``/healthz`` says of one camera: ``state`` is starting, streaming, reconnecting,
+    unauthorised (401/403: credentials refused, retried every ``reconnect.unauthorised_s``),
+    ended or failed.
 
     ``error``: why it failed, or ended without a frame (also its ``last_error``); while
-    reconnecting, ``/healthz`` shows the error it retries after. Empty once it streams.
+    reconnecting or unauthorised, ``/healthz`` shows the error it retries after. Empty once
+    it streams. Passwords of URLs are redacted.
     """
 
     state: str = "starting"
@@ -74,6 +80,9 @@ class GrabberService(Service):
                                      ["camera", "stage"], registry=self.registry)
         self.camera_up = Gauge("vigie_grabber_camera_up", "1 while the camera streams", ["camera"],
                                registry=self.registry)
+        self.camera_refusals = Counter(
+            "vigie_grabber_source_failures", "Failed attempts of live sources by reason: unauthorised "
+            "(401/403), stalled (no frame within timeout_s)", ["camera", "reason"], registry=self.registry)
         self.cameras: list[CameraConfig] = []
         self.status: dict[str, CameraStatus] = {}
         self._producer = None
@@ -126,6 +135,12 @@ class GrabberService(Service):
                     if stage == "reconnects":
                         self.metrics.errors("source").inc(value - seen)
                     status.counted[stage] = value
+            for stage, reason in (("auth_failures", "unauthorised"), ("stalls", "stalled")):
+                value, seen = getattr(stats, stage), status.counted.get(stage, 0)
+                if value > seen:
+                    self.camera_refusals.labels(camera_id, reason).inc(value - seen)
+                    self.metrics.errors(reason).inc(value - seen)
+                    status.counted[stage] = value
 
     async def _camera(self, camera: CameraConfig) -> None:
         status = self.status[camera.id]
@@ -151,12 +166,12 @@ class GrabberService(Service):
             else:
                 log.info("camera %s: stream ended", camera.id, extra={"camera": camera.id, **stats.snapshot()})
         except SourceError as exc:
-            status.state, status.error = "failed", str(exc)
+            status.state, status.error = "failed", redact(str(exc))
             pipeline.stats.last_error = status.error
             self.metrics.errors("source").inc()
             log.error("%s", exc, extra={"camera": camera.id})
         except Exception as exc:  # noqa: BLE001 - one camera's bug must not stop the others
-            status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"
+            status.state, status.error = "failed", redact(f"{type(exc).__name__}: {exc}")
             pipeline.stats.last_error = status.error
             self.metrics.errors("camera_crash").inc()
             log.exception("camera %s crashed", camera.id)
@@ -202,8 +217,11 @@ class GrabberService(Service):
             stats = status.pipeline.stats.snapshot() if status.pipeline is not None else status.stats
             state = status.state
             error = status.error
-            if state in ("starting", "streaming") and stats.get("failures", 0) > 0 and not stats.get("connected"):
-                state, error = "reconnecting", str(stats.get("last_error", ""))  # what it is retrying after
+            if state in ("starting", "streaming") and stats.get("unauthorised"):
+                state, error = "unauthorised", str(stats.get("last_error", ""))
+            elif state in ("starting", "streaming") and stats.get("failures", 0) > 0:
+                # no frame since the last failure (connected or not): say what it is retrying after
+                state, error = "reconnecting", str(stats.get("last_error", ""))
             cameras[camera_id] = {"state": state, "published": status.published,
                                   "last_capture_ns": status.last_capture_ns, **stats, "error": error}
         return {"cameras": cameras}

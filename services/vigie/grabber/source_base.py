@@ -7,6 +7,15 @@ frames to the event loop through an ``asyncio.Queue``:
 * files and synthetic scenes: bounded by a semaphore (back-pressure, no frame lost);
 * live sources (rtsp, http): bounded, the oldest frame is dropped when the consumer
   lags (``stats.dropped``), so a slow consumer never stalls the camera connection.
+
+Clocks: files and synthetic scenes are timed by their PTS. Live sources whose
+timestamps cannot be trusted are timed by arrival (:meth:`FrameSource._arrival`,
+monotonic seconds since the source started): MJPEG over HTTP always, RTSP when its
+PTS are missing or go backwards (``stats.clock`` says which).
+
+Failures of live sources: :meth:`FrameSource._retry_later` (capped exponential
+back-off, state "reconnecting") and :meth:`FrameSource._unauthorised_later`
+(credentials refused: a slow, fixed retry every ``reconnect.unauthorised_s``).
 """
 
 from __future__ import annotations
@@ -22,7 +31,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+import av
+
 from vigie.core.cameras import CameraConfig, ReconnectConfig
+from vigie.core.secrets import redact, redact_url
 from .errors import SourceError
 
 __all__ = ["Backoff", "FrameSource", "SourceFrame", "SourceStats"]
@@ -48,7 +60,11 @@ class SourceStats:
     reconnects: int = 0  # reconnection attempts scheduled (live sources)
     failures: int = 0  # failed attempts since the last stream that gave frames
     backoff_s: float = 0.0  # last back-off delay, seconds
-    last_error: str = ""
+    auth_failures: int = 0  # attempts refused with 401/403 (credentials)
+    unauthorised: bool = False  # the last attempt was refused with 401/403
+    stalls: int = 0  # connections dropped because no frame came within timeout_s
+    clock: str = "pts"  # timeline of the frames: 'pts' (stream timestamps) or 'arrival' (wall clock)
+    last_error: str = ""  # passwords of URLs redacted
     connected: bool = False
 
     def snapshot(self) -> dict[str, object]:
@@ -96,16 +112,20 @@ class Backoff:
         c = self.cfg
         base = min(c.max_s, c.initial_s * c.factor ** min(self.attempt, 64))
         self.attempt += 1
-        return min(c.max_s, max(0.0, base * self._rng.uniform(1 - c.jitter, 1 + c.jitter)))
+        return min(c.max_s, self.spread(base))
+
+    def spread(self, seconds: float) -> float:
+        """``seconds`` spread by +-``jitter`` (relative), never negative."""
+        return max(0.0, seconds * self._rng.uniform(1 - self.cfg.jitter, 1 + self.cfg.jitter))
 
 
 def _reason(exc: BaseException) -> str:
-    """A short message for an av/OS error (its strerror without the repeated URL)."""
+    """A short message for an av/OS error (its strerror without the repeated URL), passwords redacted."""
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     errno = getattr(exc, "errno", None)
     if isinstance(errno, int) and 0 < errno < 4096:  # a POSIX errno, not an FFmpeg tag
-        return f"{text} ({type(exc).__name__}, errno {errno})"
-    return f"{text} ({type(exc).__name__})"
+        return redact(f"{text} ({type(exc).__name__}, errno {errno})")
+    return redact(f"{text} ({type(exc).__name__})")
 
 
 class _Stopped(Exception):
@@ -147,6 +167,9 @@ class FrameSource:
         self._thread: threading.Thread | None = None
         self._pace_anchor: tuple[float, float] | None = None  # (monotonic s, pts s)
         self._pace_last = 0.0
+        self._started = time.monotonic()
+        #: the camera's source for messages: passwords replaced by ``***``
+        self.safe_url = redact_url(camera.source)
 
     # -- consumer side (event loop) ---------------------------------------------
     def check(self) -> None:
@@ -209,11 +232,50 @@ class FrameSource:
             error = exc
         except Exception as exc:  # noqa: BLE001 - reported to the consumer
             log.exception("camera %s: decode thread failed", self.camera.id)
-            error = SourceError(self.camera.id, f"unexpected error: {exc!r}")
+            error = SourceError(self.camera.id, redact(f"unexpected error: {exc!r}"))
         finally:
             self.stats.connected = False
             with contextlib.suppress(RuntimeError):  # event loop already closed
                 self._loop.call_soon_threadsafe(self._deliver, _End(error))
+
+    def _arrival(self) -> float:
+        """Arrival time of a frame: monotonic seconds since this source was made (a
+        timeline that only moves forward, across reconnections)."""
+        return time.monotonic() - self._started
+
+    def _retry_later(self, backoff: Backoff, reason: str) -> None:
+        """Count a failed attempt of a live source (``reason`` without the password) and wait
+        the next back-off delay. Raises ``_Stopped`` when the source is closed meanwhile."""
+        self._check_stop()
+        delay = backoff.next()
+        st = self.stats
+        st.reconnects += 1
+        st.failures += 1
+        st.backoff_s = delay
+        st.unauthorised = False
+        st.last_error = redact(f"camera {self.camera.id}: {reason}")
+        log.warning("camera %s: %s; reconnect attempt %d in %.2f s", self.camera.id, redact(reason),
+                    backoff.attempt, delay)
+        self._wait(delay)
+
+    def _unauthorised_later(self, backoff: Backoff, reason: str) -> None:
+        """The camera refused the credentials (401/403): report it, count it, and wait
+        ``reconnect.unauthorised_s`` (jittered) before the next attempt instead of the
+        back-off: new credentials need a person, hammering the camera may lock the account."""
+        self._check_stop()
+        delay = backoff.spread(self.camera.reconnect.unauthorised_s)
+        st = self.stats
+        first = not st.unauthorised
+        st.auth_failures += 1
+        st.failures += 1
+        st.backoff_s = delay
+        st.unauthorised = True
+        st.last_error = redact(f"camera {self.camera.id}: unauthorised: {reason}; check the user and password "
+                               f"of its source; next attempt in {delay:.0f} s")
+        (log.error if first else log.warning)(
+            "camera %s: unauthorised (%s) at %s; attempt %d, next in %.0f s", self.camera.id, redact(reason),
+            self.safe_url, st.auth_failures, delay)
+        self._wait(delay)
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
@@ -252,3 +314,12 @@ class FrameSource:
         if self.width is None or src_w <= self.width:
             return src_w, src_h
         return self.width, max(1, round(src_h * self.width / src_w))
+
+    def _emit_rgb(self, pts: float, image: np.ndarray, src_size: tuple[int, int]) -> None:
+        """Emit an (H, W, 3) uint8 RGB image decoded at any size >= the output size, resized
+        to :meth:`_out_size` of ``src_size`` (area averaging) when it differs."""
+        dw, dh = self._out_size(*src_size)
+        if image.shape[1] != dw or image.shape[0] != dh:
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            image = frame.reformat(width=dw, height=dh, interpolation="AREA").to_ndarray()
+        self._emit(pts, image, src_size)

@@ -12,20 +12,25 @@ not kept cost only their decode.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import re
 import time
+import urllib.error
 from collections.abc import Callable
 
 import av
+import simplejpeg
 
 from vigie.core.cameras import CameraConfig
 from .errors import SourceError
+from .mjpeg import MalformedPart, PartReader, open_http
 from .source_base import Backoff, FrameSource, SourceFrame, SourceStats, _reason
 from .synthetic import SyntheticScene, parse_synthetic_url
 
-__all__ = ["AvSource", "Backoff", "FrameSource", "SourceFrame", "SourceStats", "SyntheticSource", "open_source"]
+__all__ = ["AvSource", "Backoff", "FrameSource", "HttpSource", "SourceFrame", "SourceStats", "SyntheticSource",
+           "open_source"]
 
 log = logging.getLogger("vigie.grabber.sources")
 
@@ -39,6 +44,10 @@ def _ffmpeg_major() -> int:
 
 _FFMPEG_MAJOR = _ffmpeg_major()
 _MAX_ERRORS_IN_A_ROW = 200  # consecutive corrupt packets before a stream is considered broken
+#: FFmpeg's answers for credentials refused, over HTTP and RTSP alike (401, 403)
+_REFUSED = (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)
+_MISSING_PTS_IN_A_ROW = 3  # frames without a PTS before a live connection is timed by arrival
+_WARN_EVERY_S = 60.0  # malformed MJPEG parts: one warning at most this often, seconds
 
 
 _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<suffix>\.(?:tif|tiff|png|jpg|jpeg|bmp))$", re.IGNORECASE)
@@ -57,6 +66,46 @@ def image_sequence(camera_id: str, folder: str) -> tuple[str, int]:
     width = f"%0{len(digits)}d" if digits.startswith("0") else "%d"
     pattern = first["prefix"].replace("%", "%%") + width + first["suffix"]
     return os.path.join(folder, pattern), int(digits)
+
+
+class _LiveClock:
+    """Timeline of one connection of a live stream decoded by FFmpeg, in seconds.
+
+    Its PTS while they increase; a frame now and then without a PTS (FFmpeg's RTSP
+    client gives none to the first frame of a session) is placed one ``frame_dur``
+    after the previous. From the first PTS not after the previous one, or from
+    :data:`_MISSING_PTS_IN_A_ROW` frames in a row without one, the connection is timed
+    by arrival instead (``stats.clock`` says which; logged once per connection).
+    """
+
+    def __init__(self, source: FrameSource, frame_dur: float):
+        self.source = source
+        self.frame_dur = frame_dur
+        self.by_arrival = False
+        self.previous: float | None = None
+        self.missing = 0
+        source.stats.clock = "pts"
+
+    def time(self, pts: float | None) -> float:
+        if self.by_arrival:
+            return self.source._arrival()
+        if pts is None:
+            self.missing += 1
+            if self.missing < _MISSING_PTS_IN_A_ROW:
+                self.previous = 0.0 if self.previous is None else self.previous + self.frame_dur
+                return self.previous
+            why = f"are missing ({self.missing} frames in a row)"
+        elif self.previous is not None and pts <= self.previous:
+            why = f"go backwards ({pts:.3f} s after {self.previous:.3f} s)"
+        else:
+            self.missing = 0
+            self.previous = pts
+            return pts
+        self.by_arrival = True
+        self.source.stats.clock = "arrival"
+        log.warning("camera %s: the stream's timestamps %s: its frames are timed by arrival until it reconnects",
+                    self.source.camera.id, why)
+        return self.source._arrival()
 
 
 class AvSource(FrameSource):
@@ -112,14 +161,18 @@ class AvSource(FrameSource):
                     raise SourceError(cam.id, f"cannot open file {self.url}: {_reason(exc)}") from None
                 elapsed = time.monotonic() - started
                 why = _reason(exc)
+                if isinstance(exc, _REFUSED):
+                    self._unauthorised_later(backoff, why)
+                    continue
                 if elapsed >= 0.9 * cam.timeout_s:
                     why = f"no answer within {elapsed:.1f} s (timeout_s={cam.timeout_s:g}; {why})"
-                self._retry_later(backoff, f"cannot open {self.url}: {why}")
+                self._retry_later(backoff, f"cannot open {self.safe_url}: {why}")
                 continue
             stats.connects += 1
             stats.connected = True
+            stats.unauthorised = False
             if self.live:
-                log.info("camera %s: connected to %s", cam.id, self.url)
+                log.info("camera %s: connected to %s", cam.id, self.safe_url)
             try:
                 got, last_pts, frame_dur, error = self._decode(container, offset, backoff)
             finally:
@@ -134,17 +187,6 @@ class AvSource(FrameSource):
                 offset = last_pts + frame_dur
                 continue
             return
-
-    def _retry_later(self, backoff: Backoff, reason: str) -> None:
-        self._check_stop()
-        delay = backoff.next()
-        st = self.stats
-        st.reconnects += 1
-        st.failures += 1
-        st.backoff_s = delay
-        st.last_error = f"camera {self.camera.id}: {reason}"
-        log.warning("camera %s: %s; reconnect attempt %d in %.2f s", self.camera.id, reason, backoff.attempt, delay)
-        self._wait(delay)
 
     def _packets(self, container, stream, result: dict):
         """Demux ``stream``, skipping corrupt data; sets result['error'] on a read error."""
@@ -180,6 +222,7 @@ class AvSource(FrameSource):
         rate = stream.average_rate or stream.guessed_rate
         frame_dur = float(1 / rate) if rate else 0.04
         stats, select = self.stats, self.select
+        clock = _LiveClock(self, frame_dur)
         result: dict[str, str] = {}
         got, last_pts, bad_in_a_row = False, None, 0
         for packet in self._packets(container, stream, result):
@@ -203,13 +246,16 @@ class AvSource(FrameSource):
                     stats.corrupt += 1
                     continue
                 t = frame.time
-                if t is None:
-                    t = (last_pts - offset + frame_dur) if last_pts is not None else 0.0
-                pts = t + offset
-                if not self.live and last_pts is not None and pts <= last_pts:
-                    # Some files (AVI without real PTS) time frames by packet order, out of
-                    # presentation order: a file's clock only moves forward, a frame at a time.
-                    pts = last_pts + frame_dur
+                if self.live:
+                    pts = clock.time(t)
+                else:
+                    if t is None:
+                        t = (last_pts - offset + frame_dur) if last_pts is not None else 0.0
+                    pts = t + offset
+                    if last_pts is not None and pts <= last_pts:
+                        # Some files (AVI without real PTS) time frames by packet order, out of
+                        # presentation order: a file's clock only moves forward, a frame at a time.
+                        pts = last_pts + frame_dur
                 if not got:
                     got = True
                     backoff.reset()
@@ -225,6 +271,124 @@ class AvSource(FrameSource):
                     frame = frame.reformat(width=dw, height=dh, interpolation="AREA")
                 self._emit(pts, frame.to_ndarray(format="rgb24"), (sw, sh))
         return got, (last_pts if last_pts is not None else offset), frame_dur, result.get("error")
+
+
+class _Stalled(Exception):
+    """No part came within the camera's timeout_s."""
+
+
+class HttpSource(AvSource):
+    """An http(s) camera. MJPEG (``multipart/x-mixed-replace``) is read part by part
+    here (:class:`~.mjpeg.PartReader`), its frames timed by arrival: the JPEG parts
+    carry no timestamp, and FFmpeg's mpjpeg demuxer invents some that sample a 5 fps
+    camera at about 1 fps. A malformed part is counted (``stats.corrupt``) and skipped
+    on the same connection. A stream of another type (MPEG-TS, FLV... over HTTP) is
+    handed to FFmpeg as :class:`AvSource` does, for good.
+
+    401/403 give the ``unauthorised`` state with a slow retry; no part within
+    ``timeout_s`` (a stalled camera) drops the connection and reconnects with back-off.
+    Only the parts kept by ``select`` are decoded (libjpeg-turbo, DCT-scaled towards
+    the output width, then area-resized).
+    """
+
+    def _produce(self) -> None:
+        cam, stats = self.camera, self.stats
+        backoff = Backoff(cam.reconnect)
+        while True:
+            self._check_stop()
+            started = time.monotonic()
+            try:
+                response = open_http(self.url, cam.timeout_s)
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                what = f"HTTP {exc.code} {exc.reason}"
+                if exc.code in (401, 403):
+                    self._unauthorised_later(backoff, what)
+                else:
+                    self._retry_later(backoff, f"cannot open {self.safe_url}: {what}")
+                continue
+            except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
+                why = _reason(getattr(exc, "reason", None) if isinstance(exc, urllib.error.URLError)
+                              and isinstance(exc.reason, BaseException) else exc)
+                if time.monotonic() - started >= 0.9 * cam.timeout_s:
+                    why = f"no answer within {time.monotonic() - started:.1f} s (timeout_s={cam.timeout_s:g}; {why})"
+                self._retry_later(backoff, f"cannot open {self.safe_url}: {why}")
+                continue
+            with response:
+                ctype = response.headers.get_content_type()
+                boundary = response.headers.get_param("boundary")
+                if ctype != "multipart/x-mixed-replace" or not boundary:
+                    break
+                stats.connects += 1
+                stats.connected, stats.unauthorised, stats.clock = True, False, "arrival"
+                log.info("camera %s: connected to %s (MJPEG)", cam.id, self.safe_url)
+                try:
+                    error = self._read_parts(response, str(boundary), backoff)
+                finally:
+                    stats.connected = False
+            self._retry_later(backoff, error)
+        log.info("camera %s: %s serves %s, not MJPEG: decoded by FFmpeg", cam.id, self.safe_url, ctype)
+        super()._produce()
+
+    def _read_parts(self, response: http.client.HTTPResponse, boundary: str, backoff: Backoff) -> str:
+        """Emit the parts of one connection until it fails; returns why it ended."""
+        cam, stats, select = self.camera, self.stats, self.select
+        timeout = cam.timeout_s
+        last_part = time.monotonic()
+
+        def read() -> bytes:
+            self._check_stop()
+            if time.monotonic() - last_part > timeout:
+                raise _Stalled
+            try:
+                return response.read1(1 << 16)
+            except TimeoutError:
+                raise _Stalled from None
+
+        reader = PartReader(read, boundary)
+        got, bad_in_a_row = False, 0
+        next_warning, warned = 0.0, stats.corrupt
+        while True:
+            try:
+                body = reader.next()
+            except MalformedPart as exc:
+                stats.corrupt += 1
+                bad_in_a_row += 1
+                last_part = time.monotonic()
+                if last_part >= next_warning:  # at most one warning a minute, with the count
+                    log.warning("camera %s: malformed MJPEG part skipped: %s (%d skipped since the last warning)",
+                                cam.id, exc, stats.corrupt - warned, extra={"camera": cam.id, "corrupt": stats.corrupt})
+                    next_warning, warned = last_part + _WARN_EVERY_S, stats.corrupt
+                if bad_in_a_row >= _MAX_ERRORS_IN_A_ROW:
+                    return f"{bad_in_a_row} malformed parts in a row (last: {exc})"
+                continue
+            except _Stalled:
+                stats.stalls += 1
+                return (f"stalled: no part for {time.monotonic() - last_part:.1f} s "
+                        f"(timeout_s={timeout:g}) on {self.safe_url}")
+            except EOFError:
+                return "stream ended"
+            except (OSError, http.client.HTTPException) as exc:
+                return f"read error on {self.safe_url}: {_reason(exc)}"
+            t = self._arrival()
+            last_part = time.monotonic()
+            bad_in_a_row = 0
+            stats.decoded += 1
+            if select is not None and not select(t):
+                continue
+            try:
+                height, width = simplejpeg.decode_jpeg_header(body)[:2]
+                out_w, out_h = self._out_size(width, height)
+                image = simplejpeg.decode_jpeg(body, colorspace="RGB", min_width=out_w, min_height=out_h)
+            except ValueError as exc:  # libjpeg-turbo: corrupt data (strict)
+                stats.corrupt += 1
+                log.debug("camera %s: undecodable JPEG part skipped: %s", cam.id, exc)
+                continue
+            if not got:
+                got = True
+                backoff.reset()
+                stats.failures = 0
+            self._emit_rgb(t, image, (width, height))
 
 
 class SyntheticSource(FrameSource):
@@ -266,4 +430,6 @@ def open_source(camera: CameraConfig, *, select: Callable[[float], bool] | None 
     kwargs = dict(select=select, width=width, as_fast_as_possible=as_fast_as_possible, stats=stats)
     if camera.kind == "synthetic":
         return SyntheticSource(camera, **kwargs)
+    if camera.kind == "http":
+        return HttpSource(camera, **kwargs)
     return AvSource(camera, **kwargs)
