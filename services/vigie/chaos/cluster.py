@@ -60,8 +60,12 @@ class PrivateBroker:
             raise RuntimeError(f"kafka.sh {action} failed ({done.returncode}):\n{done.stderr[-3000:]}")
 
     def start(self) -> None:
-        """Start it and return once it answers metadata requests."""
-        self._run("start")
+        """Start it and return once it answers metadata requests (a second try after a failed first one:
+        on a loaded machine the JVM may take over the script's minute to answer)."""
+        try:
+            self._run("start")
+        except RuntimeError:
+            self._run("start")
 
     def stop(self) -> None:
         """A clean shutdown (SIGTERM, waits for the JVM to exit)."""

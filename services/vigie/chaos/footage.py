@@ -24,7 +24,7 @@ from vigie.chaos.cluster import PrivateBroker, ServiceProcess, health
 from vigie.chaos.events import read_incidents, tally
 from vigie.chaos.scenarios import ChaosPlan, Outcome
 from vigie.core.kafka import apply_topics
-from vigie.core.topics import Topics
+from vigie.core.topics import CAMERA_PARTITIONS, Topics
 from vigie.contracts.v1 import Incident
 
 FOOTAGE_FAULTS = ("detector-kill", "detector-join-leave")
@@ -52,6 +52,12 @@ def _camera_event(cameras: int):  # noqa: ANN202
 async def _frames_done(detector: ServiceProcess) -> int:
     answer = await asyncio.to_thread(health, detector.port)
     return int(answer[1].get("frames", 0)) if answer else 0
+
+
+async def _partitions(detector: ServiceProcess) -> list:
+    """The frames partitions the detector owns, by its /healthz (empty while it does not answer)."""
+    answer = await asyncio.to_thread(health, detector.port)
+    return list(answer[1].get("partitions", [])) if answer and answer[1].get("state") == "running" else []
 
 
 async def run_footage_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir: Path, clip: Path,
@@ -90,11 +96,12 @@ async def run_footage_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, 
                 raise RuntimeError(f"detector-1 exited before the fault:\n{first.tail()}")
             await asyncio.sleep(0.1)
         fault_at = time.time()
-        if fault == "detector-kill":  # recovery: until the new process analyses frames again
+        # recovery: until one detector owns every frames partition again
+        if fault == "detector-kill":
             await asyncio.to_thread(first.kill)
             first.start()
             worker = first
-        else:  # recovery: from the first one's leaving until the second analyses frames
+        else:  # from the first one's leaving
             second.start()
             started.append(second)
             await asyncio.to_thread(second.wait_ready)
@@ -102,8 +109,7 @@ async def run_footage_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, 
             fault_at = time.time()
             await asyncio.to_thread(first.terminate)
             worker = second
-        base = await _frames_done(worker)
-        while await _frames_done(worker) <= base and time.time() - fault_at < plan.timeout_s:
+        while len(await _partitions(worker)) < CAMERA_PARTITIONS and time.time() - fault_at < plan.timeout_s:
             await asyncio.sleep(0.1)
         recovered = time.time() - fault_at
         incidents, _ = await read_incidents(
