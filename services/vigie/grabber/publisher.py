@@ -273,14 +273,15 @@ class FramePublisher:
         self._on_published(camera_id, item.capture_ns)
 
     async def flush(self, timeout_s: float = 15.0) -> None:
-        """Wait up to ``timeout_s`` seconds for the acknowledgements of the frames in flight."""
+        """Wait up to ``timeout_s`` seconds for the acknowledgements of the frames in flight
+        (2 s at most while the broker does not answer: they would not come)."""
         if self._pending:
-            await asyncio.wait(list(self._pending), timeout=timeout_s)
+            await asyncio.wait(list(self._pending), timeout=min(timeout_s, 2.0) if self.trouble else timeout_s)
 
     async def close(self) -> None:
-        """Flush, then stop the producer (safe to call twice)."""
+        """Flush, then stop the producer (safe to call twice). Bounded: a few seconds while the broker is away."""
         producer, self._producer = self._producer, None
         if producer is not None:
             await self.flush()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), 15.0)
+                await asyncio.wait_for(producer.stop(), 3.0 if self.trouble else 15.0)
