@@ -45,7 +45,8 @@ def service(kafka: KafkaSettings, name: str, *args: str, port: int | None = None
             ready_timeout_s: float = 60.0):
     """Run ``vigie <name> <args>`` in this test's namespace until the block ends, then SIGTERM it.
 
-    Yields ``(process, port)``; waits until /healthz says running. On exit asserts nothing:
+    Yields ``(process, port)``; waits until /healthz says the service is ready (running, or degraded:
+    running with part of its work failing, e.g. a dead camera). On exit asserts nothing:
     callers check ``process.returncode`` (0 means a clean drain).
     """
     port = port or free_port()
@@ -57,7 +58,7 @@ def service(kafka: KafkaSettings, name: str, *args: str, port: int | None = None
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             deadline = time.monotonic() + ready_timeout_s
-            while (h := health(port)) is None or h.get("state") != "running":
+            while (h := health(port)) is None or h.get("state") not in ("running", "degraded"):
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
                 if time.monotonic() > deadline:

@@ -35,6 +35,8 @@ def grabber(kafka, tmp_path: Path, cameras: str, frames: int):  # noqa: ANN001, 
 
 
 def test_missing_file_and_unreachable_rtsp_do_not_stop_the_good_camera(kafka, tmp_path: Path) -> None:
+    """A dead camera never stops the others; the grabber then says ``degraded`` (200, still ready) and names
+    the failing cameras (it used to say ``running`` with two of its three cameras failed)."""
     clip = data_path("aboda_video4", "video4.avi")
     dead_port = free_port()  # nothing listens there
     cameras = (
@@ -57,6 +59,10 @@ def test_missing_file_and_unreachable_rtsp_do_not_stop_the_good_camera(kafka, tm
         assert cams["gone"]["last_error"] == cams["gone"]["error"]  # one story in /healthz
         assert cams["unreachable"]["connected"] is False and cams["unreachable"]["last_error"]
         assert cams["unreachable"]["state"] == "reconnecting"
+        body = health(port)
+        assert body["state"] == "degraded" and set(body["degraded"]["cameras"]) == {"gone", "unreachable"}
+        assert body["degraded"]["cameras"]["gone"].startswith("failed: camera gone: file not found")
+        assert body["degraded"]["cameras"]["unreachable"].startswith("reconnecting")
         time.sleep(1.2)  # metrics follow the pipelines every second
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             metrics = response.read().decode()

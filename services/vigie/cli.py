@@ -22,8 +22,19 @@ log = logging.getLogger("vigie")
 
 
 def _kafka(args: argparse.Namespace) -> KafkaSettings:
-    values = {k: v for k, v in {"bootstrap": args.kafka, "namespace": args.namespace}.items() if v is not None}
-    return KafkaSettings(**values)
+    """The Kafka settings of the command line and the environment. Raises ConfigError naming the setting."""
+    from pydantic import ValidationError
+
+    from vigie.core.config import format_loc, validation_issues
+
+    given = {"bootstrap": args.kafka, "namespace": args.namespace,
+             "replication_factor": getattr(args, "replication_factor", None),
+             "min_insync_replicas": getattr(args, "min_insync_replicas", None)}
+    try:
+        return KafkaSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError("Kafka settings (options and VIGIE_KAFKA* environment): " + "; ".join(
+            f"{format_loc(loc) or 'kafka'}: {message}" for loc, message in validation_issues(exc))) from None
 
 
 def _cmd_topics(args: argparse.Namespace) -> int:
@@ -50,7 +61,8 @@ def _cmd_topics(args: argparse.Namespace) -> int:
     created = asyncio.run(apply())
     for name in Topics(kafka.namespace).all(stations):
         mark = "created" if name.name in created else "exists "
-        print(f"{mark} {name.name:<32} partitions={name.spec.partitions} retention.ms={name.spec.retention_ms}")
+        print(f"{mark} {name.name:<32} partitions={name.spec.partitions} retention.ms={name.spec.retention_ms} "
+              f"replication={kafka.replication_factor} min.insync.replicas={kafka.min_insync_replicas}")
     return 0
 
 
@@ -103,7 +115,7 @@ def _cmd_grabber(args: argparse.Namespace) -> int:
 
     settings = GrabberSettings(
         kafka=_kafka(args), cameras_file=args.cameras, as_fast_as_possible=args.as_fast_as_possible,
-        http_host=args.http_host, http_port=args.http_port,
+        http_host=args.http_host, http_port=args.http_port, buffer_frames=args.buffer_frames,
     )
     return asyncio.run(serve(GrabberService(settings), settings.http_host, settings.http_port))
 
@@ -192,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--routing", help="routing YAML: its stations get alert topics")
     p.add_argument("--stations", nargs="*", help="more station ids to create alert topics for")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    p.add_argument("--replication-factor", type=bounded(int, 1, 16),
+                   help="copies of each partition of the topics created (default $VIGIE_KAFKA_REPLICATION_FACTOR "
+                   "or 1); at most the number of brokers")
+    p.add_argument("--min-insync-replicas", type=bounded(int, 1, 16),
+                   help="min.insync.replicas of every topic (default $VIGIE_KAFKA_MIN_INSYNC_REPLICAS or 1); "
+                   "below the replication factor so that a broker may be down")
     p.set_defaults(func=_cmd_topics)
 
     p = sub.add_parser("validate", help="check a cameras file and/or a routing file; errors name the field and line")
@@ -202,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = service("grabber", 8091, "decode, sample, mask and publish camera frames")
     p.add_argument("--cameras", required=True, help="cameras YAML")
     p.add_argument("--as-fast-as-possible", action="store_true", help="files: do not pace to real time")
+    p.add_argument("--buffer-frames", type=bounded(int, 1, 10000), default=50,
+                   help="frames kept per camera while the broker is away, the oldest dropped first (default 50)")
     p.set_defaults(func=_cmd_grabber)
 
     p = service("detector", 8092, "run the analytics on frames and publish anomalies")

@@ -53,10 +53,10 @@ def _check_free(port: int, what: str, option: str) -> None:
 
 
 def _healthy(port: int) -> bool:
-    """Whether the service on ``port`` answers /healthz with state running."""
+    """Whether the service on ``port`` is ready: /healthz says running, or degraded (running, part of its work failing)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-            return json.loads(response.read()).get("state") == "running"
+            return json.loads(response.read()).get("state") in ("running", "degraded")
     except (OSError, ValueError):
         return False
 
@@ -66,7 +66,7 @@ def run_stack(args: argparse.Namespace) -> int:
 
     The cameras and routing files and the ports are checked first: a mistake is reported
     before anything starts. The console's address is printed once every service reports
-    running on its /healthz. Raises ConfigError.
+    ready (running or degraded) on its /healthz. Raises ConfigError.
     """
     from vigie.cli import _validate
 

@@ -2,24 +2,32 @@
 
 Built on aiokafka (https://aiokafka.readthedocs.io). Producers wait for all in-sync
 replicas (``acks='all'``) and are idempotent, so an acknowledged record is never lost
-or duplicated by a producer retry.
+or duplicated by a producer retry; topics are created with the deployment's replication
+factor and ``min.insync.replicas`` (:class:`~vigie.core.settings.KafkaSettings`), so an
+acknowledged record is on that many brokers.
+
+While the broker is away, aiokafka logs every failed connection attempt (tens of lines a
+second); :func:`throttle_client_logs` keeps one line per kind of message every 30 s.
+:class:`BrokerProbe` says whether the cluster answers, for start-up and ``/healthz``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import re
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from vigie.contracts.v1 import DeadLetter, RecordRef
-from vigie.core.errors import BrokerUnavailable
+from vigie.core.errors import BrokerUnavailable, ConfigError
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topic
 
@@ -77,23 +85,36 @@ async def _admin(settings: KafkaSettings, timeout_ms: int = 15000) -> AsyncItera
 
 
 async def apply_topics(settings: KafkaSettings, topics: Iterable[Topic], ready_timeout_s: float = 30.0) -> list[str]:
-    """Create the missing topics with their partitions and retention; returns the names created.
+    """Create the missing topics with their partitions, retention and the deployment's durability;
+    returns the names created.
 
-    Existing topics keep their partitions, but their retention and segment roll are reset to the spec's,
-    so the 30-day ceiling holds even for a topic created by hand. Returns once every partition of
-    every topic has a leader (or after ``ready_timeout_s`` seconds), so a service started next finds
-    them in the cluster metadata. Raises BrokerUnavailable.
+    New topics get ``settings.replication_factor`` replicas and, like existing ones,
+    ``min.insync.replicas = settings.min_insync_replicas``. Existing topics keep their partitions
+    and replicas (Kafka does not change a replication factor in place: a differing one is logged),
+    but their retention, segment roll and ``min.insync.replicas`` are reset to the spec's, so the
+    30-day ceiling holds even for a topic created by hand. Returns once every partition of every
+    topic has a leader (or after ``ready_timeout_s`` seconds), so a service started next finds
+    them in the cluster metadata.
+
+    Raises:
+        BrokerUnavailable: no broker answers.
+        ConfigError: the replication factor exceeds the number of brokers of the cluster.
     """
     topics = list(topics)
     async with _admin(settings) as admin:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        if settings.replication_factor > brokers:
+            raise ConfigError(
+                f"replication factor {settings.replication_factor} needs at least as many brokers; the cluster at "
+                f"{settings.bootstrap} has {brokers}: lower VIGIE_KAFKA_REPLICATION_FACTOR (--replication-factor)")
         existing = set(await admin.list_topics())
+
+        def configs(topic: Topic) -> dict[str, str]:
+            return {**topic.spec.configs(), "min.insync.replicas": str(settings.min_insync_replicas)}
+
         new = [
-            NewTopic(
-                t.name,
-                num_partitions=t.spec.partitions,
-                replication_factor=1,
-                topic_configs=t.spec.configs(),
-            )
+            NewTopic(t.name, num_partitions=t.spec.partitions, replication_factor=settings.replication_factor,
+                     topic_configs=configs(t))
             for t in topics
             if t.name not in existing
         ]
@@ -102,13 +123,16 @@ async def apply_topics(settings: KafkaSettings, topics: Iterable[Topic], ready_t
                 await admin.create_topics(new)
             except TopicAlreadyExistsError:
                 pass
-        kept = [
-            ConfigResource(ConfigResourceType.TOPIC, t.name, t.spec.configs())
-            for t in topics
-            if t.name in existing
-        ]
+        kept = [t for t in topics if t.name in existing]
         if kept:
-            await admin.alter_configs(kept)
+            # AlterConfigs replaces the topic's whole set of overrides: every one we set goes in.
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t.name, configs(t)) for t in kept])
+            for described in await admin.describe_topics([t.name for t in kept]):
+                replicas = {len(p["replicas"]) for p in described["partitions"]}
+                if replicas and replicas != {settings.replication_factor}:
+                    log.warning("topic %s has %s replica(s) per partition, the deployment asks for %d: Kafka does "
+                                "not change it in place (kafka-reassign-partitions.sh does)", described["topic"],
+                                "/".join(map(str, sorted(replicas))), settings.replication_factor)
     if new:
         await wait_for_topics(settings, topics, ready_timeout_s)
     return [n.name for n in new]
@@ -201,6 +225,112 @@ async def missing_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> li
     async with _admin(settings) as admin:
         existing = set(await admin.list_topics())
     return [t.name for t in topics if t.name not in existing]
+
+
+class BrokerProbe:
+    """Whether the Kafka cluster of ``settings`` answers a metadata request, checked on demand.
+
+    One aiokafka client is kept between checks (one TCP connection); after a failed check it is
+    closed and the next check bootstraps again from ``settings.bootstrap``, so a cluster that
+    came back elsewhere behind the same names is found.
+    """
+
+    def __init__(self, settings: KafkaSettings, timeout_s: float = 5.0) -> None:
+        self.settings = settings
+        self.timeout_s = timeout_s
+        #: Brokers in the cluster metadata of the last successful check.
+        self.brokers = 0
+        self._client: AIOKafkaClient | None = None
+
+    async def check(self) -> str | None:
+        """None when the cluster answered within ``timeout_s`` seconds, else why not (one line)."""
+        try:
+            return await asyncio.wait_for(self._check(), self.timeout_s)
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            await self.close()
+            return describe_broker_error(exc) or "no answer"
+
+    async def _check(self) -> None:
+        if self._client is None:
+            client = AIOKafkaClient(bootstrap_servers=self.settings.bootstrap,
+                                    request_timeout_ms=int(self.timeout_s * 1000))
+            try:
+                await client.bootstrap()
+            except BaseException:
+                await client.close()
+                raise
+            self._client = client
+        cluster = await self._client.fetch_all_metadata()
+        self.brokers = len(cluster.brokers())
+        return None
+
+    async def close(self) -> None:
+        """Close the client (a later :meth:`check` opens a new one)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+def describe_broker_error(exc: BaseException) -> str:
+    """One line saying why the broker could not be used: aiokafka's message without its address lists."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "no answer in time"
+    text = re.sub(r"\s*(from\s*)?\[\(.*$", "", str(exc)).strip() or type(exc).__name__
+    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+
+
+def retriable(exc: BaseException) -> bool:
+    """True when ``exc`` means the broker is (for now) out of reach, so the same call may succeed later."""
+    return isinstance(exc, (BrokerUnavailable, KafkaConnectionError, asyncio.TimeoutError)) or (
+        isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False)))
+
+
+def retry_delays(settings: KafkaSettings) -> Iterator[float]:
+    """Capped exponential back-off between attempts to reach the broker, seconds, endless:
+    ``retry_initial_s`` doubling up to ``retry_max_s``, each spread by ±20 % so that services
+    restarted together do not retry in step."""
+    delay = settings.retry_initial_s
+    while True:
+        yield min(settings.retry_max_s, delay * random.uniform(0.8, 1.2))
+        delay = min(settings.retry_max_s, delay * 2)
+
+
+class _ClientLogThrottle(logging.Filter):
+    """Lets through one record per (logger, message template) every ``every_s`` seconds for the
+    loggers under ``prefixes``; the next one let through says how many were held back."""
+
+    def __init__(self, prefixes: tuple[str, ...], every_s: float) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.every_s = every_s
+        self._seen: dict[tuple[str, str], list] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.every_s:
+            seen[1] += 1
+            return False
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} (and {seen[1]} more like it in {now - seen[0]:.0f} s, not shown)"
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[key] = [now, 0]
+        return True
+
+
+def throttle_client_logs(every_s: float = 30.0, prefixes: tuple[str, ...] = ("aiokafka",)) -> None:
+    """Keep at most one log line per kind of Kafka client message every ``every_s`` seconds.
+
+    Installed on the root logger's handlers (a logger's own filters do not see its children's
+    records); calling it again changes nothing.
+    """
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _ClientLogThrottle) for f in handler.filters):
+            handler.addFilter(_ClientLogThrottle(prefixes, every_s))
 
 
 class DeadLetters:

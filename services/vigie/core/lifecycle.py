@@ -1,40 +1,63 @@
-"""Service lifecycle: start, run until one stop signal, drain, stop; health and metrics over HTTP.
+"""Service lifecycle: wait for the broker, start, run until one stop signal, drain, stop; health over HTTP.
 
 Every service is a :class:`Service`. :func:`serve` first lets it read and check its
 configuration (:meth:`Service.prepare`, so a bad file is reported before anything else),
 then installs SIGTERM/SIGINT handlers with ``loop.add_signal_handler`` that set one stop
-event, starts an HTTP server with ``/healthz`` (a :class:`State` and the service's own
-details) and ``/metrics`` (Prometheus text format), runs the service, and on the signal
-lets it drain before stopping its components in reverse order.
+event and starts an HTTP server. Then it waits for the Kafka broker and starts the service,
+retrying with capped exponential back-off for as long as the broker does not answer (one
+log line every few seconds at most, no traceback; ``/healthz`` says what it waits for), runs
+it, checks every ``check_interval_s`` that the broker still answers, and on the signal lets
+it drain before stopping its components in reverse order.
+
+HTTP:
+
+* ``/healthz`` (readiness): 503 while ``starting``, ``draining``, ``stopped`` or ``failed``;
+  200 while ``running``, and 200 while ``degraded``: the service works but part of its work
+  fails (the broker does not answer, some cameras or partitions fail); the body's
+  ``degraded`` object says which. A degraded service stays in its load balancer: what
+  still works keeps working, and restarting it would not bring back a broker or a camera.
+* ``/livez`` (liveness): 200 as long as the process answers and has not failed; a service
+  waiting for its broker or degraded is alive, so Kubernetes does not restart it.
+* ``/metrics``: Prometheus text format.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import signal
+import time
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from vigie.core.errors import ConfigError
+from vigie.core.kafka import BrokerProbe, describe_broker_error, retriable, retry_delays, throttle_client_logs
 from vigie.core.metrics import ServiceMetrics
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
 log = logging.getLogger(__name__)
+#: At most one "waiting for the broker" line per this many seconds.
+WAIT_LOG_EVERY_S = 5.0
 
 
 class State(enum.Enum):
-    """Lifecycle state reported by ``/healthz``."""
+    """Lifecycle state reported by ``/healthz`` (``degraded`` is ``running`` with part of the work failing)."""
 
     STARTING = "starting"
     RUNNING = "running"
+    DEGRADED = "degraded"
     DRAINING = "draining"
     STOPPED = "stopped"
     FAILED = "failed"
+
+
+#: States in which ``/healthz`` answers 200 (ready).
+READY_STATES = (State.RUNNING, State.DEGRADED)
 
 
 class Service:
@@ -50,9 +73,15 @@ class Service:
 
     def __init__(self, kafka: KafkaSettings, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.kafka = kafka
         self.state = State.STARTING
         self.topics = Topics(kafka.namespace)
         self.metrics = ServiceMetrics(self.name, self.registry)
+        #: While starting: what the service waits for (empty once started).
+        self.waiting_for = ""
+        #: While running: why the broker does not answer (empty while it does), and since when (ns UTC).
+        self.broker_error = ""
+        self.broker_error_since_ns = 0
 
     async def prepare(self) -> None:
         """Read and check the service's configuration files, before the HTTP server starts.
@@ -75,6 +104,29 @@ class Service:
         """Service-specific details for ``/healthz``."""
         return {}
 
+    def degraded(self) -> dict[str, Any]:
+        """The parts of the service's work that fail now, e.g. ``{"cameras": {"cam-2": "failed: ..."}}``.
+
+        Empty when everything works. While running, a non-empty answer (or a broker that does
+        not answer) turns the reported state into ``degraded``.
+        """
+        return {}
+
+    def report(self) -> tuple[State, dict[str, Any]]:
+        """The state ``/healthz`` reports and its body (state, what it waits for, what is degraded, details)."""
+        body: dict[str, Any] = {"service": self.name}
+        state = self.state
+        if state is State.STARTING and self.waiting_for:
+            body["waiting_for"] = self.waiting_for
+        if state is State.RUNNING:
+            problems = dict(self.degraded())
+            if self.broker_error:
+                problems["broker"] = {"error": self.broker_error, "since_ns": self.broker_error_since_ns}
+            if problems:
+                state = State.DEGRADED
+                body["degraded"] = problems
+        return state, {**body, "state": state.value, **self.health()}
+
     def routes(self, app: web.Application) -> None:
         """Add service-specific HTTP routes to ``app`` (the station serves its console here)."""
 
@@ -87,21 +139,109 @@ class Service:
 
 
 def http_app(service: Service) -> web.Application:
-    """The HTTP application of ``service``: ``/healthz``, ``/metrics`` and its own routes."""
+    """The HTTP application of ``service``: ``/healthz``, ``/livez``, ``/metrics`` and its own routes."""
 
     async def healthz(_: web.Request) -> web.Response:
-        ok = service.state in (State.RUNNING, State.STARTING)
-        body = {"service": service.name, "state": service.state.value, **service.health()}
-        return web.json_response(body, status=200 if ok else 503)
+        state, body = service.report()
+        return web.json_response(body, status=200 if state in READY_STATES else 503)
+
+    async def livez(_: web.Request) -> web.Response:
+        alive = service.state is not State.FAILED
+        return web.json_response({"service": service.name, "state": service.state.value, "alive": alive},
+                                 status=200 if alive else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(service.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", metrics)
     service.routes(app)
     return app
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less when ``stop`` is set meanwhile."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _stop_quietly(service: Service) -> None:
+    """Undo a start that failed half-way, so that the next :meth:`Service.start` begins afresh."""
+    try:
+        await service.stop()
+    except Exception as exc:  # noqa: BLE001 - the start already failed; its reason is what matters
+        log.debug("%s: stopping after a failed start: %r", service.name, exc)
+
+
+async def start_when_broker_answers(service: Service, probe: BrokerProbe, stop: asyncio.Event) -> bool:
+    """Start ``service`` once its broker answers, retrying with capped exponential back-off.
+
+    Each attempt checks the broker with ``probe`` and, when it answers, calls
+    :meth:`Service.start`; a start that fails because the broker went away again (a
+    :func:`~vigie.core.kafka.retriable` error) is undone with :meth:`Service.stop` and
+    retried. Meanwhile ``service.waiting_for`` says what is awaited and one log line at
+    most every ``WAIT_LOG_EVERY_S`` seconds says so too.
+
+    Returns True once started, False when ``stop`` was set first.
+
+    Raises:
+        ConfigError: the service's configuration does not fit the cluster (e.g. missing topics).
+        Exception: any other error of :meth:`Service.start`, which a retry would not fix.
+    """
+    kafka = service.kafka
+    delays = retry_delays(kafka)
+    attempt, last_log = 0, float("-inf")
+    while not stop.is_set():
+        attempt += 1
+        reason = await probe.check()
+        if reason is None:
+            try:
+                await service.start()
+            except Exception as exc:
+                if not retriable(exc):
+                    raise
+                reason = describe_broker_error(exc)
+                await _stop_quietly(service)
+            else:
+                if attempt > 1:
+                    log.info("%s: Kafka broker at %s answers, started after %d attempts",
+                             service.name, kafka.bootstrap, attempt)
+                service.waiting_for = ""
+                return True
+        delay = next(delays)
+        service.waiting_for = f"the Kafka broker at {kafka.bootstrap} (attempt {attempt}): {reason}"
+        if time.monotonic() - last_log >= WAIT_LOG_EVERY_S:
+            last_log = time.monotonic()
+            log.warning("%s: waiting for the Kafka broker at %s (attempt %d, next in %.1f s): %s",
+                        service.name, kafka.bootstrap, attempt, delay, reason)
+        await _sleep_unless(stop, delay)
+    return False
+
+
+async def watch_broker(service: Service, probe: BrokerProbe, stop: asyncio.Event) -> None:
+    """Check every ``check_interval_s`` that the broker answers; keep ``service.broker_error`` up to date.
+
+    Logs one line when the broker stops answering and one when it is back, with the outage's length.
+    """
+    down_since = 0.0
+    while not stop.is_set():
+        await _sleep_unless(stop, service.kafka.check_interval_s)
+        if stop.is_set():
+            return
+        reason = await probe.check()
+        if reason and not down_since:
+            down_since = time.monotonic()
+            service.broker_error_since_ns = time.time_ns()
+            log.warning("%s: the Kafka broker at %s does not answer: %s", service.name, service.kafka.bootstrap,
+                        reason)
+        elif not reason and down_since:
+            log.info("%s: the Kafka broker at %s answers again (unreachable for about %.0f s)", service.name,
+                     service.kafka.bootstrap, time.monotonic() - down_since)
+            down_since = 0.0
+            service.broker_error_since_ns = 0
+        service.broker_error = reason or ""
 
 
 async def serve(service: Service, host: str, port: int, *, drain_timeout_s: float = 30.0) -> int:
@@ -109,7 +249,9 @@ async def serve(service: Service, host: str, port: int, *, drain_timeout_s: floa
 
     The configuration is read first (:meth:`Service.prepare`); a ``ConfigError`` there is
     raised before anything listens. Then the HTTP server comes up (so ``/healthz`` says
-    ``starting``) and goes down last.
+    ``starting``, 503), the service starts once its broker answers (retried for as long as
+    it takes: :func:`start_when_broker_answers`), and the HTTP server goes down last. A signal
+    while waiting for the broker stops the service cleanly (exit 0).
     """
     try:
         await service.prepare()
@@ -117,6 +259,7 @@ async def serve(service: Service, host: str, port: int, *, drain_timeout_s: floa
         log.error("%s: configuration error: %s", service.name, exc)
         service.state = State.FAILED
         raise
+    throttle_client_logs()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -126,23 +269,28 @@ async def serve(service: Service, host: str, port: int, *, drain_timeout_s: floa
     site = web.TCPSite(runner, host, port)
     await site.start()
     log.info("%s: http on %s:%d", service.name, host, port)
+    probe = BrokerProbe(service.kafka)
+    watch: asyncio.Task | None = None
     code = 0
     config_error: ConfigError | None = None
     try:
-        await service.start()
-        service.state = State.RUNNING
-        log.info("%s: running", service.name)
-        work = asyncio.create_task(service.run(stop), name=f"{service.name}.run")
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        service.state = State.DRAINING
-        stop.set()
-        try:
-            await asyncio.wait_for(work, drain_timeout_s)
-        except asyncio.TimeoutError:
-            log.error("%s: drain took over %.0f s, stopping anyway", service.name, drain_timeout_s)
-            code = 1
-        stopper.cancel()
+        if await start_when_broker_answers(service, probe, stop):
+            service.state = State.RUNNING
+            log.info("%s: running", service.name)
+            watch = asyncio.create_task(watch_broker(service, probe, stop), name=f"{service.name}.broker")
+            work = asyncio.create_task(service.run(stop), name=f"{service.name}.run")
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            service.state = State.DRAINING
+            stop.set()
+            try:
+                await asyncio.wait_for(work, drain_timeout_s)
+            except asyncio.TimeoutError:
+                log.error("%s: drain took over %.0f s, stopping anyway", service.name, drain_timeout_s)
+                code = 1
+            stopper.cancel()
+        else:
+            log.info("%s: stopped while waiting for the Kafka broker", service.name)
     except ConfigError as exc:  # the caller prints it and exits 2; no traceback for a bad setting
         log.error("%s: configuration error: %s", service.name, exc)
         service.state = State.FAILED
@@ -152,6 +300,10 @@ async def serve(service: Service, host: str, port: int, *, drain_timeout_s: floa
         service.state = State.FAILED
         code = 1
     finally:
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+        await probe.close()
         await service.stop()
         if service.state is not State.FAILED:
             service.state = State.STOPPED

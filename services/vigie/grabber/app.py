@@ -6,13 +6,21 @@ Stages, in order (:meth:`GrabberService.run`), one pipeline per camera:
 2. sample to the camera's fps by PTS and resize to its analysis width;
 3. black out its privacy masks, so that no unmasked pixel ever leaves the process;
 4. encode JPEG (libjpeg-turbo through simplejpeg);
-5. publish a ``Frame`` to ``frames``, keyed by camera id, with the capture time.
+5. queue a ``Frame`` in the camera's bounded outbox, from which it is published to
+   ``frames``, keyed by camera id, with the capture time (:mod:`vigie.grabber.publisher`).
 
 Each camera runs in its own task: a camera that fails (missing file, unreachable
 RTSP server, corrupt stream) is reported in ``/healthz`` and the metrics, and never
 stops the others. Live sources reconnect with capped exponential back-off
 ("reconnecting"), or slowly when they refuse the credentials ("unauthorised").
 Passwords in camera URLs never appear in ``/healthz``, the logs or the metrics.
+
+While the broker is away the cameras go on: each outbox keeps the newest
+``buffer_frames`` frames (the oldest dropped first, counted in
+``vigie_grabber_frames_total{stage="buffer_dropped"}``), the grabber reports
+``degraded`` with ``publishing: reconnecting``, and publishing resumes, oldest frame
+first, as soon as the broker answers again. A camera that fails or reconnects also makes
+the grabber ``degraded``, named under ``degraded.cameras`` with its error.
 """
 
 from __future__ import annotations
@@ -27,13 +35,13 @@ from pydantic import Field
 from prometheus_client import Counter, Gauge
 
 from vigie.contracts.v1 import Frame
-from vigie.core.kafka import make_producer
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.cameras import CameraConfig, load_cameras
 from vigie.core.secrets import redact
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline, CapturedFrame
+from vigie.grabber.publisher import FramePublisher, Outbox, Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,10 @@ class GrabberSettings(StrictModel):
     as_fast_as_possible: bool = Field(False, description="Files: ignore real-time pacing (replays, benchmarks).")
     http_host: str = Field("127.0.0.1", description="Address of /healthz and /metrics.")
     http_port: int = Field(8091, ge=0, le=65535, description="Port of /healthz and /metrics.")
+    buffer_frames: int = Field(
+        50, ge=1, le=10000,
+        description="Frames kept per camera while the broker does not take them (10 s at 5 fps); when full, "
+        "the oldest is dropped (counted as buffer_dropped).")
 
 
 @dataclass(slots=True)
@@ -57,13 +69,14 @@ class CameraStatus:
     ``error``: why it failed, or ended without a frame (also its ``last_error``); while
     reconnecting or unauthorised, ``/healthz`` shows the error it retries after. Empty once
     it streams. Passwords of URLs are redacted.
+    ``captured``: frames the pipeline gave (masked, encoded) and the camera queued for publishing.
     """
 
     state: str = "starting"
     error: str = ""
     pipeline: CameraPipeline | None = None
     last_capture_ns: int = 0
-    published: int = 0
+    captured: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
     counted: dict[str, int] = field(default_factory=dict)
 
@@ -83,25 +96,29 @@ class GrabberService(Service):
         self.camera_refusals = Counter(
             "vigie_grabber_source_failures", "Failed attempts of live sources by reason: unauthorised "
             "(401/403), stalled (no frame within timeout_s)", ["camera", "reason"], registry=self.registry)
+        self.buffered = Gauge("vigie_grabber_buffered_frames", "Frames waiting in the camera's outbox for the broker",
+                              ["camera"], registry=self.registry)
         self.cameras: list[CameraConfig] = []
         self.status: dict[str, CameraStatus] = {}
-        self._producer = None
-        self._pending: set[asyncio.Future] = set()
+        self.outboxes: dict[str, Outbox] = {}
+        self.publisher = FramePublisher(settings.kafka, self.topics.frames.name, on_published=self._published,
+                                        on_failed=self._not_published)
 
     async def prepare(self) -> None:
         """Read the cameras file (once). Raises ConfigError naming file, line and field."""
         if not self.cameras:
             self.cameras = (await asyncio.to_thread(load_cameras, self.settings.cameras_file)).cameras
             self.status = {c.id: CameraStatus() for c in self.cameras}
+            self.outboxes = {c.id: Outbox(self.settings.buffer_frames) for c in self.cameras}
 
     async def start(self) -> None:
-        if self._producer is not None:
-            return
         await self.prepare()
-        self._producer = make_producer(self.settings.kafka, linger_ms=5)
-        await self._producer.start()
+        await self.publisher.start()
 
     async def run(self, stop: asyncio.Event) -> None:
+        closing = asyncio.Event()
+        drains = [asyncio.create_task(self.publisher.drain(c.id, self.outboxes[c.id], closing), name=f"publish.{c.id}")
+                  for c in self.cameras]
         tasks = [asyncio.create_task(self._camera(c), name=f"camera.{c.id}") for c in self.cameras]
         while not stop.is_set():
             self._sync_metrics()
@@ -112,17 +129,24 @@ class GrabberService(Service):
         for status in self.status.values():
             if status.pipeline is not None:
                 status.pipeline.close()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=10.0)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        closing.set()
+        for group in (tasks, drains):  # the cameras first, then what they queued
+            if group:
+                _, pending = await asyncio.wait(group, timeout=10.0)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*group, return_exceptions=True)
+        left = {camera_id: len(outbox) for camera_id, outbox in self.outboxes.items() if len(outbox)}
+        if left:
+            log.warning("stopping with %d frame(s) not published (the broker did not take them): %s",
+                        sum(left.values()), left)
         self._sync_metrics()
-        await self._flush()
+        await self.publisher.flush()
 
     def _sync_metrics(self) -> None:
         """Per-camera gauges and counters from the pipelines' statistics (decode threads keep those)."""
         for camera_id, status in self.status.items():
+            self.buffered.labels(camera_id).set(len(self.outboxes[camera_id]))
             pipeline = status.pipeline
             if pipeline is None:
                 continue
@@ -152,12 +176,12 @@ class GrabberService(Service):
                 if status.state != "streaming":
                     status.state, status.error = "streaming", ""
                     self.camera_up.labels(camera.id).set(1)
-                await self._publish(camera, frame)
-                status.published += 1
+                self._enqueue(camera, frame)
+                status.captured += 1
                 status.last_capture_ns = frame.capture_ns
             status.state = "ended"
             stats = pipeline.stats
-            if status.published == 0 and stats.corrupt > 0:
+            if status.captured == 0 and stats.corrupt > 0:
                 status.error = stats.last_error = (
                     f"camera {camera.id}: stream ended without a single frame: every frame was corrupt "
                     f"({stats.corrupt} corrupt)")
@@ -179,49 +203,62 @@ class GrabberService(Service):
             self.camera_up.labels(camera.id).set(0)
             status.stats = pipeline.stats.snapshot()
 
-    async def _publish(self, camera: CameraConfig, frame: CapturedFrame) -> None:
+    def _enqueue(self, camera: CameraConfig, frame: CapturedFrame) -> None:
+        """Queue ``frame`` in its camera's outbox (never waits: a full outbox drops its oldest frame)."""
         topic = self.topics.frames
         message = Frame(
             camera_id=frame.camera_id, seq=frame.seq, capture_ns=frame.capture_ns, pts=frame.pts,
             width=frame.width, height=frame.height, encoding=Frame.ENCODING_JPEG, data=frame.jpeg,
             privacy_masks=frame.masks_applied, fps=camera.fps,
         )
-        # send() returns once the record is queued; the broker's acknowledgement is awaited in the
-        # background so that one slow acknowledgement does not hold the camera back.
-        future = await self._producer.send(topic.name, topic.encode(message), key=topic.key(camera.id))
-        self._pending.add(future)
-        future.add_done_callback(self._acked)
-        self.camera_frames.labels(camera.id, "published").inc()
-        self.metrics.records_out(topic.name).inc()
-        self.metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - frame.capture_ns) / 1e9))
+        outbox = self.outboxes[camera.id]
+        if outbox.put(Outgoing(topic.key(camera.id), topic.encode(message), frame.capture_ns)):
+            self.camera_frames.labels(camera.id, "buffer_dropped").inc()
 
-    def _acked(self, future: asyncio.Future) -> None:
-        self._pending.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            self.metrics.errors("publish").inc()
-            log.error("frame not acknowledged by the broker: %s", future.exception())
+    def _published(self, camera_id: str, capture_ns: int) -> None:
+        self.camera_frames.labels(camera_id, "published").inc()
+        self.metrics.records_out(self.topics.frames.name).inc()
+        self.metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - capture_ns) / 1e9))
 
-    async def _flush(self) -> None:
-        if self._pending:
-            await asyncio.wait(list(self._pending), timeout=15.0)
+    def _not_published(self, camera_id: str, kind: str) -> None:
+        self.camera_frames.labels(camera_id, kind).inc()
+        self.metrics.errors("publish").inc()
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._flush()
-            await self._producer.stop()
-            self._producer = None
+        await self.publisher.close()
+
+    def _camera_state(self, status: CameraStatus, stats: dict[str, Any]) -> tuple[str, str]:
+        """The state and error ``/healthz`` shows for a camera: a live source whose credentials are refused
+        shows ``unauthorised``, one retrying after a failure (connected or not, no frame since) ``reconnecting``."""
+        if status.state in ("starting", "streaming") and stats.get("unauthorised"):
+            return "unauthorised", str(stats.get("last_error", ""))
+        if status.state in ("starting", "streaming") and stats.get("failures", 0) > 0:
+            return "reconnecting", str(stats.get("last_error", ""))  # what it is retrying after
+        return status.state, status.error
+
+    def _camera_stats(self, status: CameraStatus) -> dict[str, Any]:
+        return status.pipeline.stats.snapshot() if status.pipeline is not None else status.stats
 
     def health(self) -> dict[str, Any]:
         cameras = {}
         for camera_id, status in self.status.items():
-            stats = status.pipeline.stats.snapshot() if status.pipeline is not None else status.stats
-            state = status.state
-            error = status.error
-            if state in ("starting", "streaming") and stats.get("unauthorised"):
-                state, error = "unauthorised", str(stats.get("last_error", ""))
-            elif state in ("starting", "streaming") and stats.get("failures", 0) > 0:
-                # no frame since the last failure (connected or not): say what it is retrying after
-                state, error = "reconnecting", str(stats.get("last_error", ""))
-            cameras[camera_id] = {"state": state, "published": status.published,
-                                  "last_capture_ns": status.last_capture_ns, **stats, "error": error}
-        return {"cameras": cameras}
+            stats = self._camera_stats(status)
+            state, error = self._camera_state(status, stats)
+            cameras[camera_id] = {"state": state, "captured": status.captured, "last_capture_ns": status.last_capture_ns,
+                                  **stats, **self.outboxes[camera_id].snapshot(), "error": error}
+        return {"publishing": self.publisher.health(), "cameras": cameras}
+
+    def degraded(self) -> dict[str, Any]:
+        """Cameras that fail or reconnect (not those starting, streaming or at the end of their file),
+        and publishing while frames do not get through to the broker."""
+        problems: dict[str, Any] = {}
+        failing = {}
+        for camera_id, status in self.status.items():
+            state, error = self._camera_state(status, self._camera_stats(status))
+            if state not in ("starting", "streaming", "ended"):
+                failing[camera_id] = f"{state}: {error}" if error else state
+        if failing:
+            problems["cameras"] = failing
+        if self.publisher.trouble:
+            problems["publishing"] = self.publisher.health()
+        return problems

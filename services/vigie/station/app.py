@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from google.protobuf.json_format import MessageToDict
 from pydantic import Field
 
 from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction
 from vigie.core.errors import ConfigError, MalformedMessage
-from vigie.core.kafka import fetch_record, make_consumer, make_producer, missing_topics
+from vigie.core.kafka import (describe_broker_error, fetch_record, make_consumer, make_producer, missing_topics,
+                              retriable)
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import station_topic_base
@@ -91,8 +93,18 @@ class StationService(Service):
         await self._consumer.start()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Show the alerts as they come. While the broker is away the consumer waits (aiokafka reconnects
+        by itself) and it resumes from its position when the broker is back; an error that says
+        only that the broker is out of reach is waited out, never the end of the console."""
         while not stop.is_set():
-            batches = await self._consumer.getmany(timeout_ms=200)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=200)
+            except KafkaError as exc:
+                if not retriable(exc):
+                    raise
+                log.warning("alerts not read, retrying in 1 s: %s", describe_broker_error(exc))
+                await asyncio.sleep(1.0)
+                continue
             for records in batches.values():
                 for record in records:
                     self._on_alert(record.value)
