@@ -89,6 +89,13 @@ def _table(kafka: KafkaSettings, enough) -> dict[bytes, CameraIncidents]:  # noq
     return latest
 
 
+def _watch(port: int, states: list[tuple[float, str]], stop: threading.Event) -> None:
+    """Poll /healthz every 0.1 s until ``stop``, appending (monotonic seconds, state)."""
+    while not stop.wait(0.1):
+        answer = health(port)
+        states.append((time.monotonic(), answer["state"] if answer else "no answer"))
+
+
 def test_two_correlators_one_killed_lose_and_duplicate_nothing(kafka, tmp_path: Path) -> None:
     """30 events x 10 anomalies on 6 cameras, fed at ~16/s while a second worker joins and the first is SIGKILLed:
     exactly one incident per event, every anomaly counted once, and /healthz never says running while idle."""
@@ -103,16 +110,23 @@ def test_two_correlators_one_killed_lose_and_duplicate_nothing(kafka, tmp_path: 
         feeder.start()
         time.sleep(2.0)
         with service(kafka, *args, log_dir=logs_b) as (second, port):
+            states: list[tuple[float, str]] = []  # (seconds after the SIGKILL, /healthz state) of the survivor
+            watching = threading.Event()
+            watcher = threading.Thread(target=_watch, args=(port, states, watching), daemon=True)
+            watcher.start()
             time.sleep(max(0.0, 7.0 - (time.time_ns() - feed.t0_ns) / S))
             first.kill()
             first.wait()
             killed_ns, sent_at_kill = time.time_ns(), feed.sent
+            states.append((0.0, "SIGKILL"))
             feed.done.wait(60)
             complete = lambda t: sum(i.count for b in t.values() for i in b.incidents) >= EVENTS * PER_EVENT  # noqa: E731
             deadline = time.monotonic() + 60
             while not complete(table := _table(kafka, complete)) and time.monotonic() < deadline:
                 time.sleep(1.0)
             state = health(port)
+            watching.set()
+            watcher.join()
         assert second.returncode == 0, (logs_b / "correlator.log").read_text()[-3000:]
 
     log_b = (logs_b / "correlator.log").read_text()
@@ -133,7 +147,9 @@ def test_two_correlators_one_killed_lose_and_duplicate_nothing(kafka, tmp_path: 
     print(f"\nrecovery: events in {EVENTS} ({feed.sent} anomalies, {sent_at_kill} before the SIGKILL), "
           f"incidents out {len(by_event) + duplicated}, lost {lost}, duplicated {duplicated}, "
           f"anomalies counted {sum(counts.values())}, recovery {recovery_s:.1f} s, "
-          f"'Error in recovery' logged {log_b.count('Error in recovery')} times")
+          f"'Error in recovery' logged {log_b.count('Error in recovery')} times; survivor's /healthz: "
+          f"{' -> '.join(s for n, (_, s) in enumerate(states) if n == 0 or states[n - 1][1] != s)}")
+    assert {s for _, s in states} <= {"running", "recovering", "SIGKILL"}, states
     assert "Error in recovery" not in log_b
     assert (lost, duplicated) == (0, 0), by_event
     assert counts == {f"e{e}": PER_EVENT for e in range(EVENTS)}, "every anomaly counted exactly once"

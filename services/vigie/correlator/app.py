@@ -11,10 +11,13 @@ Stages, in order (see :func:`create_app`):
 4. consume ``actions`` (acknowledge, escalate, comment, close) and publish the result the same way.
 
 The anomalies and actions topics are both keyed by camera id with the same partition
-count, so one worker owns a camera's table entry and both streams of it. Faust commits
-a record's offset only after the agent has processed it and the sends it made were
-acknowledged, so a crash replays anomalies rather than losing them; replays are
-idempotent (incident ids derive from the opening anomaly's id).
+count, so one worker owns a camera's table entry and both streams of it. For each record
+the agent publishes (and waits for the broker's acknowledgement), then writes the table
+and waits for its changelog record (:mod:`vigie.correlator.table`), and only then takes the
+next record, whose offset faust may then commit: a crash replays inputs rather than losing
+them. Replays change nothing: every anomaly and action id is kept in the camera's table
+entry (:mod:`vigie.correlator.incidents`). /healthz reports faust's rebalance and recovery
+state (:mod:`vigie.correlator.health`). README, "Delivery guarantees", states the guarantee.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from vigie.core.topics import CAMERA_PARTITIONS, LONGEST_RETENTION_MS, Topic, To
 from vigie.correlator.config import CorrelatorSettings
 from vigie.correlator.health import WorkerHealth
 from vigie.correlator.incidents import REFUSALS, Change, apply_action, merge_anomaly
+from vigie.correlator.table import DurableTable
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         broker_session_timeout=settings.session_timeout_s,
         table_cleanup_interval=60.0,
         autodiscover=False,
+        Table=DurableTable,
         producer_max_request_size=MAX_RECORD_BYTES,
         consumer_max_fetch_size=MAX_RECORD_BYTES,
     )
@@ -104,7 +109,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         )
         log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
         metrics.errors("dead_letter").inc()
-        await deadletter.send(key=msg.key, value=catalogue.deadletter.encode(letter))
+        await (await deadletter.send(key=msg.key, value=catalogue.deadletter.encode(letter)))  # acknowledged
         metrics.records_out(catalogue.deadletter.name).inc()
 
     def load(key: bytes) -> CameraIncidents:
@@ -177,6 +182,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             if change.publish:
                 await publish(change, key)
             table[key] = book.SerializeToString()
+            await table.written()  # before the record is acknowledged: see vigie.correlator.table
             metrics.stage_seconds("correlate").observe(time.perf_counter() - started)
 
     @app.agent(actions)
@@ -194,6 +200,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             if change.publish:
                 await publish(change, key)
             table[key] = book.SerializeToString()
+            await table.written()  # before the record is acknowledged: see vigie.correlator.table
             if change.publish:
                 log.info("operator %s: %s, incident now %s", action.operator, OperatorAction.Kind.Name(action.kind),
                          Incident.State.Name(change.incident.state), extra={"incident": change.incident.id})
