@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -30,10 +31,15 @@ def free_port() -> int:
 
 
 def health(port: int) -> dict | None:
-    """The service's /healthz body, or None when it does not answer yet."""
+    """The service's /healthz body (a 503's too: it says why it is not ready), or None when it does not answer yet."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
             return json.loads(r.read())
+    except urllib.error.HTTPError as answer:
+        try:
+            return json.loads(answer.read())
+        except (OSError, json.JSONDecodeError):
+            return None
     except OSError:
         return None
     except json.JSONDecodeError:

@@ -78,3 +78,58 @@ def test_correlator_refuses_to_start_without_its_topics(broker: str, namespace: 
         _check_topics(settings)
     asyncio.run(apply_topics(kafka, Topics(namespace).all(["north"])))
     _check_topics(settings)  # every topic now has a leader: no error
+
+
+def test_healthz_is_not_ready_until_the_table_is_restored_and_says_why_recovery_fails() -> None:
+    """Defect: /healthz said running while the worker could not restore its table (faust logs
+    'Error in recovery ...' and retries forever), so a readiness probe passed on an idle worker."""
+    import logging
+
+    from vigie.correlator.app import create_app
+    from vigie.correlator.config import CorrelatorSettings
+
+    app = create_app(CorrelatorSettings())
+    health = app.vigie_health
+    try:
+        assert health.state() == {"state": "starting"}  # not yet in the group, table not restored
+        logging.getLogger("faust.tables.recovery").warning("Error in recovery Expecting value: line 1 column 1 (char 0)")
+        state = health.state()
+        assert state["state"] == "failed" and "Expecting value" in state["reason"]
+    finally:
+        health.close()
+
+
+def test_unreadable_table_entry_degrades_the_worker_and_names_the_camera(kafka, tmp_path: Path) -> None:
+    """A worker that cannot read its state must not say running: an entry of the incident table's changelog
+    that is not a CameraIncidents makes /healthz answer 503 'degraded' naming the camera; the camera goes on."""
+    import asyncio
+    import json
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from tests.stack import health
+    from vigie.core.topics import CAMERA_PARTITIONS
+
+    changelog = f"{kafka.namespace}vigie-correlator-incidents-changelog"
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(changelog, CAMERA_PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"})])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    produce(kafka, changelog, [(b"cam-a", b"\x0a\xff\xff not a table entry")])
+    topics = Topics(kafka.namespace)
+    with service(kafka, "correlator", log_dir=tmp_path) as (_, port):
+        produce(kafka, topics.anomalies.name, [(b"cam-a", topics.anomalies.encode(_anomaly(0, time.time_ns())))])
+        alerts = consume(kafka, topics.incidents.name, lambda rs: len(rs) >= 1)
+        assert topics.incidents.decode(alerts[0].value).id == "inc-cam-a-0"
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert answer.value.code == 503
+        body = json.loads(answer.value.read())
+        assert body["state"] == "degraded" and "cam-a" in body["reason"], body
+        assert health(port)["state"] == "degraded"

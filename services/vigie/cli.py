@@ -136,7 +136,8 @@ def _cmd_correlator(args: argparse.Namespace) -> int:
     from vigie.correlator.config import CorrelatorSettings
 
     settings = CorrelatorSettings(
-        kafka=_kafka(args), routing=_load_routing(args.routing), http_host=args.http_host, http_port=args.http_port
+        kafka=_kafka(args), routing=_load_routing(args.routing), http_host=args.http_host, http_port=args.http_port,
+        session_timeout_s=args.session_timeout,
     )
     return run(settings, loglevel=args.log_level.lower())
 
@@ -236,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = service("correlator", 8093, "merge anomalies into incidents and route alerts (faust)")
     p.add_argument("--routing", help="routing YAML (camera patterns to stations); default: all to 'main'")
+    p.add_argument("--session-timeout", type=bounded(float, 6, 300), default=30.0,
+                   help="seconds without a heartbeat before a worker's partitions go to the others (6-300, default 30)")
     p.set_defaults(func=_cmd_correlator)
 
     p = service("station", 8080, "operator console in the browser", "the console, /healthz and /metrics")

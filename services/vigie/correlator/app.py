@@ -11,10 +11,13 @@ Stages, in order (see :func:`create_app`):
 4. consume ``actions`` (acknowledge, escalate, comment, close) and publish the result the same way.
 
 The anomalies and actions topics are both keyed by camera id with the same partition
-count, so one worker owns a camera's table entry and both streams of it. Faust commits
-a record's offset only after the agent has processed it and the sends it made were
-acknowledged, so a crash replays anomalies rather than losing them; replays are
-idempotent (incident ids derive from the opening anomaly's id).
+count, so one worker owns a camera's table entry and both streams of it. For each record
+the agent publishes (and waits for the broker's acknowledgement), then writes the table
+and waits for its changelog record (:mod:`vigie.correlator.table`), and only then takes the
+next record, whose offset faust may then commit: a crash replays inputs rather than losing
+them. Replays change nothing: every anomaly and action id is kept in the camera's table
+entry (:mod:`vigie.correlator.incidents`). /healthz reports faust's rebalance and recovery
+state (:mod:`vigie.correlator.health`). README, "Delivery guarantees", states the guarantee.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import tempfile
 import time
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from google.protobuf.message import DecodeError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from vigie.contracts.v1 import CameraIncidents, DeadLetter, Incident, OperatorAction
 from vigie.core.errors import ConfigError, MalformedMessage
@@ -34,7 +38,9 @@ from vigie.core.logs import logging_config
 from vigie.core.metrics import ServiceMetrics
 from vigie.core.topics import CAMERA_PARTITIONS, LONGEST_RETENTION_MS, Topic, Topics
 from vigie.correlator.config import CorrelatorSettings
-from vigie.correlator.incidents import Change, apply_action, merge_anomaly
+from vigie.correlator.health import WorkerHealth
+from vigie.correlator.incidents import REFUSALS, Change, apply_action, merge_anomaly
+from vigie.correlator.table import DurableTable
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +68,10 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_s,
         table_cleanup_interval=60.0,
         autodiscover=False,
+        Table=DurableTable,
         producer_max_request_size=MAX_RECORD_BYTES,
         consumer_max_fetch_size=MAX_RECORD_BYTES,
     )
@@ -77,12 +85,21 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
     anomalies, actions = raw_topic(catalogue.anomalies), raw_topic(catalogue.actions)
     incidents_out, deadletter = raw_topic(catalogue.incidents), raw_topic(catalogue.deadletter)
     alerts = {s: raw_topic(catalogue.alerts(s)) for s in settings.routing.all_stations()}
+    # Keys and values are bytes (camera id, serialized CameraIncidents). faust writes and reads
+    # the changelog with the table's own key/value serializers, derived from key_type and
+    # value_type (json when absent: recovery then fails on every record); bytes gives "raw".
     table = app.Table(
-        "incidents", default=None, partitions=CAMERA_PARTITIONS,
-        schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        "incidents", default=None, partitions=CAMERA_PARTITIONS, key_type=bytes, value_type=bytes,
         # The changelog holds incident state (no image); it too keeps nothing past 30 days.
         extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(LONGEST_RETENTION_MS)},
     )
+
+    health = WorkerHealth(app)
+    refused = Counter("vigie_correlator_refused", "Anomalies and actions that changed nothing, by input and reason",
+                      ["input", "reason"], registry=metrics.registry)
+    for reason in REFUSALS:
+        refused.labels("action", reason)
+    refused.labels("anomaly", "duplicate")
 
     async def dead_letter(event: faust.EventT, reason: str) -> None:
         msg = event.message
@@ -92,25 +109,44 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         )
         log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
         metrics.errors("dead_letter").inc()
-        await deadletter.send(key=msg.key, value=catalogue.deadletter.encode(letter))
+        await (await deadletter.send(key=msg.key, value=catalogue.deadletter.encode(letter)))  # acknowledged
         metrics.records_out(catalogue.deadletter.name).inc()
 
     def load(key: bytes) -> CameraIncidents:
+        """The camera's entry; an unreadable one is replaced by an empty entry, counted, and shown in /healthz."""
         book = CameraIncidents()
         raw = table.get(key)
         if raw:
-            book.ParseFromString(raw)
+            try:
+                book.ParseFromString(raw)
+            except DecodeError as exc:
+                camera = key.decode(errors="replace")
+                log.error("incident table entry of camera %s unreadable (%s): its incidents are dropped", camera, exc)
+                metrics.errors("table_entry_unreadable").inc()
+                health.unreadable[camera] = f"table entry unreadable ({exc}), its incidents dropped"
+                book = CameraIncidents()
         return book
 
+    def refuse(kind: str, change: Change, record_id: str, subject: str) -> None:
+        refused.labels(kind, change.refused).inc()
+        log.warning("%s %s refused: %s", kind, record_id, change.refused, extra={"incident": subject})
+
     async def publish(change: Change, key: bytes) -> None:
+        """Publish the incident to ``incidents`` and its stations; returns once the broker acknowledged every copy.
+
+        Called before the table is written: a crash in between replays the input, which is not
+        yet in the ledger and publishes the same revision again (consumers key on id and revision),
+        instead of a table saying "done" for an alert that never left.
+        """
         incident: Incident = change.incident
         value = catalogue.incidents.encode(incident)
-        await incidents_out.send(key=key, value=value)
+        pending = [await incidents_out.send(key=key, value=value)]
         metrics.records_out(catalogue.incidents.name).inc()
         for station in incident.stations:
             if station in alerts:
-                await alerts[station].send(key=key, value=value)
+                pending.append(await alerts[station].send(key=key, value=value))
                 metrics.records_out(alerts[station].get_topic_name()).inc()
+        await asyncio.gather(*pending)
         if change.opened:
             metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - incident.first_seen_ns) / 1e9))
             log.info("incident opened", extra={"incident": incident.id, "kind": incident.kind,
@@ -140,9 +176,13 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             book = load(key)
             stations = settings.routing.stations_for(anomaly.camera_id)
             change = merge_anomaly(book, anomaly, settings.merge, stations, time.time_ns())
-            table[key] = book.SerializeToString()
+            if change.refused:  # delivered again: the table has it already
+                refuse("anomaly", change, anomaly.id, "")
+                continue
             if change.publish:
                 await publish(change, key)
+            table[key] = book.SerializeToString()
+            await table.written()  # before the record is acknowledged: see vigie.correlator.table
             metrics.stage_seconds("correlate").observe(time.perf_counter() - started)
 
     @app.agent(actions)
@@ -153,14 +193,15 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
                 continue
             key = event.key or catalogue.actions.key(action.camera_id)
             book = load(key)
-            change = apply_action(book, action, time.time_ns())
-            if change is None:
-                log.warning("action %s on unknown incident %s", action.id, action.incident_id)
-                metrics.errors("unknown_incident").inc()
+            change = apply_action(book, action, time.time_ns(), settings.merge.remember_actions)
+            if change.refused:  # logged and counted, never published as a state change
+                refuse("action", change, action.id, action.incident_id)
                 continue
-            table[key] = book.SerializeToString()
             if change.publish:
                 await publish(change, key)
+            table[key] = book.SerializeToString()
+            await table.written()  # before the record is acknowledged: see vigie.correlator.table
+            if change.publish:
                 log.info("operator %s: %s, incident now %s", action.operator, OperatorAction.Kind.Name(action.kind),
                          Incident.State.Name(change.incident.state), extra={"incident": change.incident.id})
 
@@ -171,11 +212,13 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
 
     @app.page("/healthz")
     async def healthz(self, request):  # noqa: ANN001
-        state = "running" if app.started and not app.should_stop else "starting" if not app.started else "draining"
-        return self.json({"service": SERVICE, "state": state, "stations": sorted(alerts)},
-                         status=200 if state != "draining" else 503)
+        state = health.state()
+        return self.json({"service": SERVICE, **state, "stations": sorted(alerts)},
+                         status=200 if state["state"] == "running" else 503)
 
     app.vigie_metrics = metrics  # type: ignore[attr-defined]
+    app.vigie_health = health  # type: ignore[attr-defined]
+    app.vigie_table = table  # type: ignore[attr-defined]
     return app
 
 

@@ -34,6 +34,16 @@ class MergePolicy(StrictModel):
         3600.0, gt=0, le=30 * 86400, title="Forget after",
         description="Seconds after its last anomaly when an incident leaves the table (actions then no longer apply).",
     )
+    remember_ids: int = Field(
+        1024, ge=16, le=100_000, title="Anomaly ids remembered",
+        description=("Latest anomaly ids kept per camera (8 bytes each, in the incident table) so that an anomaly "
+                     "delivered again is recognised and counted once; a replay older than this many anomalies "
+                     "of the camera would be counted again."),
+    )
+    remember_actions: int = Field(
+        256, ge=16, le=100_000, title="Action ids remembered",
+        description="Latest operator action ids kept per camera so that an action delivered again applies once.",
+    )
 
 
 class Route(StrictModel):
@@ -79,6 +89,11 @@ class CorrelatorSettings(StrictModel):
     routing: Routing = Field(default_factory=Routing)
     http_host: str = Field("127.0.0.1", description="Address of the health and metrics endpoint.")
     http_port: int = Field(8093, ge=0, le=65535, description="Port of the health and metrics endpoint.")
+    session_timeout_s: float = Field(
+        30.0, ge=6, le=300, title="Group session timeout",
+        description=("Seconds without a heartbeat before the broker removes a worker from the consumer group "
+                     "and hands its partitions to the others (a killed worker's partitions wait this long)."),
+    )
     data_dir: str | None = Field(None, description=(
         "Folder of the faust worker's local files (its table store is in memory, restored from the "
         "changelog topic); default: <temp dir>/<app id>-data."))

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from vigie.contracts.v1 import common_pb2 as vigie_dot_contracts_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!vigie/contracts/v1/incident.proto\x12\x08vigie.v1\x1a\x1fvigie/contracts/v1/common.proto\"\x9b\x05\n\x08Incident\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.vigie.v1.Incident.State\x12\x15\n\rfirst_seen_ns\x18\x05 \x01(\x03\x12\x14\n\x0clast_seen_ns\x18\x06 \x01(\x03\x12\r\n\x05\x63ount\x18\x07 \x01(\r\x12\x10\n\x08severity\x18\x08 \x01(\x02\x12!\n\x07regions\x18\t \x03(\x0b\x32\x10.vigie.v1.Region\x12%\n\x08snapshot\x18\n \x01(\x0b\x32\x13.vigie.v1.RecordRef\x12\x13\n\x0b\x66rame_width\x18\x0b \x01(\r\x12\x14\n\x0c\x66rame_height\x18\x0c \x01(\r\x12\x10\n\x08revision\x18\r \x01(\r\x12\x12\n\nupdated_ns\x18\x0e \x01(\x03\x12\x10\n\x08stations\x18\x0f \x03(\t\x12\x10\n\x08operator\x18\x10 \x01(\t\x12\x10\n\x08\x63omments\x18\x11 \x03(\t\x12\x1b\n\x13snapshot_capture_ns\x18\x12 \x01(\x03\x12\x11\n\topened_by\x18\x13 \x01(\t\x12\x11\n\ttrack_ids\x18\x14 \x03(\t\x12\x36\n\nattributes\x18\x15 \x03(\x0b\x32\".vigie.v1.Incident.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"l\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\r\n\tSTATE_NEW\x10\x01\x12\x16\n\x12STATE_ACKNOWLEDGED\x10\x02\x12\x13\n\x0fSTATE_ESCALATED\x10\x03\x12\x10\n\x0cSTATE_CLOSED\x10\x04\"8\n\x0f\x43\x61meraIncidents\x12%\n\tincidents\x18\x01 \x03(\x0b\x32\x12.vigie.v1.Incidentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!vigie/contracts/v1/incident.proto\x12\x08vigie.v1\x1a\x1fvigie/contracts/v1/common.proto\"\xe3\x05\n\x08Incident\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.vigie.v1.Incident.State\x12\x15\n\rfirst_seen_ns\x18\x05 \x01(\x03\x12\x14\n\x0clast_seen_ns\x18\x06 \x01(\x03\x12\r\n\x05\x63ount\x18\x07 \x01(\r\x12\x10\n\x08severity\x18\x08 \x01(\x02\x12!\n\x07regions\x18\t \x03(\x0b\x32\x10.vigie.v1.Region\x12%\n\x08snapshot\x18\n \x01(\x0b\x32\x13.vigie.v1.RecordRef\x12\x13\n\x0b\x66rame_width\x18\x0b \x01(\r\x12\x14\n\x0c\x66rame_height\x18\x0c \x01(\r\x12\x10\n\x08revision\x18\r \x01(\r\x12\x12\n\nupdated_ns\x18\x0e \x01(\x03\x12\x10\n\x08stations\x18\x0f \x03(\t\x12\x10\n\x08operator\x18\x10 \x01(\t\x12\x10\n\x08\x63omments\x18\x11 \x03(\t\x12\x1b\n\x13snapshot_capture_ns\x18\x12 \x01(\x03\x12\x11\n\topened_by\x18\x13 \x01(\t\x12\x11\n\ttrack_ids\x18\x14 \x03(\t\x12\x36\n\nattributes\x18\x15 \x03(\x0b\x32\".vigie.v1.Incident.AttributesEntry\x12\x17\n\x0f\x61\x63knowledged_by\x18\x16 \x01(\t\x12\x17\n\x0f\x61\x63knowledged_ns\x18\x17 \x01(\x03\x12\x14\n\x0c\x65scalated_ns\x18\x18 \x01(\x03\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"l\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\r\n\tSTATE_NEW\x10\x01\x12\x16\n\x12STATE_ACKNOWLEDGED\x10\x02\x12\x13\n\x0fSTATE_ESCALATED\x10\x03\x12\x10\n\x0cSTATE_CLOSED\x10\x04\"\x84\x01\n\x0f\x43\x61meraIncidents\x12%\n\tincidents\x18\x01 \x03(\x0b\x32\x12.vigie.v1.Incident\x12\x18\n\x10recent_anomalies\x18\x02 \x03(\x06\x12\x16\n\x0erecent_actions\x18\x03 \x03(\x06\x12\x18\n\x10\x63losed_incidents\x18\x04 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,11 +35,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INCIDENT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_INCIDENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_INCIDENT']._serialized_start=81
-  _globals['_INCIDENT']._serialized_end=748
-  _globals['_INCIDENT_ATTRIBUTESENTRY']._serialized_start=589
-  _globals['_INCIDENT_ATTRIBUTESENTRY']._serialized_end=638
-  _globals['_INCIDENT_STATE']._serialized_start=640
-  _globals['_INCIDENT_STATE']._serialized_end=748
-  _globals['_CAMERAINCIDENTS']._serialized_start=750
-  _globals['_CAMERAINCIDENTS']._serialized_end=806
+  _globals['_INCIDENT']._serialized_end=820
+  _globals['_INCIDENT_ATTRIBUTESENTRY']._serialized_start=661
+  _globals['_INCIDENT_ATTRIBUTESENTRY']._serialized_end=710
+  _globals['_INCIDENT_STATE']._serialized_start=712
+  _globals['_INCIDENT_STATE']._serialized_end=820
+  _globals['_CAMERAINCIDENTS']._serialized_start=823
+  _globals['_CAMERAINCIDENTS']._serialized_end=955
 # @@protoc_insertion_point(module_scope)

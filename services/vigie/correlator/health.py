@@ -1,0 +1,83 @@
+"""Readiness of a correlator worker, read from faust's own rebalance and recovery state.
+
+A faust worker that owns partitions but has not restored their table from the changelog
+must not say it is running: it would idle (or worse, merge into an empty table) while a
+readiness probe passes. States, in the order they are checked:
+
+- ``draining``: the worker is stopping;
+- ``failed``: table recovery raised since the last completed recovery (faust catches the
+  error, logs ``Error in recovery ...`` and tries again forever: the worker cannot restore
+  its state); the reason is the error;
+- ``starting``: the worker has not yet joined the consumer group and restored its table;
+- ``recovering``: a rebalance is in progress or the table is being restored
+  (``remaining``: changelog records left to read);
+- ``degraded``: running, but a table entry could not be read (the reason names the camera);
+- ``running``.
+
+Only ``running`` answers HTTP 200. Sources: ``faust/tables/recovery.py`` (``Recovery.in_recovery``,
+``active_remaining_total()``, the ``Error in recovery`` warning of ``_slurp_changelogs``),
+``faust/tables/manager.py`` (``TableManager.actives_ready``), ``faust/app/base.py``
+(``App.rebalancing``, ``on_rebalance_complete``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+
+RECOVERY_LOGGER = "faust.tables.recovery"
+
+
+class WorkerHealth(logging.Filter):
+    """Tracks recovery errors (as a filter on faust's recovery logger) and answers the worker's state.
+
+    Args:
+        app: the faust app to observe.
+    """
+
+    def __init__(self, app: faust.App) -> None:
+        super().__init__()
+        self.app = app
+        self.recovery_error = ""
+        self.error_at = 0.0
+        self.recovered_at = 0.0
+        self.unreadable: dict[str, str] = {}  # camera key -> why its table entry was dropped
+        logging.getLogger(RECOVERY_LOGGER).addFilter(self)
+        app.on_rebalance_complete.connect(self._on_rebalance_complete)
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: A003 - logging.Filter's API
+        """Note a recovery error logged by faust (the record is always kept)."""
+        message = record.getMessage()
+        if message.startswith("Error in recovery"):
+            self.recovery_error = message[:300]
+            self.error_at = time.monotonic()
+        return True
+
+    async def _on_rebalance_complete(self, sender: Any = None, **kwargs: Any) -> None:
+        # faust sends it once the active partitions' tables are restored (or none needed restoring)
+        self.recovered_at = time.monotonic()
+
+    def close(self) -> None:
+        """Stop observing faust's recovery logger."""
+        logging.getLogger(RECOVERY_LOGGER).removeFilter(self)
+
+    def state(self) -> dict[str, Any]:
+        """``{"state": ..., "reason"?: ..., "remaining"?: ...}`` as described in the module docstring."""
+        app = self.app
+        if app.should_stop:
+            return {"state": "draining"}
+        if self.recovery_error and self.error_at > self.recovered_at:
+            return {"state": "failed", "reason": f"cannot restore the incident table: {self.recovery_error}"}
+        ready = app.started and not app.rebalancing and app.tables.actives_ready and self.recovered_at > 0
+        if not ready:
+            recovery = app.tables.recovery
+            remaining = recovery.active_remaining_total() if recovery.in_recovery else 0
+            if self.recovered_at == 0 and not recovery.in_recovery:
+                return {"state": "starting"}
+            return {"state": "recovering", "remaining": remaining}
+        if self.unreadable:
+            return {"state": "degraded", "reason": "; ".join(f"{k}: {v}" for k, v in sorted(self.unreadable.items()))}
+        return {"state": "running"}
