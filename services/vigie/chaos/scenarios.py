@@ -128,10 +128,9 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
     finally:
         if not feeding.done():
             feeding.cancel()
-        codes = {}
-        for worker in (first, second):
-            if worker.proc is not None:
-                codes[worker.label] = await asyncio.to_thread(worker.terminate)
+        codes = {}  # of the workers still running at the end (those the fault killed are not judged)
+        for worker in workers:
+            codes[worker.label] = await asyncio.to_thread(worker.terminate)
     counted = tally([e.index for e in events], incidents, opened_by_event)
     recovery = None if first_after is None or fault == "none" else max(0.0, first_after - fault_at)
     return Outcome(fault=fault, events=counted.events, records_in=len(anomalies), incidents=counted.incidents,
