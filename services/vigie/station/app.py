@@ -240,6 +240,8 @@ class StationService(Service):
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         incident = self._incident(request)
+        if incident.snapshot.topic != self.topics.frames.name:
+            raise web.HTTPNotFound(text="this incident has no snapshot in the frames topic")
         data = self._snapshots.get(incident.id)
         if data is None:
             record = await fetch_record(self.settings.kafka, incident.snapshot)

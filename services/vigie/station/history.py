@@ -11,8 +11,10 @@ clock). Its cursor is exact, not a time: for each partition of the topic, the of
 that partition has not been shown yet (``"0:1234,1:1180,2:1302"``). To make a page, each
 partition is read backwards from its cursor offset, ``chunk`` records at a time, until it gave
 ``limit`` closed incidents or reached its first offset; the partitions' lists are then merged by
-closing time, each partition taken in offset order, so the next cursor of a partition is the
-offset of the last record taken from it. Every closed incident shows once, on one page,
+closing time, each partition taken in offset order, so the next cursor of a partition is just
+above its newest closed incident not shown (or the lowest offset read, when all were shown).
+The order is by closing time as long as each partition holds its closed revisions in closing order,
+which it does: the correlator publishes a revision when it makes it. Every closed incident shows once, on one page,
 even when timestamps of partitions interleave; ids seen twice on a page (a republished revision)
 are shown once. The cost of a page is about ``limit / (share of closed revisions)`` records
 per partition.
@@ -109,14 +111,8 @@ async def closed_page(settings: KafkaSettings, topic: Topic[Incident], before: s
         if item.incident.id not in seen:
             seen.add(item.incident.id)
             page.append(item.incident)
-    positions = {}
-    for p in partitions:
-        if taken[p]:
-            positions[p] = found[p][taken[p] - 1].offset
-        elif found[p]:
-            positions[p] = found[p][0].offset + 1
-        else:
-            positions[p] = lowest[p]
+    # Below its newest candidate not shown, a partition has shown every closed incident it read.
+    positions = {p: found[p][taken[p]].offset + 1 if taken[p] < len(found[p]) else lowest[p] for p in partitions}
     more = any(positions[p] > first[tps[p]] for p in partitions)
     return Page(page, format_cursor(positions) if more else None)
 
