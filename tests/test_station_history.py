@@ -12,10 +12,10 @@ import random
 import time
 import uuid
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 
+from tests.browser import chromium_page
 from tests.stack import health, service
 from tests.station_support import get_json, incident, publish
 from vigie.contracts.v1 import Incident
@@ -24,7 +24,6 @@ from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
 pytestmark = pytest.mark.broker
-CHROMIUM = "/usr/bin/chromium"
 CLOSED_N, OPEN_N = 130, 20
 
 
@@ -89,34 +88,24 @@ def test_history_rejects_bad_queries(station, query: str, says: str) -> None:
 def test_console_shows_open_incidents_live_and_loads_older_closed_ones(station) -> None:
     """Defect: the console showed every incident held in memory; it now shows the open ones live and a
     history of closed ones, page by page with "Load older"."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps-test installs it)")
     port, newest_first = station
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"http://127.0.0.1:{port}/")
-            live = page.locator("#incidents [data-testid='incident']:visible")
-            page.wait_for_function(f"document.querySelectorAll('#incidents .incident:not([hidden])').length === {OPEN_N}")
-            assert live.count() == OPEN_N
-            history = page.locator("#history [data-testid='history-incident']")
-            page.click("#history-toggle")
-            page.wait_for_function("document.querySelectorAll('#history .incident').length === 50")
-            page.click("#load-older")
-            page.wait_for_function("document.querySelectorAll('#history .incident').length === 100")
-            page.click("#load-older")
-            page.wait_for_function(f"document.querySelectorAll('#history .incident').length === {CLOSED_N}")
-            page.locator("#history-end").wait_for(state="visible")
-            assert page.locator("#load-older").is_hidden()
-            shown = history.evaluate_all("cards => cards.map(c => c.dataset.incidentId)")
-            assert shown == newest_first
-            assert history.first.get_attribute("data-state") == "closed"
-            assert not errors, errors
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"http://127.0.0.1:{port}/")
+        live = page.locator("#incidents [data-testid='incident']:visible")
+        page.wait_for_function(f"document.querySelectorAll('#incidents .incident:not([hidden])').length === {OPEN_N}")
+        assert live.count() == OPEN_N
+        history = page.locator("#history [data-testid='history-incident']")
+        page.click("#history-toggle")
+        page.wait_for_function("document.querySelectorAll('#history .incident').length === 50")
+        page.click("#load-older")
+        page.wait_for_function("document.querySelectorAll('#history .incident').length === 100")
+        page.click("#load-older")
+        page.wait_for_function(f"document.querySelectorAll('#history .incident').length === {CLOSED_N}")
+        page.locator("#history-end").wait_for(state="visible")
+        assert page.locator("#load-older").is_hidden()
+        shown = history.evaluate_all("cards => cards.map(c => c.dataset.incidentId)")
+        assert shown == newest_first
+        assert history.first.get_attribute("data-state") == "closed"
+        assert not errors, errors
