@@ -16,14 +16,15 @@ from contextlib import ExitStack
 import pytest
 
 from tests.browser import chromium_page
-from tests.stack import health, service
+from tests.stack import free_port, health, service
 from tests.station_support import get_json, incident, publish
 from vigie.contracts.v1 import Incident
+from vigie.core.errors import BrokerUnavailable
 from vigie.core.kafka import apply_topics
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
+from vigie.station.history import closed_page
 
-pytestmark = pytest.mark.broker
 CLOSED_N, OPEN_N = 130, 20
 
 
@@ -51,6 +52,7 @@ def station(broker, tmp_path_factory):
         yield port, newest_first
 
 
+@pytest.mark.broker
 def test_history_pages_every_closed_incident_once_newest_first(station) -> None:
     """Defect: closed and old incidents stayed in memory; the history must be paged instead.
 
@@ -73,6 +75,7 @@ def test_history_pages_every_closed_incident_once_newest_first(station) -> None:
     assert seen == newest_first
 
 
+@pytest.mark.broker
 @pytest.mark.parametrize("query, says", [
     ("state=closed&before=0:1", "partitions"), ("state=closed&before=nonsense", "cursor"),
     ("state=closed&limit=0", "limit"), ("state=closed&limit=201", "limit"), ("state=gone", "state"),
@@ -84,6 +87,7 @@ def test_history_rejects_bad_queries(station, query: str, says: str) -> None:
     assert status == 400 and says in body
 
 
+@pytest.mark.broker
 @pytest.mark.browser
 def test_console_shows_open_incidents_live_and_loads_older_closed_ones(station) -> None:
     """Defect: the console showed every incident held in memory; it now shows the open ones live and a
@@ -109,3 +113,11 @@ def test_console_shows_open_incidents_live_and_loads_older_closed_ones(station) 
         assert shown == newest_first
         assert history.first.get_attribute("data-state") == "closed"
         assert not errors, errors
+
+
+def test_history_without_a_broker_raises_broker_unavailable() -> None:
+    """Defect: the paged history reads the alerts topic; with no broker it must say so (the API answers 503)
+    rather than fail with a client library's error."""
+    kafka = KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}", namespace="nobroker.", request_timeout_s=2)
+    with pytest.raises(BrokerUnavailable):
+        asyncio.run(closed_page(kafka, Topics(kafka.namespace).alerts("main"), None, 50))

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from vigie.contracts.v1 import Incident
 from vigie.core.errors import BrokerUnavailable, MalformedMessage
@@ -84,20 +85,10 @@ async def closed_page(settings: KafkaSettings, topic: Topic[Incident], before: s
         raise BrokerUnavailable(f"topic {topic.name} has no partitions in the cluster metadata")
     cursor = parse_cursor(before, partitions) if before else None
     deadline = time.monotonic() + timeout_s
-    consumer = make_consumer(settings, group=None, isolation_level="read_committed")
-    await consumer.start()
     try:
-        tps = {p: TopicPartition(topic.name, p) for p in partitions}
-        consumer.assign(list(tps.values()))
-        first = await consumer.beginning_offsets(list(tps.values()))
-        end = await consumer.end_offsets(list(tps.values()))
-        found: dict[int, list[_Found]] = {}
-        lowest: dict[int, int] = {}
-        for p, tp in tps.items():
-            start = end[tp] if cursor is None else max(first[tp], min(cursor[p], end[tp]))
-            found[p], lowest[p] = await _scan_back(consumer, topic, tp, start, first[tp], limit, chunk, deadline)
-    finally:
-        await consumer.stop()
+        found, lowest, first = await _scan(settings, topic, partitions, cursor, limit, chunk, deadline)
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"reading {topic.name}: {exc}") from exc
     taken = dict.fromkeys(partitions, 0)
     page: list[Incident] = []
     seen: set[str] = set()
@@ -113,8 +104,30 @@ async def closed_page(settings: KafkaSettings, topic: Topic[Incident], before: s
             page.append(item.incident)
     # Below its newest candidate not shown, a partition has shown every closed incident it read.
     positions = {p: found[p][taken[p]].offset + 1 if taken[p] < len(found[p]) else lowest[p] for p in partitions}
-    more = any(positions[p] > first[tps[p]] for p in partitions)
+    more = any(positions[p] > first[p] for p in partitions)
     return Page(page, format_cursor(positions) if more else None)
+
+
+async def _scan(settings: KafkaSettings, topic: Topic[Incident], partitions: list[int], cursor: dict[int, int] | None,
+                limit: int, chunk: int, deadline: float
+                ) -> tuple[dict[int, list[_Found]], dict[int, int], dict[int, int]]:
+    """Per partition: closed incidents below the cursor (newest offset first), the lowest offset read, the
+    first offset kept."""
+    consumer = make_consumer(settings, group=None, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        tps = {p: TopicPartition(topic.name, p) for p in partitions}
+        consumer.assign(list(tps.values()))
+        first = await consumer.beginning_offsets(list(tps.values()))
+        end = await consumer.end_offsets(list(tps.values()))
+        found: dict[int, list[_Found]] = {}
+        lowest: dict[int, int] = {}
+        for p, tp in tps.items():
+            start = end[tp] if cursor is None else max(first[tp], min(cursor[p], end[tp]))
+            found[p], lowest[p] = await _scan_back(consumer, topic, tp, start, first[tp], limit, chunk, deadline)
+        return found, lowest, {p: first[tp] for p, tp in tps.items()}
+    finally:
+        await consumer.stop()
 
 
 async def _scan_back(consumer: AIOKafkaConsumer, topic: Topic[Incident], tp: TopicPartition, position: int,
