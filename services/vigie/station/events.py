@@ -61,7 +61,8 @@ class Subscriber:
         """The next event text, or a marker."""
         return await self.queue.get()
 
-    def _replace_backlog(self, marker: _Marker) -> int:
+    def replace_backlog(self, marker: _Marker) -> int:
+        """Empty the queue and leave ``marker`` alone in it; returns how many events were dropped."""
         dropped = 0
         while not self.queue.empty():
             if self.queue.get_nowait() is not RESYNC:
@@ -110,7 +111,7 @@ class EventHub:
             try:
                 subscriber.queue.put_nowait(text)
             except asyncio.QueueFull:
-                dropped = subscriber._replace_backlog(RESYNC)
+                dropped = subscriber.replace_backlog(RESYNC)
                 subscriber.dropped += dropped
                 self.resyncs += 1
                 self._resyncs.inc()
@@ -120,4 +121,4 @@ class EventHub:
     def close(self) -> None:
         """End every stream (the service stops). Never raises."""
         for subscriber in list(self._subscribers):
-            subscriber._replace_backlog(CLOSE)
+            subscriber.replace_backlog(CLOSE)
