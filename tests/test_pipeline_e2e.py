@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import chromium_page
 from tests.clips import data_path
 from tests.stack import consume, health, service
 from vigie.contracts.v1 import AuditEntry, OperatorAction
@@ -29,7 +30,6 @@ pytestmark = [pytest.mark.broker, pytest.mark.data]
 #: The bag once set down, in ABODA's 720x480 pixels (SOURCE.md), and when its owner walks away (s).
 BAG = (452, 385, 50, 50)
 OWNER_WALKS_AWAY_S = 19.0
-CHROMIUM = "/usr/bin/chromium"
 
 
 def _overlaps(region, bag, scale: float) -> bool:
@@ -110,36 +110,26 @@ def test_kcat_and_protoc_read_the_alert_topic(pipeline) -> None:
 
 
 def test_console_shows_the_incident_and_acknowledge_publishes_the_action(pipeline) -> None:
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps-test installs it)")
     kafka, incidents, station_port, _ = pipeline
     topics = Topics(kafka.namespace)
     incident = next(i for i in incidents if i.kind == "abandoned_object")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"http://127.0.0.1:{station_port}/")
-            card = page.locator(f"[data-incident-id='{incident.id}']")
-            card.wait_for(timeout=15000)
-            assert "Abandoned object" in card.locator(".kind").inner_text()
-            assert card.locator(".camera").inner_text() == "aboda-4"
-            assert "static" in card.locator(".what").inner_text()  # the latest anomaly's facts
-            assert "unattended" in card.locator(".what").inner_text()
-            page.wait_for_function(
-                "id => { const i = document.querySelector(`[data-incident-id='${id}'] img`);"
-                " return i && i.complete && i.naturalWidth === 640; }", arg=incident.id, timeout=15000)
-            assert card.locator("svg rect.region").count() == len(incident.regions) >= 1
-            card.locator("button.ack").click()
-            page.wait_for_function(
-                "id => document.querySelector(`[data-incident-id='${id}']`).dataset.state === 'acknowledged'",
-                arg=incident.id, timeout=20000)
-            assert card.locator(".operator").inner_text() == "agent-e2e"
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        page.goto(f"http://127.0.0.1:{station_port}/")
+        card = page.locator(f"[data-incident-id='{incident.id}']")
+        card.wait_for(timeout=15000)
+        assert "Abandoned object" in card.locator(".kind").inner_text()
+        assert card.locator(".camera").inner_text() == "aboda-4"
+        assert "static" in card.locator(".what").inner_text()  # the latest anomaly's facts
+        assert "unattended" in card.locator(".what").inner_text()
+        page.wait_for_function(
+            "id => { const i = document.querySelector(`[data-incident-id='${id}'] img`);"
+            " return i && i.complete && i.naturalWidth === 640; }", arg=incident.id, timeout=15000)
+        assert card.locator("svg rect.region").count() == len(incident.regions) >= 1
+        card.locator("button.ack").click()
+        page.wait_for_function(
+            "id => document.querySelector(`[data-incident-id='${id}']`).dataset.state === 'acknowledged'",
+            arg=incident.id, timeout=20000)
+        assert card.locator(".operator").inner_text() == "agent-e2e"
     actions = consume(kafka, topics.actions.name, lambda rs: len(rs) >= 1, timeout_s=10)
     action = topics.actions.decode(actions[0].value)
     assert action.kind == OperatorAction.KIND_ACKNOWLEDGE and action.incident_id == incident.id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -23,7 +24,8 @@ class _Producer:
 def _post(body: object, *, raw: str | None = None) -> tuple[int, str, list]:
     async def go() -> tuple[int, str, list]:
         station = StationService(StationSettings())
-        station.incidents["i1"] = Incident(id="i1", camera_id="cam", kind="abandoned_object")
+        station.incidents.put(Incident(id="i1", camera_id="cam", kind="abandoned_object", revision=1,
+                                       updated_ns=time.time_ns()))
         station._producer = producer = _Producer()
         async with TestClient(TestServer(http_app(station))) as client:
             kwargs = {"data": raw} if raw is not None else {"json": body}

@@ -148,7 +148,8 @@ def _cmd_station(args: argparse.Namespace) -> int:
 
     settings = StationSettings(
         kafka=_kafka(args), station=args.station, operator=args.operator, http_host=args.http_host,
-        http_port=args.http_port,
+        http_port=args.http_port, max_incidents=args.max_incidents, keep_closed_s=args.keep_closed_s,
+        event_queue=args.event_queue, snapshot_cache_bytes=args.snapshot_cache_mib << 20,
     )
     return asyncio.run(serve(StationService(settings), settings.http_host, settings.http_port))
 
@@ -244,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = service("station", 8080, "operator console in the browser", "the console, /healthz and /metrics")
     p.add_argument("--station", default="main", help="station id")
     p.add_argument("--operator", default="operator", help="operator name written on actions")
+    p.add_argument("--max-incidents", type=bounded(int, 1, 1_000_000), default=5000,
+                   help="most incidents held in memory, open and closed (default 5000)")
+    p.add_argument("--keep-closed-s", type=bounded(float, 0, 86400), default=1800.0,
+                   help="seconds a closed incident stays in the live list before only the history shows it "
+                   "(default 1800)")
+    p.add_argument("--event-queue", type=bounded(int, 1, 100_000), default=1000,
+                   help="events waiting per console before it is resynchronised (default 1000)")
+    p.add_argument("--snapshot-cache-mib", type=bounded(int, 0, 4096), default=32,
+                   help="MiB of snapshot JPEGs kept in memory (default 32)")
     p.set_defaults(func=_cmd_station)
 
     p = sub.add_parser("up", help="run the four services locally (Ctrl-C stops them cleanly)")

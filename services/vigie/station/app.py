@@ -8,6 +8,12 @@ Stages, in order (:meth:`StationService.start`):
 3. the HTTP routes: the console page, ``/api/incidents``, ``/api/events`` (server-sent
    events), the snapshot of an incident's frame with its regions, and operator actions.
 
+Memory is bounded: the incidents held are the open ones and those closed in the last
+``keep_closed_s``, at most ``max_incidents`` (:mod:`vigie.station.store`); older closed ones are read
+back from the alerts topic page by page (:mod:`vigie.station.history`); each console's event
+queue is bounded and a console that falls behind gets the whole list again instead of an error
+(:mod:`vigie.station.events`); the snapshot cache is an LRU capped in bytes.
+
 Viewing a snapshot is an image view: each one is written to the ``audit`` topic with
 the operator, the station and the frame viewed.
 """
@@ -28,14 +34,20 @@ from google.protobuf.json_format import MessageToDict
 from pydantic import Field
 
 from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction
-from vigie.core.errors import ConfigError, MalformedMessage
+from vigie.core.errors import BrokerUnavailable, ConfigError, MalformedMessage
 from vigie.core.kafka import (describe_broker_error, fetch_record, make_consumer, make_producer, missing_topics,
                               retriable)
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import station_topic_base
+from vigie.station.events import CLOSE, RESYNC, EventHub, sse
+from vigie.station.history import CursorError, closed_page
+from vigie.station.store import IncidentStore, SnapshotCache
 
 log = logging.getLogger(__name__)
+DAY_S = 86400.0
+#: Default and largest page of ``/api/incidents?state=closed``.
+HISTORY_LIMIT, HISTORY_MAX = 50, 200
 STATIC = Path(__file__).parent / "static"
 ACTIONS = {
     "acknowledge": OperatorAction.KIND_ACKNOWLEDGE,
@@ -53,6 +65,18 @@ class StationSettings(StrictModel):
     operator: str = Field("operator", min_length=1, max_length=64, description="Operator name written on actions.")
     http_host: str = Field("127.0.0.1", description="Address the console listens on.")
     http_port: int = Field(8080, ge=0, le=65535, description="Port the console listens on.")
+    max_incidents: int = Field(5000, ge=1, le=1_000_000, description="Most incidents held in memory, open and "
+                               "closed; over it the incident closed first leaves first, then the open one "
+                               "unchanged for longest.")
+    keep_closed_s: float = Field(1800.0, ge=0, le=DAY_S, description="Seconds a closed incident stays in the "
+                                 "console's live list; after that it is in the history (read from the alerts topic).")
+    keep_open_s: float = Field(7 * DAY_S, gt=0, le=30 * DAY_S, description="Seconds an open incident without any "
+                               "change stays in memory (the correlator stops applying actions to it after its "
+                               "forget_after_s).")
+    event_queue: int = Field(1000, ge=1, le=100_000, description="Events waiting per console before its backlog "
+                             "is dropped and it gets the whole list again (a resync).")
+    snapshot_cache_bytes: int = Field(32 << 20, ge=0, le=4 << 30, description="Bytes of snapshot JPEGs kept in "
+                                      "memory (least recently viewed evicted first).")
 
     def model_post_init(self, _: Any) -> None:
         station_topic_base(self.station)
@@ -66,7 +90,7 @@ def incident_json(incident: Incident) -> dict[str, Any]:
 
 
 class StationService(Service):
-    """Console of one station. ``incidents`` maps incident id to its latest revision."""
+    """Console of one station. ``incidents`` holds the latest revision of the live incidents."""
 
     name = "station"
 
@@ -74,11 +98,13 @@ class StationService(Service):
         super().__init__(settings.kafka, registry)
         self.settings = settings
         self.alerts = self.topics.alerts(settings.station)
-        self.incidents: dict[str, Incident] = {}
-        self._subscribers: set[asyncio.Queue[str]] = set()
+        self.incidents = IncidentStore(settings.max_incidents, settings.keep_closed_s, settings.keep_open_s,
+                                       self.registry)
+        self.events = EventHub(settings.event_queue, self.registry)
+        self.incidents.on_evict = lambda incident_id: self.events.publish(sse("gone", {"id": incident_id}))
         self._producer = None
         self._consumer = None
-        self._snapshots: dict[str, bytes] = {}
+        self._snapshots = SnapshotCache(settings.snapshot_cache_bytes, self.registry)
 
     async def start(self) -> None:
         if self._producer is not None:
@@ -117,22 +143,14 @@ class StationService(Service):
             self.metrics.errors("decode").inc()
             log.warning("skipping alert: %s", exc)
             return
-        known = self.incidents.get(incident.id)
-        if known is not None and known.revision >= incident.revision:
-            return
-        self.incidents[incident.id] = incident
-        if known is None:
-            self.metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - incident.first_seen_ns) / 1e9))
-        event = f"event: incident\ndata: {json.dumps(incident_json(incident))}\n\n"
-        for queue in list(self._subscribers):
-            if queue.full():  # a console that does not read any more is dropped, not waited for
-                self._subscribers.discard(queue)
-            else:
-                queue.put_nowait(event)
+        if self.incidents.put(incident):
+            if incident.revision == 1:
+                self.metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - incident.first_seen_ns) / 1e9))
+            self.events.publish(sse("incident", incident_json(incident)))
+        self.incidents.prune()
 
     async def stop(self) -> None:
-        for queue in list(self._subscribers):
-            queue.put_nowait("")
+        self.events.close()
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
@@ -141,7 +159,10 @@ class StationService(Service):
             self._producer = None
 
     def health(self) -> dict[str, Any]:
-        return {"station": self.settings.station, "incidents": len(self.incidents), "consoles": len(self._subscribers)}
+        self.incidents.prune()
+        return {"station": self.settings.station, "incidents": len(self.incidents), "consoles": len(self.events),
+                "store": self.incidents.counts(), "resyncs": self.events.resyncs,
+                "snapshot_cache": self._snapshots.stats()}
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/", self._index)
@@ -154,31 +175,74 @@ class StationService(Service):
     async def _index(self, _: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
-    async def _list(self, _: web.Request) -> web.Response:
-        items = sorted(self.incidents.values(), key=lambda i: i.first_seen_ns, reverse=True)
-        return web.json_response({"station": self.settings.station, "incidents": [incident_json(i) for i in items]})
+    async def _list(self, request: web.Request) -> web.Response:
+        """``GET /api/incidents``: the live list (open incidents and those closed recently), newest first.
+
+        ``?state=open`` gives the open ones only. ``?state=closed[&before=<cursor>][&limit=50]`` pages
+        the history of closed incidents from the alerts topic, newest closing first; the answer's
+        ``next`` is the cursor of the following page (null after the oldest). 400 for another state, a
+        bad cursor or a limit outside 1-200; 503 when the broker cannot be read.
+        """
+        query = request.query
+        state = query.get("state", "")
+        if state not in ("", "open", "closed"):
+            raise web.HTTPBadRequest(text=f"state {state[:40]!r}: expected 'open' or 'closed' (the history)")
+        if state != "closed" and ("before" in query or "limit" in query):
+            raise web.HTTPBadRequest(text="'before' and 'limit' page the history: use them with state=closed")
+        body: dict[str, Any] = {"station": self.settings.station}
+        if state == "closed":
+            try:
+                limit = int(query.get("limit", HISTORY_LIMIT))
+            except ValueError:
+                limit = 0
+            if not 1 <= limit <= HISTORY_MAX:
+                raise web.HTTPBadRequest(text=f"limit: expected an integer from 1 to {HISTORY_MAX}")
+            try:
+                page = await closed_page(self.settings.kafka, self.alerts, query.get("before") or None, limit)
+            except CursorError as exc:
+                raise web.HTTPBadRequest(text=str(exc)) from None
+            except BrokerUnavailable as exc:
+                raise web.HTTPServiceUnavailable(text=f"the history cannot be read now: {exc}") from None
+            body.update(incidents=[incident_json(i) for i in page.incidents], next=page.next)
+            return web.json_response(body)
+        items = [i for i in reversed(self.incidents.live())
+                 if state != "open" or i.state != Incident.STATE_CLOSED]
+        body.update(incidents=[incident_json(i) for i in items])
+        return web.json_response(body)
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
+        """``GET /api/events``: server-sent events, see :mod:`vigie.station.events` for the stream's shape."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
-        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
-        for incident in sorted(self.incidents.values(), key=lambda i: i.first_seen_ns):
-            queue.put_nowait(f"event: incident\ndata: {json.dumps(incident_json(incident))}\n\n")
-        self._subscribers.add(queue)
+        subscriber = self.events.subscribe()
         try:
+            await self._send_all(response, "connect", 0)
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), 15.0)
+                    item = await asyncio.wait_for(subscriber.get(), 15.0)
                 except asyncio.TimeoutError:
-                    event = ": keep-alive\n\n"
-                if not event:
+                    self.incidents.prune()  # closed incidents expire even when no alert comes
+                    item = ": keep-alive\n\n"
+                if item is CLOSE:
                     break
-                await response.write(event.encode())
-        except (ConnectionResetError, asyncio.CancelledError):
+                if item is RESYNC:
+                    dropped, subscriber.dropped = subscriber.dropped, 0
+                    await self._send_all(response, "overflow", dropped)
+                else:
+                    await response.write(item.encode())
+        except (ConnectionError, asyncio.CancelledError):  # the console went away, or the server stops
             pass
         finally:
-            self._subscribers.discard(queue)
+            self.events.unsubscribe(subscriber)
         return response
+
+    async def _send_all(self, response: web.StreamResponse, reason: str, dropped: int) -> None:
+        """Write ``resync`` then every incident held, oldest first, straight to the socket (not via the queue)."""
+        await response.write(sse("resync", {"reason": reason, "dropped": dropped}).encode())
+        for n, incident in enumerate(self.incidents.live(), 1):
+            await response.write(sse("incident", incident_json(incident)).encode())
+            if n % 200 == 0:
+                await asyncio.sleep(0)  # let the consumer and the other consoles run during a long list
 
     def _incident(self, request: web.Request) -> Incident:
         incident = self.incidents.get(request.match_info["id"])
@@ -188,15 +252,15 @@ class StationService(Service):
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         incident = self._incident(request)
+        if incident.snapshot.topic != self.topics.frames.name:
+            raise web.HTTPNotFound(text="this incident has no snapshot in the frames topic")
         data = self._snapshots.get(incident.id)
         if data is None:
             record = await fetch_record(self.settings.kafka, incident.snapshot)
             if record is None:
                 raise web.HTTPGone(text="the frame is no longer kept (retention)")
             data = self.topics.frames.decode(record.value).data
-            self._snapshots[incident.id] = data
-            while len(self._snapshots) > 200:
-                self._snapshots.pop(next(iter(self._snapshots)))
+            self._snapshots.put(incident.id, data)
         await self._audit(AuditEntry.KIND_VIEW, incident, "snapshot")
         return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 

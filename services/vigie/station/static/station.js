@@ -1,8 +1,13 @@
 // Operator console: renders the station's incidents from server-sent events and posts operator actions.
+// The live list is what the station holds (open incidents, recently closed ones); older closed
+// incidents are in the history, read page by page from /api/incidents?state=closed&before=<cursor>.
 "use strict";
 
-const incidents = new Map(); // id -> latest incident (camelCase protobuf JSON)
+const incidents = new Map(); // id -> latest incident (camelCase protobuf JSON), the live list
 const list = document.getElementById("incidents");
+const historyList = document.getElementById("history");
+const olderButton = document.getElementById("load-older");
+let historyCursor = null; // cursor of the next history page; null before the first one
 const template = document.getElementById("incident-card");
 const showClosed = document.getElementById("show-closed");
 const KIND_LABEL = {
@@ -36,19 +41,26 @@ function when(ns) {
   return new Date(Number(BigInt(ns) / 1000000n)).toLocaleTimeString();
 }
 
-function render(incident) {
-  let card = document.getElementById("incident-" + incident.id);
-  if (!card) {
-    card = template.content.firstElementChild.cloneNode(true);
-    card.id = "incident-" + incident.id;
-    card.dataset.incidentId = incident.id;
-    const img = card.querySelector("img");
-    img.src = `/api/incidents/${encodeURIComponent(incident.id)}/snapshot.jpg`;
+// A new card for `incident`: live cards show the snapshot and the action buttons; history cards
+// (closed, no longer held by the station) show the facts only.
+function newCard(incident, live) {
+  const card = template.content.firstElementChild.cloneNode(true);
+  card.id = (live ? "incident-" : "history-") + incident.id;
+  card.dataset.incidentId = incident.id;
+  if (live) {
+    card.querySelector("img").src = `/api/incidents/${encodeURIComponent(incident.id)}/snapshot.jpg`;
     for (const button of card.querySelectorAll("button[data-action]")) {
       button.addEventListener("click", () => act(incident.id, button.dataset.action, button));
     }
-    list.prepend(card);
+  } else {
+    card.dataset.testid = "history-incident";
+    card.querySelector("figure").remove();
+    card.querySelector(".buttons").remove();
   }
+  return card;
+}
+
+function fill(card, incident) {
   card.className = "incident " + incident.state;
   card.dataset.state = incident.state;
   card.querySelector(".kind").textContent = KIND_LABEL[incident.kind] || incident.kind;
@@ -62,7 +74,8 @@ function render(incident) {
   card.querySelector(".count").textContent = incident.count;
   card.querySelector(".severity").textContent = Number(incident.severity).toFixed(2);
   card.querySelector(".operator").textContent = incident.operator || "—";
-  const svg = card.querySelector("svg");
+  const svg = card.querySelector("svg"); // history cards have no snapshot
+  if (!svg) return;
   svg.setAttribute("viewBox", `0 0 ${incident.frameWidth || 1} ${incident.frameHeight || 1}`);
   svg.setAttribute("preserveAspectRatio", "none");
   svg.replaceChildren(...(incident.regions || []).map((r) => {
@@ -74,11 +87,49 @@ function render(incident) {
     rect.classList.add("region");
     return rect;
   }));
+}
+
+function render(incident) {
+  let card = document.getElementById("incident-" + incident.id);
+  if (!card) {
+    card = newCard(incident, true);
+    list.prepend(card);
+  }
+  fill(card, incident);
   card.querySelector("button.ack").disabled = incident.state !== "new";
   card.querySelector("button.esc").disabled = incident.state === "escalated" || incident.state === "closed";
   card.querySelector("button.close").disabled = incident.state === "closed";
   card.hidden = incident.state === "closed" && !showClosed.checked;
+  showEmpty();
+}
+
+function showEmpty() {
   document.getElementById("empty").hidden = incidents.size > 0;
+}
+
+// One more page of the history, appended below the pages already shown (newest closing first).
+async function loadOlder() {
+  olderButton.disabled = true;
+  const query = new URLSearchParams({ state: "closed", limit: "50" });
+  if (historyCursor) query.set("before", historyCursor);
+  const response = await fetch(`/api/incidents?${query}`);
+  if (!response.ok) {
+    olderButton.disabled = false;
+    alert(`history: ${await response.text()}`);
+    return;
+  }
+  const page = await response.json();
+  for (const incident of page.incidents) {
+    if (document.getElementById("history-" + incident.id)) continue;
+    const card = newCard(incident, false);
+    fill(card, incident);
+    historyList.append(card);
+  }
+  historyCursor = page.next;
+  const end = page.next === null;
+  olderButton.hidden = end;
+  olderButton.disabled = end;
+  document.getElementById("history-end").hidden = !end;
 }
 
 async function act(id, action, button) {
@@ -99,6 +150,18 @@ function connect() {
   const source = new EventSource("/api/events");
   source.addEventListener("open", () => { link.textContent = "live"; link.className = "pill online"; });
   source.addEventListener("error", () => { link.textContent = "reconnecting"; link.className = "pill offline"; });
+  // What follows a resync is the whole live list: start it again.
+  source.addEventListener("resync", () => {
+    incidents.clear();
+    list.replaceChildren();
+    showEmpty();
+  });
+  source.addEventListener("gone", (event) => {
+    const { id } = JSON.parse(event.data);
+    incidents.delete(id);
+    document.getElementById("incident-" + id)?.remove();
+    showEmpty();
+  });
   source.addEventListener("incident", (event) => {
     const incident = JSON.parse(event.data);
     const known = incidents.get(incident.id);
@@ -109,6 +172,12 @@ function connect() {
 }
 
 showClosed.addEventListener("change", () => { for (const i of incidents.values()) render(i); });
+document.getElementById("history-toggle").addEventListener("click", () => {
+  const view = document.getElementById("history-view");
+  view.hidden = !view.hidden;
+  if (!view.hidden && historyCursor === null && !historyList.children.length) loadOlder();
+});
+olderButton.addEventListener("click", loadOlder);
 fetch("/healthz").then((r) => r.json()).then((h) => {
   document.getElementById("station").textContent = "station " + h.station;
 });

@@ -1,0 +1,113 @@
+"""Test helpers for the station: incidents as the correlator publishes them, a batched producer,
+a server-sent-events reader that keeps a console's view, and reading a service's metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+
+from vigie.contracts.v1 import Incident, Region
+from vigie.core.settings import KafkaSettings
+from vigie.core.topics import Topic
+
+NS = 1_000_000_000
+
+
+def incident(n: int, *, state: int = Incident.STATE_NEW, revision: int = 1, age_s: float = 0.0,
+             comment_chars: int = 0, cameras: int = 10) -> Incident:
+    """Incident ``inc-<n>`` of camera ``cam-<n % cameras>``, last changed ``age_s`` seconds ago.
+
+    ``comment_chars`` adds that many characters of comments (operators' notes), to make big records.
+    """
+    now = time.time_ns()
+    changed = now - int(age_s * NS)
+    comments = [f"op: note {n} " + "x" * 1990 for _ in range(comment_chars // 2000)]
+    return Incident(
+        id=f"inc-{n:05d}", kind="intrusion", camera_id=f"cam-{n % cameras}", state=state,
+        first_seen_ns=changed - 5 * NS, last_seen_ns=changed, count=revision, severity=0.7,
+        regions=[Region(x=10, y=20, w=30, h=40)], frame_width=640, frame_height=360, revision=revision,
+        updated_ns=changed, stations=["main"], operator="op" if state != Incident.STATE_NEW else "",
+        comments=comments, opened_by=f"an-{n}", track_ids=[f"cam-{n % cameras}/intrusion/{n}"],
+    )
+
+
+async def publish(kafka: KafkaSettings, topic: Topic[Incident], incidents: list[Incident]) -> None:
+    """Send ``incidents`` to ``topic``, keyed by camera id like the correlator, and wait for every acknowledgement."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=5,
+                                max_request_size=4 << 20)
+    await producer.start()
+    try:
+        for item in incidents:
+            await producer.send(topic.name, topic.encode(item), key=topic.key(item.camera_id))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class ConsoleView:
+    """What a browser keeps from ``/api/events``: the live incidents (id -> revision), resyncs and gone ids."""
+
+    live: dict[str, int] = field(default_factory=dict)
+    resyncs: list[dict] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    events: int = 0
+
+    def apply(self, event: str, data: str) -> None:
+        """Apply one server-sent event as station.js does."""
+        self.events += 1
+        body = json.loads(data)
+        if event == "resync":
+            self.resyncs.append(body)
+            self.live.clear()
+        elif event == "gone":
+            self.gone.append(body["id"])
+            self.live.pop(body["id"], None)
+        elif event == "incident" and body["revision"] > self.live.get(body["id"], 0):
+            self.live[body["id"]] = body["revision"]
+
+
+async def follow(response: aiohttp.ClientResponse, view: ConsoleView, until: Callable[[ConsoleView], bool]) -> None:
+    """Read server-sent events from ``response`` into ``view`` until ``until(view)`` is true (after an event)."""
+    event, data = "message", []
+    while not until(view):
+        line = (await response.content.readline()).decode()
+        if not line:
+            raise EOFError(f"the event stream ended; view had {len(view.live)} incidents")
+        line = line.rstrip("\n")
+        if line == "":
+            if data:
+                view.apply(event, "\n".join(data))
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+def metric(port: int, name: str, labels: str = "") -> float:
+    """The value of sample ``name{labels}`` in the service's /metrics (0 when absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample == wanted:
+            return float(value)
+    return 0.0
+
+
+def get_json(port: int, path: str) -> tuple[int, object]:
+    """``(status, body)`` of GET ``path`` on the service (the body as JSON when it is JSON, else its text)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
