@@ -33,11 +33,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 
 from vigie.contracts.v1 import CameraIncidents, DeadLetter, Incident, OperatorAction
 from vigie.core.errors import ConfigError, MalformedMessage
-from vigie.core.kafka import MAX_RECORD_BYTES, wait_for_topics
+from vigie.core.kafka import MAX_RECORD_BYTES, BrokerProbe, retry_delays, throttle_client_logs, wait_for_topics
 from vigie.core.logs import logging_config
 from vigie.core.metrics import ServiceMetrics
 from vigie.core.topics import CAMERA_PARTITIONS, LONGEST_RETENTION_MS, Topic, Topics
 from vigie.correlator.config import CorrelatorSettings
+from vigie.correlator.offsets import OffsetGuard
 from vigie.correlator.health import WorkerHealth
 from vigie.correlator.incidents import REFUSALS, Change, apply_action, merge_anomaly
 from vigie.correlator.table import DurableTable
@@ -58,7 +59,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         store="memory://",
         datadir=settings.data_dir or f"{tempfile.gettempdir()}/{{conf.id}}-data",
         topic_partitions=CAMERA_PARTITIONS,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.kafka.replication_factor,
         web_host=settings.http_host,
         web_port=settings.http_port,
         web_bind=settings.http_host,
@@ -95,6 +96,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
     )
 
     health = WorkerHealth(app)
+    guard = OffsetGuard(app, table, metrics.registry)
     refused = Counter("vigie_correlator_refused", "Anomalies and actions that changed nothing, by input and reason",
                       ["input", "reason"], registry=metrics.registry)
     for reason in REFUSALS:
@@ -165,45 +167,57 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             return None
         return message
 
+    async def on_anomaly(event: faust.EventT) -> None:
+        started = time.perf_counter()
+        anomaly = await parse(event, catalogue.anomalies, "id", "camera_id", "kind")
+        if anomaly is None:
+            return
+        key = event.key or catalogue.anomalies.key(anomaly.camera_id)
+        book = load(key)
+        stations = settings.routing.stations_for(anomaly.camera_id)
+        change = merge_anomaly(book, anomaly, settings.merge, stations, time.time_ns())
+        if change.refused:  # delivered again: the table has it already
+            refuse("anomaly", change, anomaly.id, "")
+            return
+        if change.publish:
+            await publish(change, key)
+        table[key] = book.SerializeToString()
+        metrics.stage_seconds("correlate").observe(time.perf_counter() - started)
+
+    async def on_action(event: faust.EventT) -> None:
+        action = await parse(event, catalogue.actions, "incident_id", "camera_id")
+        if action is None:
+            return
+        key = event.key or catalogue.actions.key(action.camera_id)
+        book = load(key)
+        change = apply_action(book, action, time.time_ns(), settings.merge.remember_actions)
+        if change.refused:  # logged and counted, never published as a state change
+            refuse("action", change, action.id, action.incident_id)
+            return
+        if change.publish:
+            await publish(change, key)
+        table[key] = book.SerializeToString()
+        if change.publish:
+            log.info("operator %s: %s, incident now %s", action.operator, OperatorAction.Kind.Name(action.kind),
+                     Incident.State.Name(change.incident.state), extra={"incident": change.incident.id})
+
+    async def consume(stream: faust.StreamT, handle) -> None:  # noqa: ANN001
+        """Each record of ``stream`` in offset order: skipped records are read again (:mod:`.offsets`);
+        the table writes are acknowledged before the record is (:mod:`.table`)."""
+        async for event in stream.events():
+            if not await guard.admit(event):
+                continue
+            await handle(event)
+            guard.done(event)
+            await table.written()
+
     @app.agent(anomalies)
     async def correlate(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
-            anomaly = await parse(event, catalogue.anomalies, "id", "camera_id", "kind")
-            if anomaly is None:
-                continue
-            key = event.key or catalogue.anomalies.key(anomaly.camera_id)
-            book = load(key)
-            stations = settings.routing.stations_for(anomaly.camera_id)
-            change = merge_anomaly(book, anomaly, settings.merge, stations, time.time_ns())
-            if change.refused:  # delivered again: the table has it already
-                refuse("anomaly", change, anomaly.id, "")
-                continue
-            if change.publish:
-                await publish(change, key)
-            table[key] = book.SerializeToString()
-            await table.written()  # before the record is acknowledged: see vigie.correlator.table
-            metrics.stage_seconds("correlate").observe(time.perf_counter() - started)
+        await consume(stream, on_anomaly)
 
     @app.agent(actions)
     async def operate(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            action = await parse(event, catalogue.actions, "incident_id", "camera_id")
-            if action is None:
-                continue
-            key = event.key or catalogue.actions.key(action.camera_id)
-            book = load(key)
-            change = apply_action(book, action, time.time_ns(), settings.merge.remember_actions)
-            if change.refused:  # logged and counted, never published as a state change
-                refuse("action", change, action.id, action.incident_id)
-                continue
-            if change.publish:
-                await publish(change, key)
-            table[key] = book.SerializeToString()
-            await table.written()  # before the record is acknowledged: see vigie.correlator.table
-            if change.publish:
-                log.info("operator %s: %s, incident now %s", action.operator, OperatorAction.Kind.Name(action.kind),
-                         Incident.State.Name(change.incident.state), extra={"incident": change.incident.id})
+        await consume(stream, on_action)
 
     @app.page("/metrics")
     async def metrics_page(self, request):  # noqa: ANN001 - faust view signature
@@ -242,13 +256,30 @@ def _check_topics(settings: CorrelatorSettings) -> None:
                           f"`vigie topics apply --stations {','.join(stations)}` first")
 
 
+async def _wait_for_broker(settings: CorrelatorSettings) -> None:
+    """Return once the broker answers, retrying with capped exponential back-off (one log line every
+    few seconds at most, no traceback): a correlator started before its broker waits for it."""
+    probe, delays, said = BrokerProbe(settings.kafka), retry_delays(settings.kafka), 0.0
+    try:
+        while (why := await probe.check()) is not None:
+            if time.monotonic() - said > 5.0:
+                log.warning("waiting for the Kafka broker at %s: %s", settings.kafka.bootstrap, why)
+                said = time.monotonic()
+            await asyncio.sleep(next(delays))
+    finally:
+        await probe.close()
+
+
 def run(settings: CorrelatorSettings, loglevel: str = "info") -> int:
     """Run the correlator worker until SIGTERM/SIGINT (faust drains and commits); returns the exit code.
 
+    A broker that does not answer yet is waited for (:func:`_wait_for_broker`).
+
     Raises:
         ConfigError: its topics do not exist (see :func:`_check_topics`).
-        BrokerUnavailable: no broker answers.
     """
+    throttle_client_logs()
+    asyncio.run(_wait_for_broker(settings))
     _check_topics(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
