@@ -2,7 +2,9 @@
 
 Polygons are given in pixels of a frame of one size and rasterised on a grid of
 another size with a vectorised even-odd scanline fill on pixel centres (numpy only),
-cached per (polygons, source size, grid size).
+cached per (polygons, source size, grid size). :func:`rasterize_outward` rounds
+outward instead, for privacy masks: what a polygon covers on its reference grid stays
+covered on a grid of any other size.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Polygon", "covers_any_pixel", "crossing_edges", "rasterize_polygons"]
+__all__ = ["Polygon", "covers_any_pixel", "crossing_edges", "rasterize_outward", "rasterize_polygons", "resample_outward"]
 
 Polygon = Sequence[Sequence[float]]
 
@@ -23,6 +25,14 @@ def _polygon_points(mask: object) -> tuple[tuple[float, float], ...]:
     if len(pts) < 3:
         raise ValueError(f"a polygon needs at least 3 points, got {len(pts)}")
     return pts
+
+
+def _sizes(src_size: tuple[int, int], dst_size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The two (width, height) sizes as ints; raises ``ValueError`` when one is not positive."""
+    (sw, sh), (dw, dh) = ((int(v) for v in size) for size in (src_size, dst_size))
+    if min(sw, sh, dw, dh) <= 0:
+        raise ValueError(f"sizes must be positive, got {src_size} and {dst_size}")
+    return (sw, sh), (dw, dh)
 
 
 def rasterize_polygons(
@@ -40,11 +50,54 @@ def rasterize_polygons(
     fewer than 3 points or a non-positive size.
     """
     polys = tuple(_polygon_points(m) for m in polygons)
-    sw, sh = (int(v) for v in src_size)
+    return _rasterize_cached(polys, *_sizes(src_size, dst_size))
+
+
+def resample_outward(mask: np.ndarray, dst_size: tuple[int, int]) -> np.ndarray:
+    """Resample a (H, W) bool ``mask`` to ``dst_size`` = (width, height), rounding outward.
+
+    Both grids span the same picture (non-uniform scaling when the aspect ratios differ).
+    A destination pixel is True when it overlaps, by a positive area, any True pixel of
+    ``mask``: destination column ``u`` spans source columns ``[u*W/dw, (u+1)*W/dw]``, so it
+    overlaps source columns ``floor(u*W/dw)`` to ``ceil((u+1)*W/dw) - 1`` (rows alike),
+    computed in integers. Hence the region of every True source pixel is entirely covered
+    by True destination pixels, whatever the sizes. Counts come from a summed-area table:
+    O(H*W + dh*dw). Returns a new (dh, dw) bool array. Raises ``ValueError`` for an empty
+    mask or a non-positive size.
+    """
+    rh, rw = mask.shape
     dw, dh = (int(v) for v in dst_size)
-    if min(sw, sh, dw, dh) <= 0:
-        raise ValueError(f"sizes must be positive, got src={src_size} dst={dst_size}")
-    return _rasterize_cached(polys, (sw, sh), (dw, dh))
+    if min(rh, rw, dw, dh) <= 0:
+        raise ValueError(f"sizes must be positive, got mask {rw}x{rh} -> {dst_size}")
+    if (dw, dh) == (rw, rh):
+        return np.array(mask, dtype=bool)
+    table = np.zeros((rh + 1, rw + 1), dtype=np.int64)
+    table[1:, 1:] = mask.astype(np.int64).cumsum(axis=0).cumsum(axis=1)
+    u, v = np.arange(dw, dtype=np.int64), np.arange(dh, dtype=np.int64)
+    c0, c1 = (u * rw) // dw, -((-(u + 1) * rw) // dw)  # floor, ceil
+    r0, r1 = (v * rh) // dh, -((-(v + 1) * rh) // dh)
+    top, bottom = table[r0], table[r1]
+    count = bottom[:, c1] - top[:, c1] - bottom[:, c0] + top[:, c0]
+    return count > 0
+
+
+def rasterize_outward(
+    polygons: Iterable[object], ref_size: tuple[int, int], dst_size: tuple[int, int]
+) -> np.ndarray:
+    """Fill the union of ``polygons``, drawn on a ``ref_size`` frame, on a ``dst_size`` grid, rounding outward.
+
+    ``polygons`` as for :func:`rasterize_polygons`, vertices in pixels of a frame of
+    ``ref_size`` = (width, height). The result is the union of (1) the pixels covered at
+    the reference size (pixel centres inside, :func:`rasterize_polygons`) resampled
+    outward by :func:`resample_outward`, and (2) the pixels of ``dst_size`` whose centre
+    lies inside the scaled polygons. So every pixel covered at the reference size has its
+    whole region covered at any other size (non-uniform scaling when aspect ratios
+    differ): a privacy mask never uncovers what it covered. Cost: a few ms at 1080p;
+    cached like :func:`rasterize_polygons`. Returns a read-only (H, W) bool array.
+    Raises ``ValueError`` like :func:`rasterize_polygons`.
+    """
+    polys = tuple(_polygon_points(m) for m in polygons)
+    return _rasterize_outward_cached(polys, *_sizes(ref_size, dst_size))
 
 
 def covers_any_pixel(polygon: object, src_size: tuple[int, int], dst_size: tuple[int, int] | None = None) -> bool:
@@ -57,10 +110,7 @@ def covers_any_pixel(polygon: object, src_size: tuple[int, int], dst_size: tuple
     ``ValueError`` like :func:`rasterize_polygons`.
     """
     pts = np.asarray(_polygon_points(polygon), dtype=np.float64)
-    sw, sh = (int(v) for v in src_size)
-    dw, dh = (int(v) for v in (dst_size or src_size))
-    if min(sw, sh, dw, dh) <= 0:
-        raise ValueError(f"sizes must be positive, got src={src_size} dst={dst_size}")
+    (sw, sh), (dw, dh) = _sizes(src_size, dst_size or src_size)
     pts = pts * (dw / sw, dh / sh)
     if pts[:, 0].max() <= 0 or pts[:, 1].max() <= 0 or pts[:, 0].min() >= dw or pts[:, 1].min() >= dh:
         return False  # bounding box off the grid
@@ -103,6 +153,18 @@ def _rasterize_cached(
     for poly in polys:
         pts = np.asarray(poly, dtype=np.float64) * (sx, sy)
         out |= _fill_even_odd(pts, dw, dh)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _rasterize_outward_cached(
+    polys: tuple[tuple[tuple[float, float], ...], ...], ref: tuple[int, int], dst: tuple[int, int]
+) -> np.ndarray:
+    if ref == dst:
+        return _rasterize_cached(polys, ref, dst)
+    out = resample_outward(_rasterize_cached(polys, ref, ref), dst)
+    out |= _rasterize_cached(polys, ref, dst)
     out.setflags(write=False)
     return out
 
