@@ -61,8 +61,8 @@ def resample_outward(mask: np.ndarray, dst_size: tuple[int, int]) -> np.ndarray:
     ``mask``: destination column ``u`` spans source columns ``[u*W/dw, (u+1)*W/dw]``, so it
     overlaps source columns ``floor(u*W/dw)`` to ``ceil((u+1)*W/dw) - 1`` (rows alike),
     computed in integers. Hence the region of every True source pixel is entirely covered
-    by True destination pixels, whatever the sizes. Counts come from a summed-area table:
-    O(H*W + dh*dw). Returns a new (dh, dw) bool array. Raises ``ValueError`` for an empty
+    by True destination pixels, whatever the sizes. Counts come from running sums along
+    each axis in turn: O(H*W + H*dw + dh*dw). Returns a new (dh, dw) bool array. Raises ``ValueError`` for an empty
     mask or a non-positive size.
     """
     rh, rw = mask.shape
@@ -71,14 +71,16 @@ def resample_outward(mask: np.ndarray, dst_size: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"sizes must be positive, got mask {rw}x{rh} -> {dst_size}")
     if (dw, dh) == (rw, rh):
         return np.array(mask, dtype=bool)
-    table = np.zeros((rh + 1, rw + 1), dtype=np.int64)
-    table[1:, 1:] = mask.astype(np.int64).cumsum(axis=0).cumsum(axis=1)
     u, v = np.arange(dw, dtype=np.int64), np.arange(dh, dtype=np.int64)
     c0, c1 = (u * rw) // dw, -((-(u + 1) * rw) // dw)  # floor, ceil
     r0, r1 = (v * rh) // dh, -((-(v + 1) * rh) // dh)
-    top, bottom = table[r0], table[r1]
-    count = bottom[:, c1] - top[:, c1] - bottom[:, c0] + top[:, c0]
-    return count > 0
+    # separable: first any() over each destination column's source columns, then over rows
+    along = np.zeros((rh, rw + 1), dtype=np.int32)
+    np.cumsum(mask, axis=1, dtype=np.int32, out=along[:, 1:])
+    cols = along[:, c1] > along[:, c0]  # (H, dw)
+    down = np.zeros((rh + 1, dw), dtype=np.int32)
+    np.cumsum(cols, axis=0, dtype=np.int32, out=down[1:])
+    return down[r1] > down[r0]
 
 
 def rasterize_outward(
