@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from tests.streams import (cut_mid_gop_ts, ffmpeg_decode_first, noise_video, resolution_change_ts,
+from tests.streams import (cut_mid_gop_ts, ffmpeg, ffmpeg_decode_first, noise_video, resolution_change_ts,
                            rotated_video, still_folder)
 from vigie.core.cameras import CameraConfig
 from vigie.core.geometry import rasterize_outward, rasterize_polygons, resample_outward
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline, encode_within
-from vigie.grabber.orientation import Upright
+from vigie.grabber.orientation import Orientation, Upright, rotation_matrix, orientation_from_matrix
 
 SIZES = [(1280, 720), (704, 576), (1920, 1080)]
 #: Masks drawn on a 1280x720 picture: a rectangle and a triangle, in normalised terms [0.25, 0.5] x [0.25, 0.5]
@@ -131,6 +131,9 @@ def test_display_matrix_turns_frames_as_ffmpeg_does(tmp_path, degrees, hflip, vf
     expected = ffmpeg_decode_first(path)
     assert image.shape == expected.shape and src_size == (expected.shape[1], expected.shape[0])
     assert np.array_equal(image, expected)
+    if not (hflip or vflip):  # the fallback for frames whose side data PyAV cannot list: rotation alone
+        fallback = rotation_matrix(frame.rotation)
+        assert (orientation_from_matrix(fallback)[0] if fallback else Orientation()) == Upright("c").orientation(frame)
 
 
 async def test_camera_mounted_sideways_is_published_upright_and_masked_upright(tmp_path):
@@ -210,3 +213,16 @@ async def test_packets_before_the_first_keyframe_are_counted(tmp_path):
     pipe = CameraPipeline(camera(path, fps=25), as_fast_as_possible=True)
     frames = await collect(pipe)
     assert pipe.stats.skipped_before_keyframe == before and len(frames) >= 45
+
+
+def test_frames_with_side_data_pyav_does_not_know_are_still_turned(tmp_path):
+    """Defect: rotation metadata was ignored; reading it must not break frames whose other side data PyAV cannot
+    name (a TIFF's EXIF, type 31 with FFmpeg 8): those are published, turned by their rotation alone."""
+    tif = tmp_path / "still.tif"
+    ffmpeg("-i", str(still_folder(tmp_path / "stills", [(64, 48)]) / "001.png"), str(tif))
+    with av.open(str(tif)) as container:
+        frame = next(container.decode(video=0))
+    with pytest.raises(ValueError):
+        list(frame.side_data)  # the PyAV limitation worked around
+    image, size = Upright("cam")(frame, lambda w, h: (w, h))
+    assert image.shape == (48, 64, 3) and size == (64, 48) and image.min() >= 250

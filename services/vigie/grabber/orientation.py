@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-__all__ = ["Orientation", "Upright", "orientation_from_matrix"]
+__all__ = ["Orientation", "Upright", "orientation_from_matrix", "rotation_matrix"]
 
 log = logging.getLogger("vigie.grabber.orientation")
 
@@ -102,6 +102,16 @@ def orientation_from_matrix(matrix: bytes | np.ndarray) -> tuple[Orientation, bo
     return _CANDIDATES[best], scores[best] > 2 - 1e-3
 
 
+def rotation_matrix(degrees: float) -> bytes | None:
+    """The display matrix (36 bytes, native int32) of a turn of ``degrees`` counter-clockwise, None for 0."""
+    if not degrees:
+        return None
+    r = np.radians(degrees)
+    one = 1 << 16
+    return np.array([round(np.cos(r) * one), round(-np.sin(r) * one), 0, round(np.sin(r) * one),
+                     round(np.cos(r) * one), 0, 0, 0, 1 << 30], dtype=np.int32).tobytes()
+
+
 class Upright:
     """Turns decoded frames of one camera upright at their output size (called in its decode thread).
 
@@ -116,7 +126,11 @@ class Upright:
 
     def orientation(self, frame: av.VideoFrame) -> Orientation:
         """The :class:`Orientation` asked for by ``frame``'s display matrix side data (upright when none)."""
-        data = next((bytes(sd) for sd in frame.side_data if sd.type == _DISPLAYMATRIX), None)
+        try:
+            side = frame.side_data.get(_DISPLAYMATRIX)
+            data = bytes(side) if side is not None else None
+        except ValueError:  # side data of a type this PyAV does not know (TIFF's EXIF): its rotation, no mirror
+            data = rotation_matrix(frame.rotation)
         if data != self._matrix:
             self._matrix = data
             orientation, exact = orientation_from_matrix(data) if data else (IDENTITY, True)
