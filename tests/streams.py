@@ -19,13 +19,21 @@ def ffmpeg(*args: str) -> None:
 
 
 def resolution_change_ts(path: Path, sizes: Sequence[tuple[int, int]], seconds: float = 1.0, fps: int = 10,
-                         colour: str = "white") -> Path:
+                         colour: str = "white", box: tuple[float, float, float, float] | None = None) -> Path:
     """An H.264 MPEG-TS whose size changes mid-stream: one ``seconds`` segment of a ``colour`` picture per size,
-    with continuous timestamps (a camera whose profile changes, e.g. 1280x720 -> 704x576 -> 1920x1080)."""
+    with continuous timestamps (a camera whose profile changes, e.g. 1280x720 -> 704x576 -> 1920x1080).
+
+    ``box``: (x0, y0, x1, y1) as fractions of the picture: a white box drawn over every pixel that the area
+    touches at each size (its edges rounded outward), e.g. a lit window."""
     parts = []
     for i, (w, h) in enumerate(sizes):
         part = path.with_name(f"{path.stem}.{i}.ts")
-        ffmpeg("-f", "lavfi", "-i", f"color={colour}:s={w}x{h}:r={fps}:d={seconds}", "-c:v", "libx264",
+        draw = ""
+        if box is not None:
+            x0, y0 = int(box[0] * w), int(box[1] * h)
+            x1, y1 = -int(-box[2] * w // 1), -int(-box[3] * h // 1)
+            draw = f",drawbox=x={x0}:y={y0}:w={x1 - x0}:h={y1 - y0}:color=white:t=fill"
+        ffmpeg("-f", "lavfi", "-i", f"color={colour}:s={w}x{h}:r={fps}:d={seconds}{draw}", "-c:v", "libx264",
                "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", str(fps), "-output_ts_offset", str(i * seconds),
                "-f", "mpegts", str(part))
         parts.append(part)

@@ -84,7 +84,8 @@ def resample_outward(mask: np.ndarray, dst_size: tuple[int, int]) -> np.ndarray:
 
 
 def rasterize_outward(
-    polygons: Iterable[object], ref_size: tuple[int, int], dst_size: tuple[int, int]
+    polygons: Iterable[object], ref_size: tuple[int, int], dst_size: tuple[int, int],
+    via_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Fill the union of ``polygons``, drawn on a ``ref_size`` frame, on a ``dst_size`` grid, rounding outward.
 
@@ -94,12 +95,21 @@ def rasterize_outward(
     outward by :func:`resample_outward`, and (2) the pixels of ``dst_size`` whose centre
     lies inside the scaled polygons. So every pixel covered at the reference size has its
     whole region covered at any other size (non-uniform scaling when aspect ratios
-    differ): a privacy mask never uncovers what it covered. Cost: a few ms at 1080p;
-    cached like :func:`rasterize_polygons`. Returns a read-only (H, W) bool array.
-    Raises ``ValueError`` like :func:`rasterize_polygons`.
+    differ): a privacy mask never uncovers what it covered.
+
+    ``via_size``: the size of the picture that was resized to ``dst_size`` (a decoded
+    frame before its analysis resize), when it differs from both. Its pixels straddling
+    the mask's edge carry some of what is hidden, and resizing mixes each of them into
+    every ``dst_size`` pixel its area touches, so the result also covers those: (1) is
+    then taken through ``via_size`` (reference -> via -> destination, outward at each
+    step). Cost: tens of ms at 1080p, once per sizes (cached like
+    :func:`rasterize_polygons`). Returns a read-only (H, W) bool array. Raises
+    ``ValueError`` like :func:`rasterize_polygons`.
     """
     polys = tuple(_polygon_points(m) for m in polygons)
-    return _rasterize_outward_cached(polys, *_sizes(ref_size, dst_size))
+    ref, dst = _sizes(ref_size, dst_size)
+    via = _sizes(via_size, via_size)[0] if via_size is not None and tuple(via_size) not in (ref, dst) else None
+    return _rasterize_outward_cached(polys, ref, dst, via)
 
 
 def covers_any_pixel(polygon: object, src_size: tuple[int, int], dst_size: tuple[int, int] | None = None) -> bool:
@@ -161,11 +171,15 @@ def _rasterize_cached(
 
 @functools.lru_cache(maxsize=32)
 def _rasterize_outward_cached(
-    polys: tuple[tuple[tuple[float, float], ...], ...], ref: tuple[int, int], dst: tuple[int, int]
+    polys: tuple[tuple[tuple[float, float], ...], ...], ref: tuple[int, int], dst: tuple[int, int],
+    via: tuple[int, int] | None,
 ) -> np.ndarray:
-    if ref == dst:
+    if ref == dst and via is None:
         return _rasterize_cached(polys, ref, dst)
-    out = resample_outward(_rasterize_cached(polys, ref, ref), dst)
+    covered = _rasterize_cached(polys, ref, ref)
+    if via is not None:
+        covered = _rasterize_outward_cached(polys, ref, via, None)
+    out = resample_outward(covered, dst)
     out |= _rasterize_cached(polys, ref, dst)
     out.setflags(write=False)
     return out

@@ -4,7 +4,11 @@ A camera's masks are drawn on a reference frame (``privacy_masks_reference_size`
 upright picture) and rasterised for every frame size that arrives by
 :func:`vigie.core.geometry.rasterize_outward`: scaled to the arriving size (non-uniformly
 when the aspect ratio changed, e.g. 1280x720 -> 704x576) and rounded outward, so that a
-resolution change never uncovers what a mask covered at the reference size.
+resolution change never uncovers what a mask covered at the reference size. Frames are
+resized before they are masked, so the mask is taken through the decoded size to the
+published one, outward at each step: no luma of a hidden area reaches a published pixel.
+Chroma is another matter: a 4:2:0 stream shares the colour of each 2x2 block, so the
+camera's own encoding tints pixels next to a mask's edge with a colour of what it hides.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ class CameraMasks:
         self.names = camera.mask_names()
         self.reference: tuple[int, int] | None = camera.privacy_masks_reference_size
         self.assumed = False
-        self._last: tuple[tuple[int, int], np.ndarray] | None = None  # (out_size, raster)
+        self._last: tuple[tuple, np.ndarray] | None = None  # ((src_size, out_size), raster)
 
     def _assume_reference(self, src_size: tuple[int, int]) -> None:
         """Pin the first frame's size as the reference; raises :class:`SourceError` when a mask covers none of it."""
@@ -77,14 +81,17 @@ class CameraMasks:
     def raster(self, src_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray | None:
         """(H, W) read-only bool mask of an ``out_size`` = (W, H) frame, or None when the camera has no mask.
 
-        ``src_size``: the upright source size of the frame (before resizing), used only to
-        pin the reference of a camera without one. Cached per size. Raises
+        ``src_size``: the upright size of the decoded frame that was resized to
+        ``out_size``: the mask also covers every output pixel that resizing mixed a
+        straddling source pixel into (no luma of a hidden area leaks at the mask's edge),
+        and pins the reference of a camera without one. Cached per sizes. Raises
         :class:`SourceError` when the reference is pinned on a frame that a mask misses.
         """
         if not self.masks:
             return None
         if self.reference is None:
             self._assume_reference(src_size)
-        if self._last is None or self._last[0] != out_size:
-            self._last = (out_size, rasterize_outward(self.masks, self.reference, out_size))
+        key = (src_size, out_size)
+        if self._last is None or self._last[0] != key:
+            self._last = (key, rasterize_outward(self.masks, self.reference, out_size, via_size=src_size))
         return self._last[1]
