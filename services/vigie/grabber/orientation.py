@@ -43,6 +43,7 @@ class Orientation:
 
     @property
     def identity(self) -> bool:
+        """True when the picture is already upright (nothing to do)."""
         return (self.a, self.b, self.c, self.d) == (1, 0, 0, 1)
 
     @property
