@@ -49,7 +49,7 @@ def test_events_are_distinct_places_and_the_tally_counts_lost_and_duplicated() -
     assert counted.per_event[23] == 0 and counted.per_event[5] == 2
 
 
-@pytest.mark.parametrize("fault", ["correlator-kill", "correlator-join-leave", "broker-restart"])
+@pytest.mark.parametrize("fault", ["correlator-kill", "correlator-join-leave", "broker-restart", "station-kill"])
 def test_fault_loses_and_duplicates_no_incident(fault: str, private_broker: PrivateBroker, tmp_path: Path) -> None:
     """A correlator SIGKILLed mid-stream, a second correlator joining then the first killed, the broker
     SIGKILLed and restarted: every event still gives exactly one incident (the correlator once lost up to

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -185,3 +187,17 @@ def test_polygon_geometry_helpers():
     # scaled to a smaller grid: source 960x720 -> 480x360
     assert covers_any_pixel([(900, 700), (960, 700), (960, 720)], (960, 720), (480, 360))
     assert not covers_any_pixel([(0, 0), (0.4, 0), (0, 0.4)], (480, 360))  # no pixel centre inside
+
+
+def test_validate_warns_of_masks_without_a_reference_size(tmp_path):
+    """Defect: masks had no reference frame size, so a resolution change moved them; `vigie validate` says when
+    a camera's masks still lack one (the grabber then assumes its first frame's size)."""
+    path = write(tmp_path, "cameras:\n"
+                           "  - {id: a, source: synthetic://scene, privacy_masks: [{polygon: [[0, 0], [9, 0], [9, 9]]}]}\n"
+                           "  - {id: b, source: synthetic://scene, privacy_masks_reference_size: [720, 480],\n"
+                           "     privacy_masks: [{polygon: [[0, 0], [9, 0], [9, 9]]}]}\n")
+    result = subprocess.run([sys.executable, "-m", "vigie", "validate", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    warnings = [line.strip() for line in result.stdout.splitlines() if "warning" in line]
+    assert warnings == ["warning: camera a: privacy masks without privacy_masks_reference_size: the size of its "
+                        "first frame will be assumed"]

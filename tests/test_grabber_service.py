@@ -12,10 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import simplejpeg
 
 from tests.clips import data_path
 from tests.stack import consume, free_port, health, service
+from tests.streams import cut_mid_gop_ts, noise_video, resolution_change_ts
 from vigie.core.topics import Topics
+from vigie.grabber.frames import MAX_JPEG_BYTES
 
 pytestmark = pytest.mark.broker
 
@@ -146,3 +149,52 @@ def test_a_bad_cameras_file_is_reported_before_the_http_server_starts(tmp_path: 
                              "--http-port", str(free_port())], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and f"{cameras}:4: cameras[0].fsp" in result.stderr
     assert "http on" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_resolution_changes_oversize_frames_and_skipped_packets_are_reported(kafka, tmp_path: Path) -> None:
+    """Defects: a resolution change was neither counted nor shown, one JPEG over the broker's record size failed its
+    camera for good, packets before the first keyframe were not counted. With the real broker: a stream changing
+    1280x720 -> 704x576 -> 1920x1080 under a mask, 4K noise (5.5 MB at quality 80) and a stream cut mid-GOP."""
+    profiles = resolution_change_ts(tmp_path / "profiles.ts", [(1280, 720), (704, 576), (1920, 1080)])
+    noisy = noise_video(tmp_path / "noise.mkv", (3840, 2160), frames=2)
+    cut = cut_mid_gop_ts(tmp_path / "cut.ts")
+    cameras = (
+        "cameras:\n"
+        f"  - id: profiles\n    source: {profiles}\n    realtime: false\n"
+        "    privacy_masks_reference_size: [1280, 720]\n"
+        "    privacy_masks: [{name: w, polygon: [[320, 180], [640, 180], [640, 360], [320, 360]]}]\n"
+        f"  - id: noisy\n    source: {noisy}\n    realtime: false\n    width: 3840\n"
+        f"  - id: cut\n    source: {cut}\n    realtime: false\n"
+    )
+    topic = Topics(kafka.namespace).frames
+    with grabber(kafka, tmp_path, cameras, frames=1) as (proc, port, _, _):
+        deadline = time.monotonic() + 20
+        while True:
+            cams = health(port)["cameras"]
+            if {c["state"] for c in cams.values()} == {"ended"}:
+                break
+            assert time.monotonic() < deadline, cams
+            time.sleep(0.3)
+        published = sum(c["published"] for c in cams.values())
+        records = consume(kafka, topic.name, lambda rs: len(rs) >= published, timeout_s=30)
+        frames = [topic.decode(r.value) for r in records]
+        time.sleep(1.2)  # metrics follow the pipelines every second
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+    assert proc.returncode == 0, (tmp_path / "grabber.log").read_text()[-2000:]
+    assert len(frames) == published >= 23
+    big = [f for f in frames if f.camera_id == "noisy"]
+    assert [(f.width, f.height) for f in big] == [(3840, 2160)] * 2 and all(len(f.data) <= MAX_JPEG_BYTES for f in big)
+    assert cams["noisy"]["reencoded"] == 2 and cams["noisy"]["published"] == 2 and cams["noisy"]["error"] == ""
+    assert cams["profiles"]["source_size"] == [1920, 1080] and cams["profiles"]["resolution_changes"] == 2
+    assert cams["profiles"]["masks_reference"] == [1280, 720] and not cams["profiles"]["masks_reference_assumed"]
+    for f in frames:
+        if f.camera_id == "profiles":
+            img = simplejpeg.decode_jpeg(f.data, colorspace="RGB")
+            assert img[f.height // 4:f.height // 2, f.width // 4:f.width // 2].max() <= 40  # masked at every size
+    assert {(f.width, f.height) for f in frames if f.camera_id == "profiles"} == {(640, 360), (640, 524)}
+    skipped = cams["cut"]["skipped_before_keyframe"]
+    assert skipped > 10
+    assert f'vigie_grabber_frames_total{{camera="profiles",stage="resolution_changes"}} 2.0' in metrics
+    assert f'vigie_grabber_frames_total{{camera="noisy",stage="reencoded"}} 2.0' in metrics
+    assert f'vigie_grabber_frames_total{{camera="cut",stage="skipped_before_keyframe"}} {skipped:.1f}' in metrics

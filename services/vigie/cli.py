@@ -93,6 +93,9 @@ def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
         for camera in cameras.cameras:
             if camera.kind == "file" and not Path(camera.source.removeprefix("file://")).exists():
                 lines.append(f"  warning: camera {camera.id}: file not found: {camera.source}")
+            if camera.privacy_masks and camera.privacy_masks_reference_size is None:
+                lines.append(f"  warning: camera {camera.id}: privacy masks without privacy_masks_reference_size: "
+                             "the size of its first frame will be assumed")
     if routing_path:
         routing = _load_routing(routing_path)
         lines.append(f"{routing_path}: {len(routing.routes)} route(s) valid, stations: {', '.join(routing.all_stations())}")

@@ -9,7 +9,12 @@ rate, and one fault is injected once a third of them are sent:
 * ``correlator-kill``: the correlator is SIGKILLed and started again at once;
 * ``correlator-join-leave``: a second correlator joins the consumer group, then the first is
   SIGKILLed; the second must take over its partitions and its incident table;
-* ``correlator-restart``: the correlator is stopped cleanly (SIGTERM) and started again.
+* ``correlator-restart``: the correlator is stopped cleanly (SIGTERM) and started again;
+* ``station-kill``: the operator station is SIGKILLed and started again (it rebuilds its view
+  from its alert topic).
+
+Every scenario also runs the station of the events' cameras: its console must end up showing
+each event's incident exactly once (``console``: the events shown once).
 
 The outcome counts, per event, the distinct incidents that reached the ``incidents`` topic:
 0 lost and 0 duplicated is the pass mark. The recovery time is from the fault's injection
@@ -19,20 +24,23 @@ to the first incident record written after it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vigie.chaos.cluster import PrivateBroker, ServiceProcess
 from vigie.chaos.events import Feeder, anomalies_of, make_events, opened_by_event, read_incidents, tally
+from vigie.contracts.v1 import Incident
 from vigie.core.kafka import apply_topics
 from vigie.core.topics import Topics
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("none", "broker-restart", "correlator-kill", "correlator-join-leave", "correlator-restart")
+FAULTS = ("none", "broker-restart", "correlator-kill", "correlator-join-leave", "correlator-restart", "station-kill")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +72,13 @@ class Outcome:
     recovery_s: float | None
     feeder_retries: int
     exit_codes: dict[str, int | None]
+    console: int | None = None
 
     @property
     def passed(self) -> bool:
-        """No event lost, none duplicated, no incident that no event explains."""
-        return self.lost == 0 and self.duplicated == 0 and self.strays == 0
+        """No event lost, none duplicated, no incident that no event explains, every event once on the console."""
+        return (self.lost == 0 and self.duplicated == 0 and self.strays == 0
+                and self.console in (None, self.events))
 
     def as_dict(self) -> dict:
         """JSON-ready view."""
@@ -92,9 +102,12 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
     anomalies = anomalies_of(events, plan.per_event, plan.spacing_s)
     first = ServiceProcess(kafka, "correlator", [], logs, label="correlator-1")
     second = ServiceProcess(kafka, "correlator", [], logs, label="correlator-2")
-    workers = [first]
-    first.start()
-    await asyncio.to_thread(first.wait_ready)
+    station = ServiceProcess(kafka, "station", [], logs)
+    workers = [first, station]
+    for proc in workers:
+        proc.start()
+    for proc in workers:
+        await asyncio.to_thread(proc.wait_ready)
     feeder = Feeder(kafka, plan.rate)
     feeding = asyncio.create_task(feeder.run(anomalies))
     fault_at = None
@@ -113,6 +126,9 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
         elif fault == "correlator-restart":
             await asyncio.to_thread(first.terminate)
             first.start()
+        elif fault == "station-kill":
+            await asyncio.to_thread(station.kill)
+            station.start()
         elif fault == "correlator-join-leave":
             workers.append(second)
             second.start()
@@ -125,6 +141,8 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
         incidents, first_after = await read_incidents(
             kafka, lambda found: expected <= {opened_by_event(i) for i in found}, plan.settle_s, plan.timeout_s,
             since_ms=int(fault_at * 1000) if fault != "none" else 0)
+        opened = {i.id for i in incidents}
+        shown = await asyncio.to_thread(console_view, station, opened, plan.timeout_s)
     finally:
         if not feeding.done():
             feeding.cancel()
@@ -136,15 +154,31 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
     return Outcome(fault=fault, events=counted.events, records_in=len(anomalies), incidents=counted.incidents,
                    lost=counted.lost, duplicated=counted.duplicated, strays=counted.strays,
                    recovery_s=None if recovery is None else round(recovery, 1), feeder_retries=feeder.retries,
-                   exit_codes=codes)
+                   exit_codes=codes, console=sum(1 for n in tally([e.index for e in events], shown,
+                                                                  opened_by_event).per_event.values() if n == 1))
+
+
+def console_view(station: ServiceProcess, expected: set[str], timeout_s: float) -> list[Incident]:
+    """The incidents the station's console lists (``/api/incidents``), once it lists every id of ``expected``
+    (or after ``timeout_s``); each as an :class:`Incident` with its id and ``opened_by``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{station.port}/api/incidents", timeout=5) as r:
+                listed = json.loads(r.read())["incidents"]
+        except (OSError, ValueError, KeyError):
+            listed = []
+        if expected <= {i.get("id") for i in listed} or time.monotonic() > deadline:
+            return [Incident(id=i.get("id", ""), opened_by=i.get("openedBy", "")) for i in listed]
+        time.sleep(0.5)
 
 
 def table(outcomes: list[Outcome]) -> str:
     """The chaos table as Markdown: fault, events in, incidents out, lost, duplicated, recovery seconds."""
-    lines = ["| fault | events in | records in | incidents out | lost | duplicated | strays | recovery s | result |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| fault | events in | records in | incidents out | lost | duplicated | strays | on the console | "
+             "recovery s | result |", "|---|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         recovery = "-" if o.recovery_s is None else f"{o.recovery_s:.1f}"
         lines.append(f"| {o.fault} | {o.events} | {o.records_in} | {o.incidents} | {o.lost} | {o.duplicated} | "
-                     f"{o.strays} | {recovery} | {'pass' if o.passed else 'FAIL'} |")
+                     f"{o.strays} | {'-' if o.console is None else o.console} | {recovery} | {'pass' if o.passed else 'FAIL'} |")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ Example::
         source: rtsp://10.0.4.21:554/stream1
         fps: 5
         width: 640
+        privacy_masks_reference_size: [1280, 720]
         privacy_masks:
           - name: windows-north
             polygon: [[0, 0], [300, 0], [300, 120], [0, 140]]
@@ -27,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vigie.core.config import ConfigError, ConfigProblem, locate_problems, read_config_text, validate_yaml_text
-from vigie.core.geometry import crossing_edges
+from vigie.core.geometry import covers_any_pixel, crossing_edges
 
 
 __all__ = [
@@ -37,7 +38,8 @@ __all__ = [
 
 SourceKind = Literal["file", "rtsp", "http", "synthetic"]
 
-Coordinate = Annotated[float, Field(ge=0, le=16384, description="pixels in the SOURCE frame")]
+Coordinate = Annotated[float, Field(ge=0, le=16384, description="pixels of the masks' reference frame")]
+Side = Annotated[int, Field(ge=16, le=16384, description="pixels")]
 
 
 SCENES = ("scene",)
@@ -142,8 +144,8 @@ class PrivacyMask(BaseModel):
     )
     polygon: list[tuple[Coordinate, Coordinate]] = Field(
         ..., min_length=3, max_length=256,
-        description="vertices [x, y] in SOURCE frame pixels (origin top-left), at least 3, not crossing itself; "
-        "the grabber fails the camera when a mask covers no pixel of its frames",
+        description="vertices [x, y] in pixels of the camera's privacy_masks_reference_size frame (origin "
+        "top-left, upright picture), at least 3, not crossing itself; a mask must cover a pixel of that frame",
     )
 
     @field_validator("polygon")
@@ -192,6 +194,18 @@ class CameraConfig(BaseModel):
     privacy_masks: list[PrivacyMask] = Field(
         default_factory=list, max_length=64, description="polygons blacked out before frames leave the process",
     )
+    privacy_masks_reference_size: tuple[Side, Side] | None = Field(
+        None,
+        description="[width, height] of the (upright) frame the privacy masks were drawn on; masks are scaled "
+        "to every frame size that arrives, rounding outward. Absent: the size of the camera's first frame, "
+        "with a warning (a stream that starts at another profile would then place them wrongly)",
+    )
+    min_frame_size: int = Field(
+        16, ge=1, le=1024, description="frames narrower or lower than this many pixels are refused (degenerate)",
+    )
+    max_aspect_ratio: float = Field(
+        8.0, ge=1, le=100, description="frames whose longer side exceeds this many times the shorter are refused",
+    )
     realtime: bool = Field(
         True,
         description="files and synthetic: play at real-time pace by PTS (a CLI flag may force as fast as possible)",
@@ -216,6 +230,15 @@ class CameraConfig(BaseModel):
         if kind == "synthetic":
             parse_synthetic_url(value)
         return value
+
+    @model_validator(mode="after")
+    def check_masks_cover_their_reference(self) -> "CameraConfig":
+        size = self.privacy_masks_reference_size
+        for i, mask in enumerate(self.privacy_masks if size else ()):
+            if not covers_any_pixel(mask, size):
+                raise ValueError(f"privacy_masks[{i}] ({self.mask_names()[i]!r}) covers no pixel of its "
+                                 f"{size[0]}x{size[1]} reference frame: check its coordinates (origin top-left)")
+        return self
 
     @property
     def kind(self) -> SourceKind:

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import Field
 from prometheus_client import Counter, Gauge
 
@@ -44,6 +45,10 @@ from vigie.grabber.frames import CameraPipeline, CapturedFrame
 from vigie.grabber.publisher import FramePublisher, Outbox, Outgoing
 
 log = logging.getLogger(__name__)
+
+#: Counters of :class:`~vigie.grabber.frames.PipelineStats` exported as ``vigie_grabber_frames{camera,stage}``.
+STAGES = ("decoded", "sampled", "corrupt", "skipped_before_keyframe", "dropped", "degenerate", "reencoded",
+          "oversize_dropped", "errors", "reconnects", "resolution_changes")
 
 
 class GrabberSettings(StrictModel):
@@ -89,7 +94,8 @@ class GrabberService(Service):
     def __init__(self, settings: GrabberSettings, registry=None) -> None:  # noqa: ANN001
         super().__init__(settings.kafka, registry)
         self.settings = settings
-        self.camera_frames = Counter("vigie_grabber_frames", "Frames per camera and stage",
+        self.camera_frames = Counter("vigie_grabber_frames", "Frames per camera and stage (skipped_before_keyframe: "
+                                     "packets; resolution_changes: changes of the source size)",
                                      ["camera", "stage"], registry=self.registry)
         self.camera_up = Gauge("vigie_grabber_camera_up", "1 while the camera streams", ["camera"],
                                registry=self.registry)
@@ -152,7 +158,7 @@ class GrabberService(Service):
                 continue
             stats = pipeline.stats
             self.camera_up.labels(camera_id).set(1 if status.state == "streaming" and stats.failures == 0 else 0)
-            for stage in ("decoded", "sampled", "corrupt", "dropped", "reconnects"):
+            for stage in STAGES:
                 value, seen = getattr(stats, stage), status.counted.get(stage, 0)
                 if value > seen:
                     self.camera_frames.labels(camera_id, stage).inc(value - seen)

@@ -1,13 +1,20 @@
-"""The per-camera pipeline: source -> sampler -> resize -> privacy masks -> JPEG.
+"""The per-camera pipeline: source -> sampler -> resize -> checks -> privacy masks -> JPEG.
 
 Privacy masks are applied here, before a frame leaves the process; a frame whose
 masks cannot be applied is dropped (``stats.errors``), never published unmasked.
+Masks are drawn on a reference frame size and scaled to every size that arrives
+(:class:`~.masking.CameraMasks`); a change of the source's size is logged and counted.
+
+Frames that cannot be published are refused one by one, counted, and the camera goes
+on: degenerate sizes (1x1, 2x1080...) and JPEGs over the broker's record size that no
+lower quality brings under it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -15,17 +22,72 @@ import numpy as np
 import simplejpeg
 
 from vigie.core.cameras import CameraConfig
-from vigie.core.geometry import covers_any_pixel
+from vigie.core.kafka import MAX_RECORD_BYTES
 from .errors import SourceError
-from .masking import apply_masks, rasterize_masks
+from .masking import CameraMasks, apply_masks
 from .sampler import PtsSampler
 from .sources import FrameSource, SourceFrame, SourceStats, open_source
 
-__all__ = ["CapturedFrame", "CameraPipeline", "JPEG_QUALITY"]
+__all__ = ["CapturedFrame", "CameraPipeline", "PipelineStats", "JPEG_QUALITY", "MAX_JPEG_BYTES",
+           "degenerate_reason", "encode_within"]
 
 log = logging.getLogger("vigie.grabber.frames")
 
 JPEG_QUALITY = 80
+#: Lower qualities tried, in order, for a JPEG over its size limit.
+FALLBACK_QUALITIES = (60, 40, 25, 10)
+#: Bytes kept for the rest of a Frame record (camera id, mask names, Kafka record overhead).
+FRAME_ENVELOPE_BYTES = 64 * 1024
+#: Largest JPEG of a published frame: its record stays within the producer's and broker's limit.
+MAX_JPEG_BYTES = MAX_RECORD_BYTES - FRAME_ENVELOPE_BYTES
+#: Degenerate frames in a row after which a camera fails (20 s at 5 fps): its stream is unusable.
+DEGENERATE_IN_A_ROW = 100
+
+
+@dataclass
+class PipelineStats(SourceStats):
+    """:class:`~.sources.SourceStats` plus the counters and sizes of the pipeline's own stages."""
+
+    degenerate: int = 0  # frames refused for their size (too small, absurd aspect ratio)
+    reencoded: int = 0  # frames published at a lower JPEG quality to fit the record size
+    oversize_dropped: int = 0  # frames dropped: over the record size even at the lowest quality
+    resolution_changes: int = 0  # changes of the source's (upright) size after the first frame
+    source_size: list[int] | None = None  # [width, height] of the last frame's upright source
+    masks_reference: list[int] | None = None  # [width, height] the privacy masks are drawn on
+    masks_reference_assumed: bool = False  # True: no privacy_masks_reference_size, first frame's size used
+
+
+def degenerate_reason(size: tuple[int, int], min_side: int, max_aspect: float) -> str | None:
+    """Why a frame of ``size`` = (width, height) pixels must not be published, or None when it may.
+
+    Refused: a side under ``min_side`` pixels, or a longer side over ``max_aspect`` times
+    the shorter one (2x1080 is 540:1; panoramic cameras reach about 4:1).
+    """
+    w, h = size
+    if min(w, h) < min_side:
+        return f"{w}x{h} frame under the minimum size of {min_side} pixels per side (min_frame_size)"
+    if max(w, h) > max_aspect * min(w, h):
+        return f"{w}x{h} frame with an aspect ratio over {max_aspect:g}:1 (max_aspect_ratio)"
+    return None
+
+
+def encode_within(image: np.ndarray, quality: int, max_bytes: int) -> tuple[bytes | None, int]:
+    """JPEG of ``image`` ((H, W, 3) uint8 RGB, 4:2:0) of at most ``max_bytes``: ``(jpeg, quality used)``.
+
+    Tries ``quality`` (1-100), then each of :data:`FALLBACK_QUALITIES` below it; returns
+    ``(None, lowest quality tried)`` when even that is too big. Sizes: a 3840x2160 frame of
+    uniform noise is 5.5 MB at quality 80, 3.9 MB at 60, 1.3 MB at 15.
+    """
+    for q in (quality, *(q for q in FALLBACK_QUALITIES if q < quality)):
+        jpeg = simplejpeg.encode_jpeg(image, quality=q, colorspace="RGB", colorsubsampling="420")
+        if len(jpeg) <= max_bytes:
+            return jpeg, q
+    return None, q
+
+
+def _power_of_ten(n: int) -> bool:
+    """True for 1, 10, 100...: when to log a recurring problem again."""
+    return n > 0 and 10 ** round(math.log10(n)) == n
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,60 +119,99 @@ class CameraPipeline:
     """Frames of one camera, ready to publish.
 
     ``camera``: its configuration; ``as_fast_as_possible``: ignore real-time pacing
-    of files and synthetic scenes (benchmarks, tests). ``stats`` (a
-    :class:`~.sources.SourceStats`: decoded, sampled, corrupt, dropped, published,
-    errors, reconnects...) is live and readable at any time for metrics.
+    of files and synthetic scenes (benchmarks, tests); ``jpeg_quality``: 1-100;
+    ``max_jpeg_bytes``: largest JPEG published (default :data:`MAX_JPEG_BYTES`, what
+    fits the broker's record size). ``stats`` (a :class:`PipelineStats`: decoded,
+    sampled, corrupt, skipped before a keyframe, dropped, degenerate, re-encoded,
+    oversize dropped, published, errors, reconnects, resolution changes, source size...)
+    is live and readable at any time for metrics.
     """
 
     def __init__(self, camera: CameraConfig, as_fast_as_possible: bool = False, *,
-                 jpeg_quality: int = JPEG_QUALITY):
+                 jpeg_quality: int = JPEG_QUALITY, max_jpeg_bytes: int = MAX_JPEG_BYTES):
         self.camera = camera
         self.as_fast_as_possible = as_fast_as_possible
         self.jpeg_quality = jpeg_quality
-        self.stats = SourceStats()
+        self.max_jpeg_bytes = max_jpeg_bytes
+        self.stats = PipelineStats()
         self.sampler = PtsSampler(camera.fps)
-        self.mask_names = camera.mask_names()
+        self.masks = CameraMasks(camera)
+        self.mask_names = self.masks.names
         self.source: FrameSource = open_source(
             camera, select=self.sampler.keep, width=camera.width,
             as_fast_as_possible=as_fast_as_possible, stats=self.stats,
         )
         self._seq = 0
-        self._mask_key: tuple | None = None
-        self._mask: np.ndarray | None = None
+        self._degenerate_in_a_row = 0
+        self._last_degenerate = ""
 
-    def _mask_for(self, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
-        """(H, W) bool privacy mask for this camera at these sizes, rasterised once per size.
+    def _refuse_degenerate(self, frame: SourceFrame) -> bool:
+        """True (counted, logged now and then) when the frame's size is degenerate.
 
-        Raises :class:`SourceError` when a mask covers no pixel of frames of these sizes
-        (coordinates outside the picture): a mask that masks nothing is a privacy risk.
+        Raises :class:`SourceError` after :data:`DEGENERATE_IN_A_ROW` such frames in a row.
         """
-        key = (src_size, dst_size)
-        if key != self._mask_key:
-            for name, mask in zip(self.mask_names, self.camera.privacy_masks):
-                if not covers_any_pixel(mask, src_size, dst_size):
-                    scaled = f" (published at {dst_size[0]}x{dst_size[1]})" if dst_size != src_size else ""
-                    raise SourceError(self.camera.id, (
-                        f"privacy mask {name!r} of camera {self.camera.id!r} covers no pixel of its "
-                        f"{src_size[0]}x{src_size[1]} frames{scaled}: check its coordinates "
-                        "(pixels of the source frame, origin top-left)"))
-            self._mask = rasterize_masks(self.camera.privacy_masks, src_size, dst_size)
-            self._mask_key = key
-        return self._mask
+        cam, stats = self.camera, self.stats
+        why = degenerate_reason(frame.src_size, cam.min_frame_size, cam.max_aspect_ratio)
+        if why is None:
+            self._degenerate_in_a_row = 0
+            return False
+        stats.degenerate += 1
+        self._degenerate_in_a_row += 1
+        self._last_degenerate = why
+        stats.last_error = f"camera {cam.id}: {why}: refused"
+        if self._degenerate_in_a_row >= DEGENERATE_IN_A_ROW:
+            raise SourceError(cam.id, f"{self._degenerate_in_a_row} degenerate frames in a row, the last a {why}")
+        if _power_of_ten(stats.degenerate):
+            log.warning("camera %s: %s: refused (%d so far)", cam.id, why, stats.degenerate, extra={"camera": cam.id})
+        return True
+
+    def _track_size(self, src_size: tuple[int, int]) -> None:
+        """Record the source's size; log and count a change (privacy masks follow it)."""
+        stats, size = self.stats, list(src_size)
+        if stats.source_size == size:
+            return
+        if stats.source_size is not None:
+            stats.resolution_changes += 1
+            ref = self.masks.reference
+            masks = f"; privacy masks scaled from their {ref[0]}x{ref[1]} reference" if ref and self.mask_names else ""
+            log.warning("camera %s: source resolution changed from %dx%d to %dx%d%s", self.camera.id,
+                        *stats.source_size, *size, masks, extra={"camera": self.camera.id})
+        stats.source_size = size
 
     def _process(self, frame: SourceFrame) -> tuple[int, int, bytes] | None:
-        """Mask and encode (runs in a worker thread). None when the frame must be dropped."""
+        """Check, mask and encode (runs in a worker thread). None when the frame must be dropped (counted)."""
+        if self._refuse_degenerate(frame):
+            return None
+        self._track_size(frame.src_size)
         image = frame.image
         h, w = image.shape[:2]
         try:
-            if self.camera.privacy_masks:
-                apply_masks(image, self._mask_for(frame.src_size, (w, h)))
-            jpeg = simplejpeg.encode_jpeg(image, quality=self.jpeg_quality, colorspace="RGB", colorsubsampling="420")
+            mask = self.masks.raster(frame.src_size, (w, h))
+            if mask is not None:
+                self.stats.masks_reference = list(self.masks.reference)
+                self.stats.masks_reference_assumed = self.masks.assumed
+                apply_masks(image, mask)
+            jpeg, quality = encode_within(image, self.jpeg_quality, self.max_jpeg_bytes)
         except SourceError:  # a mask outside the picture: the camera fails, nothing is published
             raise
         except Exception:  # noqa: BLE001 - fail closed: drop the frame, count it
             self.stats.errors += 1
             log.exception("camera %s: cannot mask/encode frame pts=%.3f; dropped", self.camera.id, frame.pts)
             return None
+        if jpeg is None:
+            self.stats.oversize_dropped += 1
+            self.stats.last_error = (f"camera {self.camera.id}: a {w}x{h} frame is over {self.max_jpeg_bytes} "
+                                     f"bytes even at JPEG quality {quality}: dropped")
+            if _power_of_ten(self.stats.oversize_dropped):
+                log.warning("%s (%d so far)", self.stats.last_error, self.stats.oversize_dropped,
+                            extra={"camera": self.camera.id})
+            return None
+        if quality != self.jpeg_quality:
+            self.stats.reencoded += 1
+            if _power_of_ten(self.stats.reencoded):
+                log.warning("camera %s: a %dx%d frame published at JPEG quality %d instead of %d to fit %d bytes "
+                            "(%d so far)", self.camera.id, w, h, quality, self.jpeg_quality, self.max_jpeg_bytes,
+                            self.stats.reencoded, extra={"camera": self.camera.id})
         return w, h, jpeg
 
     async def frames(self) -> AsyncIterator[CapturedFrame]:
@@ -118,9 +219,11 @@ class CameraPipeline:
 
         Ends when a file ends (unless ``loop``) or a synthetic ``duration`` elapses;
         live sources reconnect forever. Raises :class:`~.errors.SourceError` when a
-        file is missing or unreadable, or when a privacy mask covers no pixel of the
-        first frame (before any frame is yielded). Decoding, masking and encoding run in
-        threads; the event loop only hands frames over.
+        file is missing or unreadable, when a privacy mask covers no pixel of the
+        first frame of a camera without ``privacy_masks_reference_size`` (before any
+        frame is yielded), or when frames are degenerate (every frame of a file that
+        ended, or :data:`DEGENERATE_IN_A_ROW` in a row). Decoding, masking and encoding
+        run in threads; the event loop only hands frames over.
         """
         frames = self.source.frames()
         try:
@@ -138,6 +241,9 @@ class CameraPipeline:
                 yield out
         finally:
             await frames.aclose()
+        if self.stats.published == 0 and self.stats.degenerate > 0:
+            raise SourceError(self.camera.id, f"stream ended and every frame was degenerate "
+                                              f"({self.stats.degenerate}), the last a {self._last_degenerate}")
 
     def close(self) -> None:
         """Stop the decode thread (also done when the ``frames()`` iterator is closed)."""

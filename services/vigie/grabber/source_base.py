@@ -53,6 +53,7 @@ class SourceStats:
     decoded: int = 0  # frames decoded (before sampling); synthetic: frames of the scene clock
     sampled: int = 0  # frames kept by the sampler and handed to the event loop
     corrupt: int = 0  # corrupt packets or frames skipped
+    skipped_before_keyframe: int = 0  # packets of a connection before its first keyframe, not decoded
     dropped: int = 0  # sampled frames dropped because the consumer lagged (live sources)
     published: int = 0  # frames yielded by CameraPipeline.frames()
     errors: int = 0  # frames lost in processing (mask, encode)
@@ -76,7 +77,8 @@ class SourceFrame(tuple):
     """``(pts, image)``: pts in seconds (float), image (H, W, 3) uint8 RGB, C-contiguous
     and writable. Unpacks as a 2-tuple; also carries
 
-    * ``src_size``: (width, height) of the frame as decoded, before resizing, pixels;
+    * ``src_size``: (width, height) of the frame as decoded and turned upright (display
+      matrix), before resizing, pixels;
     * ``wall_ns``: wall clock when the frame was decoded (after real-time pacing for
       files), ns since the Unix epoch UTC.
     """

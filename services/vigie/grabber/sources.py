@@ -7,7 +7,9 @@ camera, frames handed to the event loop through a bounded queue.
 
 Sampling (a ``select(pts) -> bool`` callable, e.g. :class:`~.sampler.PtsSampler`)
 and resizing happen in that thread before the RGB conversion, so frames that are
-not kept cost only their decode.
+not kept cost only their decode; frames are turned upright there too
+(:mod:`.orientation`), and packets before a connection's first keyframe are skipped
+and counted (:mod:`.keyframes`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import simplejpeg
 from vigie.core.cameras import CameraConfig
 from .errors import SourceError
 from .mjpeg import MalformedPart, PartReader, open_http
+from .keyframes import KeyframeGate
+from .orientation import Upright
 from .source_base import Backoff, FrameSource, SourceFrame, SourceStats, _reason
 from .synthetic import SyntheticScene, parse_synthetic_url
 
@@ -225,10 +229,13 @@ class AvSource(FrameSource):
         clock = _LiveClock(self, frame_dur)
         result: dict[str, str] = {}
         got, last_pts, bad_in_a_row = False, None, 0
+        gate, upright = KeyframeGate(self.camera.id, stats), Upright(self.camera.id)
         for packet in self._packets(container, stream, result):
             self._check_stop()
             if packet.is_corrupt:
                 stats.corrupt += 1
+                continue
+            if gate.skip(packet):
                 continue
             try:
                 decoded = packet.decode()
@@ -263,13 +270,7 @@ class AvSource(FrameSource):
                 last_pts = pts
                 if select is not None and not select(pts):
                     continue
-                sw, sh = frame.width, frame.height
-                dw, dh = self._out_size(sw, sh)
-                if (dw, dh) != (sw, sh):
-                    # scale in the decoder's pixel format, then convert: faster than one
-                    # combined swscale pass; AREA averages properly when downscaling
-                    frame = frame.reformat(width=dw, height=dh, interpolation="AREA")
-                self._emit(pts, frame.to_ndarray(format="rgb24"), (sw, sh))
+                self._emit(pts, *upright(frame, self._out_size))  # display matrix honoured
         return got, (last_pts if last_pts is not None else offset), frame_dur, result.get("error")
 
 
