@@ -12,7 +12,7 @@ DATA ?= ../shared/data
 PYTEST_ARGS ?=
 export VIGIE_KAFKA ?= 127.0.0.1:9092
 
-.PHONY: help venv system-deps system-deps-test broker broker-stop topics demo up test chaos evaluate bench gpu-check proto proto-check stop clean
+.PHONY: help venv system-deps system-deps-test broker broker-stop topics demo up test chaos soak evaluate bench gpu-check proto proto-check stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ test: venv system-deps-test ## run the test suite (starts the broker when needed
 
 chaos: venv system-deps ## fault injection on a private broker: 60 events, each fault in its own run; 0 lost, 0 duplicated
 	$(PY) -m vigie chaos $(CHAOS_ARGS)
+
+soak: venv system-deps ## one hour, 30 synthetic cameras, every service: memory, descriptors and threads flat (not in CI)
+	$(PY) -m vigie soak $(SOAK_ARGS)
 
 evaluate: venv ## check the analytics' quality figures on the clips of ../shared/data (DATA=...)
 	$(PY) -m vigie evaluate --suite $(DATA)

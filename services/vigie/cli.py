@@ -181,6 +181,12 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
     return chaos_main(args)
 
 
+def _cmd_soak(args: argparse.Namespace) -> int:
+    from vigie.chaos import soak_main
+
+    return soak_main(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from vigie.bench import main as bench_main
 
@@ -295,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     chaos_arguments(p)
     p.set_defaults(func=_cmd_chaos)
+
+    p = sub.add_parser("soak", help="run every service on many synthetic cameras for long; resident memory, "
+                       "descriptors and threads must stay flat")
+    from vigie.chaos import add_soak_arguments
+
+    add_soak_arguments(p)
+    p.set_defaults(func=_cmd_soak)
 
     p = sub.add_parser("bench", help="print throughput, latency and memory figures")
     p.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")

@@ -92,3 +92,32 @@ def main(args: argparse.Namespace) -> int:
     if args.json_path:
         Path(args.json_path).write_text(json.dumps([o.as_dict() for o in outcomes], indent=2))
     return 0 if all(o.passed for o in outcomes) else 1
+
+
+def add_soak_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``vigie soak``."""
+    parser.add_argument("--duration", type=bounded(float, 10, 7 * 86400), default=3600.0,
+                        help="seconds to run (default 3600)")
+    parser.add_argument("--cameras", type=bounded(int, 1, 1000), default=30, help="synthetic cameras (default 30)")
+    parser.add_argument("--fps", type=bounded(float, 0.1, 60), default=5.0, help="frames per second per camera")
+    parser.add_argument("--every", type=bounded(float, 1, 3600), default=10.0, help="seconds between samples")
+    parser.add_argument("--max-rss-growth", type=bounded(float, 0, 100000), default=50.0,
+                        help="MiB of resident memory a process may gain after the warm-up (default 50)")
+    parser.add_argument("--workdir", help="folder for the broker's data and the services' logs (default: a temp dir)")
+    parser.add_argument("--json", dest="json_path", help="also write the figures as JSON to this file")
+
+
+def soak_main(args: argparse.Namespace) -> int:
+    """Run the soak of ``args``; prints the figures; returns 0 when every process stayed flat, else 1."""
+    from vigie.chaos.soak import SoakPlan, run_soak, soak_table, write_json
+
+    plan = SoakPlan(cameras=args.cameras, fps=args.fps, duration_s=args.duration, every_s=args.every,
+                    max_rss_mib=args.max_rss_growth)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vigie-soak-"))
+    print(f"vigie soak: {plan.cameras} cameras at {plan.fps:g} fps for {plan.duration_s:.0f} s, logs in {workdir}",
+          flush=True)
+    results = asyncio.run(run_soak(plan, workdir, report=lambda line: print(line, flush=True)))
+    print(soak_table(results))
+    if args.json_path:
+        write_json(Path(args.json_path), plan, results)
+    return 0 if all(r["flat"] for r in results) else 1

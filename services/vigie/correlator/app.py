@@ -96,7 +96,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
     )
 
     health = WorkerHealth(app)
-    guard = OffsetGuard(app, table, metrics.registry)
+    guard = OffsetGuard(settings.kafka, table, metrics.registry)
     refused = Counter("vigie_correlator_refused", "Anomalies and actions that changed nothing, by input and reason",
                       ["input", "reason"], registry=metrics.registry)
     for reason in REFUSALS:
@@ -202,14 +202,13 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
                      Incident.State.Name(change.incident.state), extra={"incident": change.incident.id})
 
     async def consume(stream: faust.StreamT, handle) -> None:  # noqa: ANN001
-        """Each record of ``stream`` in offset order: skipped records are read again (:mod:`.offsets`);
-        the table writes are acknowledged before the record is (:mod:`.table`)."""
+        """Each record of ``stream`` in offset order: records the consumer skipped are read again and
+        handled first (:mod:`.offsets`); the table writes are acknowledged before the record is (:mod:`.table`)."""
         async for event in stream.events():
-            if not await guard.admit(event):
-                continue
-            await handle(event)
-            guard.done(event)
-            await table.written()
+            for record in [*await guard.missing(event), event]:
+                await handle(record)
+                guard.done(record)
+                await table.written()
 
     @app.agent(anomalies)
     async def correlate(stream: faust.StreamT) -> None:
