@@ -59,3 +59,21 @@ def test_fault_loses_and_duplicates_no_incident(fault: str, private_broker: Priv
     assert (outcome.lost, outcome.duplicated, outcome.strays) == (0, 0, 0), outcome
     assert outcome.recovery_s is not None, "no incident was published after the fault"
     assert all(code == 0 for code in outcome.exit_codes.values()), outcome.exit_codes
+
+
+def test_soak_judges_growth_after_the_warm_up() -> None:
+    """The soak's verdict: growth is measured from the first sample after the warm-up to the last, so the
+    start-up allocations do not count, and a process that keeps growing is not flat."""
+    from vigie.chaos.soak import Growth, Sample, read_sample
+
+    steady = Growth("steady", [Sample(0, 20.0, 10, 5), Sample(100, 300.0, 30, 9), Sample(1000, 310.0, 31, 9)])
+    assert steady.judge(0.1, 50.0, 0.10)["flat"]
+    leaking = Growth("leaking", [Sample(0, 20.0, 10, 5), Sample(100, 300.0, 30, 9), Sample(1000, 400.0, 30, 9)])
+    verdict = leaking.judge(0.1, 50.0, 0.10)
+    assert not verdict["flat"] and verdict["rss_growth_mib"] == 100.0
+    threads = Growth("threads", [Sample(100, 300.0, 30, 20), Sample(1000, 300.0, 30, 25)])
+    assert not threads.judge(0.1, 50.0, 0.10)["flat"]
+    import os
+
+    me = read_sample(os.getpid(), 0.0)
+    assert me is not None and me.rss_mib > 1 and me.fds > 0 and me.threads >= 1
