@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import signal
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import simplejpeg
 
 from tests.clips import DATA
+from vigie.chaos import rtsp_server as rtsp  # the real RTSP server (GStreamer), as make chaos uses it
 from vigie.core.cameras import CameraConfig
 from vigie.grabber.frames import CameraPipeline
 
-HERE = Path(__file__).resolve().parent
 CLIP = DATA / "aboda_video4" / "video4.avi"
 
-
-def _load_support():
-    spec = importlib.util.spec_from_file_location("vigie_test_rtsp_server", HERE / "support" / "rtsp_server.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rtsp = _load_support()
 _why_not = rtsp.rtsp_server_unavailable() if CLIP.exists() else f"real clip not available: {CLIP}"
 pytestmark = pytest.mark.skipif(_why_not is not None, reason=f"RTSP tests: {_why_not}")
 

@@ -10,7 +10,12 @@ restarts cold has time to learn the scene again):
 * ``detector-kill``: the detector is SIGKILLed and started again (it replays what it had not
   committed, with cold analytics);
 * ``detector-join-leave``: a second detector joins the consumer group, then the first leaves
-  (SIGTERM, a clean drain) and the second carries on with every camera.
+  (SIGTERM, a clean drain) and the second carries on with every camera;
+* ``grabber-kill``: the clips are played in real time; the grabber is SIGKILLed once it has
+  published ``fault_after_s`` seconds of every camera and started again (a file starts again from
+  its beginning: the scene replays, and must still give one incident);
+* ``rtsp-restart``: each camera is a real RTSP server (GStreamer) playing the clip in real time;
+  the servers are SIGKILLed and started again on the same ports; the grabber reconnects by itself.
 """
 
 from __future__ import annotations
@@ -18,24 +23,27 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 from vigie.chaos.cluster import PrivateBroker, ServiceProcess, health
 from vigie.chaos.events import read_incidents, tally
+from vigie.chaos.rtsp_server import RtspServer
 from vigie.chaos.scenarios import ChaosPlan, Outcome
 from vigie.core.kafka import apply_topics
 from vigie.core.topics import CAMERA_PARTITIONS, Topics
 from vigie.contracts.v1 import Incident
 
-FOOTAGE_FAULTS = ("detector-kill", "detector-join-leave")
+FOOTAGE_FAULTS = ("detector-kill", "detector-join-leave", "grabber-kill", "rtsp-restart")
 KIND = "abandoned_object"
 
 
-def cameras_yaml(clip: Path, cameras: int) -> str:
-    """A cameras file of ``cameras`` cameras all playing ``clip`` at 5 fps, abandoned object only."""
+def cameras_yaml(sources: list[str]) -> str:
+    """A cameras file of one camera per source (a clip or an RTSP URL) at 5 fps, abandoned object only."""
     lines = ["cameras:"]
-    for n in range(cameras):
-        lines += [f"  - id: chaos-clip-{n:02d}", f"    source: {clip}", "    fps: 5", "    realtime: false",
+    for n, source in enumerate(sources):
+        lines += [f"  - id: chaos-clip-{n:02d}", f"    source: {source}", "    fps: 5",
+                  "    reconnect: {initial_s: 0.5, max_s: 2.0}" if source.startswith("rtsp://") else "    loop: false",
                   "    analytics:", f"      {KIND}: {{}}", "      crowd_movement: false"]
     return "\n".join(lines) + "\n"
 
@@ -66,7 +74,7 @@ async def run_footage_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, 
 
     Raises:
         ValueError: unknown fault.
-        RuntimeError: a service did not start (its log's tail is in the message).
+        RuntimeError: a service or an RTSP server did not start (its log's tail is in the message).
     """
     if fault not in FOOTAGE_FAULTS:
         raise ValueError(f"unknown fault {fault!r}: choose from {', '.join(FOOTAGE_FAULTS)}")
@@ -74,47 +82,69 @@ async def run_footage_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, 
     await apply_topics(kafka, Topics(kafka.namespace).all(["main"]))
     logs = workdir / fault
     logs.mkdir(parents=True, exist_ok=True)
-    cameras_file = logs / "cameras.yaml"
-    cameras_file.write_text(cameras_yaml(clip, cameras))
+    with ExitStack() as servers:
+        if fault == "rtsp-restart":
+            started = [servers.enter_context(RtspServer(clip, name=f"cam{n}")) for n in range(cameras)]
+            sources = [s.url for s in started]
+        else:
+            started, sources = [], [str(clip)] * cameras
+        cameras_file = logs / "cameras.yaml"
+        cameras_file.write_text(cameras_yaml(sources))
+        realtime = fault in ("grabber-kill", "rtsp-restart")
+        return await _run(fault, plan, kafka, logs, cameras_file, started, cameras, fault_after_s * fps, realtime)
+
+
+async def _run(fault: str, plan: ChaosPlan, kafka, logs: Path, cameras_file: Path,  # noqa: ANN001
+               servers: list[RtspServer], cameras: int, frames_before: float, realtime: bool) -> Outcome:
     detector_args = ["--cameras", str(cameras_file), "--no-object-classes"]
     correlator = ServiceProcess(kafka, "correlator", [], logs)
     first = ServiceProcess(kafka, "detector", detector_args, logs, label="detector-1")
     second = ServiceProcess(kafka, "detector", detector_args, logs, label="detector-2")
-    grabber = ServiceProcess(kafka, "grabber", ["--cameras", str(cameras_file), "--as-fast-as-possible"], logs)
-    started = [correlator, first]
-    for proc in started:
-        proc.start()
-    for proc in started:
-        await asyncio.to_thread(proc.wait_ready)
-    grabber.start()
-    started.append(grabber)
-    fault_at = time.time()
+    grabber = ServiceProcess(kafka, "grabber", ["--cameras", str(cameras_file)]
+                             + ([] if realtime else ["--as-fast-as-possible"]), logs)
     which = _camera_event(cameras)
+    published = 0
     try:
-        while await _frames_done(first) < cameras * fault_after_s * fps:
-            if first.proc.poll() is not None:
-                raise RuntimeError(f"detector-1 exited before the fault:\n{first.tail()}")
+        for proc in (correlator, first):
+            proc.start()
+        for proc in (correlator, first):
+            await asyncio.to_thread(proc.wait_ready)
+        grabber.start()
+        progress = (lambda: _frames_done(first)) if fault.startswith("detector") else (
+            lambda: asyncio.to_thread(health_of, grabber))
+        while await progress() < cameras * frames_before:
+            for proc in (first, grabber):
+                if proc.proc.poll() is not None:
+                    raise RuntimeError(f"{proc.label} exited before the fault:\n{proc.tail()}")
             await asyncio.sleep(0.1)
         fault_at = time.time()
-        # recovery: until one detector owns every frames partition again
-        if fault == "detector-kill":
+        if fault == "detector-kill":  # recovery: until one detector owns every frames partition again
             await asyncio.to_thread(first.kill)
             first.start()
-            worker = first
-        else:  # from the first one's leaving
+            await _owns_every_partition(first, fault_at, plan.timeout_s)
+        elif fault == "detector-join-leave":  # from the first one's leaving
             second.start()
-            started.append(second)
             await asyncio.to_thread(second.wait_ready)
             await asyncio.sleep(2.0)
             fault_at = time.time()
             await asyncio.to_thread(first.terminate)
-            worker = second
-        while len(await _partitions(worker)) < CAMERA_PARTITIONS and time.time() - fault_at < plan.timeout_s:
-            await asyncio.sleep(0.1)
+            await _owns_every_partition(second, fault_at, plan.timeout_s)
+        elif fault == "grabber-kill":  # recovery: until the new grabber publishes
+            await asyncio.to_thread(grabber.kill)
+            grabber.start()
+            await _publishes_again(grabber, 0, fault_at, plan.timeout_s)
+        else:  # rtsp-restart, recovery: until the grabber publishes more than before
+            before = await asyncio.to_thread(health_of, grabber)
+            for server in servers:
+                await asyncio.to_thread(server.kill)
+            await asyncio.sleep(2.0)
+            for server in servers:
+                await asyncio.to_thread(server.start)
+            await _publishes_again(grabber, before + cameras, fault_at, plan.timeout_s)
         recovered = time.time() - fault_at
         incidents, _ = await read_incidents(
             kafka, lambda found: {which(i) for i in found} >= set(range(cameras)), plan.settle_s * 2, plan.timeout_s)
-        published = (await asyncio.to_thread(health_of, grabber))
+        published = await asyncio.to_thread(health_of, grabber)
     finally:
         codes = {p.label: await asyncio.to_thread(p.terminate) for p in (grabber, first, second, correlator)
                  if p.proc is not None}
@@ -122,6 +152,16 @@ async def run_footage_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, 
     return Outcome(fault=fault, events=cameras, records_in=published, incidents=counted.incidents,
                    lost=counted.lost, duplicated=counted.duplicated, strays=counted.strays,
                    recovery_s=round(recovered, 1), feeder_retries=0, exit_codes=codes)
+
+
+async def _owns_every_partition(detector: ServiceProcess, since: float, timeout_s: float) -> None:
+    while len(await _partitions(detector)) < CAMERA_PARTITIONS and time.time() - since < timeout_s:
+        await asyncio.sleep(0.1)
+
+
+async def _publishes_again(grabber: ServiceProcess, above: int, since: float, timeout_s: float) -> None:
+    while await asyncio.to_thread(health_of, grabber) <= above and time.time() - since < timeout_s:
+        await asyncio.sleep(0.1)
 
 
 def health_of(grabber: ServiceProcess) -> int:

@@ -1,8 +1,8 @@
-"""A real RTSP server for tests (GStreamer's GstRtspServer), plus a pytest-facing helper.
+"""A real RTSP server for tests and ``vigie chaos`` (GStreamer's GstRtspServer), plus a helper to drive it.
 
 Server (run with Debian's ``/usr/bin/python3``, which has python3-gi)::
 
-    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 --name cam [--repeat 20] [--auth user:pw] clip.avi
+    /usr/bin/python3 services/vigie/chaos/rtsp_server.py --port 8554 --name cam [--repeat 20] [--auth user:pw] clip.avi
 
 serves ``rtsp://127.0.0.1:8554/cam`` and prints ``READY`` once listening (with ``--auth``,
 only to clients authenticated with Basic authentication as ``user:pw``: others get 401). The media
@@ -11,7 +11,7 @@ is H.264: a non-H.264 input is transcoded once with ffmpeg (libx264, a keyframe 
 (remuxed once with ``-stream_loop``, timestamps continuous). Each client gets its
 own playback from the start, paced in real time. SIGTERM stops it cleanly.
 
-Helper (test process, any Python)::
+Helper (a test or the chaos run, any Python)::
 
     with RtspServer(clip) as server:        # free port, waits for READY
         url = server.url
