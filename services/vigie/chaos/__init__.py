@@ -32,6 +32,11 @@ def all_faults() -> tuple[str, ...]:
     return FAULTS + FOOTAGE_FAULTS
 
 
+def _outputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", help="folder for the broker's data and the services' logs (default: a temp dir)")
+    parser.add_argument("--json", dest="json_path", help="also write the results as JSON to this file")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``vigie chaos``."""
     faults = all_faults()
@@ -49,8 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=bounded(float, 0.1, 10000), default=10.0, help="anomalies fed per second")
     parser.add_argument("--down", type=bounded(float, 0, 600), default=5.0,
                         help="seconds the broker stays down in broker-restart")
-    parser.add_argument("--workdir", help="folder for the broker's data and the services' logs (default: a temp dir)")
-    parser.add_argument("--json", dest="json_path", help="also write the outcomes as JSON to this file")
+    _outputs(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -103,8 +107,7 @@ def add_soak_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=bounded(float, 1, 3600), default=10.0, help="seconds between samples")
     parser.add_argument("--max-rss-growth", type=bounded(float, 0, 100000), default=50.0,
                         help="MiB of resident memory a process may gain after the warm-up (default 50)")
-    parser.add_argument("--workdir", help="folder for the broker's data and the services' logs (default: a temp dir)")
-    parser.add_argument("--json", dest="json_path", help="also write the figures as JSON to this file")
+    _outputs(parser)
 
 
 def soak_main(args: argparse.Namespace) -> int:

@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
 from vigie.chaos.cluster import PrivateBroker, ServiceProcess, health
 from vigie.chaos.events import read_incidents, tally
 from vigie.chaos.rtsp_server import RtspServer
-from vigie.chaos.scenarios import ChaosPlan, Outcome
-from vigie.core.kafka import apply_topics
-from vigie.core.topics import CAMERA_PARTITIONS, Topics
+from vigie.chaos.scenarios import ChaosPlan, Outcome, prepare_run
+from vigie.core.topics import CAMERA_PARTITIONS
 from vigie.contracts.v1 import Incident
 
 FOOTAGE_FAULTS = ("detector-kill", "detector-join-leave", "grabber-kill", "rtsp-restart")
@@ -76,12 +74,7 @@ async def run_footage_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, 
         ValueError: unknown fault.
         RuntimeError: a service or an RTSP server did not start (its log's tail is in the message).
     """
-    if fault not in FOOTAGE_FAULTS:
-        raise ValueError(f"unknown fault {fault!r}: choose from {', '.join(FOOTAGE_FAULTS)}")
-    kafka = broker.settings(f"chaos{uuid.uuid4().hex[:8]}.")
-    await apply_topics(kafka, Topics(kafka.namespace).all(["main"]))
-    logs = workdir / fault
-    logs.mkdir(parents=True, exist_ok=True)
+    kafka, logs = await prepare_run(fault, FOOTAGE_FAULTS, broker, workdir)
     with ExitStack() as servers:
         if fault == "rtsp-restart":
             started = [servers.enter_context(RtspServer(clip, name=f"cam{n}")) for n in range(cameras)]

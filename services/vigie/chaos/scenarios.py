@@ -36,6 +36,7 @@ from vigie.chaos.cluster import PrivateBroker, ServiceProcess
 from vigie.chaos.events import Feeder, anomalies_of, make_events, opened_by_event, read_incidents, tally
 from vigie.contracts.v1 import Incident
 from vigie.core.kafka import apply_topics
+from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,22 @@ class Outcome:
         return {**asdict(self), "passed": self.passed}
 
 
+async def prepare_run(fault: str, known: tuple[str, ...], broker: PrivateBroker,
+                      workdir: Path) -> tuple[KafkaSettings, Path]:
+    """A fresh namespace with every topic on ``broker`` and the fault's log folder under ``workdir``.
+
+    Raises:
+        ValueError: ``fault`` is not one of ``known``.
+    """
+    if fault not in known:
+        raise ValueError(f"unknown fault {fault!r}: choose from {', '.join(known)}")
+    kafka = broker.settings(f"chaos{uuid.uuid4().hex[:8]}.")
+    await apply_topics(kafka, Topics(kafka.namespace).all(["main"]))
+    logs = workdir / fault
+    logs.mkdir(parents=True, exist_ok=True)
+    return kafka, logs
+
+
 async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir: Path) -> Outcome:
     """Run one scenario (see the module docstring) and count what came out.
 
@@ -92,12 +109,7 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
         ValueError: unknown fault.
         RuntimeError: a service did not start (its log's tail is in the message).
     """
-    if fault not in FAULTS:
-        raise ValueError(f"unknown fault {fault!r}: choose from {', '.join(FAULTS)}")
-    kafka = broker.settings(f"chaos{uuid.uuid4().hex[:8]}.")
-    await apply_topics(kafka, Topics(kafka.namespace).all(["main"]))
-    logs = workdir / fault
-    logs.mkdir(parents=True, exist_ok=True)
+    kafka, logs = await prepare_run(fault, FAULTS, broker, workdir)
     events = make_events(plan.events, plan.cameras)
     anomalies = anomalies_of(events, plan.per_event, plan.spacing_s)
     first = ServiceProcess(kafka, "correlator", [], logs, label="correlator-1")
