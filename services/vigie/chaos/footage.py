@@ -15,7 +15,10 @@ restarts cold has time to learn the scene again):
   published ``fault_after_s`` seconds of every camera and started again (a file starts again from
   its beginning: the scene replays, and must still give one incident);
 * ``rtsp-restart``: each camera is a real RTSP server (GStreamer) playing the clip in real time;
-  the servers are SIGKILLed and started again on the same ports; the grabber reconnects by itself.
+  the servers are SIGKILLed and started again on the same ports; the grabber reconnects by itself;
+* ``pipeline-broker-restart``: the clips are played in real time and the broker is SIGKILLed, then
+  started again after ``down_s``: the grabber keeps its newest frames meanwhile, the detector and
+  the correlator wait for it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from vigie.chaos.scenarios import ChaosPlan, Outcome, prepare_run
 from vigie.core.topics import CAMERA_PARTITIONS
 from vigie.contracts.v1 import Incident
 
-FOOTAGE_FAULTS = ("detector-kill", "detector-join-leave", "grabber-kill", "rtsp-restart")
+FOOTAGE_FAULTS = ("detector-kill", "detector-join-leave", "grabber-kill", "rtsp-restart", "pipeline-broker-restart")
 KIND = "abandoned_object"
 
 
@@ -83,12 +86,14 @@ async def run_footage_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, 
             started, sources = [], [str(clip)] * cameras
         cameras_file = logs / "cameras.yaml"
         cameras_file.write_text(cameras_yaml(sources))
-        realtime = fault in ("grabber-kill", "rtsp-restart")
-        return await _run(fault, plan, kafka, logs, cameras_file, started, cameras, fault_after_s * fps, realtime)
+        realtime = fault in ("grabber-kill", "rtsp-restart", "pipeline-broker-restart")
+        return await _run(fault, plan, broker, kafka, logs, cameras_file, started, cameras, fault_after_s * fps,
+                          realtime)
 
 
-async def _run(fault: str, plan: ChaosPlan, kafka, logs: Path, cameras_file: Path,  # noqa: ANN001
-               servers: list[RtspServer], cameras: int, frames_before: float, realtime: bool) -> Outcome:
+async def _run(fault: str, plan: ChaosPlan, broker: PrivateBroker, kafka, logs: Path,  # noqa: ANN001
+               cameras_file: Path, servers: list[RtspServer], cameras: int, frames_before: float,
+               realtime: bool) -> Outcome:
     detector_args = ["--cameras", str(cameras_file), "--no-object-classes"]
     correlator = ServiceProcess(kafka, "correlator", [], logs)
     first = ServiceProcess(kafka, "detector", detector_args, logs, label="detector-1")
@@ -126,13 +131,19 @@ async def _run(fault: str, plan: ChaosPlan, kafka, logs: Path, cameras_file: Pat
             await asyncio.to_thread(grabber.kill)
             grabber.start()
             await _publishes_again(grabber, 0, fault_at, plan.timeout_s)
-        else:  # rtsp-restart, recovery: until the grabber publishes more than before
+        elif fault == "rtsp-restart":  # recovery: until the grabber publishes more than before
             before = await asyncio.to_thread(health_of, grabber)
             for server in servers:
                 await asyncio.to_thread(server.kill)
             await asyncio.sleep(2.0)
             for server in servers:
                 await asyncio.to_thread(server.start)
+            await _publishes_again(grabber, before + cameras, fault_at, plan.timeout_s)
+        else:  # pipeline-broker-restart, recovery: until the grabber publishes more than before
+            before = await asyncio.to_thread(health_of, grabber)
+            await asyncio.to_thread(broker.kill)
+            await asyncio.sleep(plan.down_s)
+            await asyncio.to_thread(broker.start)
             await _publishes_again(grabber, before + cameras, fault_at, plan.timeout_s)
         recovered = time.time() - fault_at
         incidents, _ = await read_incidents(

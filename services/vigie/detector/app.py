@@ -32,17 +32,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import torch
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
 from prometheus_client import Counter, Gauge
 from pydantic import Field
 
 from vigie.core.cameras import load_cameras
 from vigie.core.options import resolve_device
-from vigie.core.kafka import DeadLetters, make_consumer, make_producer, total_lag
+from vigie.core.kafka import (DeadLetters, describe_broker_error, make_consumer, make_producer, retriable,
+                              retry_delays, total_lag)
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.detector.analytics.episodes import RUN_ID
@@ -121,6 +123,7 @@ class DetectorService(Service):
         self._uncommitted: dict[TopicPartition, int] = {}  # finished, commit not accepted yet
         self.frames_done = 0
         self.commits_failed = 0
+        self._publish_error = ""  # why the broker does not take our records now (empty: it does)
         self._rebalances = Counter("vigie_detector_rebalances", "Partition assignments received from the group",
                                    registry=self.registry)
         self._owned = Gauge("vigie_detector_partitions", "Partitions of the frames topic owned", registry=self.registry)
@@ -187,9 +190,9 @@ class DetectorService(Service):
         self.metrics.stage_seconds("decode").observe(time.perf_counter() - started)
         for record, reason in bad:
             self.metrics.errors("malformed_frame").inc()
-            await self._dead.send(record, reason)
+            await self._until_sent(lambda: self._dead.send(record, reason))
         self.check_zones(items)
-        sends = []
+        anomalies = []
         for batch in rounds(items):
             started = time.perf_counter()
             failures: list[Failure] = []
@@ -202,15 +205,9 @@ class DetectorService(Service):
                 if id(item) not in failed:
                     self.ownership.seen(item.frame.camera_id, TopicPartition(item.record.topic, item.record.partition),
                                         item.frame.pts)
-            for detection in detections:
-                anomaly = to_anomaly(batch[detection.index], detection)
-                sends.append(await self._producer.send(
-                    self.topics.anomalies.name, self.topics.anomalies.encode(anomaly),
-                    key=self.topics.anomalies.key(anomaly.camera_id),
-                ))
-        for future in sends:
-            await future
-        self.metrics.records_out(self.topics.anomalies.name).inc(len(sends))
+            anomalies.extend(to_anomaly(batch[d.index], d) for d in detections)
+        await self._until_sent(lambda: self._publish(anomalies))
+        self.metrics.records_out(self.topics.anomalies.name).inc(len(anomalies))
         now = time.time_ns()
         for item in items:
             self.metrics.end_to_end_seconds.observe(max(0.0, (now - item.frame.capture_ns) / 1e9))
@@ -221,6 +218,42 @@ class DetectorService(Service):
         await self.commit()
         self._warming.set(len(self.ownership.warming()))
 
+    async def _publish(self, anomalies: list[Any]) -> None:
+        """Send ``anomalies`` and return once the broker acknowledged every one."""
+        topic = self.topics.anomalies
+        sends = [await self._producer.send(topic.name, topic.encode(a), key=topic.key(a.camera_id)) for a in anomalies]
+        for future in sends:
+            await future
+
+    async def _until_sent(self, send: Callable[[], Awaitable[None]]) -> None:
+        """Run ``send`` until the broker acknowledges, retrying with capped back-off while it is away.
+
+        The analytics have already seen the frames: only the publishing is retried, never the
+        analysis (which would advance the cameras' state twice). A record sent twice is harmless:
+        the correlator applies each anomaly id once. Meanwhile ``/healthz`` says ``degraded``.
+        """
+        delays = retry_delays(self.settings.kafka)
+        while True:
+            try:
+                await send()
+                if self._publish_error:
+                    log.info("publishing again after: %s", self._publish_error)
+                self._publish_error = ""
+                return
+            except KafkaError as exc:
+                if not retriable(exc) and not isinstance(exc, KafkaTimeoutError):
+                    raise
+                if not self._publish_error:
+                    log.warning("the broker does not take the detector's records (%s): retrying",
+                                describe_broker_error(exc))
+                self._publish_error = describe_broker_error(exc)
+                self.metrics.errors("publish").inc()
+                await asyncio.sleep(next(delays))
+
+    def degraded(self) -> dict[str, Any]:
+        """Publishing that fails now (the broker does not acknowledge anomalies or dead letters)."""
+        return {"publishing": self._publish_error} if self._publish_error else {}
+
     async def _dead_letter(self, item: Any, failure: Failure) -> None:
         """Send ``item``'s frame record to the dead-letter topic with ``failure``'s kind and reason; count it
         in ``vigie_errors{kind="analytic_<kind>"}`` (``kind="preprocess"`` for the conversion stage)."""
@@ -230,7 +263,8 @@ class DetectorService(Service):
                   item.frame.seq, item.record.topic, item.record.partition, item.record.offset,
                   f", the camera's {failure.kind} state starts again cold" if analytic else "",
                   extra={"camera": failure.camera_id})
-        await self._dead.send(item.record, f"{failure.reason} (frame {item.frame.camera_id}#{item.frame.seq})")
+        reason = f"{failure.reason} (frame {item.frame.camera_id}#{item.frame.seq})"
+        await self._until_sent(lambda: self._dead.send(item.record, reason))
         if analytic:
             self.ownership.reset(failure.camera_id)
 
@@ -239,8 +273,9 @@ class DetectorService(Service):
 
         Offsets of partitions it no longer owns are dropped, never committed: their new owner
         replays them. A commit the group refuses because it has rebalanced meanwhile
-        (``CommitFailedError``, ``IllegalStateError``) is logged and counted in
-        ``vigie_errors{kind="commit_failed"}``; it is not fatal.
+        (``CommitFailedError``, ``IllegalStateError``), or that fails because the broker is away, is
+        logged and counted in ``vigie_errors{kind="commit_failed"}``; it is not fatal (the records are
+        replayed: at least once).
         """
         owned = set(self._consumer.assignment()) & self.ownership.partitions
         offsets = {tp: o for tp, o in self._uncommitted.items() if (partitions is None or tp in partitions)}
@@ -250,10 +285,10 @@ class DetectorService(Service):
             return
         try:
             await self._consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:  # a rebalance, or the broker away
             self.commits_failed += 1
             self.metrics.errors("commit_failed").inc()
-            log.warning("offsets %s not committed, the group rebalanced (%s): their new owner replays them",
+            log.warning("offsets %s not committed (%s): their next owner replays them",
                         {f"{tp.topic}[{tp.partition}]": o for tp, o in offsets.items()}, exc)
         for tp in offsets:
             self._uncommitted.pop(tp, None)
