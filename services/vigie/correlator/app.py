@@ -218,6 +218,12 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
     async def operate(stream: faust.StreamT) -> None:
         await consume(stream, on_action)
 
+    @app.task
+    async def quiet_client_logs() -> None:
+        """The Kafka client's repeated connection errors, one line per kind every 30 s (once faust's
+        worker has set up logging, which replaces the handlers)."""
+        throttle_client_logs()
+
     @app.page("/metrics")
     async def metrics_page(self, request):  # noqa: ANN001 - faust view signature
         # aiohttp refuses a charset inside content_type=: the exposition type goes in the header.
