@@ -22,6 +22,28 @@ background is not updated where the short-term foreground is on (moving
 people do not bleed into it), and it is compared after a global gain
 correction (:func:`global_gain`) so that a cloud does not turn the whole frame
 into foreground.
+
+Cold start (``warmup_s > 0``): a long-term background copied from the first
+frame keeps whatever stood in it (someone walking by when the camera, or the
+detector, started), and when it leaves, the uncovered scene reads as a new
+static object (a *ghost*). So for ``warmup_s`` stream seconds after a camera's
+first frame the long-term background is *bootstrapped* instead of learned:
+each pixel takes the mean of its longest *stable interval* so far (a run of
+frames within the foreground threshold of the run's mean), adopted only where
+the short-term foreground is off (the inside of a uniform moving object looks
+stable from frame to frame, not against the short-term background); the background
+initialisation of D. Gutchess, M. Trajkovic, E. Cohen-Solal, D. Lyons,
+A. K. Jain, "A background model initialization algorithm for video
+surveillance", ICCV 2001 (there the interval is chosen by a likelihood over
+optical flow; here simply the longest, as in the stable-interval
+initialisers reviewed by L. Maddalena, A. Petrosino, "Towards benchmarking
+scene background initialization", ICIAP 2015 workshops). A pixel stops
+looking once its interval lasted ``warmup_stable_s``: the scene seen still for
+that long before something is set down there stays the background, so an
+object left after the first seconds is not learned away. Things moving in the
+first frame are thus replaced by the scene seen after they left; something
+that stays put during the whole warm-up (a bag already there when the camera
+starts) is the background, as it would be for anyone who arrives then.
 """
 
 from __future__ import annotations
@@ -54,6 +76,13 @@ class DualBackgroundConfig(BaseModel):
     gain_compensation: bool = Field(True, description=(
         "Scale the long-term background by the global gain (median block brightness ratio) before "
         "comparing (global illumination changes)."))
+    warmup_s: float = Field(0.0, ge=0.0, le=600.0, description=(
+        "Cold-start bootstrapping, stream seconds after a camera's first frame during which the long-term "
+        "background is each pixel's longest stable interval rather than a running average; 0: off "
+        "(the first frame is the background)."))
+    warmup_stable_s: float = Field(1.0, ge=0.2, le=600.0, description=(
+        "During the warm-up, a pixel seen stable this many seconds keeps that value as its long-term "
+        "background (what is set down later is not learned)."))
 
 
 def box_sum3(x: torch.Tensor) -> torch.Tensor:
@@ -130,7 +159,10 @@ class DualBackground:
     """Long- and short-term running-average backgrounds of many cameras.
 
     State per camera (in a :class:`CameraStateBank`): two ``(3, h, w) float32``
-    backgrounds, initialised from the camera's first frame.
+    backgrounds, initialised from the camera's first frame, and its age (stream
+    seconds seen); with ``warmup_s > 0`` also the current stable interval of each
+    pixel (``(3, h, w)`` mean and ``(1, h, w)`` length, seconds) and the length of the
+    interval the long-term background holds (see the module docstring).
     """
 
     def __init__(self, config: DualBackgroundConfig, device: torch.device | str = "cpu") -> None:
@@ -140,8 +172,12 @@ class DualBackground:
 
     def _bank_for(self, shape: tuple[int, int, int]) -> CameraStateBank:
         if self._bank is None:
-            self._bank = CameraStateBank({"long": (shape, torch.float32), "short": (shape, torch.float32)},
-                                         device=self.device)
+            plane = (1, *shape[1:])
+            fields = {"long": (shape, torch.float32), "short": (shape, torch.float32), "age": ((1,), torch.float32)}
+            if self.config.warmup_s > 0:
+                fields |= {"run_mean": (shape, torch.float32), "run_s": (plane, torch.float32),
+                           "best_s": (plane, torch.float32)}
+            self._bank = CameraStateBank(fields, device=self.device)
         elif self._bank.shape("long") != shape:
             raise ValueError(f"working size changed from {self._bank.shape('long')} to {shape}")
         return self._bank
@@ -181,10 +217,45 @@ class DualBackground:
 
         a_short = rates(dt_s, cfg.short_tau_s)
         a_long = rates(dt_s, cfg.long_tau_s) * (~fg_short)
+        out = {"age": state["age"] + dt_s.view(-1, 1)}
+        if cfg.warmup_s > 0:
+            warming = (state["age"] < cfg.warmup_s).view(-1, 1, 1, 1)
+            long_bg = self._bootstrap(rgb, long_bg, state, dt_s, warming & ~fg_short, out)
+            a_long = a_long * (~warming)
         short_bg = short_bg.add_(a_short * (rgb - short_bg))
         long_bg = long_bg.add_(a_long * (rgb - long_bg))
-        bank.scatter(camera_ids, {"long": long_bg, "short": short_bg}, index=idx)
+        bank.scatter(camera_ids, {"long": long_bg, "short": short_bg, **out}, index=idx)
         return fg_long, fg_short
+
+    def _bootstrap(self, rgb: torch.Tensor, long_bg: torch.Tensor, state: dict[str, torch.Tensor],
+                   dt_s: torch.Tensor, warming: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Stable-interval step of the warm-up (module docstring): extends or restarts each pixel's
+        interval, and where the camera is ``warming (N, 1, 1, 1) bool`` puts an interval that became the
+        longest (and the held one is shorter than ``warmup_stable_s``) into ``long_bg``; the caller
+        clears ``warming`` where the short-term foreground is on. New state goes
+        into ``out``; returns the long-term backgrounds ``(N, 3, h, w)``."""
+        cfg = self.config
+        dtv = dt_s.view(-1, 1, 1, 1)
+        mean, run_s, best_s = state["run_mean"], state["run_s"], state["best_s"]
+        # a new camera's slot is zero-filled: its interval starts here (run_s 0 -> dt)
+        still = (box_sum3((rgb - mean).abs().amax(1, keepdim=True)) <= 9.0 * cfg.diff_threshold) & (run_s > 0)
+        run_s = torch.where(still, run_s + dtv, dtv.expand_as(run_s))
+        mean = torch.where(still, mean + (rgb - mean) * (dtv / run_s), rgb)
+        adopt = warming & (run_s >= best_s) & (best_s < cfg.warmup_stable_s)
+        out |= {"run_mean": mean, "run_s": run_s, "best_s": torch.where(adopt, run_s, best_s)}
+        return torch.where(adopt, mean, long_bg)
+
+    def warming(self, camera_ids: Sequence[str]) -> torch.Tensor:
+        """``(N,) bool`` on the device: whether each camera is still in its warm-up, i.e. its frames
+        given to :meth:`update` span less than ``warmup_s`` stream seconds (an unknown camera is
+        warming; none is when ``warmup_s`` is 0)."""
+        cfg = self.config
+        known = [c for c in camera_ids if self._bank is not None and c in self._bank]
+        age = torch.zeros(len(camera_ids), device=self.device)
+        if known:
+            rows = torch.tensor([i for i, c in enumerate(camera_ids) if c in self._bank], device=self.device)
+            age[rows] = self._bank.gather(known, "age")[:, 0]
+        return age < cfg.warmup_s
 
     def backgrounds(self, camera_id: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(long, short)`` backgrounds ``(3, h, w) float32`` of a camera, or ``None`` if unknown."""
