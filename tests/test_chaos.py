@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.clips import data_path
 from vigie.chaos.cluster import PrivateBroker
+from vigie.chaos.footage import FOOTAGE_FAULTS, run_footage_fault
+from vigie.chaos.rtsp_server import rtsp_server_unavailable
 from vigie.chaos.events import anomalies_of, event_of, make_events, opened_by_event, tally
 from vigie.chaos.scenarios import ChaosPlan, run_fault
 from vigie.correlator.incidents import iou
@@ -77,3 +80,20 @@ def test_soak_judges_growth_after_the_warm_up() -> None:
 
     me = read_sample(os.getpid(), 0.0)
     assert me is not None and me.rss_mib > 1 and me.fds > 0 and me.threads >= 1
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("fault", FOOTAGE_FAULTS)
+def test_frame_path_fault_gives_one_incident_per_left_bag(fault: str, private_broker: PrivateBroker,
+                                                           tmp_path: Path) -> None:
+    """Real footage (ABODA video 4 on two cameras) through grabber, detector and correlator while the detector
+    is killed or replaced, the grabber killed, the RTSP cameras restarted or the broker restarted: each camera's
+    left bag gives exactly one incident (a detector restarting cold mid-scene once raised the owner's ghost as a
+    second one; a detector used to exit when the broker went away)."""
+    clip = data_path("aboda_video4", "video4.avi")
+    if fault == "rtsp-restart" and (why := rtsp_server_unavailable()):
+        pytest.skip(f"RTSP server: {why}")
+    outcome = asyncio.run(run_footage_fault(fault, SHORT, private_broker, tmp_path, clip, cameras=2))
+    assert (outcome.lost, outcome.duplicated, outcome.strays) == (0, 0, 0), outcome
+    assert outcome.recovery_s is not None and outcome.recovery_s < SHORT.timeout_s, outcome
+    assert all(code == 0 for code in outcome.exit_codes.values()), outcome.exit_codes
