@@ -163,7 +163,7 @@ def test_kubernetes_probes_ask_readiness_of_healthz_and_liveness_of_livez() -> N
     routes = {r.resource.canonical for r in http_app(Service(KafkaSettings())).router.routes()}
     assert {"/healthz", "/livez"} <= routes
     deployments = {d["metadata"]["name"]: d for d in _k8s_documents() if d["kind"] == "Deployment"}
-    for name in ("vigie-grabber", "vigie-detector", "vigie-station"):  # served by vigie.core.lifecycle
+    for name in ("vigie-grabber", "vigie-detector", "vigie-station", "vigie-correlator"):  # the correlator's: faust pages
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/healthz", name
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez", name

@@ -235,6 +235,13 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         return self.json({"service": SERVICE, **state, "stations": sorted(alerts)},
                          status=200 if state["state"] == "running" else 503)
 
+    @app.page("/livez")
+    async def livez(self, request):  # noqa: ANN001
+        """Liveness: 200 while the worker lives, also while it starts, recovers or is degraded (a restart would
+        not help then); 503 once it failed (its table cannot be restored) or drains."""
+        state = health.state()["state"]
+        return self.json({"service": SERVICE, "state": state}, status=503 if state in ("failed", "draining") else 200)
+
     app.vigie_metrics = metrics  # type: ignore[attr-defined]
     app.vigie_health = health  # type: ignore[attr-defined]
     app.vigie_table = table  # type: ignore[attr-defined]
