@@ -67,11 +67,13 @@ def main(args: argparse.Namespace) -> int:
     from vigie.chaos.footage import FOOTAGE_FAULTS, run_footage_fault
     from vigie.chaos.scenarios import ChaosPlan, run_fault, table
     from vigie.core.errors import ConfigError
+    from vigie.core.kafka import throttle_client_logs
 
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     unknown = [f for f in faults if f not in all_faults()]
     if unknown:
         raise ConfigError(f"--faults: unknown {', '.join(unknown)}; choose from {', '.join(all_faults())}")
+    throttle_client_logs()  # the feeder's client repeats itself while the broker is down: on purpose
     clip = Path(args.clip)
     if any(f in FOOTAGE_FAULTS for f in faults) and not clip.is_file():
         raise ConfigError(f"--clip: {clip} not found (the frame-path faults {', '.join(FOOTAGE_FAULTS)} need footage)")
