@@ -208,3 +208,25 @@ async def read_incidents(kafka: KafkaSettings, done: Callable[[list[Incident]], 
     finally:
         await consumer.stop()
     return incidents, first_after
+
+
+async def every_partition_resumed(kafka: KafkaSettings, since_s: float, idle_s: float = 3.0) -> float | None:
+    """When (s since the epoch) the last partition of the correlator's incident table got its first write at
+    or after ``since_s``: the moment every camera's anomalies were processed again. None if none did."""
+    changelog = f"{kafka.namespace}vigie-correlator-incidents-changelog"
+    consumer = AIOKafkaConsumer(changelog, bootstrap_servers=kafka.bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    first: dict[int, int] = {}
+    try:
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            batch = await consumer.getmany(timeout_ms=300)
+            for tp, records in batch.items():
+                last = time.monotonic()
+                for record in records:
+                    if record.timestamp >= since_s * 1000:
+                        first[tp.partition] = min(first.get(tp.partition, record.timestamp), record.timestamp)
+    finally:
+        await consumer.stop()
+    return max(first.values()) / 1000 if first else None

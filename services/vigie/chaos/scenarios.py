@@ -17,8 +17,10 @@ Every scenario also runs the station of the events' cameras: its console must en
 each event's incident exactly once (``console``: the events shown once).
 
 The outcome counts, per event, the distinct incidents that reached the ``incidents`` topic:
-0 lost and 0 duplicated is the pass mark. The recovery time is from the fault's injection
-to the first incident record written after it.
+0 lost and 0 duplicated is the pass mark. The recovery time is from the fault's injection (the
+SIGKILL of the first worker in ``correlator-join-leave``) until every partition of the incident
+table is written again (every camera's anomalies are processed again); for ``station-kill``,
+until the new station lists every incident the old one did.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vigie.chaos.cluster import PrivateBroker, ServiceProcess
-from vigie.chaos.events import Feeder, anomalies_of, make_events, opened_by_event, read_incidents, tally
+from vigie.chaos.events import (Feeder, anomalies_of, every_partition_resumed, make_events, opened_by_event,
+                               read_incidents, tally)
 from vigie.contracts.v1 import Incident
 from vigie.core.kafka import apply_topics
 from vigie.core.settings import KafkaSettings
@@ -122,7 +125,7 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
         await asyncio.to_thread(proc.wait_ready)
     feeder = Feeder(kafka, plan.rate)
     feeding = asyncio.create_task(feeder.run(anomalies))
-    fault_at = None
+    fault_at, station_back = time.time(), None
     try:
         while feeder.sent < len(anomalies) // 3 and not feeding.done():
             await asyncio.sleep(0.05)
@@ -138,21 +141,25 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
         elif fault == "correlator-restart":
             await asyncio.to_thread(first.terminate)
             first.start()
-        elif fault == "station-kill":
+        elif fault == "station-kill":  # recovery: until the new station lists what the old one did
+            listed = {i.id for i in await asyncio.to_thread(console_view, station, set(), 0)}
             await asyncio.to_thread(station.kill)
             station.start()
+            await asyncio.to_thread(console_view, station, listed, plan.timeout_s)
+            station_back = time.time() - fault_at
         elif fault == "correlator-join-leave":
             workers.append(second)
             second.start()
             await asyncio.to_thread(second.wait_ready)
             await asyncio.sleep(2.0)
+            fault_at = time.time()  # recovery from the SIGKILL of the first
             await asyncio.to_thread(first.kill)
             workers.remove(first)
         await feeding
         expected = {e.index for e in events}
-        incidents, first_after = await read_incidents(
-            kafka, lambda found: expected <= {opened_by_event(i) for i in found}, plan.settle_s, plan.timeout_s,
-            since_ms=int(fault_at * 1000) if fault != "none" else 0)
+        incidents, _ = await read_incidents(
+            kafka, lambda found: expected <= {opened_by_event(i) for i in found}, plan.settle_s, plan.timeout_s)
+        resumed = None if fault in ("none", "station-kill") else await every_partition_resumed(kafka, fault_at)
         opened = {i.id for i in incidents}
         shown = await asyncio.to_thread(console_view, station, opened, plan.timeout_s)
     finally:
@@ -162,7 +169,7 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
         for worker in workers:
             codes[worker.label] = await asyncio.to_thread(worker.terminate)
     counted = tally([e.index for e in events], incidents, opened_by_event)
-    recovery = None if first_after is None or fault == "none" else max(0.0, first_after - fault_at)
+    recovery = station_back if fault == "station-kill" else None if resumed is None else resumed - fault_at
     return Outcome(fault=fault, events=counted.events, records_in=len(anomalies), incidents=counted.incidents,
                    lost=counted.lost, duplicated=counted.duplicated, strays=counted.strays,
                    recovery_s=None if recovery is None else round(recovery, 1), feeder_retries=feeder.retries,

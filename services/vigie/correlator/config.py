@@ -90,7 +90,7 @@ class CorrelatorSettings(StrictModel):
     http_host: str = Field("127.0.0.1", description="Address of the health and metrics endpoint.")
     http_port: int = Field(8093, ge=0, le=65535, description="Port of the health and metrics endpoint.")
     session_timeout_s: float = Field(
-        30.0, ge=6, le=300, title="Group session timeout",
+        15.0, ge=6, le=300, title="Group session timeout",
         description=("Seconds without a heartbeat before the broker removes a worker from the consumer group "
                      "and hands its partitions to the others (a killed worker's partitions wait this long)."),
     )
