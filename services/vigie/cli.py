@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = service("correlator", 8093, "merge anomalies into incidents and route alerts (faust)")
     p.add_argument("--routing", help="routing YAML (camera patterns to stations); default: all to 'main'")
     p.add_argument("--session-timeout", type=bounded(float, 6, 300), default=15.0,
-                   help="seconds without a heartbeat before a worker's partitions go to the others (6-300, default 30)")
+                   help="seconds without a heartbeat before a worker's partitions go to the others (6-300, default 15)")
     p.set_defaults(func=_cmd_correlator)
 
     p = service("station", 8080, "operator console in the browser", "the console, /healthz and /metrics")
