@@ -32,8 +32,8 @@ from google.protobuf.message import DecodeError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from vigie.contracts.v1 import CameraIncidents, DeadLetter, Incident, OperatorAction
-from vigie.core.errors import ConfigError, MalformedMessage
-from vigie.core.kafka import MAX_RECORD_BYTES, BrokerProbe, retry_delays, throttle_client_logs, wait_for_topics
+from vigie.core.errors import MalformedMessage
+from vigie.core.kafka import MAX_RECORD_BYTES, BrokerProbe, throttle_client_logs
 from vigie.core.logs import logging_config
 from vigie.core.metrics import ServiceMetrics
 from vigie.core.topics import CAMERA_PARTITIONS, LONGEST_RETENTION_MS, Topic, Topics
@@ -41,6 +41,7 @@ from vigie.correlator.config import CorrelatorSettings
 from vigie.correlator.offsets import OffsetGuard
 from vigie.correlator.health import WorkerHealth
 from vigie.correlator.incidents import REFUSALS, Change, apply_action, merge_anomaly
+from vigie.correlator.startup import check_topics, wait_to_start
 from vigie.correlator.table import DurableTable
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,18 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         worker has set up logging, which replaces the handlers)."""
         throttle_client_logs()
 
+    probe = BrokerProbe(settings.kafka)
+
+    @app.timer(interval=5.0)
+    async def watch_broker() -> None:
+        """Whether the broker answers: faust itself waits for it in silence, /healthz says so."""
+        why = await probe.check() or ""
+        if why and not health.broker_error:
+            log.warning("the Kafka broker at %s does not answer: %s", settings.kafka.bootstrap, why)
+        elif health.broker_error and not why:
+            log.info("the Kafka broker answers again")
+        health.broker_error = why
+
     @app.page("/metrics")
     async def metrics_page(self, request):  # noqa: ANN001 - faust view signature
         # aiohttp refuses a charset inside content_type=: the exposition type goes in the header.
@@ -233,7 +246,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
     async def healthz(self, request):  # noqa: ANN001
         state = health.state()
         return self.json({"service": SERVICE, **state, "stations": sorted(alerts)},
-                         status=200 if state["state"] == "running" else 503)
+                         status=200 if state["state"] in ("running", "degraded") else 503)
 
     @app.page("/livez")
     async def livez(self, request):  # noqa: ANN001
@@ -249,50 +262,22 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
 
 
 def _check_topics(settings: CorrelatorSettings) -> None:
-    """Wait until the topics the worker reads and writes have leaders.
-
-    Faust's partition assignor ignores a topic missing from the cluster metadata when the
-    consumer group forms, and the worker would then idle until the next rebalance.
-
-    Raises:
-        ConfigError: a topic still missing after ``kafka.request_timeout_s`` seconds.
-        BrokerUnavailable: no broker answers.
-    """
-    topics = Topics(settings.kafka.namespace)
-    stations = settings.routing.all_stations()
-    needed = [topics.anomalies, topics.actions, topics.incidents, topics.deadletter,
-              *(topics.alerts(s) for s in stations)]
-    missing = asyncio.run(wait_for_topics(settings.kafka, needed, settings.kafka.request_timeout_s))
-    if missing:
-        raise ConfigError(f"topics {', '.join(missing)} do not exist (or have no leader): run "
-                          f"`vigie topics apply --stations {','.join(stations)}` first")
-
-
-async def _wait_for_broker(settings: CorrelatorSettings) -> None:
-    """Return once the broker answers, retrying with capped exponential back-off (one log line every
-    few seconds at most, no traceback): a correlator started before its broker waits for it."""
-    probe, delays, said = BrokerProbe(settings.kafka), retry_delays(settings.kafka), 0.0
-    try:
-        while (why := await probe.check()) is not None:
-            if time.monotonic() - said > 5.0:
-                log.warning("waiting for the Kafka broker at %s: %s", settings.kafka.bootstrap, why)
-                said = time.monotonic()
-            await asyncio.sleep(next(delays))
-    finally:
-        await probe.close()
+    """:func:`vigie.correlator.startup.check_topics`, for callers outside an event loop. Raises ConfigError."""
+    asyncio.run(check_topics(settings))
 
 
 def run(settings: CorrelatorSettings, loglevel: str = "info") -> int:
     """Run the correlator worker until SIGTERM/SIGINT (faust drains and commits); returns the exit code.
 
-    A broker that does not answer yet is waited for (:func:`_wait_for_broker`).
+    A broker that does not answer yet, and topics without a leader yet, are waited for while
+    ``/healthz`` says so (:func:`vigie.correlator.startup.wait_to_start`).
 
     Raises:
-        ConfigError: its topics do not exist (see :func:`_check_topics`).
+        ConfigError: its topics do not exist (see :func:`vigie.correlator.startup.check_topics`).
     """
     throttle_client_logs()
-    asyncio.run(_wait_for_broker(settings))
-    _check_topics(settings)
+    if not asyncio.run(wait_to_start(settings)):
+        return 0
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
                           logging_config=logging_config(SERVICE, loglevel.upper()))

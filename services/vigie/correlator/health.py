@@ -11,10 +11,12 @@ readiness probe passes. States, in the order they are checked:
 - ``starting``: the worker has not yet joined the consumer group and restored its table;
 - ``recovering``: a rebalance is in progress or the table is being restored
   (``remaining``: changelog records left to read);
-- ``degraded``: running, but a table entry could not be read (the reason names the camera);
+- ``degraded``: running, but the broker does not answer (checked every few seconds), or a table
+  entry could not be read (the reason names the camera);
 - ``running``.
 
-Only ``running`` answers HTTP 200. Sources: ``faust/tables/recovery.py`` (``Recovery.in_recovery``,
+``running`` and ``degraded`` answer HTTP 200, as every Vigie service does: a degraded worker
+stays ready (what works goes on; a restart would not bring the broker back). Sources: ``faust/tables/recovery.py`` (``Recovery.in_recovery``,
 ``active_remaining_total()``, the ``Error in recovery`` warning of ``_slurp_changelogs``),
 ``faust/tables/manager.py`` (``TableManager.actives_ready``), ``faust/app/base.py``
 (``App.rebalancing``, ``on_rebalance_complete``).
@@ -45,6 +47,7 @@ class WorkerHealth(logging.Filter):
         self.error_at = 0.0
         self.recovered_at = 0.0
         self.unreadable: dict[str, str] = {}  # camera key -> why its table entry was dropped
+        self.broker_error = ""  # why the broker did not answer the last check (empty: it did)
         logging.getLogger(RECOVERY_LOGGER).addFilter(self)
         app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
@@ -78,6 +81,8 @@ class WorkerHealth(logging.Filter):
             if self.recovered_at == 0 and not recovery.in_recovery:
                 return {"state": "starting"}
             return {"state": "recovering", "remaining": remaining}
-        if self.unreadable:
-            return {"state": "degraded", "reason": "; ".join(f"{k}: {v}" for k, v in sorted(self.unreadable.items()))}
+        problems = [f"the Kafka broker does not answer: {self.broker_error}"] if self.broker_error else []
+        problems += [f"{k}: {v}" for k, v in sorted(self.unreadable.items())]
+        if problems:
+            return {"state": "degraded", "reason": "; ".join(problems)}
         return {"state": "running"}
