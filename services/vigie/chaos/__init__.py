@@ -12,7 +12,10 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from vigie.core.options import bounded
@@ -57,6 +60,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _outputs(parser)
 
 
+def _interruptible(run: Callable[[], int]) -> int:
+    """``run()``, stopped cleanly by Ctrl-C or SIGTERM: everything the run started (the private broker, the
+    services, the RTSP servers) is killed at once and the exit code is 130."""
+    from vigie.chaos.cluster import interrupt
+
+    def on_signal(signum: int, _frame: object) -> None:
+        interrupt()
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return run()
+    except KeyboardInterrupt:
+        interrupt()
+        print("vigie: interrupted; what the run started is stopped", file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the faults of ``args``; prints the chaos table; returns 0 when every fault passed, else 1.
 
@@ -71,33 +95,58 @@ def main(args: argparse.Namespace) -> int:
 
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     unknown = [f for f in faults if f not in all_faults()]
-    if unknown:
-        raise ConfigError(f"--faults: unknown {', '.join(unknown)}; choose from {', '.join(all_faults())}")
-    throttle_client_logs()  # the feeder's client repeats itself while the broker is down: on purpose
+    if unknown or not faults:
+        raise ConfigError(f"--faults: {'unknown ' + ', '.join(unknown) if unknown else 'none given'}; "
+                          f"choose from {', '.join(all_faults())}")
+    if len(set(faults)) != len(faults):
+        raise ConfigError(f"--faults: {args.faults!r} names a fault twice")
     clip = Path(args.clip)
     if any(f in FOOTAGE_FAULTS for f in faults) and not clip.is_file():
         raise ConfigError(f"--clip: {clip} not found (the frame-path faults {', '.join(FOOTAGE_FAULTS)} need footage)")
     plan = ChaosPlan(events=args.events, per_event=args.per_event, cameras=args.cameras, rate=args.rate,
                      down_s=args.down)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vigie-chaos-"))
-    broker = PrivateBroker(workdir / "broker")
-    print(f"vigie chaos: private broker on {broker.bootstrap}, logs in {workdir}", flush=True)
-    broker.start()
-    outcomes = []
+    workdir = _workdir(args.workdir, "vigie-chaos-")
+    throttle_client_logs()  # the feeder's client repeats itself while the broker is down: on purpose
+
+    def run() -> int:
+        broker = PrivateBroker(workdir / "broker")
+        print(f"vigie chaos: private broker on {broker.bootstrap}, logs in {workdir}", flush=True)
+        broker.start()
+        outcomes = []
+        try:
+            for fault in faults:
+                if fault in FOOTAGE_FAULTS:
+                    outcome = asyncio.run(run_footage_fault(fault, plan, broker, workdir, clip,
+                                                            cameras=args.clip_cameras))
+                else:
+                    outcome = asyncio.run(run_fault(fault, plan, broker, workdir))
+                outcomes.append(outcome)
+                print(table([outcome]).splitlines()[-1], flush=True)
+        finally:
+            broker.stop()
+        print(table(outcomes))
+        if args.json_path:
+            Path(args.json_path).write_text(json.dumps([o.as_dict() for o in outcomes], indent=2))
+        return 0 if all(o.passed for o in outcomes) else 1
+
+    return _interruptible(run)
+
+
+def _workdir(given: str | None, prefix: str) -> Path:
+    """The run's folder: ``given`` (created) or a new temporary one. Raises ConfigError when it cannot be written."""
+    from vigie.core.errors import ConfigError
+
+    if not given:
+        return Path(tempfile.mkdtemp(prefix=prefix))
+    path = Path(given)
     try:
-        for fault in faults:
-            if fault in FOOTAGE_FAULTS:
-                outcome = asyncio.run(run_footage_fault(fault, plan, broker, workdir, clip, cameras=args.clip_cameras))
-            else:
-                outcome = asyncio.run(run_fault(fault, plan, broker, workdir))
-            outcomes.append(outcome)
-            print(table([outcome]).splitlines()[-1], flush=True)
-    finally:
-        broker.stop()
-    print(table(outcomes))
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps([o.as_dict() for o in outcomes], indent=2))
-    return 0 if all(o.passed for o in outcomes) else 1
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".vigie-write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--workdir {given}: cannot write there ({exc.strerror or exc})") from None
+    return path
 
 
 def add_soak_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,11 +167,20 @@ def soak_main(args: argparse.Namespace) -> int:
 
     plan = SoakPlan(cameras=args.cameras, fps=args.fps, duration_s=args.duration, every_s=args.every,
                     max_rss_mib=args.max_rss_growth)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vigie-soak-"))
-    print(f"vigie soak: {plan.cameras} cameras at {plan.fps:g} fps for {plan.duration_s:.0f} s, logs in {workdir}",
-          flush=True)
-    results = asyncio.run(run_soak(plan, workdir, report=lambda line: print(line, flush=True)))
-    print(soak_table(results))
-    if args.json_path:
-        write_json(Path(args.json_path), plan, results)
-    return 0 if all(r["flat"] for r in results) else 1
+    workdir = _workdir(args.workdir, "vigie-soak-")
+
+    def run() -> int:
+        print(f"vigie soak: {plan.cameras} cameras at {plan.fps:g} fps for {plan.duration_s:.0f} s, logs in {workdir}",
+              flush=True)
+        results, flow = asyncio.run(run_soak(plan, workdir, report=lambda line: print(line, flush=True)))
+        print(soak_table(results))
+        flowing = flow["analysed"] > 0 and flow["published"] > 0
+        print(f"frames published {flow['published']}, analysed {flow['analysed']}; incidents on the console "
+              f"{flow['incidents']}")
+        passed = all(r["flat"] for r in results) and flowing
+        print(f"vigie soak: {'pass' if passed else 'FAIL'}" + ("" if flowing else " (no frame went through)"))
+        if args.json_path:
+            write_json(Path(args.json_path), plan, results, flow)
+        return 0 if passed else 1
+
+    return _interruptible(run)

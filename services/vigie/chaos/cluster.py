@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,17 @@ from vigie.core.settings import KafkaSettings
 #: The repository root (the chaos command runs from a checkout: it needs deploy/kafka).
 ROOT = Path(__file__).resolve().parents[3]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
+#: Set by :func:`interrupt`: every wait of this module gives up at once.
+INTERRUPTED = threading.Event()
+_RUNNING: set = set()  # brokers and service processes started and not stopped yet
+
+
+def interrupt() -> None:
+    """Stop everything this run started, at once (SIGKILL): the operator pressed Ctrl-C or the run got
+    SIGTERM. Every wait of the run then ends (:data:`INTERRUPTED`)."""
+    INTERRUPTED.set()
+    for part in list(_RUNNING):
+        part.kill()
 
 
 def free_port() -> int:
@@ -62,14 +74,18 @@ class PrivateBroker:
     def start(self) -> None:
         """Start it and return once it answers metadata requests (a second try after a failed first one:
         on a loaded machine the JVM may take over the script's minute to answer)."""
+        _RUNNING.add(self)
         try:
             self._run("start")
         except RuntimeError:
+            if INTERRUPTED.is_set():
+                raise
             self._run("start")
 
     def stop(self) -> None:
         """A clean shutdown (SIGTERM, waits for the JVM to exit)."""
         self._run("stop")
+        _RUNNING.discard(self)
 
     def kill(self) -> None:
         """SIGKILL the broker's JVM (a crash: no clean shutdown)."""
@@ -143,6 +159,7 @@ class ServiceProcess:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
         self.starts += 1
+        _RUNNING.add(self)
 
     def state(self) -> str | None:
         """What ``/healthz`` says (``state``), or None when it does not answer."""
@@ -157,6 +174,8 @@ class ServiceProcess:
         """
         started = time.monotonic()
         while self.state() not in states:
+            if INTERRUPTED.is_set():
+                raise RuntimeError(f"{self.label}: interrupted")
             if self.proc is None or self.proc.poll() is not None:
                 raise RuntimeError(f"{self.label} exited ({None if self.proc is None else self.proc.returncode}):\n"
                                    f"{self.tail()}")
@@ -181,6 +200,7 @@ class ServiceProcess:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+        _RUNNING.discard(self)
         return self.proc.returncode
 
     def tail(self, chars: int = 3000) -> str:

@@ -34,7 +34,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vigie.chaos.cluster import PrivateBroker, ServiceProcess
+from vigie.chaos.cluster import INTERRUPTED, PrivateBroker, ServiceProcess
 from vigie.chaos.events import (Feeder, anomalies_of, every_partition_resumed, make_events, opened_by_event,
                                read_incidents, tally)
 from vigie.contracts.v1 import Incident
@@ -187,7 +187,7 @@ def console_view(station: ServiceProcess, expected: set[str], timeout_s: float) 
                 listed = json.loads(r.read())["incidents"]
         except (OSError, ValueError, KeyError):
             listed = []
-        if expected <= {i.get("id") for i in listed} or time.monotonic() > deadline:
+        if expected <= {i.get("id") for i in listed} or time.monotonic() > deadline or INTERRUPTED.is_set():
             return [Incident(id=i.get("id", ""), opened_by=i.get("openedBy", "")) for i in listed]
         time.sleep(0.5)
 

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vigie.chaos.cluster import PrivateBroker, ServiceProcess
+from vigie.chaos.cluster import PrivateBroker, ServiceProcess, health
 from vigie.core.kafka import apply_topics
 from vigie.core.topics import Topics
 
@@ -98,9 +98,11 @@ def soak_cameras(cameras: int, fps: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def run_soak(plan: SoakPlan, workdir: Path, report=print) -> list[dict]:  # noqa: ANN001
-    """Run the soak; returns one :meth:`Growth.judge` dict per service. Raises RuntimeError when a
-    service does not start or exits during the run (its log's tail in the message)."""
+async def run_soak(plan: SoakPlan, workdir: Path, report=print) -> tuple[list[dict], dict]:  # noqa: ANN001
+    """Run the soak; returns one :meth:`Growth.judge` dict per service, and what flowed through the
+    pipeline (``published`` frames, ``analysed`` frames, ``incidents`` on the console) so that a
+    stuck pipeline cannot pass. Raises RuntimeError when a service does not start or exits during
+    the run (its log's tail in the message)."""
     broker = PrivateBroker(workdir / "broker")
     await asyncio.to_thread(broker.start)
     try:
@@ -126,12 +128,23 @@ async def run_soak(plan: SoakPlan, workdir: Path, report=print) -> list[dict]:  
                 report(f"{elapsed:7.0f} s  " + "  ".join(
                     f"{p.label} {growth[p.label].samples[-1].rss_mib:.0f} MiB" for p in procs))
                 await asyncio.sleep(plan.every_s)
+            flow = await asyncio.to_thread(_flow, procs)
         finally:
             for proc in reversed(procs):
                 await asyncio.to_thread(proc.terminate)
-        return [g.judge(plan.warmup_frac, plan.max_rss_mib, plan.max_growth) for g in growth.values()]
+        return [g.judge(plan.warmup_frac, plan.max_rss_mib, plan.max_growth) for g in growth.values()], flow
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+def _flow(procs: list[ServiceProcess]) -> dict:
+    """Frames the grabber published, frames the detector analysed, incidents the station holds (their /healthz)."""
+    bodies = {p.name: (health(p.port) or (0, {}))[1] for p in procs}
+    cameras = bodies.get("grabber", {}).get("cameras", {})
+    incidents = bodies.get("station", {}).get("incidents", 0)
+    return {"published": sum(int(c.get("published", 0)) for c in cameras.values()),
+            "analysed": int(bodies.get("detector", {}).get("frames", 0)),
+            "incidents": incidents if isinstance(incidents, int) else len(incidents)}
 
 
 def soak_table(results: list[dict]) -> str:
@@ -145,6 +158,6 @@ def soak_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, plan: SoakPlan, results: list[dict]) -> None:
-    """The soak's plan and figures as JSON."""
-    path.write_text(json.dumps({"plan": asdict(plan), "results": results}, indent=2))
+def write_json(path: Path, plan: SoakPlan, results: list[dict], flow: dict) -> None:
+    """The soak's plan, figures and flow as JSON."""
+    path.write_text(json.dumps({"plan": asdict(plan), "results": results, "flow": flow}, indent=2))
