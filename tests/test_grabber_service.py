@@ -110,6 +110,20 @@ def test_station_without_its_alert_topic_says_how_to_create_it(broker: str, name
     assert "vigie topics apply --stations other" in result.stderr
 
 
+def test_grabber_and_detector_without_their_topics_say_how_to_create_them(broker: str, namespace: str,
+                                                                          tmp_path: Path) -> None:
+    """Defect: a grabber whose namespace had no topics reported 'the broker does not answer' and dropped frames;
+    it now stops at once naming the missing topic and the command (exit 2), as the detector does."""
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene\n")
+    for service in ("grabber", "detector"):
+        result = subprocess.run([sys.executable, "-m", "vigie", "--kafka", broker, "--namespace", namespace,
+                                 service, "--cameras", str(cameras), "--http-port", str(free_port())],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, (service, result.stderr[-2000:])
+        assert f"{namespace}frames" in result.stderr and "vigie topics apply" in result.stderr, result.stderr[-2000:]
+
+
 def test_mask_outside_the_picture_fails_its_camera_only(kafka, tmp_path: Path) -> None:
     clip = data_path("pets2009_s2l1_view001", "pets2009_s2l1_view001_480x360.avi")
     junk = tmp_path / "junk"

@@ -227,6 +227,22 @@ async def missing_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> li
     return [t.name for t in topics if t.name not in existing]
 
 
+async def require_topics(settings: KafkaSettings, topics: Iterable[Topic], stations: Iterable[str] = ()) -> None:
+    """Check that ``topics`` exist before a service uses them.
+
+    Raises:
+        ConfigError: naming the missing topics and the command that creates them (a service that
+            started without them would otherwise report a broker that "does not answer").
+        BrokerUnavailable: no broker answers.
+    """
+    missing = await missing_topics(settings, topics)
+    if missing:
+        extra = f" --stations {','.join(stations)}" if stations else ""
+        raise ConfigError(f"topic{'s' if len(missing) > 1 else ''} {', '.join(missing)} do"
+                          f"{'' if len(missing) > 1 else 'es'} not exist: run `vigie topics apply{extra}` first "
+                          f"(namespace {settings.namespace!r})")
+
+
 class BrokerProbe:
     """Whether the Kafka cluster of ``settings`` answers a metadata request, checked on demand.
 

@@ -43,7 +43,7 @@ from pydantic import Field
 
 from vigie.core.cameras import load_cameras
 from vigie.core.options import resolve_device
-from vigie.core.kafka import (DeadLetters, describe_broker_error, make_consumer, make_producer, retriable,
+from vigie.core.kafka import (DeadLetters, describe_broker_error, make_consumer, make_producer, require_topics, retriable,
                               retry_delays, total_lag)
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
@@ -153,6 +153,7 @@ class DetectorService(Service):
         self.analyser = Analyser(self.plan, (self.settings.work_width, self.settings.work_height), self.device, objects)
         log.info("analytics %s on %s, run %s (the prefix of this run's track ids)",
                  self.plan.kinds, self.device, RUN_ID)
+        await require_topics(self.settings.kafka, [self.topics.frames, self.topics.anomalies, self.topics.deadletter])
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
         self._dead = DeadLetters(self._producer, self.topics.deadletter, self.name)

@@ -36,6 +36,7 @@ from pydantic import Field
 from prometheus_client import Counter, Gauge
 
 from vigie.contracts.v1 import Frame
+from vigie.core.kafka import require_topics
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.cameras import CameraConfig, load_cameras
@@ -119,6 +120,7 @@ class GrabberService(Service):
 
     async def start(self) -> None:
         await self.prepare()
+        await require_topics(self.settings.kafka, [self.topics.frames])
         await self.publisher.start()
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -35,7 +35,7 @@ from pydantic import Field
 
 from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction
 from vigie.core.errors import BrokerUnavailable, ConfigError, MalformedMessage
-from vigie.core.kafka import (describe_broker_error, fetch_record, make_consumer, make_producer, missing_topics,
+from vigie.core.kafka import (describe_broker_error, fetch_record, make_consumer, make_producer, require_topics,
                               retriable)
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
@@ -109,9 +109,8 @@ class StationService(Service):
     async def start(self) -> None:
         if self._producer is not None:
             return
-        if await missing_topics(self.settings.kafka, [self.alerts, self.topics.actions, self.topics.audit]):
-            raise ConfigError(f"topic {self.alerts.name} (or actions, audit) does not exist: run "
-                              f"`vigie topics apply --stations {self.settings.station}` first")
+        await require_topics(self.settings.kafka, [self.alerts, self.topics.actions, self.topics.audit],
+                             [self.settings.station])
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
         # No consumer group: every console process reads all partitions from the beginning.
