@@ -91,6 +91,7 @@ async def test_masks_stay_on_their_windows_when_the_resolution_changes(tmp_path,
         frames = await collect(pipe)
     sizes = [(f.width, f.height) for f in frames]
     assert set(sizes) == {(640, 360), (640, 524)} and len(frames) >= 13  # 3 s at 5 fps
+    assert {(f.source_width, f.source_height) for f in frames} == set(SIZES)  # the camera's own sizes, on the frame
     for f in frames:
         img = simplejpeg.decode_jpeg(f.jpeg, colorspace="RGB").astype(int)
         rows, cols = expected_region((f.width, f.height))

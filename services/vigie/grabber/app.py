@@ -217,7 +217,8 @@ class GrabberService(Service):
         message = Frame(
             camera_id=frame.camera_id, seq=frame.seq, capture_ns=frame.capture_ns, pts=frame.pts,
             width=frame.width, height=frame.height, encoding=Frame.ENCODING_JPEG, data=frame.jpeg,
-            privacy_masks=frame.masks_applied, fps=camera.fps,
+            privacy_masks=frame.masks_applied, fps=camera.fps, source_width=frame.source_width,
+            source_height=frame.source_height,
         )
         outbox = self.outboxes[camera.id]
         if outbox.put(Outgoing(topic.key(camera.id), topic.encode(message), frame.capture_ns)):

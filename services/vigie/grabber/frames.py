@@ -102,7 +102,8 @@ class CapturedFrame:
       connection; may restart after a reconnect);
     * ``width``, ``height``: JPEG size in pixels (after resizing);
     * ``jpeg``: baseline JPEG bytes, RGB, 4:2:0;
-    * ``masks_applied``: names of the privacy masks blacked out in this frame.
+    * ``masks_applied``: names of the privacy masks blacked out in this frame;
+    * ``source_width``, ``source_height``: size of the frame as decoded (upright), before resizing, pixels.
     """
 
     camera_id: str
@@ -113,6 +114,8 @@ class CapturedFrame:
     height: int
     jpeg: bytes
     masks_applied: list[str] = field(default_factory=list)
+    source_width: int = 0
+    source_height: int = 0
 
 
 class CameraPipeline:
@@ -235,6 +238,7 @@ class CameraPipeline:
                 out = CapturedFrame(
                     camera_id=self.camera.id, seq=self._seq, capture_ns=frame.wall_ns, pts=frame.pts,
                     width=w, height=h, jpeg=jpeg, masks_applied=list(self.mask_names),
+                    source_width=frame.src_size[0], source_height=frame.src_size[1],
                 )
                 self._seq += 1
                 self.stats.published += 1
