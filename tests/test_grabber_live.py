@@ -92,8 +92,20 @@ async def test_mjpeg_stall_after_headers_is_detected_by_timeout_s_and_reconnecte
         assert server.connections >= 3
     assert stats.reconnects >= 3 and stats.failures >= 3 and stats.auth_failures == 0
     assert stats.backoff_s > 0.2  # the back-off grew (0.2, 0.4, 0.8...)
-    assert "stalled: no part for" in stats.last_error and "timeout_s=1" in stats.last_error
+    assert "stalled: no valid part for" in stats.last_error and "timeout_s=1" in stats.last_error
     assert consumer.frames == []
+
+
+async def test_mjpeg_camera_sending_only_garbage_parts_is_stalled_within_timeout_s():
+    """Defect: a camera sending only malformed parts (5 a second) stayed 'starting' and healthy for 40 s (200
+    malformed parts in a row before a reconnect; 200 s at 1 part a second): no valid part within timeout_s is
+    now a stall, reconnected with back-off; the malformed parts are counted."""
+    with MjpegServer(["junk"] * 40, fps=5) as server:  # parts whose body is random bytes
+        async with Consumer(CameraPipeline(camera(server.url()))) as consumer:
+            stats = consumer.stats
+            await consumer.until(lambda: stats.stalls >= 1, timeout=6)
+    assert stats.failures >= 1 and consumer.frames == [] and stats.corrupt >= 1
+    assert "no valid part for" in stats.last_error and "timeout_s=1" in stats.last_error
 
 
 async def test_mjpeg_stall_mid_stream_reconnects_and_streams_again():

@@ -78,7 +78,7 @@ def test_camera_states_and_no_password_in_logs_healthz_or_metrics(kafka, tmp_pat
         assert cam["state"] == "unauthorised" and code in cam["error"] and cam["reconnects"] == 0, cam
         assert f'vigie_grabber_source_failures_total{{camera="{camera_id}",reason="unauthorised"}}' in metrics
     assert cams["mjpeg-stalled"]["state"] == "reconnecting"
-    assert "stalled: no part for" in cams["mjpeg-stalled"]["error"]
+    assert "stalled: no valid part for" in cams["mjpeg-stalled"]["error"]
     assert 'vigie_grabber_source_failures_total{camera="mjpeg-stalled",reason="stalled"}' in metrics
     assert cams["rtsp-down"]["state"] == "reconnecting" and "refused" in cams["rtsp-down"]["error"].lower()
     assert "admin:***@127.0.0.1" in log  # URLs are in the logs, redacted

@@ -352,20 +352,21 @@ class HttpSource(AvSource):
         while True:
             try:
                 body = reader.next()
-            except MalformedPart as exc:
+            except MalformedPart as exc:  # counted and skipped; a camera sending only these stalls (timeout_s)
                 stats.corrupt += 1
                 bad_in_a_row += 1
-                last_part = time.monotonic()
-                if last_part >= next_warning:  # at most one warning a minute, with the count
+                now = time.monotonic()
+                if now >= next_warning:  # at most one warning a minute, with the count
                     log.warning("camera %s: malformed MJPEG part skipped: %s (%d skipped since the last warning)",
                                 cam.id, exc, stats.corrupt - warned, extra={"camera": cam.id, "corrupt": stats.corrupt})
-                    next_warning, warned = last_part + _WARN_EVERY_S, stats.corrupt
+                    next_warning, warned = now + _WARN_EVERY_S, stats.corrupt
                 if bad_in_a_row >= _MAX_ERRORS_IN_A_ROW:
                     return f"{bad_in_a_row} malformed parts in a row (last: {exc})"
                 continue
             except _Stalled:
                 stats.stalls += 1
-                return (f"stalled: no part for {time.monotonic() - last_part:.1f} s "
+                bad = f", {bad_in_a_row} malformed part(s) meanwhile" if bad_in_a_row else ""
+                return (f"stalled: no valid part for {time.monotonic() - last_part:.1f} s{bad} "
                         f"(timeout_s={timeout:g}) on {self.safe_url}")
             except EOFError:
                 return "stream ended"
