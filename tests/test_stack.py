@@ -29,3 +29,51 @@ def test_vigie_up_checks_the_service_ports_first(tmp_path: Path) -> None:
     for bad in ("8091,8092", "a,b,c", "8091,8092,70000"):
         result = _up(cameras, "--ports", bad)
         assert result.returncode == 2 and f"--ports {bad}: give three ports" in result.stderr
+
+
+def test_vigie_up_restarts_a_service_that_dies(kafka, tmp_path: Path) -> None:
+    """Defect: one service killed (kill -9 of the correlator) took the whole `vigie up` stack down, so a
+    restart could not be tried under `make demo`. It is now started again with back-off, as a supervisor
+    would, and the stack keeps running; Ctrl-C still stops everything cleanly."""
+    import json
+    import os
+    import signal
+    import time
+    import urllib.request
+
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene?w=320&h=240\n    fps: 2\n")
+    ports = [free_port() for _ in range(4)]
+    log = tmp_path / "up.log"
+
+    def state(port: int) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                return json.loads(r.read())["state"]
+        except (OSError, ValueError):
+            return None
+
+    def wait(condition, what: str, timeout: float = 120) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert up.poll() is None and time.monotonic() < deadline, f"{what}:\n{log.read_text()[-3000:]}"
+            time.sleep(0.3)
+
+    with open(log, "wb") as out:
+        up = subprocess.Popen([sys.executable, "-m", "vigie", "--kafka", kafka.bootstrap, "--namespace", kafka.namespace,
+                               "up", "--cameras", str(cameras), "--station-port", str(ports[0]),
+                               "--ports", ",".join(map(str, ports[1:]))],
+                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait(lambda: "Vigie is running" in log.read_text(), "the stack did not start")
+        found = subprocess.run(["pgrep", "-f", f"correlator.*--http-port {ports[3]}"], capture_output=True, text=True)
+        (pid,) = [int(p) for p in found.stdout.split()]
+        os.kill(pid, signal.SIGKILL)
+        wait(lambda: "correlator exited with code -9; restarting it in" in log.read_text(), "no restart announced")
+        wait(lambda: state(ports[3]) == "running", "the correlator did not come back")
+        assert up.poll() is None
+        up.send_signal(signal.SIGINT)
+        assert up.wait(90) == 0, log.read_text()[-3000:]
+    finally:
+        if up.poll() is None:
+            up.kill()

@@ -61,8 +61,32 @@ def _healthy(port: int) -> bool:
         return False
 
 
+class Restarts:
+    """When to restart a service that exited: after 1 s, doubling up to 30 s; a service that ran
+    for a minute since its last start is restarted after 1 s again. Times in seconds (monotonic)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.due_at = 0.0
+        self._delay = 0.5
+        self._started = time.monotonic()
+
+    def next_delay(self) -> float:
+        """Schedule the next start; returns the delay in seconds."""
+        now = time.monotonic()
+        self._delay = 1.0 if now - self._started > 60.0 else min(30.0, self._delay * 2)
+        self.count += 1
+        self.due_at = now + self._delay
+        self._started = self.due_at
+        return self._delay
+
+
 def run_stack(args: argparse.Namespace) -> int:
-    """Run grabber, detector, correlator and station until a signal or a failure; returns the exit code.
+    """Run grabber, detector, correlator and station until a signal; returns the exit code.
+
+    A service that exits is started again with back-off (:class:`Restarts`), as a supervisor
+    (docker compose's ``restart: unless-stopped``, Kubernetes) would; one that exits with a
+    configuration error (code 2) stops the stack.
 
     The cameras and routing files and the ports are checked first: a mistake is reported
     before anything starts. The console's address is printed once every service reports
@@ -98,6 +122,7 @@ def run_stack(args: argparse.Namespace) -> int:
         # Children ignore the terminal's Ctrl-C: this process stops them in order.
         children.append((name, subprocess.Popen(cmd, start_new_session=True, env=os.environ.copy())))
     waiting = {name: port for name, port, _ in plan}
+    restarts = {name: Restarts() for name, _, _ in plan}
     code = 0
     while not stopping:
         if waiting:
@@ -105,12 +130,20 @@ def run_stack(args: argparse.Namespace) -> int:
             if not waiting:
                 print(f"\n  Vigie is running. Operator console: http://127.0.0.1:{args.station_port}/  "
                       "(Ctrl-C stops)\n", file=sys.stderr, flush=True)
-        for name, child in children:
-            if child.poll() is not None:
-                print(f"vigie up: {name} exited with code {child.returncode}; stopping the others", file=sys.stderr)
-                code = child.returncode or 1
-                stopping = True
-                break
+        for index, (name, child) in enumerate(children):
+            if child.poll() is None or restarts[name].due_at > time.monotonic():
+                continue
+            if restarts[name].due_at == 0.0:  # it just exited
+                if child.returncode == 2:  # a configuration error: a restart would fail the same way
+                    print(f"vigie up: {name} exited with a configuration error; stopping the others", file=sys.stderr)
+                    code, stopping = 2, True
+                    break
+                delay = restarts[name].next_delay()
+                print(f"vigie up: {name} exited with code {child.returncode}; restarting it in {delay:.0f} s "
+                      f"(restart {restarts[name].count})", file=sys.stderr, flush=True)
+                continue
+            restarts[name].due_at = 0.0
+            children[index] = (name, subprocess.Popen(plan[index][2], start_new_session=True, env=os.environ.copy()))
         time.sleep(0.3)
     for name, child in reversed(children):
         if child.poll() is None:
