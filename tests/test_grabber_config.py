@@ -61,6 +61,22 @@ def test_unknown_key_is_rejected_with_its_name_and_line(tmp_path):
     assert f"{path}:4: cameras[0].fsp: unknown key 'fsp'" in str(err.value)
 
 
+def test_a_yaml_boolean_where_a_name_is_expected_says_to_quote_it(tmp_path):
+    """Defect: a privacy mask named `off` (YAML 1.1 reads it as false) gave only 'Input should be a valid string'."""
+    path = write(tmp_path, """
+        cameras:
+          - id: cam1
+            source: a.avi
+            privacy_masks:
+              - name: off
+                polygon: [[0, 0], [100, 0], [100, 50], [0, 50]]
+    """)
+    with pytest.raises(ConfigError) as err:
+        load_cameras(path)
+    assert "cameras[0].privacy_masks[0].name" in str(err.value)
+    assert "YAML read it as bool False; put the value in quotes" in str(err.value)
+
+
 def test_unknown_key_in_a_nested_mask_is_located(tmp_path):
     path = write(tmp_path, """
         cameras:

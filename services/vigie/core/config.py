@@ -132,6 +132,10 @@ def validation_issues(exc: pydantic.ValidationError) -> list[tuple[tuple[Any, ..
             message = err.get("msg", "invalid value")
             if err.get("type") == "value_error" and message.startswith("Value error, "):
                 message = message[len("Value error, "):]
+            if err.get("type") == "string_type" and isinstance(err.get("input"), (bool, int, float)):
+                # YAML 1.1 reads off/on/yes/no as booleans and 010 as a number
+                message += (f": YAML read it as {type(err['input']).__name__} {err['input']!r}; "
+                            "put the value in quotes")
         issues.append((loc, message))
     return issues
 
