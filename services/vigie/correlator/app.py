@@ -97,7 +97,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
     )
 
     health = WorkerHealth(app)
-    guard = OffsetGuard(settings.kafka, table, metrics.registry)
+    guard = OffsetGuard(settings.kafka, table, metrics.registry, (catalogue.anomalies.name, catalogue.actions.name))
     refused = Counter("vigie_correlator_refused", "Anomalies and actions that changed nothing, by input and reason",
                       ["input", "reason"], registry=metrics.registry)
     for reason in REFUSALS:
@@ -281,8 +281,10 @@ def run(settings: CorrelatorSettings, loglevel: str = "info") -> int:
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
                           logging_config=logging_config(SERVICE, loglevel.upper()))
+    code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        code = int(exc.code or 0)
+    log.info("%s: stopped (exit %d)", SERVICE, code)
+    return code

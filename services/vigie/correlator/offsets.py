@@ -62,11 +62,12 @@ class OffsetGuard:
         kafka: the broker the missing records are read from.
         table: the incident table (``bytes`` keys and values) that keeps the expected offsets.
         registry: where the gap counters are registered.
+        topics: the input topics, whose counters are exported at 0 from the start.
         timeout_s: longest wait for the missing records of one gap.
     """
 
     def __init__(self, kafka: KafkaSettings, table: faust.Table, registry: CollectorRegistry,
-                 timeout_s: float = 30.0) -> None:
+                 topics: tuple[str, ...] = (), timeout_s: float = 30.0) -> None:
         self.kafka = kafka
         self.table = table
         self.timeout_s = timeout_s
@@ -76,6 +77,9 @@ class OffsetGuard:
                                    ["topic"], registry=registry)
         self.unfilled = Counter("vigie_correlator_offset_gap_unread", "Records of a gap that could not be read "
                                 "again (lost)", ["topic"], registry=registry)
+        for topic in topics:  # exported at 0 from the start, so that a rate() or an alert rule sees them
+            for counter in (self.gaps, self.gap_records, self.unfilled):
+                counter.labels(topic)
 
     @staticmethod
     def key(topic: str, partition: int) -> bytes:
