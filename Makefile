@@ -44,7 +44,7 @@ demo: venv broker topics ## run the whole stack on real footage; Ctrl-C stops it
 test: venv system-deps-test ## run the test suite (starts the broker when needed)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
-chaos: venv system-deps ## fault injection on a private broker: 60 events, each fault in its own run; 0 lost, 0 duplicated
+chaos: venv system-deps-test ## fault injection on a private broker: 60 events, each fault in its own run; 0 lost, 0 duplicated
 	$(PY) -m vigie chaos $(CHAOS_ARGS)
 
 soak: venv system-deps ## one hour, 30 synthetic cameras, every service: memory, descriptors and threads flat (not in CI)

@@ -103,6 +103,11 @@ def main(args: argparse.Namespace) -> int:
     clip = Path(args.clip)
     if any(f in FOOTAGE_FAULTS for f in faults) and not clip.is_file():
         raise ConfigError(f"--clip: {clip} not found (the frame-path faults {', '.join(FOOTAGE_FAULTS)} need footage)")
+    if "rtsp-restart" in faults:
+        from vigie.chaos.rtsp_server import rtsp_server_unavailable
+
+        if why := rtsp_server_unavailable():
+            raise ConfigError(f"rtsp-restart needs GStreamer's RTSP server: {why} (`make system-deps-test` installs it)")
     plan = ChaosPlan(events=args.events, per_event=args.per_event, cameras=args.cameras, rate=args.rate,
                      down_s=args.down)
     workdir = _workdir(args.workdir, "vigie-chaos-")
