@@ -22,7 +22,7 @@ from vigie.contracts.v1 import Incident
 
 pytestmark = pytest.mark.broker
 
-SHORT = ChaosPlan(events=12, per_event=5, cameras=4, rate=15.0, down_s=3.0, settle_s=4.0, timeout_s=120.0)
+SHORT = ChaosPlan(events=12, per_event=8, cameras=4, rate=4.0, down_s=3.0, settle_s=4.0, timeout_s=120.0)
 
 
 @pytest.fixture(scope="module")

@@ -228,14 +228,16 @@ async def missing_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> li
 
 
 async def require_topics(settings: KafkaSettings, topics: Iterable[Topic], stations: Iterable[str] = ()) -> None:
-    """Check that ``topics`` exist before a service uses them.
+    """Check that ``topics`` exist before a service uses them (waiting up to 10 s for topics being
+    created, e.g. by ``vigie topics apply`` run just after the broker came up).
 
     Raises:
         ConfigError: naming the missing topics and the command that creates them (a service that
             started without them would otherwise report a broker that "does not answer").
         BrokerUnavailable: no broker answers.
     """
-    missing = await missing_topics(settings, topics)
+    await wait_for_broker(settings, timeout_s=settings.request_timeout_s)
+    missing = await wait_for_topics(settings, topics, min(10.0, settings.request_timeout_s))  # being created?
     if missing:
         extra = f" --stations {','.join(stations)}" if stations else ""
         raise ConfigError(f"topic{'s' if len(missing) > 1 else ''} {', '.join(missing)} do"
