@@ -174,3 +174,25 @@ def test_correlator_waiting_for_its_broker_says_so_and_stops_cleanly(tmp_path: P
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_worker_stuck_on_one_record_is_failed_so_a_supervisor_restarts_it() -> None:
+    """A worker whose agent waits forever on one record (a send or a table write never acknowledged) idled
+    while /healthz said running: after STUCK_S seconds on one record it is 'failed' (and /livez 503), naming
+    the record; a restart replays it."""
+    import time as clock
+
+    from vigie.correlator import health as health_module
+    from vigie.correlator.app import create_app
+    from vigie.correlator.config import CorrelatorSettings
+
+    app = create_app(CorrelatorSettings())
+    health = app.vigie_health
+    try:
+        health.busy["anomalies"] = (clock.monotonic() - health_module.STUCK_S - 1, "anomalies[3]@42")
+        state = health.state()
+        assert state["state"] == "failed" and "anomalies[3]@42" in state["reason"], state
+        health.busy["anomalies"] = (clock.monotonic(), "anomalies[3]@43")
+        assert health.state()["state"] != "failed"
+    finally:
+        health.close()

@@ -206,10 +206,13 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         """Each record of ``stream`` in offset order: records the consumer skipped are read again and
         handled first (:mod:`.offsets`); the table writes are acknowledged before the record is (:mod:`.table`)."""
         async for event in stream.events():
+            msg = event.message
+            health.busy[msg.topic] = (time.monotonic(), f"{msg.topic}[{msg.partition}]@{msg.offset}")
             for record in [*await guard.missing(event), event]:
                 await handle(record)
                 guard.done(record)
                 await table.written()
+            del health.busy[msg.topic]
 
     @app.agent(anomalies)
     async def correlate(stream: faust.StreamT) -> None:

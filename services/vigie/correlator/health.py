@@ -5,7 +5,8 @@ must not say it is running: it would idle (or worse, merge into an empty table) 
 readiness probe passes. States, in the order they are checked:
 
 - ``draining``: the worker is stopping;
-- ``failed``: table recovery raised since the last completed recovery (faust catches the
+- ``failed``: an agent has been on one record for over :data:`STUCK_S` seconds (a send or a table
+  write never acknowledged), or table recovery raised since the last completed recovery (faust catches the
   error, logs ``Error in recovery ...`` and tries again forever: the worker cannot restore
   its state); the reason is the error;
 - ``starting``: the worker has not yet joined the consumer group and restored its table;
@@ -31,6 +32,9 @@ from typing import Any
 import faust
 
 RECOVERY_LOGGER = "faust.tables.recovery"
+#: Seconds an agent may spend on one record (its sends and table writes acknowledged) before the worker is
+#: ``failed``: /livez then answers 503 and a supervisor restarts it, rather than a silent, idle worker.
+STUCK_S = 60.0
 
 
 class WorkerHealth(logging.Filter):
@@ -48,6 +52,7 @@ class WorkerHealth(logging.Filter):
         self.recovered_at = 0.0
         self.unreadable: dict[str, str] = {}  # camera key -> why its table entry was dropped
         self.broker_error = ""  # why the broker did not answer the last check (empty: it did)
+        self.busy: dict[str, tuple[float, str]] = {}  # input topic -> (monotonic s, record) being handled
         logging.getLogger(RECOVERY_LOGGER).addFilter(self)
         app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
@@ -72,6 +77,10 @@ class WorkerHealth(logging.Filter):
         app = self.app
         if app.should_stop:
             return {"state": "draining"}
+        since, record = min(self.busy.values(), default=(time.monotonic(), ""))
+        if time.monotonic() - since > STUCK_S:
+            return {"state": "failed", "reason": f"stuck for {time.monotonic() - since:.0f} s on record {record}: "
+                    "a restart replays it (processing is idempotent)"}
         if self.recovery_error and self.error_at > self.recovered_at:
             return {"state": "failed", "reason": f"cannot restore the incident table: {self.recovery_error}"}
         ready = app.started and not app.rebalancing and app.tables.actives_ready and self.recovered_at > 0
