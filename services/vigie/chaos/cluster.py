@@ -150,9 +150,12 @@ class ServiceProcess:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.stopping = False  # set by kill() and terminate(): an exit the run asked for
+        self.restarts = 0  # exits it did not ask for, restarted by :func:`supervise`
 
     def start(self) -> None:
         """Start the process (it may not be ready yet: see :meth:`wait_ready`)."""
+        self.stopping = False
         cmd = [sys.executable, "-m", "vigie", "--kafka", self.kafka.bootstrap, "--namespace", self.kafka.namespace,
                self.name, *self.args, "--http-port", str(self.port)]
         with open(self.log_path, "ab") as log:
@@ -186,12 +189,14 @@ class ServiceProcess:
 
     def kill(self) -> None:
         """SIGKILL (a crash: no drain, no commit)."""
+        self.stopping = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
 
     def terminate(self, timeout_s: float = 45.0) -> int | None:
         """SIGTERM and wait for the clean drain; SIGKILL after ``timeout_s``. Returns the exit code."""
+        self.stopping = True
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -203,9 +208,28 @@ class ServiceProcess:
         _RUNNING.discard(self)
         return self.proc.returncode
 
+    def restart_if_exited(self) -> bool:
+        """Start the process again when it exited without being asked to (as docker compose's restart
+        policy or Kubernetes would); True when it did."""
+        if self.proc is None or self.stopping or self.proc.poll() is None:
+            return False
+        self.restarts += 1
+        self.start()
+        return True
+
     def tail(self, chars: int = 3000) -> str:
         """The end of the process's log."""
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+
+async def supervise(procs: list[ServiceProcess], every_s: float = 0.5) -> None:
+    """Restart the processes of ``procs`` that exit without being asked to, until cancelled."""
+    import asyncio
+
+    while True:
+        for proc in procs:
+            proc.restart_if_exited()
+        await asyncio.sleep(every_s)

@@ -28,7 +28,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from vigie.chaos.cluster import PrivateBroker, ServiceProcess, health
+from vigie.chaos.cluster import PrivateBroker, ServiceProcess, health, supervise
 from vigie.chaos.events import read_incidents, tally
 from vigie.chaos.rtsp_server import RtspServer
 from vigie.chaos.scenarios import ChaosPlan, Outcome, prepare_run
@@ -102,6 +102,7 @@ async def _run(fault: str, plan: ChaosPlan, broker: PrivateBroker, kafka, logs: 
                              + ([] if realtime else ["--as-fast-as-possible"]), logs)
     which = _camera_event(cameras)
     published = 0
+    supervisor = asyncio.create_task(supervise([correlator, first, second, grabber]))  # as compose would
     try:
         for proc in (correlator, first):
             proc.start()
@@ -150,12 +151,14 @@ async def _run(fault: str, plan: ChaosPlan, broker: PrivateBroker, kafka, logs: 
             kafka, lambda found: {which(i) for i in found} >= set(range(cameras)), plan.settle_s * 2, plan.timeout_s)
         published = await asyncio.to_thread(health_of, grabber)
     finally:
+        supervisor.cancel()
         codes = {p.label: await asyncio.to_thread(p.terminate) for p in (grabber, first, second, correlator)
                  if p.proc is not None}
     counted = tally(list(range(cameras)), incidents, which)
     return Outcome(fault=fault, events=cameras, records_in=published, incidents=counted.incidents,
                    lost=counted.lost, duplicated=counted.duplicated, strays=counted.strays,
-                   recovery_s=round(recovered, 1), feeder_retries=0, exit_codes=codes)
+                   recovery_s=round(recovered, 1), feeder_retries=0, exit_codes=codes,
+                   restarts=sum(p.restarts for p in (grabber, first, second, correlator)))
 
 
 async def _owns_every_partition(detector: ServiceProcess, since: float, timeout_s: float) -> None:

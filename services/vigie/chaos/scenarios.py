@@ -14,7 +14,9 @@ rate, and one fault is injected once a third of them are sent:
   from its alert topic).
 
 Every scenario also runs the station of the events' cameras: its console must end up showing
-each event's incident exactly once (``console``: the events shown once).
+each event's incident exactly once (``console``: the events shown once). A process that exits
+without the run asking it to is restarted, as docker compose's restart policy or Kubernetes
+would (``restarts`` counts them: a correlator that finds itself stalled stops to be restarted).
 
 The outcome counts, per event, the distinct incidents that reached the ``incidents`` topic:
 0 lost and 0 duplicated is the pass mark. The recovery time is from the fault's injection (the
@@ -34,7 +36,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vigie.chaos.cluster import INTERRUPTED, PrivateBroker, ServiceProcess
+from vigie.chaos.cluster import INTERRUPTED, PrivateBroker, ServiceProcess, supervise
 from vigie.chaos.events import (Feeder, anomalies_of, every_partition_resumed, make_events, opened_by_event,
                                read_incidents, tally)
 from vigie.contracts.v1 import Incident
@@ -77,6 +79,7 @@ class Outcome:
     feeder_retries: int
     exit_codes: dict[str, int | None]
     console: int | None = None
+    restarts: int = 0  # exits the run did not cause, restarted as a supervisor would
 
     @property
     def passed(self) -> bool:
@@ -125,6 +128,7 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
         await asyncio.to_thread(proc.wait_ready)
     feeder = Feeder(kafka, plan.rate)
     feeding = asyncio.create_task(feeder.run(anomalies))
+    supervisor = asyncio.create_task(supervise([first, second, station]))  # as compose or Kubernetes would
     fault_at, station_back = time.time(), None
     try:
         while feeder.sent < len(anomalies) // 3 and not feeding.done():
@@ -163,6 +167,7 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
         opened = {i.id for i in incidents}
         shown = await asyncio.to_thread(console_view, station, opened, plan.timeout_s)
     finally:
+        supervisor.cancel()
         if not feeding.done():
             feeding.cancel()
         codes = {}  # of the workers still running at the end (those the fault killed are not judged)
@@ -173,8 +178,9 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
     return Outcome(fault=fault, events=counted.events, records_in=len(anomalies), incidents=counted.incidents,
                    lost=counted.lost, duplicated=counted.duplicated, strays=counted.strays,
                    recovery_s=None if recovery is None else round(recovery, 1), feeder_retries=feeder.retries,
-                   exit_codes=codes, console=sum(1 for n in tally([e.index for e in events], shown,
-                                                                  opened_by_event).per_event.values() if n == 1))
+                   exit_codes=codes, restarts=first.restarts + second.restarts + station.restarts,
+                   console=sum(1 for n in tally([e.index for e in events], shown, opened_by_event).per_event.values()
+                               if n == 1))
 
 
 def console_view(station: ServiceProcess, expected: set[str], timeout_s: float) -> list[Incident]:
@@ -195,9 +201,10 @@ def console_view(station: ServiceProcess, expected: set[str], timeout_s: float) 
 def table(outcomes: list[Outcome]) -> str:
     """The chaos table as Markdown: fault, events in, incidents out, lost, duplicated, recovery seconds."""
     lines = ["| fault | events in | records in | incidents out | lost | duplicated | strays | on the console | "
-             "recovery s | result |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "recovery s | restarts | result |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         recovery = "-" if o.recovery_s is None else f"{o.recovery_s:.1f}"
         lines.append(f"| {o.fault} | {o.events} | {o.records_in} | {o.incidents} | {o.lost} | {o.duplicated} | "
-                     f"{o.strays} | {'-' if o.console is None else o.console} | {recovery} | {'pass' if o.passed else 'FAIL'} |")
+                     f"{o.strays} | {'-' if o.console is None else o.console} | {recovery} | {o.restarts} | "
+                     f"{'pass' if o.passed else 'FAIL'} |")
     return "\n".join(lines)

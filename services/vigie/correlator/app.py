@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import tempfile
 import time
 
@@ -39,7 +41,7 @@ from vigie.core.metrics import ServiceMetrics
 from vigie.core.topics import CAMERA_PARTITIONS, LONGEST_RETENTION_MS, Topic, Topics
 from vigie.correlator.config import CorrelatorSettings
 from vigie.correlator.offsets import OffsetGuard
-from vigie.correlator.health import WorkerHealth
+from vigie.correlator.health import STALLED_S, WorkerHealth
 from vigie.correlator.incidents import REFUSALS, Change, apply_action, merge_anomaly
 from vigie.correlator.startup import check_topics, wait_to_start
 from vigie.correlator.table import DurableTable
@@ -213,6 +215,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
                 guard.done(record)
                 await table.written()
             del health.busy[msg.topic]
+            health.last_done = time.monotonic()
 
     @app.agent(anomalies)
     async def correlate(stream: faust.StreamT) -> None:
@@ -231,14 +234,31 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
     probe = BrokerProbe(settings.kafka)
 
     @app.timer(interval=5.0)
-    async def watch_broker() -> None:
-        """Whether the broker answers: faust itself waits for it in silence, /healthz says so."""
+    async def watch() -> None:
+        """Whether the broker answers (faust itself waits for it in silence: /healthz says so), and whether
+        the worker takes the records waiting on its partitions (:data:`~.health.STALLED_S`)."""
         why = await probe.check() or ""
         if why and not health.broker_error:
             log.warning("the Kafka broker at %s does not answer: %s", settings.kafka.bootstrap, why)
         elif health.broker_error and not why:
             log.info("the Kafka broker answers again")
         health.broker_error = why
+        if why or health.state()["state"] != "running" or time.monotonic() - health.last_done < STALLED_S:
+            return
+        inputs = {catalogue.anomalies.name, catalogue.actions.name}
+        owned = [tp for tp in app.consumer.assignment() if tp.topic in inputs]
+        try:
+            ends = await app.consumer.highwaters(*owned) if owned else {}
+        except Exception as exc:  # noqa: BLE001 - a rebalance under way: next time
+            log.debug("highwaters not read: %s", exc)
+            return
+        waiting = sum(max(0, end - (guard.expected(tp.topic, tp.partition) or end)) for tp, end in ends.items())
+        if waiting:
+            health.fatal = (f"stalled: {waiting} record(s) wait on its partitions and none was taken for "
+                            f"{time.monotonic() - health.last_done:.0f} s; stopping to be restarted (they replay "
+                            "from the committed offsets)")
+            log.error("%s", health.fatal)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     @app.page("/metrics")
     async def metrics_page(self, request):  # noqa: ANN001 - faust view signature
@@ -289,5 +309,7 @@ def run(settings: CorrelatorSettings, loglevel: str = "info") -> int:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = int(exc.code or 0)
+    if app.vigie_health.fatal:  # it stopped itself: a supervisor is to restart it
+        code = code or 1
     log.info("%s: stopped (exit %d)", SERVICE, code)
     return code

@@ -35,6 +35,10 @@ RECOVERY_LOGGER = "faust.tables.recovery"
 #: Seconds an agent may spend on one record (its sends and table writes acknowledged) before the worker is
 #: ``failed``: /livez then answers 503 and a supervisor restarts it, rather than a silent, idle worker.
 STUCK_S = 60.0
+#: Seconds a running worker may take no record while records wait on its partitions before it stops
+#: itself (exit 1) to be restarted: faust's consumer was seen, rarely, never to resume fetching after a
+#: rebalance's recovery ("Worker ready", then nothing).
+STALLED_S = 30.0
 
 
 class WorkerHealth(logging.Filter):
@@ -53,6 +57,8 @@ class WorkerHealth(logging.Filter):
         self.unreadable: dict[str, str] = {}  # camera key -> why its table entry was dropped
         self.broker_error = ""  # why the broker did not answer the last check (empty: it did)
         self.busy: dict[str, tuple[float, str]] = {}  # input topic -> (monotonic s, record) being handled
+        self.last_done = time.monotonic()  # when an agent last finished a record
+        self.fatal = ""  # why the worker stops itself (a supervisor restarts it)
         logging.getLogger(RECOVERY_LOGGER).addFilter(self)
         app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
@@ -77,6 +83,8 @@ class WorkerHealth(logging.Filter):
         app = self.app
         if app.should_stop:
             return {"state": "draining"}
+        if self.fatal:
+            return {"state": "failed", "reason": self.fatal}
         since, record = min(self.busy.values(), default=(time.monotonic(), ""))
         if time.monotonic() - since > STUCK_S:
             return {"state": "failed", "reason": f"stuck for {time.monotonic() - since:.0f} s on record {record}: "
