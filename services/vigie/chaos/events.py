@@ -178,19 +178,14 @@ def opened_by_event(incident: Incident) -> int | None:
 
 
 async def read_incidents(kafka: KafkaSettings, done: Callable[[list[Incident]], bool], settle_s: float,
-                         timeout_s: float, since_ms: int = 0) -> tuple[list[Incident], float | None]:
-    """Read the ``incidents`` topic from the beginning until ``done(incidents)`` holds and nothing
-    new came for ``settle_s`` seconds (or ``timeout_s`` passed).
-
-    Returns the incidents, and the wall time (s since the epoch) of the first record written at or
-    after ``since_ms`` (ms since the epoch), or None.
-    """
+                         timeout_s: float) -> list[Incident]:
+    """Every incident revision on the ``incidents`` topic, read from the beginning until ``done(incidents)``
+    holds and nothing new came for ``settle_s`` seconds (or ``timeout_s`` passed)."""
     topic = Topics(kafka.namespace).incidents
     consumer = AIOKafkaConsumer(topic.name, bootstrap_servers=kafka.bootstrap, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     incidents: list[Incident] = []
-    first_after: float | None = None
     try:
         deadline = time.monotonic() + timeout_s
         last_new = time.monotonic()
@@ -199,15 +194,12 @@ async def read_incidents(kafka: KafkaSettings, done: Callable[[list[Incident]], 
             for records in batch.values():
                 for record in records:
                     incidents.append(topic.decode(record.value))
-                    if since_ms and record.timestamp >= since_ms:
-                        at = record.timestamp / 1000
-                        first_after = at if first_after is None else min(first_after, at)
                     last_new = time.monotonic()
             if time.monotonic() - last_new >= settle_s and done(incidents):
                 break
     finally:
         await consumer.stop()
-    return incidents, first_after
+    return incidents
 
 
 async def every_partition_resumed(kafka: KafkaSettings, since_s: float, idle_s: float = 3.0) -> float | None:

@@ -147,7 +147,7 @@ async def _run(fault: str, plan: ChaosPlan, broker: PrivateBroker, kafka, logs: 
             await asyncio.to_thread(broker.start)
             await _publishes_again(grabber, before + cameras, fault_at, plan.timeout_s)
         recovered = time.time() - fault_at
-        incidents, _ = await read_incidents(
+        incidents = await read_incidents(
             kafka, lambda found: {which(i) for i in found} >= set(range(cameras)), plan.settle_s * 2, plan.timeout_s)
         published = await asyncio.to_thread(health_of, grabber)
     finally:

@@ -161,7 +161,7 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
             workers.remove(first)
         await feeding
         expected = {e.index for e in events}
-        incidents, _ = await read_incidents(
+        incidents = await read_incidents(
             kafka, lambda found: expected <= {opened_by_event(i) for i in found}, plan.settle_s, plan.timeout_s)
         resumed = None if fault in ("none", "station-kill") else await every_partition_resumed(kafka, fault_at)
         opened = {i.id for i in incidents}
