@@ -17,7 +17,23 @@ if [ ! -f "$deps/.complete" ]; then
   mkdir -p "$cache"
   "$python" -m venv "$deps"
   "$deps/bin/pip" install -q --disable-pip-version-check --upgrade pip
+  # Seed from the newest complete install of an earlier lock (hard links: no copy, no download); pip then
+  # installs only what the new lock changes or adds, and what the new lock no longer names is removed.
+  previous=$(ls -dt "$cache"/deps-*/.complete 2>/dev/null | head -n1 || true)
+  if [ -n "$previous" ]; then
+    from=$("$(dirname "$previous")/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    to=$("$deps/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "seeding from $(dirname "$previous")" >&2
+    "$deps/bin/pip" uninstall -q -y --disable-pip-version-check setuptools 2>/dev/null || true
+    for item in "$from"/*; do
+      [ -e "$to/$(basename "$item")" ] && continue  # the new venv's own pip
+      cp -al "$item" "$to/"
+    done
+  fi
   "$deps/bin/pip" install -q --disable-pip-version-check --no-deps -r "$root/requirements.lock"
+  stale=$("$deps/bin/pip" freeze --exclude pip | sed 's/==.*//' | tr '[:upper:]_' '[:lower:]-' |
+          grep -vxFf <(sed 's/==.*//' "$root/requirements.lock" | tr '[:upper:]_' '[:lower:]-') || true)
+  [ -z "$stale" ] || "$deps/bin/pip" uninstall -q -y $stale
   "$deps/bin/pip" check >&2
   touch "$deps/.complete"
 fi
