@@ -8,7 +8,7 @@ pkgs=(default-jdk-headless maven kcat)
 if [ "$what" = test ]; then
   pkgs+=(protobuf-compiler chromium ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
          gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-         gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+         gstreamer1.0-plugins-ugly gstreamer1.0-libav postgresql)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -58,3 +58,16 @@ def kafka(broker: str, namespace: str) -> KafkaSettings:
     settings = KafkaSettings(bootstrap=broker, namespace=namespace)
     asyncio.run(apply_topics(settings, Topics(namespace).all(["main"])))
     return settings
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server started for the session (tests/postgres.py); skipped with the reason when impossible."""
+    from tests import postgres as pg
+
+    reason = pg.available()
+    if reason:
+        pytest.skip(reason)
+    server = pg.start()
+    yield server
+    server.stop()

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AuditEntry(_message.Message):
-    __slots__ = ("id", "kind", "camera_id", "operator", "station", "at_ns", "record", "incident_id", "detail")
+    __slots__ = ("id", "kind", "camera_id", "operator", "station", "at_ns", "record", "incident_id", "detail", "service", "client", "subject")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[AuditEntry.Kind]
@@ -16,11 +16,31 @@ class AuditEntry(_message.Message):
         KIND_EXPORT: _ClassVar[AuditEntry.Kind]
         KIND_PURGE: _ClassVar[AuditEntry.Kind]
         KIND_HOLD: _ClassVar[AuditEntry.Kind]
+        KIND_ACTION: _ClassVar[AuditEntry.Kind]
+        KIND_LOGIN: _ClassVar[AuditEntry.Kind]
+        KIND_LOGIN_FAILED: _ClassVar[AuditEntry.Kind]
+        KIND_LOGOUT: _ClassVar[AuditEntry.Kind]
+        KIND_ACCOUNT_CHANGE: _ClassVar[AuditEntry.Kind]
+        KIND_CAMERA_CONFIG: _ClassVar[AuditEntry.Kind]
+        KIND_CAMERA_STARTED: _ClassVar[AuditEntry.Kind]
+        KIND_CAMERA_STOPPED: _ClassVar[AuditEntry.Kind]
+        KIND_SERVICE_STARTED: _ClassVar[AuditEntry.Kind]
+        KIND_SERVICE_STOPPED: _ClassVar[AuditEntry.Kind]
     KIND_UNSPECIFIED: AuditEntry.Kind
     KIND_VIEW: AuditEntry.Kind
     KIND_EXPORT: AuditEntry.Kind
     KIND_PURGE: AuditEntry.Kind
     KIND_HOLD: AuditEntry.Kind
+    KIND_ACTION: AuditEntry.Kind
+    KIND_LOGIN: AuditEntry.Kind
+    KIND_LOGIN_FAILED: AuditEntry.Kind
+    KIND_LOGOUT: AuditEntry.Kind
+    KIND_ACCOUNT_CHANGE: AuditEntry.Kind
+    KIND_CAMERA_CONFIG: AuditEntry.Kind
+    KIND_CAMERA_STARTED: AuditEntry.Kind
+    KIND_CAMERA_STOPPED: AuditEntry.Kind
+    KIND_SERVICE_STARTED: AuditEntry.Kind
+    KIND_SERVICE_STOPPED: AuditEntry.Kind
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +50,9 @@ class AuditEntry(_message.Message):
     RECORD_FIELD_NUMBER: _ClassVar[int]
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: AuditEntry.Kind
     camera_id: str
@@ -39,4 +62,7 @@ class AuditEntry(_message.Message):
     record: _common_pb2.RecordRef
     incident_id: str
     detail: str
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[AuditEntry.Kind, str]] = ..., camera_id: _Optional[str] = ..., operator: _Optional[str] = ..., station: _Optional[str] = ..., at_ns: _Optional[int] = ..., record: _Optional[_Union[_common_pb2.RecordRef, _Mapping]] = ..., incident_id: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    service: str
+    client: str
+    subject: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[AuditEntry.Kind, str]] = ..., camera_id: _Optional[str] = ..., operator: _Optional[str] = ..., station: _Optional[str] = ..., at_ns: _Optional[int] = ..., record: _Optional[_Union[_common_pb2.RecordRef, _Mapping]] = ..., incident_id: _Optional[str] = ..., detail: _Optional[str] = ..., service: _Optional[str] = ..., client: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
