@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 
 from vigie.contracts.v1 import AuditEntry, RecordRef
 from vigie.core.secrets import redact
+from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -153,3 +154,23 @@ class AuditQueue:
             self._pending.pop(0)
         self.sent += 1
         return True
+
+
+async def send_once(kafka: KafkaSettings, message: AuditEntry, timeout_s: float = 10.0) -> bool:
+    """Send one entry with a producer of its own (for processes without a running :class:`AuditQueue`).
+
+    Returns False, logged, when the broker does not take it within ``timeout_s`` seconds.
+    """
+    from vigie.core.kafka import make_producer
+    from vigie.core.topics import Topics
+
+    producer = make_producer(kafka)
+    try:
+        await asyncio.wait_for(producer.start(), timeout_s)
+        await asyncio.wait_for(AuditLog(producer, Topics(kafka.namespace).audit).write(message), timeout_s)
+        return True
+    except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+        log.warning("audit entry %s (%s) not sent: %r", message.id, kind_name(message.kind), exc)
+        return False
+    finally:
+        await producer.stop()
