@@ -309,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_soak_arguments(p)
     p.set_defaults(func=_cmd_soak)
 
+    p = sub.add_parser("register", help="the tamper-evident register: run it (default, or `serve`), `verify` its "
+                       "hash chain, `show` or `export` its entries")
+    from vigie.register.cli import add_arguments as register_arguments  # argparse only: a light import
+
+    register_arguments(p, _kafka)
+
     p = sub.add_parser("bench", help="print throughput, latency and memory figures")
     p.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")
     p.add_argument("--json", action="store_true", help="also print the figures as one JSON object")
