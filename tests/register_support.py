@@ -27,11 +27,11 @@ def database_url(kind: str, tmp_path, request) -> str:  # noqa: ANN001
     return server.create_db(f"reg_{uuid.uuid4().hex[:10]}")
 
 
-def sample(n: int, at_ns: int | None = None, start: int = 0) -> list[AuditEntry]:
-    """``n`` audit entries of varied kinds, users and cameras (the n-th views record frames/0/n)."""
+def sample(n: int, at_ns: int | None = None, start: int = 0, kinds: list[int] = KINDS) -> list[AuditEntry]:
+    """``n`` audit entries of ``kinds`` in turn, varied users and cameras (the i-th names record frames/0/i)."""
     out = []
     for i in range(start, start + n):
-        out.append(audit.entry(KINDS[i % len(KINDS)], service="station", user=f"user-{i % 3}",
+        out.append(audit.entry(kinds[i % len(kinds)], service="station", user=f"user-{i % 3}",
                                camera_id=f"cam-{i % 4}", station="main", incident_id=f"inc-{i}",
                                detail=f"entry {i} – é", client="10.0.0.7", subject="bob" if i % 6 == 4 else "",
                                record=RecordRef(topic="frames", partition=0, offset=i), at_ns=at_ns))
