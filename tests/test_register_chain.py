@@ -13,6 +13,7 @@ from tests.register_support import counts, database_url, keep_log_handlers, run,
 from vigie.cli import main
 from vigie.core.db import DatabaseSettings, make_engine
 from vigie.register.chain import GENESIS, canonical, content_hash, link
+from vigie.register.models import ENTRY_COLUMNS
 from vigie.register.query import list_entries
 from vigie.register.store import prune
 
@@ -38,6 +39,9 @@ def test_canonical_content_is_stable() -> None:
     assert canonical(fields) == ('{"appended_ns":6,"at_ns":5,"camera_id":"c","client":"","detail":"d","entry_id":"a",'
                                  '"incident_id":"","kind":"view","record":"","seq":1,"service":"station",'
                                  '"station":"","subject":"","user":"zoé"}').encode()
+    tricky = {**fields, "detail": 'quote " backslash \\ newline \n tab \t nul-free \x01 emoji \U0001f600', "at_ns": 2**62}
+    assert canonical(tricky) == json.dumps(tricky, sort_keys=True, ensure_ascii=False,
+                                           separators=(",", ":")).encode()
     assert link(GENESIS, content_hash(fields)) == link("0" * 64, content_hash(dict(fields)))
 
 
@@ -51,6 +55,7 @@ def test_append_once_and_intact(url: str, capsys) -> None:  # noqa: ANN001
     code, out = verify_cli(url, capsys)
     assert code == 0 and "chain intact: 45 entries" in out
     row = run(sql(url, "SELECT * FROM register_entries WHERE seq = 5"))[0]._mapping
+    assert tuple(row.keys()) == ENTRY_COLUMNS  # the migration and the models agree
     m = messages[4]
     assert (row["entry_id"], row["kind"], row["user"], row["camera_id"], row["record"], row["detail"]) == (
         m.id, "account_change", "user-1", "cam-0", "frames/0/4", "entry 4 – é")

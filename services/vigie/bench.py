@@ -11,7 +11,8 @@ Figures (targets from the project's issues, checked here, never in timed tests):
 - end to end: 8 cameras at 5 fps through the four services and the real broker for
   ``--seconds``; latency from capture time to the anomalies topic for every anomaly,
   and to the station's alert topic for every incident opened (target p99 <= 300 ms);
-  the peak resident memory (VmHWM) of each service process.
+  the peak resident memory (VmHWM) of each service process;
+- register: append throughput and the verify time of 1,000,000 entries (:mod:`vigie.register.bench`).
 """
 
 from __future__ import annotations
@@ -210,6 +211,10 @@ def main(args: argparse.Namespace) -> int:
     bootstrap = os.environ.get("VIGIE_KAFKA", "127.0.0.1:9092")
     results["end_to_end"] = bench_end_to_end(8, 30.0 if quick else 90.0, bootstrap)
     results["end_to_end_no_classes"] = bench_end_to_end(8, 30.0 if quick else 45.0, bootstrap, object_classes=False)
+    console.print("[bold]register[/] (append in batches of 500, verify the chain; SQLite, PostgreSQL when given)")
+    from vigie.register.bench import bench_register, rows as register_rows
+
+    results["register"] = bench_register(quick)
     results["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     table = Table(title="Vigie benchmark (this machine)")
@@ -238,6 +243,8 @@ def main(args: argparse.Namespace) -> int:
                   f"{bare['alert_p50_s'] * 1000:.0f} / {bare['alert_p99_s'] * 1000:.0f} ms", "p99 <= 300 ms")
     for name, mb in e2e["peak_rss_mb"].items():
         table.add_row(f"peak RSS, {name}", f"{mb:.0f} MiB", "")
+    for row in register_rows(results["register"]):
+        table.add_row(*row)
     console.print(table)
     if getattr(args, "json", False):
         print(json.dumps(results, default=float))

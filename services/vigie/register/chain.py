@@ -37,15 +37,29 @@ CONTENT_FIELDS = ("seq", "entry_id", "kind", "at_ns", "appended_ns", "user", "st
                   "incident_id", "record", "service", "client", "subject", "detail")
 #: The register's own retention entries: kind, service and subject (their detail is JSON: see prune_detail).
 PRUNE_KIND, PRUNE_SERVICE, PRUNE_SUBJECT = "purge", "register", "register"
-_SORTED = tuple(sorted(CONTENT_FIELDS))
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: The content fields in the canonical (sorted) order.
+SORTED_FIELDS = tuple(sorted(CONTENT_FIELDS))
+_INTEGERS = frozenset({"seq", "at_ns", "appended_ns"})
+# The canonical JSON written directly (the same bytes as json.dumps(..., sort_keys=True, ensure_ascii=False,
+# separators=(",", ":")), which the tests check): about three times faster, for verify's million rows.
+_TEMPLATE = "{" + ",".join(f'"{name}":%{"d" if name in _INTEGERS else "s"}' for name in SORTED_FIELDS) + "}"
+_string = json.encoder.encode_basestring  # the JSON string of a text, non-ASCII kept
 _sha256 = hashlib.sha256
+
+
+def canonical_values(values: Any) -> bytes:
+    """The canonical content of an entry from its 14 content values in sorted-name order (:data:`SORTED_FIELDS`)."""
+    (appended_ns, at_ns, camera_id, client, detail, entry_id, incident_id, kind, record, seq, service, station,
+     subject, user) = values
+    s = _string
+    return (_TEMPLATE % (appended_ns, at_ns, s(camera_id), s(client), s(detail), s(entry_id), s(incident_id),
+                         s(kind), s(record), seq, s(service), s(station), s(subject), s(user))).encode()
 
 
 def canonical(fields: dict[str, Any] | Any) -> bytes:
     """The canonical content of an entry (a mapping, or a row with the content fields as attributes), UTF-8."""
     get = fields.__getitem__ if isinstance(fields, dict) else fields.__getattribute__
-    return _ENCODE({name: get(name) for name in _SORTED}).encode()
+    return canonical_values([get(name) for name in SORTED_FIELDS])
 
 
 def content_hash(fields: dict[str, Any] | Any) -> str:
@@ -87,6 +101,12 @@ class VerifyResult:
     head_seq: int = 0
 
 
+#: Columns verify reads: the content values first, in canonical order (``row[:_N]``), then the rest.
+_VERIFY_COLUMNS = [entries.c[name] for name in SORTED_FIELDS] + [entries.c.content_hash, entries.c.prev_hash,
+                                                                  entries.c.chain_hash]
+_N = len(SORTED_FIELDS)
+
+
 def _check_row(row: Any, seq: int, prev: str) -> tuple[int, str] | None:
     """(seq, reason) when ``row`` is not the intact entry ``seq`` following chain hash ``prev``, else None."""
     if row.seq != seq:
@@ -96,7 +116,7 @@ def _check_row(row: Any, seq: int, prev: str) -> tuple[int, str] | None:
     if row.prev_hash != prev:
         return seq, ("reordered: its link does not follow the entry before (prev_hash differs from that entry's "
                      "chain hash): entries moved, or one before it was removed and the rest renumbered")
-    if content_hash(row) != row.content_hash:
+    if _sha256(canonical_values(row[:_N])).hexdigest() != row.content_hash:
         return seq, "edited: its content does not match its content hash"
     if link(prev, row.content_hash) != row.chain_hash:
         return seq, "edited: its chain hash does not match its link"
@@ -123,7 +143,7 @@ async def _verify_once(engine: AsyncEngine, chunk: int) -> VerifyResult:
             return VerifyResult(False, 0, None, "", "the register_anchor row is missing: the chain's ends are unknown")
         seq, prev, checked, last_prune = ends.first_seq, ends.prev_hash, 0, None
         result = await connection.stream(
-            select(entries).where(entries.c.seq <= ends.head_seq).order_by(entries.c.seq)
+            select(*_VERIFY_COLUMNS).where(entries.c.seq <= ends.head_seq).order_by(entries.c.seq)
             .execution_options(yield_per=chunk))
         async for rows in result.partitions():
             for row in rows:
