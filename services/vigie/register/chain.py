@@ -115,7 +115,8 @@ def _check_row(row: Any, seq: int, prev: str) -> tuple[int, str] | None:
         return seq, f"removed: {span} missing before entry {row.seq}"
     if row.prev_hash != prev:
         return seq, ("reordered: its link does not follow the entry before (prev_hash differs from that entry's "
-                     "chain hash): entries moved, or one before it was removed and the rest renumbered")
+                     "chain hash): entries moved, one before it removed and the rest renumbered, or the entry "
+                     "before rewritten with new hashes")
     if _sha256(canonical_values(row[:_N])).hexdigest() != row.content_hash:
         return seq, "edited: its content does not match its content hash"
     if link(prev, row.content_hash) != row.chain_hash:
