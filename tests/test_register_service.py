@@ -241,6 +241,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka: KafkaSettings, t
     async def scenario() -> None:
         first = start()
         try:
+            await wait_for(lambda: _exists_with(url, 0), timeout_s=40, every_s=0.1)  # started: schema migrated
             writer = asyncio.create_task(_trickle(kafka, messages))
             await wait_for(lambda: _exists_with(url, 600), timeout_s=40, every_s=0.05)
             os.kill(first.pid, signal.SIGKILL)

@@ -71,6 +71,8 @@ async def _with_engine(args: argparse.Namespace, work: Callable[[Any], Any]) -> 
     engine = make_engine(database)
     try:
         return await work(engine)
+    except BrokenPipeError:
+        raise  # the reader of the output went away: not the database's fault
     except (SQLAlchemyError, OSError, asyncio.TimeoutError) as exc:
         raise DatabaseUnavailable(describe_db_error(database, exc)) from None
     finally:
@@ -154,6 +156,9 @@ def _export(args: argparse.Namespace) -> int:
 
     try:
         count = asyncio.run(_with_engine(args, write))
+    except BrokenPipeError:
+        sys.stderr.write("vigie register export: the output was closed before the end\n")
+        return 1
     finally:
         if out is not sys.stdout:
             out.close()
