@@ -157,6 +157,8 @@ async def _verify_once(engine: AsyncEngine, chunk: int) -> VerifyResult:
                         last_prune = json.loads(row.detail)
                     except ValueError:
                         last_prune = {}
+                    if not isinstance(last_prune, dict):
+                        last_prune = {}
                 seq, prev, checked = seq + 1, row.chain_hash, checked + 1
     if seq <= ends.head_seq:
         return VerifyResult(False, checked, seq, "", f"removed: seq {seq}..{ends.head_seq} missing at the end of "
