@@ -5,9 +5,11 @@ Stages, in order (:meth:`RegisterService.prepare`, then :meth:`RegisterService.s
 1. the database: reachable (else a clear error naming its redacted URL, before anything
    listens), schema migrated (:func:`vigie.core.db.migrate`);
 2. the ``audit`` and ``deadletter`` topics exist;
-3. a producer, for dead letters and the register's own audit entries;
-4. a consumer in group ``register`` on ``audit``, offsets committed by hand;
-5. its own ``service_started`` entry, written to ``audit`` like any service's.
+3. a producer, for dead letters;
+4. a consumer in group ``register`` on ``audit``, offsets committed by hand.
+
+Like every service run by :func:`vigie.core.lifecycle.serve`, it writes its own
+``service_started`` and ``service_stopped`` entries to ``audit``, and appends them from there.
 
 Then :meth:`RegisterService.run` loops: take up to ``batch_size`` records, send the malformed
 ones to ``deadletter`` with the reason, append the rest in ONE database transaction
@@ -35,8 +37,6 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from vigie.contracts.v1 import AuditEntry
-from vigie.core import audit
 from vigie.core.db import DatabaseSettings, DatabaseUnavailable, check_reachable, describe_db_error, make_engine, migrate
 from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import DeadLetters, make_consumer, make_producer, require_topics, retry_delays, total_lag
@@ -77,7 +77,6 @@ class RegisterService(Service):
         self._producer = None
         self._consumer = None
         self._deadletters: DeadLetters | None = None
-        self._audit: audit.AuditLog | None = None
         #: Why the database does not take entries now ("" while it does), since when (ns UTC), entries waiting.
         self.db_error, self.db_error_since_ns, self.waiting = "", 0, 0
         self.head_seq, self.lag = 0, 0
@@ -114,17 +113,14 @@ class RegisterService(Service):
         log.info("register: database %s, head at seq %d", database.redacted(), self.head_seq)
 
     async def start(self) -> None:
-        """Stages 2-5 (the database first when :meth:`prepare` was not called)."""
+        """Stages 2-4 (the database first when :meth:`prepare` was not called)."""
         await self.prepare()
         await require_topics(self.kafka, [self.topics.audit, self.topics.deadletter])
         self._producer = make_producer(self.kafka)
         await self._producer.start()
         self._deadletters = DeadLetters(self._producer, self.topics.deadletter, self.name)
-        self._audit = audit.AuditLog(self._producer, self.topics.audit)
         self._consumer = make_consumer(self.kafka, self.topics.audit, group="register")
         await self._consumer.start()
-        await self._audit.write(audit.entry(AuditEntry.KIND_SERVICE_STARTED, service=self.name,
-                                            detail=f"database {self.settings.database.redacted()}"))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Append batches until ``stop``; retention at start and every ``prune_interval_s``."""
@@ -140,8 +136,6 @@ class RegisterService(Service):
             with contextlib.suppress(KafkaError):
                 self.lag = await total_lag(self._consumer)
                 self.metrics.consumer_lag.set(self.lag)
-        with contextlib.suppress(KafkaError, asyncio.TimeoutError):
-            await self._audit.write(audit.entry(AuditEntry.KIND_SERVICE_STOPPED, service=self.name))
 
     async def _take(self, records: list[ConsumerRecord], stop: asyncio.Event) -> bool:
         """Dead-letter the malformed records, append the others, commit; False when stopped before appending."""
