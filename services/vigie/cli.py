@@ -265,13 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MiB of snapshot JPEGs kept in memory (default 32)")
     p.set_defaults(func=_cmd_station)
 
-    p = sub.add_parser("up", help="run the four services locally (Ctrl-C stops them cleanly)")
+    p = sub.add_parser("up", help="run the five services locally (Ctrl-C stops them cleanly)")
     p.add_argument("--cameras", required=True, help="cameras YAML")
     p.add_argument("--routing", help="routing YAML")
     p.add_argument("--as-fast-as-possible", action="store_true")
     p.add_argument("--station-port", type=int, default=8080, help="port of the operator console (default 8080)")
     p.add_argument("--ports", default="8091,8092,8093",
                    help="ports of the grabber's, detector's and correlator's /healthz and /metrics (default 8091,8092,8093)")
+    p.add_argument("--register-port", type=bounded(int, 1, 65535), default=8094,
+                   help="port of the register's /healthz and /metrics (default 8094)")
+    p.add_argument("--database", help="database of accounts, sessions and the register (default $VIGIE_DATABASE_URL "
+                   "or sqlite:///var/vigie.db)")
     p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser("evaluate", help="measure the analytics on a labelled clip (no broker needed)")

@@ -1,9 +1,11 @@
-"""``vigie up``: the four services as child processes on this machine, stopped together.
+"""``vigie up``: the five services as child processes on this machine, stopped together.
 
-Start order: station, correlator, detector, grabber (consumers before producers, so the
-first frames find everyone listening). Stop order, on Ctrl-C or SIGTERM: grabber first
-(no new frames), then detector, correlator and station, each given SIGTERM and time to
-drain. When one service dies, the others are stopped and its exit code is returned.
+Start order: register, station, correlator, detector, grabber (consumers before producers, so
+the first frames, and the first audit entries, find everyone listening). Stop order, on Ctrl-C
+or SIGTERM: grabber first (no new frames), then detector, correlator, station and register last
+(it appends what the others wrote while stopping), each given SIGTERM and time to drain. The
+register and the console share one database (``--database``, default ``VIGIE_DATABASE_URL`` or
+the SQLite file ``var/vigie.db``).
 """
 
 from __future__ import annotations
@@ -99,9 +101,13 @@ def run_stack(args: argparse.Namespace) -> int:
     _check_free(args.station_port, "console", "--station-port N (make demo STATION_PORT=N)")
     for port, name in ((grabber_port, "grabber"), (detector_port, "detector"), (correlator_port, "correlator")):
         _check_free(port, f"{name}'s /healthz and /metrics", "--ports G,D,C (make demo PORTS=G,D,C)")
+    _check_free(args.register_port, "register's /healthz and /metrics", "--register-port N")
+    if args.database:
+        os.environ["VIGIE_DATABASE_URL"] = args.database
     routing = ["--routing", args.routing] if args.routing else []
     fast = ["--as-fast-as-possible"] if args.as_fast_as_possible else []
     plan = [
+        ("register", args.register_port, _command(args, "register", "--http-port", str(args.register_port))),
         ("station", args.station_port, _command(args, "station", "--http-port", str(args.station_port))),
         ("correlator", correlator_port, _command(args, "correlator", *routing, "--http-port", str(correlator_port))),
         ("detector", detector_port, _command(args, "detector", "--cameras", args.cameras,
