@@ -1,4 +1,5 @@
-"""A private Kafka broker with SASL (SCRAM) and TLS listeners, and a CA made for it, for the transport tests.
+"""A private Kafka broker with SASL (SCRAM) and TLS listeners, a CA made for it, and the checks the transport
+tests run against a secured broker (:func:`roundtrip`, :func:`refused`).
 
 :func:`make_tls` writes a self-signed CA and a broker certificate for 127.0.0.1 with openssl;
 :class:`SecureBroker` is a :class:`~vigie.chaos.cluster.PrivateBroker` that also listens with
@@ -9,12 +10,20 @@ for ``kafka.sh``'s readiness check and the broker's own replication.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from vigie.chaos.cluster import PrivateBroker, free_port
+from vigie.contracts.v1 import RecordRef
+from vigie.core.kafka import BrokerProbe, fetch_record, make_consumer, make_producer
+from vigie.core.kafka_security import environment
 from vigie.core.settings import KafkaSettings
+from vigie.core.topics import Topics
 
 
 @dataclass(frozen=True)
@@ -89,3 +98,65 @@ class SecureBroker(PrivateBroker):
         return KafkaSettings(bootstrap=f"127.0.0.1:{self.sasl_port}", namespace=namespace,
                              security_protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism, sasl_username=user,
                              sasl_password_file=str(password_file))
+
+
+def vigie(settings: KafkaSettings, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``vigie --kafka ... <args>`` with ``settings``' security (or ``env``) in its environment."""
+    return subprocess.run([sys.executable, "-m", "vigie", "--kafka", settings.bootstrap, "--namespace",
+                           settings.namespace, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(environment(settings) if env is None else env)})
+
+
+def roundtrip(settings: KafkaSettings) -> None:
+    """``vigie topics apply``, then a record produced, consumed, fetched by reference; the probe answers."""
+    done = vigie(settings, "topics", "apply", "--wait", "20")
+    assert done.returncode == 0, done.stderr
+    assert f"created {settings.namespace}frames" in done.stdout
+
+    async def go() -> None:
+        topic = Topics(settings.namespace).deadletter
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            meta = await producer.send_and_wait(topic.name, b"value", key=b"key")
+        finally:
+            await producer.stop()
+        consumer = make_consumer(settings, topic, group="check")
+        await consumer.start()
+        try:
+            batch = await consumer.getmany(timeout_ms=10000)
+            assert [r.value for records in batch.values() for r in records] == [b"value"]
+        finally:
+            await consumer.stop()
+        record = await fetch_record(settings, RecordRef(topic=topic.name, partition=meta.partition, offset=meta.offset))
+        assert record is not None and record.value == b"value"
+        probe = BrokerProbe(settings)
+        try:
+            assert await probe.check() is None and probe.brokers == 1
+        finally:
+            await probe.close()
+
+    asyncio.run(go())
+
+
+def refused(settings: KafkaSettings, secrets: tuple[str, ...], *expected: str) -> None:
+    """``vigie topics apply`` stops at once with a configuration error naming the user, without the password;
+    the broker probe says the same."""
+    started = time.monotonic()
+    done = vigie(settings, "topics", "apply", "--wait", "30")
+    assert done.returncode == 2, done.stderr
+    assert time.monotonic() - started < 15  # no waiting for a broker that answers
+    for text in expected:
+        assert text in done.stderr, done.stderr
+    for secret in secrets:
+        assert secret not in done.stderr + done.stdout
+
+    async def probe() -> str | None:
+        probe = BrokerProbe(settings)
+        try:
+            return await probe.check()
+        finally:
+            await probe.close()
+
+    why = asyncio.run(probe())
+    assert why is not None and expected[0] in why and not any(secret in why for secret in secrets)

@@ -6,21 +6,16 @@ untrusted certificate is a clear error at once, without the password in it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pydantic
 import pytest
 
-from tests.secure_kafka import SecureBroker, make_tls
+from tests.secure_kafka import SecureBroker, make_tls, refused, roundtrip, vigie
 from tests.stack import consume, service
-from vigie.contracts.v1 import RecordRef
 from vigie.core.errors import ConfigError
-from vigie.core.kafka import BrokerProbe, apply_topics, fetch_record, make_consumer, make_producer
-from vigie.core.kafka_security import client_options, environment
+from vigie.core.kafka import apply_topics
+from vigie.core.kafka_security import client_options
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
@@ -44,13 +39,6 @@ def secure(tmp_path_factory: pytest.TempPathFactory):
         yield broker, tls, right, wrong
     finally:
         broker.stop()
-
-
-def _vigie(settings: KafkaSettings, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``vigie --kafka ... <args>`` with ``settings``' security (or ``env``) in its environment."""
-    return subprocess.run([sys.executable, "-m", "vigie", "--kafka", settings.bootstrap, "--namespace",
-                           settings.namespace, *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(environment(settings) if env is None else env)})
 
 
 def test_settings_refuse_incomplete_security(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,80 +68,26 @@ def test_settings_refuse_incomplete_security(tmp_path: Path, monkeypatch: pytest
     settings = KafkaSettings(sasl_password=None, sasl_password_file=str(secret), sasl_mechanism="SCRAM-SHA-256")
     assert settings.sasl_secret() == "Repr-pw-61aa" and "Repr-pw-61aa" not in repr(settings)
     monkeypatch.delenv("VIGIE_KAFKA_SASL_PASSWORD")
-    cli = _vigie(KafkaSettings(bootstrap="127.0.0.1:9", security_protocol="PLAINTEXT"), "topics", "apply",
+    cli = vigie(KafkaSettings(bootstrap="127.0.0.1:9", security_protocol="PLAINTEXT"), "topics", "apply",
                  env={"VIGIE_KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "gone")})
     assert cli.returncode == 2 and f"cannot read secret file {tmp_path / 'gone'}" in cli.stderr, cli.stderr
 
 
-def _roundtrip(settings: KafkaSettings) -> None:
-    """``vigie topics apply``, then a record produced, consumed, fetched by reference; the probe answers."""
-    done = _vigie(settings, "topics", "apply", "--wait", "20")
-    assert done.returncode == 0, done.stderr
-    assert f"created {settings.namespace}frames" in done.stdout
-
-    async def go() -> None:
-        topic = Topics(settings.namespace).deadletter
-        producer = make_producer(settings)
-        await producer.start()
-        try:
-            meta = await producer.send_and_wait(topic.name, b"value", key=b"key")
-        finally:
-            await producer.stop()
-        consumer = make_consumer(settings, topic, group="check")
-        await consumer.start()
-        try:
-            batch = await consumer.getmany(timeout_ms=10000)
-            assert [r.value for records in batch.values() for r in records] == [b"value"]
-        finally:
-            await consumer.stop()
-        record = await fetch_record(settings, RecordRef(topic=topic.name, partition=meta.partition, offset=meta.offset))
-        assert record is not None and record.value == b"value"
-        probe = BrokerProbe(settings)
-        try:
-            assert await probe.check() is None and probe.brokers == 1
-        finally:
-            await probe.close()
-
-    asyncio.run(go())
-
-
-def _refused(settings: KafkaSettings, *expected: str) -> None:
-    """``vigie topics apply`` stops at once with a configuration error naming the user, without the password;
-    the broker probe says the same."""
-    started = time.monotonic()
-    done = _vigie(settings, "topics", "apply", "--wait", "30")
-    assert done.returncode == 2, done.stderr
-    assert time.monotonic() - started < 15  # no waiting for a broker that answers
-    for text in expected:
-        assert text in done.stderr, done.stderr
-    for secret in (WRONG, PASSWORD):
-        assert secret not in done.stderr + done.stdout
-
-    async def probe() -> str | None:
-        probe = BrokerProbe(settings)
-        try:
-            return await probe.check()
-        finally:
-            await probe.close()
-
-    why = asyncio.run(probe())
-    assert why is not None and expected[0] in why and WRONG not in why and PASSWORD not in why
-
-
 def test_sasl_plaintext_scram_sha_256(secure, namespace: str) -> None:
     broker, _, right, wrong = secure
-    _roundtrip(broker.sasl_settings(namespace, "vigie", right))
-    _refused(broker.sasl_settings(namespace, "vigie", wrong), "refused the login of user 'vigie' (SCRAM-SHA-256",
-             "SaslAuthenticationFailed")
+    roundtrip(broker.sasl_settings(namespace, "vigie", right))
+    refused(broker.sasl_settings(namespace, "vigie", wrong), (WRONG, PASSWORD),
+            "refused the login of user 'vigie' (SCRAM-SHA-256", "SaslAuthenticationFailed")
 
 
 def test_sasl_ssl_scram_sha_512_with_a_private_ca(secure, namespace: str, tmp_path: Path) -> None:
     broker, tls, right, wrong = secure
-    _roundtrip(broker.sasl_settings(namespace, "vigie", right, mechanism="SCRAM-SHA-512", cafile=tls.cafile))
-    _refused(broker.sasl_settings(namespace, "vigie", wrong, mechanism="SCRAM-SHA-512", cafile=tls.cafile),
-             "SCRAM-SHA-512 over SASL_SSL")
+    roundtrip(broker.sasl_settings(namespace, "vigie", right, mechanism="SCRAM-SHA-512", cafile=tls.cafile))
+    refused(broker.sasl_settings(namespace, "vigie", wrong, mechanism="SCRAM-SHA-512", cafile=tls.cafile),
+            (WRONG, PASSWORD), "SCRAM-SHA-512 over SASL_SSL")
     other = make_tls(tmp_path / "other")  # a CA that did not sign the broker's certificate
-    _refused(broker.sasl_settings(namespace, "vigie", right, cafile=other.cafile), "CERTIFICATE_VERIFY_FAILED")
+    refused(broker.sasl_settings(namespace, "vigie", right, cafile=other.cafile), (WRONG, PASSWORD),
+            "CERTIFICATE_VERIFY_FAILED")
 
 
 def test_services_over_sasl_ssl(secure, namespace: str, tmp_path: Path) -> None:
