@@ -19,10 +19,11 @@ import pydantic
 import pytest
 
 from tests.clips import DATA
-from tests.stack import health, service
+from tests.stack import consume, health, service
 from vigie.chaos import rtsp_server as rtsp
 from vigie.core.cameras import CameraConfig
 from vigie.core.secrets import redact, register_url_password
+from vigie.core.topics import Topics
 
 CLIP = DATA / "aboda_video4" / "video4.avi"
 PASSWORD = "Cam p@ss/7%e3:x"  # a space, '@', '/', '%' and ':': every one must be percent-encoded in a URL
@@ -119,6 +120,10 @@ def test_grabber_leaks_no_camera_password(kafka, tmp_path: Path) -> None:
             del os.environ[ENV]
     assert proc.returncode == 0
     outputs["log"] = (tmp_path / "grabber.log").read_text()
+    topics = Topics(kafka.namespace)
+    for topic in (topics.audit, topics.deadletter):  # records a service may write about a camera (none here)
+        records = consume(kafka, topic.name, lambda rs: False, timeout_s=1.5)
+        outputs[topic.name] = "\n".join(repr(r.key) + repr(r.value) for r in records)
     cams = json.loads(outputs["/healthz"])["cameras"]
     assert cams["refused"]["state"] == "unauthorised" and "401" in cams["refused"]["error"]
     assert cams["no-file"]["state"] == "reconnecting" and "cannot read secret file" in cams["no-file"]["error"]

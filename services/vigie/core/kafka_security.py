@@ -21,7 +21,7 @@ from aiokafka.errors import (AuthenticationFailedError, IllegalSaslStateError, K
 from aiokafka.helpers import create_ssl_context
 
 from vigie.core.errors import ConfigError
-from vigie.core.secrets import redact
+from vigie.core.secrets import redact, register_secret
 from vigie.core.settings import KafkaSettings
 
 __all__ = ["client_options", "describe_auth_error", "environment", "faust_credentials", "login_problem", "ssl_context"]
@@ -44,10 +44,13 @@ def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
 
 
 def _password(settings: KafkaSettings) -> str | None:
+    """The SASL password, registered for redaction (no log line or error of this process shows it)."""
     try:
-        return settings.sasl_secret()
+        password = settings.sasl_secret()
     except ValueError as exc:  # the file went away since the settings were checked
         raise ConfigError(f"Kafka SASL: {exc}") from None
+    register_secret(password)
+    return password
 
 
 def client_options(settings: KafkaSettings) -> dict[str, Any]:
