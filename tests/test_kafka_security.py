@@ -6,16 +6,21 @@ untrusted certificate is a clear error at once, without the password in it."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pydantic
 import pytest
 
 from tests.secure_kafka import SecureBroker, make_tls, refused, roundtrip, vigie
-from tests.stack import consume, service
+from tests.stack import consume, free_port, health, service, terminate
 from vigie.core.errors import ConfigError
 from vigie.core.kafka import apply_topics
-from vigie.core.kafka_security import client_options
+from vigie.core.kafka_security import client_options, environment
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
@@ -107,3 +112,44 @@ def test_services_over_sasl_ssl(secure, namespace: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="refused the login"):
         asyncio.run(apply_topics(broker.sasl_settings(namespace, "vigie", wrong, cafile=tls.cafile),
                                  Topics(namespace).all()))
+
+
+def test_a_refused_service_says_so_and_takes_the_corrected_password_file(secure, namespace: str,
+                                                                          tmp_path: Path) -> None:
+    """A service whose login is refused waits (it is not restarted in a loop), says why in /healthz and its
+    log without the password, and starts once the mounted secret holds the right password: the file is
+    read again at each attempt."""
+    broker, tls, right, _ = secure
+    asyncio.run(apply_topics(broker.sasl_settings(namespace, "vigie", right, cafile=tls.cafile), Topics(namespace).all()))
+    password_file = tmp_path / "password"
+    password_file.write_text(WRONG + "\n")
+    settings = broker.sasl_settings(namespace, "vigie", password_file, cafile=tls.cafile)
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text("cameras:\n  - id: demo\n    source: synthetic://scene?seed=1&w=160&h=120&fps=10\n")
+    port = free_port()
+    with open(tmp_path / "grabber.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "vigie", "--kafka", settings.bootstrap, "--namespace",
+                                 namespace, "grabber", "--cameras", str(cameras), "--http-port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **environment(settings)})
+    try:
+        refused_body = _wait_health(port, lambda h: "refused the login" in h.get("waiting_for", ""), proc)
+        password_file.write_text(PASSWORD + "\n")  # the secret is corrected (a Kubernetes Secret updated)
+        _wait_health(port, lambda h: h.get("state") == "running", proc)
+    finally:
+        terminate(proc, 30)
+    assert proc.returncode == 0
+    text = json.dumps(refused_body) + (tmp_path / "grabber.log").read_text()
+    assert "refused the login of user 'vigie'" in text
+    assert WRONG not in text and PASSWORD not in text
+
+
+def _wait_health(port: int, condition, proc: subprocess.Popen, timeout_s: float = 30) -> dict:  # noqa: ANN001
+    """The first /healthz body of the service at ``port`` for which ``condition(body)`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body = health(port) or {}
+        if condition(body):
+            return body
+        assert proc.poll() is None, f"exited with {proc.returncode}"
+        assert time.monotonic() < deadline, body
+        time.sleep(0.3)

@@ -122,11 +122,12 @@ def describe_auth_error(settings: KafkaSettings, exc: BaseException) -> str:
     who = (f"user {settings.sasl_username!r} ({settings.sasl_mechanism} over {settings.security_protocol})"
            if settings.uses_sasl else settings.security_protocol)
     text = str(exc).strip() or type(exc).__name__
+    text = text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
     secret = _password(settings) if settings.uses_sasl else None
     if secret:
         text = text.replace(secret, "***")
     what = "TLS handshake failed for" if isinstance(exc, ssl.SSLError) else "refused the login of"
-    return redact(f"Kafka at {settings.bootstrap}: {what} {who}: {type(exc).__name__}: {text}; "
+    return redact(f"Kafka at {settings.bootstrap}: {what} {who}: {text}; "
                   "check the VIGIE_KAFKA_SASL_* and VIGIE_KAFKA_SSL_* settings")
 
 
