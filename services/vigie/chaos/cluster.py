@@ -107,7 +107,7 @@ class PrivateBroker:
 
     def settings(self, namespace: str) -> KafkaSettings:
         """Kafka settings of this broker for ``namespace``."""
-        return KafkaSettings(bootstrap=self.bootstrap, namespace=namespace)
+        return KafkaSettings(bootstrap=self.bootstrap, namespace=namespace, security_protocol="PLAINTEXT")
 
 
 def _alive(pid: int) -> bool:

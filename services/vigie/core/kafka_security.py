@@ -132,13 +132,12 @@ def describe_auth_error(settings: KafkaSettings, exc: BaseException) -> str:
 
 
 def environment(settings: KafkaSettings) -> dict[str, str]:
-    """The ``VIGIE_KAFKA_*`` environment variables that give a child process ``settings``' security
-    (protocol, SASL user and password or password file, TLS files); empty for PLAINTEXT.
+    """The ``VIGIE_KAFKA_*`` environment variables that give a child process ``settings``' security:
+    the protocol always (so a PLAINTEXT child of a parent whose environment says otherwise stays
+    PLAINTEXT), and the SASL user and password or password file, the TLS files when they apply.
 
     The password goes as ``VIGIE_KAFKA_SASL_PASSWORD`` only when the settings hold it rather than a file.
     """
-    if not (settings.uses_sasl or settings.uses_tls):
-        return {}
     env = {"VIGIE_KAFKA_SECURITY_PROTOCOL": settings.security_protocol}
     if settings.uses_sasl:
         env["VIGIE_KAFKA_SASL_MECHANISM"] = settings.sasl_mechanism
