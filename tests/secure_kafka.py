@@ -58,32 +58,34 @@ def make_tls(folder: Path) -> Tls:
 
 class SecureBroker(PrivateBroker):
     """A single-node broker with SASL_PLAINTEXT on :attr:`sasl_port` and, given ``tls``, SASL_SSL on
-    :attr:`sasl_ssl_port`, both taking SCRAM-SHA-256 and SCRAM-SHA-512 logins of ``users`` (name -> password).
+    :attr:`sasl_ssl_port` and SSL (TLS without a login) on :attr:`ssl_port`; the SASL listeners take
+    SCRAM-SHA-256 and SCRAM-SHA-512 logins of ``users`` (name -> password).
     """
 
     def __init__(self, var: Path, users: dict[str, str], tls: Tls | None = None) -> None:
         super().__init__(var)
         self.sasl_port = free_port()
         self.sasl_ssl_port = free_port() if tls else None
+        self.ssl_port = free_port() if tls else None
         var.mkdir(parents=True, exist_ok=True)
         scram = var / "scram.txt"
         scram.write_text("".join(f"SCRAM-SHA-{bits}=[name={name},password={password}]\n"
                                  for name, password in users.items() for bits in (256, 512)))
         scram.chmod(0o600)
-        names = ["PLAINTEXT", "SASL_PLAINTEXT"] + (["SASL_SSL"] if tls else [])
-        ports = {"PLAINTEXT": self.port, "SASL_PLAINTEXT": self.sasl_port, "SASL_SSL": self.sasl_ssl_port}
+        names = ["PLAINTEXT", "SASL_PLAINTEXT"] + (["SASL_SSL", "SSL"] if tls else [])
+        ports = {"PLAINTEXT": self.port, "SASL_PLAINTEXT": self.sasl_port, "SASL_SSL": self.sasl_ssl_port,
+                 "SSL": self.ssl_port}
         advertised = ",".join(f"{n}://127.0.0.1:{ports[n]}" for n in names)
         lines = [f"listeners={advertised},CONTROLLER://127.0.0.1:{self.controller_port}",
                  f"advertised.listeners={advertised}",
                  "listener.security.protocol.map=" + ",".join(f"{n}:{n}" for n in names) + ",CONTROLLER:PLAINTEXT",
                  "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512"]
-        for listener in names[1:]:
+        for listener in names[1:3]:
             for mechanism in ("scram-sha-256", "scram-sha-512"):
                 lines.append(f"listener.name.{listener.lower()}.{mechanism}.sasl.jaas.config="
                              "org.apache.kafka.common.security.scram.ScramLoginModule required;")
         if tls:
-            lines += ["listener.name.sasl_ssl.ssl.keystore.type=PEM",
-                      f"listener.name.sasl_ssl.ssl.keystore.location={tls.keystore}"]
+            lines += ["ssl.keystore.type=PEM", f"ssl.keystore.location={tls.keystore}"]
         props = var / "extra.properties"
         props.write_text("\n".join(lines) + "\n")
         self.extra_env = {"VIGIE_KAFKA_EXTRA_PROPERTIES": str(props), "VIGIE_KAFKA_SCRAM_FILE": str(scram)}

@@ -90,6 +90,8 @@ def test_sasl_ssl_scram_sha_512_with_a_private_ca(secure, namespace: str, tmp_pa
     roundtrip(broker.sasl_settings(namespace, "vigie", right, mechanism="SCRAM-SHA-512", cafile=tls.cafile))
     refused(broker.sasl_settings(namespace, "vigie", wrong, mechanism="SCRAM-SHA-512", cafile=tls.cafile),
             (WRONG, PASSWORD), "SCRAM-SHA-512 over SASL_SSL")
+    roundtrip(KafkaSettings(bootstrap=f"127.0.0.1:{broker.ssl_port}", namespace=f"{namespace}ssl.",
+                            security_protocol="SSL", ssl_cafile=str(tls.cafile)))  # TLS without a login
     other = make_tls(tmp_path / "other")  # a CA that did not sign the broker's certificate
     refused(broker.sasl_settings(namespace, "vigie", right, cafile=other.cafile), (WRONG, PASSWORD),
             "CERTIFICATE_VERIFY_FAILED")
