@@ -1,6 +1,6 @@
 """Camera passwords never leave the grabber: a real grabber process against a real RTSP server that asks
 for a password (with characters that URLs must encode), the password given in the URL, from an
-environment variable and from a file, and a wrong one (401); then every output is searched for the
+environment variable and from a file, and a wrong one (401), and an MJPEG camera over HTTP likewise; then every output is searched for the
 passwords, as written, percent-encoded and JSON-escaped. `vigie validate` names a missing password
 variable or file with its camera, file and line."""
 
@@ -20,6 +20,7 @@ import pytest
 
 from tests.clips import DATA
 from tests.stack import consume, health, service
+from tests.support.mjpeg_server import MjpegServer
 from vigie.chaos import rtsp_server as rtsp
 from vigie.core.cameras import CameraConfig
 from vigie.core.secrets import redact, register_url_password
@@ -88,13 +89,16 @@ def test_grabber_leaks_no_camera_password(kafka, tmp_path: Path) -> None:
     secret_file = tmp_path / "cam-file.secret"
     secret_file.write_text(PASSWORD + "\n")
     secret_file.chmod(0o600)
-    with rtsp.RtspServer(CLIP, auth=f"viewer:{PASSWORD}", repeat=5) as server:
+    mjpeg = MjpegServer(["good"] * 5, fps=10, then="repeat", auth=("viewer", PASSWORD))
+    with rtsp.RtspServer(CLIP, auth=f"viewer:{PASSWORD}", repeat=5) as server, mjpeg:
         host = f"127.0.0.1:{server.port}/{server.name}"
         cameras = {
             "in-url": f"source: rtsp://viewer:{quote(PASSWORD, safe='')}@{host}",
             "from-env": f"source: rtsp://{host}\n    credentials: {{username: viewer, password_env: {ENV}}}",
             "from-file": f"source: rtsp://{host}\n    credentials: {{username: viewer, password_file: '{secret_file}'}}",
             "refused": f"source: rtsp://viewer:{quote(WRONG, safe='')}@{host}",
+            "mjpeg-file": f"source: {mjpeg.url()}\n    credentials: {{username: viewer, password_file: '{secret_file}'}}",
+            "mjpeg-refused": f"source: {mjpeg.url('viewer', quote(WRONG, safe=''))}",
             "no-file": f"source: rtsp://{host}\n    credentials: {{username: viewer, password_file: "
                        f"'{tmp_path / 'absent.secret'}'}}",
         }
@@ -108,8 +112,9 @@ def test_grabber_leaks_no_camera_password(kafka, tmp_path: Path) -> None:
                 deadline = time.monotonic() + 40
                 while True:
                     cams = health(port)["cameras"]
-                    if (all(cams[c]["captured"] >= 3 for c in ("in-url", "from-env", "from-file"))
-                            and cams["refused"]["auth_failures"] >= 2 and cams["no-file"]["reconnects"] >= 2):
+                    if (all(cams[c]["captured"] >= 3 for c in ("in-url", "from-env", "from-file", "mjpeg-file"))
+                            and all(cams[c]["auth_failures"] >= 2 for c in ("refused", "mjpeg-refused"))
+                            and cams["no-file"]["reconnects"] >= 2):
                         break
                     assert time.monotonic() < deadline, cams
                     time.sleep(0.3)
@@ -125,7 +130,8 @@ def test_grabber_leaks_no_camera_password(kafka, tmp_path: Path) -> None:
         records = consume(kafka, topic.name, lambda rs: False, timeout_s=1.5)
         outputs[topic.name] = "\n".join(repr(r.key) + repr(r.value) for r in records)
     cams = json.loads(outputs["/healthz"])["cameras"]
-    assert cams["refused"]["state"] == "unauthorised" and "401" in cams["refused"]["error"]
+    for camera_id in ("refused", "mjpeg-refused"):
+        assert cams[camera_id]["state"] == "unauthorised" and "401" in cams[camera_id]["error"], cams[camera_id]
     assert cams["no-file"]["state"] == "reconnecting" and "cannot read secret file" in cams["no-file"]["error"]
     assert "viewer:***@127.0.0.1" in outputs["log"]  # the URLs are logged, redacted
     for where, text in outputs.items():
