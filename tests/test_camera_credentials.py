@@ -1,6 +1,6 @@
-"""Camera passwords never leave the grabber: a real grabber process against a real RTSP server that asks
-for a password (with characters that URLs must encode), the password given in the URL, from an
-environment variable and from a file, and a wrong one (401), and an MJPEG camera over HTTP likewise; then every output is searched for the
+"""Camera passwords never leave the grabber: a real grabber process against a real RTSP server and an
+MJPEG server that ask for a password (with characters that URLs must encode), given in the URL, from an
+environment variable or from a file, and wrong ones (401); then every output is searched for the
 passwords, as written, percent-encoded and JSON-escaped. `vigie validate` names a missing password
 variable or file with its camera, file and line."""
 
