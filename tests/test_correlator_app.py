@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.stack import consume, produce, service
-from vigie.contracts.v1 import Anomaly, Incident, OperatorAction, RecordRef, Region
+from vigie.contracts.v1 import Anomaly, AuditEntry, Incident, OperatorAction, RecordRef, Region
 from vigie.core.topics import Topics
 
 pytestmark = pytest.mark.broker
@@ -62,6 +62,9 @@ def test_correlator_dedupes_routes_and_applies_actions(kafka, tmp_path: Path) ->
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/{page}", timeout=5)
         assert f'vigie_records_in_total{{topic="{topics.anomalies.name}"}} 32.0' in text
     assert proc.returncode == 0, (tmp_path / "correlator.log").read_text()[-2000:]
+    audit = consume(kafka, topics.audit.name, lambda rs: len(rs) >= 2, timeout_s=20)
+    told = [(topics.audit.decode(r.value).kind, topics.audit.decode(r.value).service) for r in audit]
+    assert told == [(AuditEntry.KIND_SERVICE_STARTED, "correlator"), (AuditEntry.KIND_SERVICE_STOPPED, "correlator")]
 
 
 def test_correlator_refuses_to_start_without_its_topics(broker: str, namespace: str) -> None:

@@ -19,6 +19,12 @@ HTTP:
 * ``/livez`` (liveness): 200 as long as the process answers and has not failed; a service
   waiting for its broker or degraded is alive, so Kubernetes does not restart it.
 * ``/metrics``: Prometheus text format.
+
+The register hears of every service's life: :func:`serve` queues a ``service_started`` audit
+entry once the service runs and a ``service_stopped`` one (with the exit code) when it stops;
+services queue their own (cameras started, stopped, configured) with :meth:`Service.audit_event`.
+They are sent in the background by :class:`~vigie.core.audit.AuditQueue`, which waits out a
+broker outage.
 """
 
 from __future__ import annotations
@@ -35,8 +41,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from vigie.contracts.v1 import AuditEntry
+from vigie.core.audit import AuditLog, AuditQueue, entry
 from vigie.core.errors import ConfigError
-from vigie.core.kafka import BrokerProbe, describe_broker_error, retriable, retry_delays, throttle_client_logs
+from vigie.core.kafka import (BrokerProbe, describe_broker_error, make_producer, retriable, retry_delays,
+                              throttle_client_logs)
 from vigie.core.metrics import ServiceMetrics
 from vigie.core.secrets import redact
 from vigie.core.settings import KafkaSettings
@@ -84,6 +93,13 @@ class Service:
         #: While running: why the broker does not answer (empty while it does), and since when (ns UTC).
         self.broker_error = ""
         self.broker_error_since_ns = 0
+        #: Audit entries about the service's own work, sent by :func:`serve` (see :meth:`audit_event`).
+        self.audit_queue = AuditQueue()
+
+    def audit_event(self, kind: int, **fields: Any) -> None:
+        """Queue an audit entry about the service's own work (``AuditEntry.KIND_*``; fields of
+        :func:`vigie.core.audit.entry`). Never blocks nor raises; the entry is sent in the background."""
+        self.audit_queue.put(entry(kind, service=self.name, **fields))
 
     async def prepare(self) -> None:
         """Read and check the service's configuration files, before the HTTP server starts.
@@ -249,6 +265,37 @@ async def watch_broker(service: Service, probe: BrokerProbe, stop: asyncio.Event
         service.broker_error = reason or ""
 
 
+class _AuditSender:
+    """The producer and task that send a running service's :attr:`Service.audit_queue`."""
+
+    def __init__(self, service: Service, producer: Any, stop: asyncio.Event) -> None:
+        self.service = service
+        self.producer = producer
+        self.log = AuditLog(producer, service.topics.audit)
+        self.task = asyncio.create_task(service.audit_queue.run(self.log, stop), name=f"{service.name}.audit")
+
+    @classmethod
+    async def start(cls, service: Service, stop: asyncio.Event) -> "_AuditSender | None":
+        """Start sending, after queueing ``service_started``; None (logged) when no producer can start."""
+        service.audit_event(AuditEntry.KIND_SERVICE_STARTED, detail=f"{service.name} running")
+        producer = make_producer(service.kafka)
+        try:
+            await producer.start()
+        except Exception as exc:  # noqa: BLE001 - the service runs on; its entries stay queued
+            log.warning("%s: audit producer not started: %s", service.name, describe_broker_error(exc))
+            await producer.stop()
+            return None
+        return cls(service, producer, stop)
+
+    async def close(self, code: int) -> None:
+        """Queue ``service_stopped``, send what is queued (5 s at most) and stop the producer."""
+        self.service.audit_event(AuditEntry.KIND_SERVICE_STOPPED, detail=f"{self.service.name} stopped (exit {code})")
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.service.audit_queue.drain(self.log, timeout_s=5.0)
+        await self.producer.stop()
+
+
 async def serve(service: Service, host: str, port: int, *, drain_timeout_s: float = 30.0) -> int:
     """Run ``service`` until SIGTERM or SIGINT; returns the process exit code (0 on a clean stop).
 
@@ -276,12 +323,14 @@ async def serve(service: Service, host: str, port: int, *, drain_timeout_s: floa
     log.info("%s: http on %s:%d", service.name, host, port)
     probe = BrokerProbe(service.kafka)
     watch: asyncio.Task | None = None
+    audit: _AuditSender | None = None
     code = 0
     config_error: ConfigError | None = None
     try:
         if await start_when_broker_answers(service, probe, stop):
             service.state = State.RUNNING
             log.info("%s: running", service.name)
+            audit = await _AuditSender.start(service, stop)
             watch = asyncio.create_task(watch_broker(service, probe, stop), name=f"{service.name}.broker")
             work = asyncio.create_task(service.run(stop), name=f"{service.name}.run")
             stopper = asyncio.create_task(stop.wait())
@@ -309,6 +358,8 @@ async def serve(service: Service, host: str, port: int, *, drain_timeout_s: floa
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
         await probe.close()
+        if audit is not None:
+            await audit.close(code if config_error is None else 2)
         await service.stop()
         if service.state is not State.FAILED:
             service.state = State.STOPPED

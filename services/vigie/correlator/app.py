@@ -33,7 +33,8 @@ import faust
 from google.protobuf.message import DecodeError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from vigie.contracts.v1 import CameraIncidents, DeadLetter, Incident, OperatorAction
+from vigie.contracts.v1 import AuditEntry, CameraIncidents, DeadLetter, Incident, OperatorAction
+from vigie.core.audit import entry, send_once
 from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import MAX_RECORD_BYTES, BrokerProbe, throttle_client_logs
 from vigie.core.kafka_security import faust_credentials
@@ -305,6 +306,8 @@ def run(settings: CorrelatorSettings, loglevel: str = "info") -> int:
     if not asyncio.run(wait_to_start(settings)):
         return 0
     app = create_app(settings)
+    asyncio.run(send_once(settings.kafka, entry(AuditEntry.KIND_SERVICE_STARTED, service=SERVICE,
+                                                detail=f"{SERVICE} starting")))
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
                           logging_config=logging_config(SERVICE, loglevel.upper()))
     code = 0
@@ -314,5 +317,7 @@ def run(settings: CorrelatorSettings, loglevel: str = "info") -> int:
         code = int(exc.code or 0)
     if app.vigie_health.fatal:  # it stopped itself: a supervisor is to restart it
         code = code or 1
+    asyncio.run(send_once(settings.kafka, entry(AuditEntry.KIND_SERVICE_STOPPED, service=SERVICE,
+                                                detail=f"{SERVICE} stopped (exit {code})")))
     log.info("%s: stopped (exit %d)", SERVICE, code)
     return code

@@ -26,6 +26,7 @@ the grabber ``degraded``, named under ``degraded.cameras`` with its error.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import Field
 from prometheus_client import Counter, Gauge
 
-from vigie.contracts.v1 import Frame
+from vigie.contracts.v1 import AuditEntry, Frame
 from vigie.core.kafka import require_topics
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
@@ -85,6 +86,17 @@ class CameraStatus:
     captured: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
     counted: dict[str, int] = field(default_factory=dict)
+    #: Streaming as last told to the register (camera started / stopped entries).
+    audited_up: bool = False
+
+
+def config_summary(camera: CameraConfig) -> str:
+    """What the register keeps of a camera's configuration: a SHA-256 of it (credentials redacted first, so
+    the digest cannot be used to guess a password) and its main settings. Never the password."""
+    dumped = redact(camera.model_dump_json())
+    digest = hashlib.sha256(dumped.encode()).hexdigest()[:16]
+    return (f"config sha256:{digest} source={redact(camera.source)} fps={camera.fps:g} width={camera.width} "
+            f"privacy_masks={len(camera.privacy_masks)}")
 
 
 class GrabberService(Service):
@@ -108,6 +120,7 @@ class GrabberService(Service):
         self.cameras: list[CameraConfig] = []
         self.status: dict[str, CameraStatus] = {}
         self.outboxes: dict[str, Outbox] = {}
+        self._configs_audited = False
         self.publisher = FramePublisher(settings.kafka, self.topics.frames.name, on_published=self._published,
                                         on_failed=self._not_published)
 
@@ -120,8 +133,12 @@ class GrabberService(Service):
 
     async def start(self) -> None:
         await self.prepare()
-        await require_topics(self.settings.kafka, [self.topics.frames])
+        await require_topics(self.settings.kafka, [self.topics.frames, self.topics.audit])
         await self.publisher.start()
+        if not self._configs_audited:  # once, however often a start is retried
+            self._configs_audited = True
+            for camera in self.cameras:
+                self.audit_event(AuditEntry.KIND_CAMERA_CONFIG, camera_id=camera.id, detail=config_summary(camera))
 
     async def run(self, stop: asyncio.Event) -> None:
         closing = asyncio.Event()
@@ -159,7 +176,9 @@ class GrabberService(Service):
             if pipeline is None:
                 continue
             stats = pipeline.stats
-            self.camera_up.labels(camera_id).set(1 if status.state == "streaming" and stats.failures == 0 else 0)
+            up = status.state == "streaming" and stats.failures == 0
+            self.camera_up.labels(camera_id).set(1 if up else 0)
+            self._audit_streaming(camera_id, status, up)
             for stage in STAGES:
                 value, seen = getattr(stats, stage), status.counted.get(stage, 0)
                 if value > seen:
@@ -173,6 +192,18 @@ class GrabberService(Service):
                     self.camera_refusals.labels(camera_id, reason).inc(value - seen)
                     self.metrics.errors(reason).inc(value - seen)
                     status.counted[stage] = value
+
+    def _audit_streaming(self, camera_id: str, status: CameraStatus, up: bool) -> None:
+        """Tell the register when a camera starts or stops streaming (checked once a second)."""
+        if up == status.audited_up:
+            return
+        status.audited_up = up
+        if up:
+            self.audit_event(AuditEntry.KIND_CAMERA_STARTED, camera_id=camera_id, detail="streaming")
+        else:
+            state, error = self._camera_state(status, self._camera_stats(status))
+            self.audit_event(AuditEntry.KIND_CAMERA_STOPPED, camera_id=camera_id,
+                             detail=f"{state}: {error}" if error else state)
 
     async def _camera(self, camera: CameraConfig) -> None:
         status = self.status[camera.id]
