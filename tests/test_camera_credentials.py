@@ -126,9 +126,10 @@ def test_grabber_leaks_no_camera_password(kafka, tmp_path: Path) -> None:
     assert proc.returncode == 0
     outputs["log"] = (tmp_path / "grabber.log").read_text()
     topics = Topics(kafka.namespace)
-    for topic in (topics.audit, topics.deadletter):  # records a service may write about a camera (none here)
+    for topic in (topics.audit, topics.deadletter):  # records a service may write about a camera
         records = consume(kafka, topic.name, lambda rs: False, timeout_s=1.5)
         outputs[topic.name] = "\n".join(repr(r.key) + repr(r.value) for r in records)
+    assert "from-file" in outputs[topics.audit.name]  # the register's entries on the cameras were searched
     cams = json.loads(outputs["/healthz"])["cameras"]
     for camera_id in ("refused", "mjpeg-refused"):
         assert cams[camera_id]["state"] == "unauthorised" and "401" in cams[camera_id]["error"], cams[camera_id]
