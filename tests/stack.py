@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from vigie.core.kafka_security import client_options, environment
 from vigie.core.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def service(kafka: KafkaSettings, name: str, *args: str, port: int | None = None
            name, *args, "--http-port", str(port)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, **environment(kafka), "PYTHONUNBUFFERED": "1"})
         try:
             deadline = time.monotonic() + ready_timeout_s
             while (h := health(port)) is None or h.get("state") not in ("running", "degraded"):
@@ -72,20 +73,25 @@ def service(kafka: KafkaSettings, name: str, *args: str, port: int | None = None
                 time.sleep(0.3)
             yield proc, port
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(45)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            terminate(proc, 45)
+
+
+def terminate(proc: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM ``proc`` and wait for it to exit; SIGKILL after ``timeout_s`` seconds. Nothing if it exited."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def produce(kafka: KafkaSettings, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
     """Send ``(key, value)`` records to ``topic`` and wait for the acknowledgements."""
 
     async def go() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", max_request_size=4 << 20)
+        producer = AIOKafkaProducer(**client_options(kafka), acks="all", max_request_size=4 << 20)
         await producer.start()
         try:
             for key, value in items:
@@ -101,7 +107,7 @@ def consume(kafka: KafkaSettings, topic: str, until: Callable[[list[ConsumerReco
     """Read ``topic`` from the beginning until ``until(records)`` is true or the time is up; returns the records."""
 
     async def go() -> list[ConsumerRecord]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest",
+        consumer = AIOKafkaConsumer(topic, **client_options(kafka), auto_offset_reset="earliest",
                                     enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=4 << 20)
         await consumer.start()
         records: list[ConsumerRecord] = []

@@ -3,6 +3,7 @@ and the durability they ask of Kafka (replication factor, min.insync.replicas) f
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -167,3 +168,144 @@ def test_kubernetes_probes_ask_readiness_of_healthz_and_liveness_of_livez() -> N
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/healthz", name
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez", name
+
+
+VIGIE_SERVICES = {"topics", "grabber", "detector", "correlator", "station"}
+#: Settings that must come from a file, never a value (the SASL password).
+INLINE_SECRETS = ("VIGIE_KAFKA_SASL_PASSWORD",)
+
+
+def sasl_compose() -> dict:
+    """docker-compose.yml with docker-compose.sasl.yml over it."""
+    return _merged(yaml.safe_load((ROOT / "docker-compose.yml").read_text()),
+                   yaml.safe_load((ROOT / "docker-compose.sasl.yml").read_text()))
+
+
+def make_secrets(folder: Path) -> Path:
+    """The secret files of docker-compose.sasl.yml made by deploy/secrets/make-secrets.sh into ``folder``."""
+    subprocess.run([str(ROOT / "deploy" / "secrets" / "make-secrets.sh"), str(folder)], check=True,
+                   capture_output=True, timeout=120)
+    return folder
+
+
+def settings_in(env: dict, secrets: Path, mount: str) -> KafkaSettings:
+    """The Kafka settings a service gets from ``env``, its secret files at ``mount`` read from ``secrets``."""
+    given = {k: str(v).replace(mount, str(secrets)) for k, v in env.items()}
+    fields = {"VIGIE_KAFKA": "bootstrap", "VIGIE_KAFKA_SECURITY_PROTOCOL": "security_protocol",
+              "VIGIE_KAFKA_SASL_MECHANISM": "sasl_mechanism", "VIGIE_KAFKA_SASL_USERNAME": "sasl_username",
+              "VIGIE_KAFKA_SASL_PASSWORD_FILE": "sasl_password_file", "VIGIE_KAFKA_SSL_CAFILE": "ssl_cafile"}
+    return KafkaSettings(**{field: given[name] for name, field in fields.items() if name in given})
+
+
+def test_compose_sasl_variant_gives_every_service_its_credentials_as_files(tmp_path: Path) -> None:
+    """docker-compose.sasl.yml: every Vigie service logs in with SASL_SSL and SCRAM as user vigie, its
+    password and the CA from Docker secrets (files under deploy/secrets/, ignored by git); no secret value
+    in the compose files; the broker's entrypoint exists and its healthcheck does not use PLAINTEXT."""
+    compose = sasl_compose()
+    services = compose["services"]
+    declared = compose["secrets"]
+    for name, secret in declared.items():
+        assert set(secret) == {"file"}, name  # a file, never `environment` or inline content
+        path = (ROOT / secret["file"]).resolve()
+        assert path.parent == ROOT / "deploy" / "secrets", name
+        done = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", str(path)])
+        assert done.returncode == 0, f"{secret['file']} would be committed"
+    secrets = make_secrets(tmp_path / "secrets")
+    assert {name for name in declared} <= {p.name for p in secrets.iterdir()}
+    vigie = {name: svc for name, svc in services.items() if "command" in svc}
+    assert set(vigie) == VIGIE_SERVICES
+    for name, svc in vigie.items():
+        env = svc["environment"]
+        assert not set(INLINE_SECRETS) & set(env), name
+        settings = settings_in(env, secrets, "/run/secrets")
+        assert (settings.security_protocol, settings.sasl_mechanism, settings.sasl_username) == (
+            "SASL_SSL", "SCRAM-SHA-512", "vigie"), name
+        assert settings.sasl_secret() == (secrets / "kafka-vigie-password").read_text().strip()
+        for path in (env["VIGIE_KAFKA_SASL_PASSWORD_FILE"], env["VIGIE_KAFKA_SSL_CAFILE"]):
+            assert path.removeprefix("/run/secrets/") in svc["secrets"], (name, path)
+        build_parser().parse_args(svc["command"])
+    kafka = services["kafka"]
+    script = kafka["entrypoint"][-1]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in kafka["volumes"] if v.count(":") == 2}
+    assert (ROOT / mounted[script]).is_file()
+    assert set(kafka["secrets"]) == set(declared)
+    assert "client.properties" in kafka["healthcheck"]["test"][-1]
+    text = (ROOT / "docker-compose.sasl.yml").read_text()
+    for secret_file in secrets.glob("kafka-*-password"):
+        assert secret_file.read_text().strip() not in text
+
+
+def test_compose_sasl_broker_properties(tmp_path: Path) -> None:
+    """The broker's entrypoint renders SASL_SSL listeners with SCRAM, the broker's own login from its
+    secret file, and its TLS key store and trust store from the secret files."""
+    secrets = make_secrets(tmp_path / "secrets")
+    out = tmp_path / "server.properties"
+    subprocess.run(["bash", str(ROOT / "deploy" / "kafka" / "sasl-ssl-broker.sh"), "render", str(out)], check=True,
+                   env={**os.environ, "VIGIE_SECRETS_DIR": str(secrets)}, timeout=30)
+    props = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line and line[0] != "#")
+    assert props["listeners"] == "SASL_SSL://:9092,CONTROLLER://:9093"
+    assert props["advertised.listeners"] == "SASL_SSL://kafka:9092"
+    assert props["inter.broker.listener.name"] == "SASL_SSL"
+    assert props["sasl.enabled.mechanisms"] == props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    broker_password = (secrets / "kafka-broker-password").read_text().strip()
+    assert f'username="broker" password="{broker_password}";' in props[
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    assert props["ssl.keystore.location"] == f"{secrets}/kafka-broker-keystore.pem"
+    assert props["ssl.truststore.location"] == f"{secrets}/kafka-ca.pem"
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+
+
+def _kafka_config_env() -> dict:
+    """vigie-config of the SASL overlay (deploy/k8s-sasl/config.yaml) over the base's."""
+    base = next(d for d in _k8s_documents() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "vigie-config")
+    patch = yaml.safe_load((ROOT / "deploy" / "k8s-sasl" / "config.yaml").read_text())
+    assert patch["metadata"]["name"] == "vigie-config"
+    return {**base["data"], **patch["data"]}
+
+
+def test_kubernetes_sasl_overlay_mounts_the_credentials_in_every_workload(tmp_path: Path) -> None:
+    """deploy/k8s-sasl: vigie-config points at the Strimzi listener with TLS and SCRAM-SHA-512 as the
+    KafkaUser vigie; every workload mounts the Secret vigie-kafka where the password and CA files are
+    looked for; the overlay holds no Secret and no password value."""
+    folder = ROOT / "deploy" / "k8s-sasl"
+    for path in folder.glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert not (isinstance(doc, dict) and doc.get("kind") == "Secret"), path
+    env = _kafka_config_env()
+    assert not set(INLINE_SECRETS) & set(env)
+    kafka_docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "k8s" / "kafka" / "kafka.yaml").read_text()) if d]
+    cluster = next(d for d in kafka_docs if d["kind"] == "Kafka")
+    listener = next(item for item in cluster["spec"]["kafka"]["listeners"] if item["tls"])
+    assert listener["authentication"]["type"] == env["VIGIE_KAFKA_SASL_MECHANISM"].lower()
+    assert env["VIGIE_KAFKA"] == f"{cluster['metadata']['name']}-kafka-bootstrap.kafka.svc:{listener['port']}"
+    user = yaml.safe_load((ROOT / "deploy" / "k8s" / "kafka" / "vigie-user.yaml").read_text())
+    assert user["metadata"]["name"] == env["VIGIE_KAFKA_SASL_USERNAME"]
+    assert user["spec"]["authentication"]["type"] == listener["authentication"]["type"]
+    assert "userOperator" in cluster["spec"]["entityOperator"]
+    files = tmp_path / "run" / "secrets" / "vigie-kafka"
+    files.mkdir(parents=True)
+    (files / "password").write_text("x" * 32)
+    (files / "ca.crt").write_text("")
+    settings = settings_in(env, tmp_path / "run" / "secrets", "/run/secrets")
+    assert (settings.security_protocol, settings.sasl_username) == ("SASL_SSL", "vigie")
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl not installed here: the overlay's patches are not rendered")
+    rendered = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "vigie-config")
+    assert config["data"] == env
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "Job")]
+    assert {d["metadata"]["name"] for d in workloads} >= {f"vigie-{name}" for name in VIGIE_SERVICES}
+    for workload in workloads:
+        spec = workload["spec"]["template"]["spec"]
+        secret_volumes = {v["name"]: v["secret"] for v in spec["volumes"] if "secret" in v}
+        mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+        for key in ("VIGIE_KAFKA_SASL_PASSWORD_FILE", "VIGIE_KAFKA_SSL_CAFILE"):
+            folder_of, _, item = env[key].rpartition("/")
+            assert secret_volumes[mounts[folder_of]]["secretName"] == "vigie-kafka", workload["metadata"]["name"]
+            assert item in ("password", "ca.crt")
+        assert {"configMapRef": {"name": "vigie-config"}} in spec["containers"][0]["envFrom"]
+    grabber = next(d for d in workloads if d["metadata"]["name"] == "vigie-grabber")["spec"]["template"]["spec"]
+    cameras = next(v for v in grabber["volumes"] if v["name"] == "camera-credentials")["secret"]
+    assert cameras["optional"] is True

@@ -3,7 +3,11 @@
 #   kafka.sh resolve | start | stop | status | reset
 # Env: VIGIE_VAR (default <repo>/var), VIGIE_KAFKA_PORT (9092),
 #      VIGIE_KAFKA_CONTROLLER_PORT (9093), VIGIE_PYTHON (optional, readiness fallback),
-#      VIGIE_KAFKA_HEAP (default "-Xmx512m -Xms256m").
+#      VIGIE_KAFKA_HEAP (default "-Xmx512m -Xms256m"),
+#      VIGIE_KAFKA_EXTRA_PROPERTIES (optional file appended to the rendered config: its keys override,
+#        e.g. one more listener with SASL or TLS; the PLAINTEXT one on VIGIE_KAFKA_PORT stays for readiness),
+#      VIGIE_KAFKA_SCRAM_FILE (optional file, one `--add-scram` argument a line such as
+#        SCRAM-SHA-256=[name=vigie,password=...]: SCRAM users written when the storage is formatted).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"   # deploy/kafka
@@ -83,6 +87,9 @@ start() {
   sed -e "s#^log\.dirs=.*#log.dirs=$DATA/data#" \
       -e "s#127\.0\.0\.1:9093#127.0.0.1:$CPORT#g" \
       -e "s#127\.0\.0\.1:9092#127.0.0.1:$PORT#g" "$HERE/server.properties" >"$PROPS"
+  if [[ -n "${VIGIE_KAFKA_EXTRA_PROPERTIES:-}" ]]; then
+    { echo; echo "# from $VIGIE_KAFKA_EXTRA_PROPERTIES"; cat "$VIGIE_KAFKA_EXTRA_PROPERTIES"; } >>"$PROPS"
+  fi
   local jvm=(java ${VIGIE_KAFKA_HEAP:--Xmx512m -Xms256m} -XX:+UseG1GC -Djava.awt.headless=true
              -Dkafka.logs.dir="$DATA/logs" -Dlog4j2.configurationFile="$HERE/log4j2.properties"
              -cp "$LIB/*")
@@ -95,7 +102,11 @@ start() {
       cid="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
     done
     log "formatting $DATA/data (cluster id $cid)"
-    "${jvm[@]}" kafka.tools.StorageTool format -t "$cid" -c "$PROPS" >>"$OUTLOG" 2>&1 ||
+    local scram=() line
+    if [[ -n "${VIGIE_KAFKA_SCRAM_FILE:-}" ]]; then
+      while IFS= read -r line; do [[ -n "$line" ]] && scram+=(--add-scram "$line"); done <"$VIGIE_KAFKA_SCRAM_FILE"
+    fi
+    "${jvm[@]}" kafka.tools.StorageTool format -t "$cid" -c "$PROPS" "${scram[@]}" >>"$OUTLOG" 2>&1 ||
       { tail -n 40 "$OUTLOG" >&2; exit 1; }
   fi
   # Start detached (own session), so the caller's Ctrl-C does not reach it.

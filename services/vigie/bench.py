@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vigie.core.kafka import apply_topics, wait_for_broker
+from vigie.core.kafka_security import client_options
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
@@ -156,7 +157,7 @@ def bench_end_to_end(cameras: int, seconds: float, bootstrap: str, object_classe
     alert_lat: list[float] = []
 
     async def watch() -> None:
-        consumer = AIOKafkaConsumer(topics.anomalies.name, topics.alerts("main").name, bootstrap_servers=bootstrap,
+        consumer = AIOKafkaConsumer(topics.anomalies.name, topics.alerts("main").name, **client_options(kafka),
                                     auto_offset_reset="latest", group_id=None)
         await consumer.start()
         try:

@@ -76,8 +76,8 @@ def _load_routing(path: str | None):  # noqa: ANN202
 def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
     """Load and check the cameras and routing files; returns what to report (warnings included).
 
-    Every problem of the cameras file, its analytics sections included, is reported as
-    ``FILE:LINE: location: message``, one per line. Raises ConfigError.
+    Every problem of the cameras file, its analytics sections and its cameras' password variables and
+    files included, is reported as ``FILE:LINE: location: message``, one per line. Raises ConfigError.
     """
     from vigie.core.cameras import load_cameras
     from vigie.detector.app import DEFAULT_KINDS
@@ -86,7 +86,7 @@ def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
     lines = []
     cameras = None
     if cameras_path:
-        cameras = load_cameras(Path(cameras_path), analytics_problems)
+        cameras = load_cameras(Path(cameras_path), analytics_problems, check_credentials=True)
         AnalyticsPlan({c.id: c.analytics for c in cameras.cameras}, DEFAULT_KINDS, "cpu")
         lines.append(f"{cameras_path}: {len(cameras.cameras)} camera(s) valid: "
                      f"{', '.join(c.id for c in cameras.cameras)}")

@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from vigie.core.kafka_security import environment
 from vigie.core.settings import KafkaSettings
 
 #: The repository root (the chaos command runs from a checkout: it needs deploy/kafka).
@@ -50,20 +51,24 @@ class PrivateBroker:
 
     Args:
         var: folder of its data and logs (created; removed by nobody: it is the run's).
+        extra_env: more environment for ``kafka.sh``, e.g. ``VIGIE_KAFKA_EXTRA_PROPERTIES`` and
+            ``VIGIE_KAFKA_SCRAM_FILE`` for a listener with SASL or TLS (see ``kafka.sh``).
 
     Raises:
         RuntimeError: ``kafka.sh`` failed to start or stop it (its output is in the message).
     """
 
-    def __init__(self, var: Path) -> None:
+    def __init__(self, var: Path, extra_env: dict[str, str] | None = None) -> None:
         self.var = var
+        self.extra_env = dict(extra_env or {})
         self.port = free_port()
         self.controller_port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, "VIGIE_VAR": str(self.var), "VIGIE_KAFKA_PORT": str(self.port),
-                "VIGIE_KAFKA_CONTROLLER_PORT": str(self.controller_port), "VIGIE_PYTHON": sys.executable}
+                "VIGIE_KAFKA_CONTROLLER_PORT": str(self.controller_port), "VIGIE_PYTHON": sys.executable,
+                **self.extra_env}
 
     def _run(self, action: str) -> None:
         done = subprocess.run([str(KAFKA_SH), action], env=self._env(), stdin=subprocess.DEVNULL,
@@ -102,7 +107,7 @@ class PrivateBroker:
 
     def settings(self, namespace: str) -> KafkaSettings:
         """Kafka settings of this broker for ``namespace``."""
-        return KafkaSettings(bootstrap=self.bootstrap, namespace=namespace)
+        return KafkaSettings(bootstrap=self.bootstrap, namespace=namespace, security_protocol="PLAINTEXT")
 
 
 def _alive(pid: int) -> bool:
@@ -160,7 +165,8 @@ class ServiceProcess:
                self.name, *self.args, "--http-port", str(self.port)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+                                         env={**os.environ, **environment(self.kafka), "PYTHONUNBUFFERED": "1"},
+                                         start_new_session=True)
         self.starts += 1
         _RUNNING.add(self)
 

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from vigie.contracts.v1 import Anomaly, Incident, RecordRef, Region
 from vigie.core.kafka import MAX_RECORD_BYTES
+from vigie.core.kafka_security import client_options
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
@@ -118,7 +119,7 @@ class Feeder:
             while True:
                 try:
                     if producer is None:
-                        producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap, acks="all",
+                        producer = AIOKafkaProducer(**client_options(self.kafka), acks="all",
                                                     enable_idempotence=True, request_timeout_ms=5000,
                                                     max_request_size=MAX_RECORD_BYTES)
                         await producer.start()
@@ -182,7 +183,7 @@ async def read_incidents(kafka: KafkaSettings, done: Callable[[list[Incident]], 
     """Every incident revision on the ``incidents`` topic, read from the beginning until ``done(incidents)``
     holds and nothing new came for ``settle_s`` seconds (or ``timeout_s`` passed)."""
     topic = Topics(kafka.namespace).incidents
-    consumer = AIOKafkaConsumer(topic.name, bootstrap_servers=kafka.bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(topic.name, **client_options(kafka), group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     incidents: list[Incident] = []
@@ -206,7 +207,7 @@ async def every_partition_resumed(kafka: KafkaSettings, since_s: float, idle_s: 
     """When (s since the epoch) the last partition of the correlator's incident table got its first write at
     or after ``since_s``: the moment every camera's anomalies were processed again. None if none did."""
     changelog = f"{kafka.namespace}vigie-correlator-incidents-changelog"
-    consumer = AIOKafkaConsumer(changelog, bootstrap_servers=kafka.bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(changelog, **client_options(kafka), group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     first: dict[int, int] = {}

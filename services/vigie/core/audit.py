@@ -42,7 +42,7 @@ def entry(kind: int, *, service: str, user: str = "", camera_id: str = "", stati
         raise ValueError(f"audit entry kind {kind!r}: expected one of AuditEntry.KIND_*")
     message = AuditEntry(
         id=uuid.uuid4().hex, kind=kind, service=service, operator=user, camera_id=camera_id, station=station,
-        incident_id=incident_id, detail=redact(detail)[:MAX_DETAIL], client=client, subject=subject,
+        incident_id=incident_id, detail=redact(detail)[:MAX_DETAIL], client=client, subject=redact(subject),
         at_ns=time.time_ns() if at_ns is None else at_ns,
     )
     if record is not None:

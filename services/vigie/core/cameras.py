@@ -22,18 +22,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vigie.core.config import ConfigError, ConfigProblem, locate_problems, read_config_text, validate_yaml_text
 from vigie.core.geometry import covers_any_pixel, crossing_edges
+from vigie.core.secrets import redact, register_secret, register_url_password
+from vigie.core.settings import read_secret_file
 
 
 __all__ = [
-    "AnalyticsCheck", "CameraConfig", "CamerasFile", "ConfigError", "PrivacyMask", "ReconnectConfig",
-    "SourceKind", "check_polygon", "load_cameras", "source_kind",
+    "AnalyticsCheck", "CameraConfig", "CameraCredentials", "CamerasFile", "ConfigError", "PrivacyMask",
+    "ReconnectConfig", "SourceKind", "check_polygon", "credential_problems", "load_cameras", "source_kind",
 ]
 
 SourceKind = Literal["file", "rtsp", "http", "synthetic"]
@@ -136,7 +138,7 @@ def check_polygon(polygon: list[tuple[float, float]]) -> list[tuple[float, float
 class PrivacyMask(BaseModel):
     """A polygon blacked out in every frame before it leaves the grabber."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: str | None = Field(
         None, min_length=1, max_length=64,
@@ -157,7 +159,7 @@ class PrivacyMask(BaseModel):
 class ReconnectConfig(BaseModel):
     """Back-off between reconnection attempts of a live source (rtsp, http)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     initial_s: float = Field(0.5, gt=0, le=60, description="first delay, seconds")
     max_s: float = Field(30.0, gt=0, le=3600, description="delay cap, seconds")
@@ -176,10 +178,52 @@ class ReconnectConfig(BaseModel):
         return self
 
 
+class CameraCredentials(BaseModel):
+    """User and password of a live camera kept out of its URL: the password comes from an environment
+    variable or a file (a mounted Kubernetes or Docker secret), read each time the camera is opened and
+    merged into the URL then only, so it is in no configuration field, log or ``/healthz``.
+
+    Example: ``credentials: {username: viewer, password_file: /run/secrets/cam-3}``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    username: str = Field(..., min_length=1, max_length=256, description="user name the camera knows")
+    password_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256,
+        description="environment variable holding the password",
+    )
+    password_file: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description="file holding the password (one trailing newline ignored), e.g. /run/secrets/cam-3",
+    )
+
+    @model_validator(mode="after")
+    def check_one_password_source(self) -> "CameraCredentials":
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password_env and password_file")
+        return self
+
+    def password(self) -> str:
+        """The password, read now, and registered for redaction (:func:`vigie.core.secrets.register_secret`).
+
+        Raises ``ValueError`` naming the variable or file (never the password) when it is unset,
+        empty or cannot be read.
+        """
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env, "")
+            if not value:
+                raise ValueError(f"environment variable {self.password_env} is not set or empty")
+        else:
+            value = read_secret_file(str(self.password_file))
+        register_secret(value)
+        return value
+
+
 class CameraConfig(BaseModel):
     """One camera: where to read it and how to sample, size and mask its frames."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     id: str = Field(
         ..., min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$",
@@ -217,6 +261,10 @@ class CameraConfig(BaseModel):
     timeout_s: float = Field(
         5.0, ge=0.5, le=120, description="live sources: connect/read timeout in seconds before a reconnect",
     )
+    credentials: CameraCredentials | None = Field(
+        None, description="live sources: user, and the password from an environment variable or a file, merged "
+        "into the source URL when the camera is opened (the URL then carries no user or password)",
+    )
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="live sources: back-off")
     analytics: dict[str, dict[str, Any] | bool] | None = Field(
         None, description="detector: analytic kind -> its settings (zones, thresholds), false to disable a "
@@ -232,6 +280,16 @@ class CameraConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def check_credentials_fit_the_source(self) -> "CameraConfig":
+        register_url_password(self.source)
+        if self.credentials is not None:
+            if self.kind not in ("rtsp", "http"):
+                raise ValueError(f"credentials are for rtsp:// and http(s):// sources, not {self.kind}")
+            if urlsplit(self.source).username is not None:
+                raise ValueError("source already holds a user (user@host): remove it from the URL or the credentials")
+        return self
+
+    @model_validator(mode="after")
     def check_masks_cover_their_reference(self) -> "CameraConfig":
         size = self.privacy_masks_reference_size
         for i, mask in enumerate(self.privacy_masks if size else ()):
@@ -245,6 +303,23 @@ class CameraConfig(BaseModel):
         """'file', 'rtsp', 'http' or 'synthetic'."""
         return source_kind(self.source)
 
+    def open_url(self) -> str:
+        """The URL to open the camera with: ``source`` with the user and password of ``credentials``
+        (percent-encoded) when it has some. Call it when opening, keep the result in no field, never log it.
+
+        Raises ``ValueError`` naming the variable or file when the password cannot be read.
+        """
+        if self.credentials is None:
+            return self.source
+        password = self.credentials.password()
+        parts = urlsplit(self.source)
+        userinfo = f"{quote(self.credentials.username, safe='')}:{quote(password, safe='')}"
+        return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
+
+    def __repr_args__(self):  # noqa: ANN204 - pydantic's hook: repr() and str() show the source redacted
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if name == "source" else value
+
     def mask_names(self) -> list[str]:
         """Names of the privacy masks, 'mask<N>' (0-based) for unnamed ones."""
         return [m.name or f"mask{i}" for i, m in enumerate(self.privacy_masks)]
@@ -253,7 +328,7 @@ class CameraConfig(BaseModel):
 class CamerasFile(BaseModel):
     """The ``cameras.yaml`` document."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     cameras: list[CameraConfig] = Field(..., min_length=1, max_length=1000, description="cameras served by this grabber")
 
@@ -293,13 +368,33 @@ def _analytics_problems(text: str, loaded: CamerasFile | None, check: AnalyticsC
     return locate_problems(text, issues) if issues else []
 
 
-def load_cameras(path: str | os.PathLike[str], analytics_check: AnalyticsCheck | None = None) -> CamerasFile:
+def credential_problems(text: str, cameras: CamerasFile) -> list[ConfigProblem]:
+    """Problems of the cameras whose ``credentials`` password cannot be read here and now (environment
+    variable unset or empty, file missing or unreadable), located in ``text`` (the cameras YAML), e.g.
+    ``cameras[2].credentials.password_file: camera gate-3: cannot read secret file /run/secrets/cam-3: ...``.
+    """
+    issues = []
+    for i, camera in enumerate(cameras.cameras):
+        if camera.credentials is None:
+            continue
+        field = "password_env" if camera.credentials.password_env is not None else "password_file"
+        try:
+            camera.credentials.password()
+        except ValueError as exc:
+            issues.append((("cameras", i, "credentials", field), f"camera {camera.id}: {exc}"))
+    return locate_problems(text, issues) if issues else []
+
+
+def load_cameras(path: str | os.PathLike[str], analytics_check: AnalyticsCheck | None = None, *,
+                 check_credentials: bool = False) -> CamerasFile:
     """Read and validate a cameras YAML file (blocking; call at start-up).
 
     Relative file sources are resolved against the YAML file's directory. With
     ``analytics_check`` (the detector's, :data:`AnalyticsCheck`), every camera's
-    ``analytics`` section is checked too. Raises ``ConfigError`` whose message lists
-    ``path:line: cameras[1].fps: ...`` for each problem of the file, one per line.
+    ``analytics`` section is checked too; with ``check_credentials``, every camera's password
+    variable or file must be readable (:func:`credential_problems`; ``vigie validate`` asks it, the
+    grabber does not: a camera without its password fails alone). Raises ``ConfigError`` whose
+    message lists ``path:line: cameras[1].fps: ...`` for each problem of the file, one per line.
     """
     text = read_config_text(path)
     loaded: CamerasFile | None = None
@@ -310,6 +405,8 @@ def load_cameras(path: str | os.PathLike[str], analytics_check: AnalyticsCheck |
         problems = list(exc.problems)
     if analytics_check is not None:
         problems += _analytics_problems(text, loaded, analytics_check)
+    if check_credentials and loaded is not None:
+        problems += credential_problems(text, loaded)
     if problems or loaded is None:
         raise ConfigError(path, sorted(problems, key=lambda p: (p.line, p.location)))
     base = Path(path).resolve().parent

@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 
 from vigie.contracts.v1 import DeadLetter, RecordRef
 from vigie.core.errors import BrokerUnavailable, ConfigError
+from vigie.core.kafka_security import client_options, login_problem
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topic
 
@@ -40,7 +41,7 @@ MAX_RECORD_BYTES = 4 * 1024 * 1024
 def make_producer(settings: KafkaSettings, *, linger_ms: int = 2) -> AIOKafkaProducer:
     """A producer for ``settings``; call ``await producer.start()`` (or use ``async with``)."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap,
+        **client_options(settings),
         acks="all",
         enable_idempotence=True,
         linger_ms=linger_ms,
@@ -58,7 +59,7 @@ def make_consumer(
     """
     return AIOKafkaConsumer(
         *(t.name for t in topics),
-        bootstrap_servers=settings.bootstrap,
+        **client_options(settings),
         group_id=settings.group(group) if group else None,
         enable_auto_commit=False,
         auto_offset_reset=auto_offset_reset,
@@ -71,12 +72,17 @@ def make_consumer(
 
 @asynccontextmanager
 async def _admin(settings: KafkaSettings, timeout_ms: int = 15000) -> AsyncIterator[AIOKafkaAdminClient]:
-    """A started admin client of ``settings``' cluster, closed on exit. Raises BrokerUnavailable."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=timeout_ms)
+    """A started admin client of ``settings``' cluster, closed on exit.
+
+    Raises BrokerUnavailable, or ConfigError when the broker refuses the login (SASL, TLS)."""
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=timeout_ms)
     try:
         await admin.start()
     except KafkaConnectionError as exc:
         await admin.close()
+        refused = await login_problem(settings)
+        if refused:
+            raise ConfigError(refused) from None
         raise BrokerUnavailable(f"no Kafka broker at {settings.bootstrap}: {exc}") from exc
     try:
         yield admin
@@ -167,7 +173,8 @@ async def wait_for_topics(settings: KafkaSettings, topics: Iterable[Topic], time
 
 
 async def wait_for_broker(settings: KafkaSettings, timeout_s: float = 60.0) -> None:
-    """Wait until the broker answers a metadata request. Raises BrokerUnavailable after ``timeout_s``.
+    """Wait until the broker answers a metadata request. Raises BrokerUnavailable after ``timeout_s``,
+    ConfigError at once when it refuses the login (SASL credentials, TLS certificate).
 
     aiokafka's own connection errors are muted meanwhile: one line says what is awaited.
     """
@@ -177,12 +184,15 @@ async def wait_for_broker(settings: KafkaSettings, timeout_s: float = 60.0) -> N
     client_log.setLevel(logging.CRITICAL)
     try:
         while True:
-            admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=5000)
+            admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=5000)
             try:
                 await admin.start()
                 await admin.list_topics()
                 return
             except Exception as exc:  # aiokafka raises several types while the broker starts
+                refused = await login_problem(settings)
+                if refused:  # a refused login: waiting changes nothing
+                    raise ConfigError(refused) from None
                 if time.monotonic() > deadline:
                     raise BrokerUnavailable(
                         f"no Kafka broker at {settings.bootstrap} after {timeout_s:.0f} s: {exc}") from exc
@@ -266,11 +276,11 @@ class BrokerProbe:
             return await asyncio.wait_for(self._check(), self.timeout_s)
         except (KafkaError, OSError, asyncio.TimeoutError) as exc:
             await self.close()
-            return describe_broker_error(exc) or "no answer"
+            return await login_problem(self.settings) or describe_broker_error(exc) or "no answer"
 
     async def _check(self) -> None:
         if self._client is None:
-            client = AIOKafkaClient(bootstrap_servers=self.settings.bootstrap,
+            client = AIOKafkaClient(**client_options(self.settings),
                                     request_timeout_ms=int(self.timeout_s * 1000))
             try:
                 await client.bootstrap()
@@ -384,7 +394,7 @@ class DeadLetters:
 async def fetch_record(settings: KafkaSettings, ref: RecordRef, timeout_s: float = 5.0) -> ConsumerRecord | None:
     """Read the one record at ``ref`` (topic, partition, offset), or None if it is gone (retention) or absent."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
+        **client_options(settings),
         enable_auto_commit=False,
         max_partition_fetch_bytes=MAX_RECORD_BYTES,
         fetch_max_bytes=4 * MAX_RECORD_BYTES,

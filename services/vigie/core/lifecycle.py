@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 import signal
 import time
@@ -46,6 +47,7 @@ from vigie.core.errors import ConfigError
 from vigie.core.kafka import (BrokerProbe, describe_broker_error, make_producer, retriable, retry_delays,
                               throttle_client_logs)
 from vigie.core.metrics import ServiceMetrics
+from vigie.core.secrets import redact
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
@@ -159,7 +161,9 @@ def http_app(service: Service) -> web.Application:
 
     async def healthz(_: web.Request) -> web.Response:
         state, body = service.report()
-        return web.json_response(body, status=200 if state in READY_STATES else 503)
+        # redacted again as a whole, as log lines are: a camera password must not leave through an error text
+        return web.Response(text=redact(json.dumps(body, default=str)), content_type="application/json",
+                            status=200 if state in READY_STATES else 503)
 
     async def livez(_: web.Request) -> web.Response:
         alive = service.state is not State.FAILED
@@ -167,7 +171,8 @@ def http_app(service: Service) -> web.Application:
                                  status=200 if alive else 503)
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(service.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        text = redact(generate_latest(service.registry).decode())
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

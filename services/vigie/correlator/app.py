@@ -37,6 +37,7 @@ from vigie.contracts.v1 import AuditEntry, CameraIncidents, DeadLetter, Incident
 from vigie.core.audit import entry, send_once
 from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import MAX_RECORD_BYTES, BrokerProbe, throttle_client_logs
+from vigie.core.kafka_security import faust_credentials
 from vigie.core.logs import logging_config
 from vigie.core.metrics import ServiceMetrics
 from vigie.core.topics import CAMERA_PARTITIONS, LONGEST_RETENTION_MS, Topic, Topics
@@ -60,6 +61,8 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
     app = faust.App(
         f"{ns}vigie-correlator",
         broker=[f"kafka://{hp}" for hp in settings.kafka.bootstrap.split(",")],
+        # SASL and TLS as every other client of Vigie (vigie.core.kafka_security); None: PLAINTEXT
+        broker_credentials=faust_credentials(settings.kafka),
         store="memory://",
         datadir=settings.data_dir or f"{tempfile.gettempdir()}/{{conf.id}}-data",
         topic_partitions=CAMERA_PARTITIONS,

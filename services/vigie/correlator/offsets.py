@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
 from vigie.core.kafka import MAX_RECORD_BYTES
+from vigie.core.kafka_security import client_options
 from vigie.core.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class OffsetGuard:
 
     async def _read(self, topic: str, partition: int, start: int, end: int) -> list[ConsumerRecord]:
         tp = TopicPartition(topic, partition)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka.bootstrap, group_id=None, enable_auto_commit=False,
+        consumer = AIOKafkaConsumer(**client_options(self.kafka), group_id=None, enable_auto_commit=False,
                                     max_partition_fetch_bytes=MAX_RECORD_BYTES)
         out: list[ConsumerRecord] = []
         try:

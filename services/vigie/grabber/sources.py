@@ -141,6 +141,7 @@ class AvSource(FrameSource):
                            options={"framerate": f"{self.camera.folder_fps:g}", "start_number": str(first)})
         if self.kind == "file":
             return av.open(self.url, mode="r")
+        url = self.camera.open_url()  # with the password of its credentials, if any: held by no field
         us = str(int(t * 1_000_000))
         if self.kind == "rtsp":
             # ffmpeg >= 5: 'timeout' is the socket I/O timeout in us ('stimeout' before)
@@ -149,7 +150,7 @@ class AvSource(FrameSource):
         else:
             options = {"timeout": us, "rw_timeout": us}
         # PyAV's own timeout (interrupt callback) also bounds open and each read
-        return av.open(self.url, mode="r", options=options, timeout=(t, t))
+        return av.open(url, mode="r", options=options, timeout=(t, t))
 
     def _produce(self) -> None:
         cam, stats = self.camera, self.stats
@@ -299,7 +300,7 @@ class HttpSource(AvSource):
             self._check_stop()
             started = time.monotonic()
             try:
-                response = open_http(self.url, cam.timeout_s)
+                response = open_http(cam.open_url(), cam.timeout_s)
             except urllib.error.HTTPError as exc:
                 exc.close()
                 what = f"HTTP {exc.code} {exc.reason}"
