@@ -265,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MiB of snapshot JPEGs kept in memory (default 32)")
     p.set_defaults(func=_cmd_station)
 
+    # Console accounts (vigie.accounts.cli): add, list, disable, enable, passwd, assign.
+    from vigie.accounts.cli import add_arguments as users_arguments, main as users_main
+
+    users_arguments(sub)
+    sub.choices["users"].set_defaults(func=lambda args: users_main(args, _kafka(args)))
+
     p = sub.add_parser("up", help="run the four services locally (Ctrl-C stops them cleanly)")
     p.add_argument("--cameras", required=True, help="cameras YAML")
     p.add_argument("--routing", help="routing YAML")
