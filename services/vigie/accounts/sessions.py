@@ -97,8 +97,11 @@ class SessionStore:
         self._keep(info)
         return token, info
 
-    async def lookup(self, token: str) -> SessionInfo | None:
-        """The live session of ``token``, or None (unknown, expired, ended, account disabled)."""
+    async def lookup(self, token: str, *, touch: bool = True) -> SessionInfo | None:
+        """The live session of ``token``, or None (unknown, expired, ended, account disabled).
+
+        ``touch=False`` checks without counting as activity (an open event stream is no user action).
+        """
         digest = token_hash(token)
         cached = self._cache.get(digest)
         if cached is not None and time.monotonic() - cached[1] < self.cache_s:
@@ -112,7 +115,7 @@ class SessionStore:
         if now - info.created_at > self.max_s or now - info.last_seen_at > self.idle_s:
             await self.end(token)
             return None
-        if now - info.last_seen_at > self.touch_s:
+        if touch and now - info.last_seen_at > self.touch_s:
             async with self.sessions.begin() as session:
                 await session.execute(update(ConsoleSession).where(ConsoleSession.token_sha256 == digest)
                                       .values(last_seen_at=now))
