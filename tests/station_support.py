@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
-from vigie.accounts.store import AccountStore
+from vigie.accounts.store import provision
 from vigie.contracts.v1 import Incident, Region
-from vigie.core.db import DatabaseSettings, make_engine, migrate
+from vigie.core.db import DatabaseSettings
+from vigie.station.client import login_cookie as client_login
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topic
 
@@ -112,14 +113,8 @@ def metric(port: int, name: str, labels: str = "") -> float:
 async def add_user_async(url: str, name: str, roles: str = "operator", stations: str = "main", *,
                          password: str = PASSWORD, must_change: bool = False) -> None:
     """Create account ``name`` in database ``url`` (migrated first), as ``vigie users add`` does."""
-    settings = DatabaseSettings(url=url)
-    engine = make_engine(settings)
-    try:
-        await migrate(engine, settings)
-        await AccountStore(engine).add(name, password, roles.split(","), [s for s in stations.split(",") if s],
-                                       by="tests", must_change=must_change)
-    finally:
-        await engine.dispose()
+    await provision(DatabaseSettings(url=url), name, roles.split(","), [s for s in stations.split(",") if s],
+                    by="tests", password=password, must_change=must_change)
 
 
 def add_user(url: str, name: str, roles: str = "operator", stations: str = "main", **kw) -> None:  # noqa: ANN003
@@ -150,11 +145,7 @@ def write_headers(base: str, me: dict) -> dict[str, str]:
 
 def login_cookie(port: int, name: str, password: str = PASSWORD) -> str:
     """Log in over urllib; returns the ``Cookie`` header value for :func:`get_json`."""
-    base = f"http://127.0.0.1:{port}"
-    request = urllib.request.Request(f"{base}/login", data=json.dumps({"user": name, "password": password}).encode(),
-                                     headers={"Content-Type": "application/json", "Origin": base}, method="POST")
-    with urllib.request.urlopen(request, timeout=30) as r:
-        return r.headers["Set-Cookie"].split(";")[0]
+    return client_login(f"http://127.0.0.1:{port}", name, password)
 
 
 def get_json(port: int, path: str, cookie: str = "") -> tuple[int, object]:

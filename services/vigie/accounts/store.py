@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +29,9 @@ from vigie.contracts.v1 import AuditEntry
 from vigie.core.audit import entry
 from vigie.core.errors import ConfigError, VigieError
 from vigie.core.topics import station_topic_base
+
+if TYPE_CHECKING:
+    from vigie.core.db import DatabaseSettings
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")
 #: The answer to a wrong password and to an unknown name alike.
@@ -273,3 +277,20 @@ class AccountStore:
         while len(self._unknown) > 10_000:
             self._unknown.popitem(last=False)
         return LoginResult(None, BAD_CREDENTIALS, lock)
+
+
+async def provision(database: "DatabaseSettings", name: str, roles: Iterable[str], stations: Iterable[str] = (), *,
+                    by: str, password: str | None = None, must_change: bool = False) -> str:
+    """Migrate ``database`` and create one account (for tools and tests that run a station of their own);
+    returns its password, generated when None. Raises what :meth:`AccountStore.add` raises."""
+    from vigie.accounts.passwords import generate_password
+    from vigie.core.db import make_engine, migrate
+
+    password = password or generate_password()
+    engine = make_engine(database)
+    try:
+        await migrate(engine, database)
+        await AccountStore(engine).add(name, password, roles, stations, by=by, must_change=must_change)
+    finally:
+        await engine.dispose()
+    return password
