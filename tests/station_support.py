@@ -9,7 +9,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
@@ -118,10 +120,12 @@ async def add_user_async(url: str, name: str, roles: str = "operator", stations:
 
 
 def add_user(url: str, name: str, roles: str = "operator", stations: str = "main", **kw) -> None:  # noqa: ANN003
-    """Synchronous :func:`add_user_async`."""
+    """Synchronous :func:`add_user_async` (in a thread of its own, so that it works inside an event loop too)."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
-    asyncio.run(add_user_async(url, name, roles, stations, **kw))
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, add_user_async(url, name, roles, stations, **kw)).result()
 
 
 def console_http(**kw) -> aiohttp.ClientSession:  # noqa: ANN003
@@ -157,3 +161,26 @@ def get_json(port: int, path: str, cookie: str = "") -> tuple[int, object]:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+@contextmanager
+def logged_in_station(kafka: KafkaSettings, *args: str, log_dir: Path, user: str = "op-main",
+                      roles: str = "operator", **kw):  # noqa: ANN003
+    """``vigie station <args>`` on a database of its own in ``log_dir`` with account ``user`` (password
+    :data:`PASSWORD`, station main), logged in; yields ``(process, port, cookie)`` (see tests.stack.service)."""
+    from tests.stack import service
+
+    url = f"sqlite:///{log_dir}/accounts.db"
+    add_user(url, user, roles, "main")
+    with service(kafka, "station", "--database", url, *args, log_dir=log_dir, **kw) as (proc, port):
+        yield proc, port, login_cookie(port, user)
+
+
+def browser_login(page, base: str, user: str, password: str = PASSWORD) -> None:  # noqa: ANN001
+    """Log a Playwright ``page`` in through the login page, as a person would; returns once the console shows."""
+    page.goto(f"{base}/login")
+    page.fill("#user", user)
+    page.fill("#password", password)
+    page.click("#login-button")
+    page.wait_for_url(f"{base}/")
+    page.locator("#whoami").wait_for()
