@@ -52,3 +52,5 @@ document.getElementById("change-form").addEventListener("submit", async (event) 
   }
   location.assign("/");
 });
+
+document.getElementById("login-button").disabled = false; // the form works once this script runs
