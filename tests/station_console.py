@@ -1,5 +1,5 @@
 """A station service run in the test's own event loop behind aiohttp's test server, with a real broker and a
-real database; and reading the topics it writes (actions, audit)."""
+real database; reading the topics it writes (actions, audit); publishing a database's audit outbox."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vigie.accounts.outbox import flush_outbox
 
 from vigie.contracts.v1 import Frame, Incident, RecordRef
+from vigie.core.audit import AuditLog
 from vigie.core.db import DatabaseSettings
+from vigie.core.kafka import make_producer
 from vigie.core.lifecycle import State, http_app
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topic, Topics
@@ -84,3 +89,14 @@ async def read_topic(kafka: KafkaSettings, topic: Topic, settle_s: float = 2.0) 
     finally:
         await consumer.stop()
     return messages
+
+
+async def publish_outbox(kafka: KafkaSettings, engine: AsyncEngine) -> int:
+    """Publish the database's audit outbox to the namespace's audit topic, as the register service will;
+    returns how many entries went."""
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        return await flush_outbox(engine, AuditLog(producer, Topics(kafka.namespace).audit))
+    finally:
+        await producer.stop()

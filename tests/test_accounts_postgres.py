@@ -7,16 +7,14 @@ import uuid
 
 import pytest
 
-from tests.station_console import read_topic, running_station
+from tests.station_console import publish_outbox, read_topic, running_station
 from tests.station_support import PASSWORD, console_http, login
-from vigie.accounts.outbox import flush_outbox, pending
+from vigie.accounts.outbox import pending
 from vigie.accounts.sessions import SessionStore
-from vigie.accounts.store import AccountError, AccountStore, LockoutPolicy
 from vigie.accounts.passwords import WeakPassword
+from vigie.accounts.store import AccountError, AccountStore, LockoutPolicy
 from vigie.contracts.v1 import AuditEntry
-from vigie.core.audit import AuditLog
 from vigie.core.db import DatabaseSettings, current_revision, make_engine, migrate
-from vigie.core.kafka import make_producer
 from vigie.core.topics import Topics
 
 
@@ -90,12 +88,9 @@ async def test_station_on_postgresql_logs_in_and_publishes_the_outbox(kafka, pg_
         assert me["views"] is True
         async with http.get(base + "/api/incidents") as response:
             assert response.status == 200
-    producer = make_producer(kafka)
-    await producer.start()
     try:
-        assert await flush_outbox(engine, AuditLog(producer, Topics(kafka.namespace).audit)) == 1
+        assert await publish_outbox(kafka, engine) == 1
     finally:
-        await producer.stop()
         await engine.dispose()
     kinds = [(e.kind, e.operator, e.subject) for e in await read_topic(kafka, Topics(kafka.namespace).audit)]
     assert kinds == [(AuditEntry.KIND_LOGIN, "op-pg", ""), (AuditEntry.KIND_ACCOUNT_CHANGE, "root", "op-pg")]

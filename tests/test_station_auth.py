@@ -10,7 +10,6 @@ import asyncio
 import re
 
 import pytest
-from aiokafka.errors import KafkaError
 
 from tests.station_console import publish_frame, read_topic, running_station, wait_for_incident
 from tests.station_support import PASSWORD, add_user_async, console_http, incident, login, publish, write_headers

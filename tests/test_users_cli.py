@@ -11,13 +11,11 @@ import sys
 import pytest
 
 from tests.stack import free_port
-from tests.station_console import read_topic, running_station
+from tests.station_console import publish_outbox, read_topic, running_station
 from tests.station_support import console_http, login, write_headers
-from vigie.accounts.outbox import flush_outbox, pending
+from vigie.accounts.outbox import pending
 from vigie.contracts.v1 import AuditEntry
-from vigie.core.audit import AuditLog
 from vigie.core.db import DatabaseSettings, make_engine
-from vigie.core.kafka import make_producer
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
@@ -93,12 +91,7 @@ async def test_one_time_password_flow_and_account_changes_in_the_audit_topic(kaf
             assert response.status == 401
     engine = make_engine(DatabaseSettings(url=db))
     assert await pending(engine) == 1
-    producer = make_producer(kafka)
-    await producer.start()
-    try:
-        assert await flush_outbox(engine, AuditLog(producer, Topics(kafka.namespace).audit)) == 1
-    finally:
-        await producer.stop()
+    assert await publish_outbox(kafka, engine) == 1
     assert await pending(engine) == 0
     await engine.dispose()
     entries = [e for e in await read_topic(kafka, Topics(kafka.namespace).audit)
