@@ -41,9 +41,9 @@ async def running_station(kafka: KafkaSettings, db_url: str, station: str = "mai
     if apps is not None:
         apps.append(app)
     server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    await server.start_server(ssl=service.ssl_context())
     try:
-        yield service, f"http://127.0.0.1:{server.port}"
+        yield service, f"{server.scheme}://127.0.0.1:{server.port}"
     finally:
         stop.set()
         await server.close()

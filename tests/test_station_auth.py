@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 
+import aiohttp
 import pytest
 
 from tests.station_console import publish_frame, read_topic, running_station, wait_for_incident
@@ -279,7 +281,27 @@ async def test_trusted_proxy_names_the_user_only_from_its_addresses(kafka, db_ur
         async with console_http() as other, other.get(base + "/api/me",
                                                               headers={"X-Remote-User": "stranger"}) as response:
             assert response.status == 401
+        async with console_http() as other, other.get(base + "/api/me",
+                                                      headers={**sso, "X-Forwarded-Proto": "https"}) as response:
+            assert response.status == 200 and "Secure" in response.headers["Set-Cookie"]  # HTTPS at the proxy
     async with running_station(kafka, db_url, trusted_proxies=("10.0.0.0/8",),
                                proxy_user_header="X-Remote-User") as (_, base), console_http() as http:
         async with http.get(base + "/api/me", headers=sso) as response:
             assert response.status == 401
+
+
+async def test_https_serves_the_console_with_a_secure_cookie(kafka, db_url, tmp_path) -> None:
+    """With ``tls_cert`` and ``tls_key`` the console is served over HTTPS and its cookie is Secure."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    await add_user_async(db_url, "op-main", "operator", "main")
+    async with running_station(kafka, db_url, tls_cert=str(cert), tls_key=str(key)) as (_, base), \
+            console_http(connector=aiohttp.TCPConnector(ssl=False)) as http:
+        assert base.startswith("https://")
+        async with http.post(base + "/login", json={"user": "op-main", "password": PASSWORD},
+                             headers={"Origin": base}) as response:
+            assert response.status == 200 and "Secure" in response.headers["Set-Cookie"]
+            assert "HttpOnly" in response.headers["Set-Cookie"] and "SameSite=Strict" in response.headers["Set-Cookie"]
+        async with http.get(base + "/api/incidents") as response:
+            assert response.status == 200

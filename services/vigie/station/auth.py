@@ -185,16 +185,21 @@ class StationAuth:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
-        """Apply the checks of the module's docstring, then the handler; add the security headers."""
+        """Apply the checks of the module's docstring, then the handler; add the security headers.
+        A database that does not answer is a 503 (its error is logged by type only: no URL, no SQL)."""
+        try:
+            return await self._checked(request, handler)
+        except (OperationalError, DBAPIError) as exc:
+            log.warning("%s %s: the accounts database does not answer: %s", request.method, request.path,
+                        type(exc).__name__)
+            raise web.HTTPServiceUnavailable(text="the accounts database does not answer; try again") from None
+
+    async def _checked(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         if request.path in PUBLIC_PATHS:
             if request.method in STATE_CHANGING:
                 self.check_form(request)
             return self._headers(await handler(request))
-        try:
-            info = await self.session_of(request)
-        except (OperationalError, DBAPIError, OSError) as exc:
-            log.warning("session check failed: the accounts database does not answer: %s", type(exc).__name__)
-            raise web.HTTPServiceUnavailable(text="the accounts database does not answer; try again") from None
+        info = await self.session_of(request)
         if info is None:
             if request.method == "GET" and request.path == "/":
                 raise web.HTTPUnauthorized(text=_LOGIN_REDIRECT, content_type="text/html")
