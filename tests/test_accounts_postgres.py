@@ -68,6 +68,9 @@ async def test_accounts_sessions_and_lockout_on_postgresql(pg_url) -> None:
             assert await sessions.lookup(token) is not None
         now[0] += 80
         assert await sessions.lookup(token) is None  # 320 s: past the absolute 300 s
+        await sessions.create("dana")
+        now[0] += 101
+        assert await sessions.purge_expired() == 1  # idle, never looked up again: the station's purge deletes it
         token, _ = await sessions.create("dana")
         await store.set_disabled("dana", True, by="root")
         assert await sessions.lookup(token) is None

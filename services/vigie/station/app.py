@@ -35,6 +35,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from google.protobuf.json_format import MessageToDict
 from pydantic import Field
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from vigie.accounts.passwords import verify_dummy
 from vigie.accounts.sessions import SessionStore
@@ -60,6 +61,8 @@ DAY_S = 86400.0
 HISTORY_LIMIT, HISTORY_MAX = 50, 200
 #: Seconds between two checks that an event stream's session is still live (and keep-alives).
 SESSION_CHECK_S = 5.0
+#: Seconds between two deletions of expired console sessions.
+PURGE_EVERY_S = 600.0
 ACTIONS = {
     "acknowledge": OperatorAction.KIND_ACKNOWLEDGE,
     "escalate": OperatorAction.KIND_ESCALATE,
@@ -146,8 +149,13 @@ class StationService(Service):
     async def run(self, stop: asyncio.Event) -> None:
         """Show the alerts as they come. While the broker is away the consumer waits (aiokafka reconnects
         by itself) and it resumes from its position when the broker is back; an error that says
-        only that the broker is out of reach is waited out, never the end of the console."""
+        only that the broker is out of reach is waited out, never the end of the console. Every
+        ``PURGE_EVERY_S`` it deletes the console sessions past their timeouts."""
+        purged = time.monotonic()
         while not stop.is_set():
+            if time.monotonic() - purged > PURGE_EVERY_S:
+                purged = time.monotonic()
+                await self._purge_sessions()
             try:
                 batches = await self._consumer.getmany(timeout_ms=200)
             except KafkaError as exc:
@@ -159,6 +167,13 @@ class StationService(Service):
             for records in batches.values():
                 for record in records:
                     self._on_alert(record.value)
+
+    async def _purge_sessions(self) -> None:
+        try:
+            if count := await self.auth.sessions.purge_expired():
+                log.info("%d expired console sessions deleted", count)
+        except (OperationalError, DBAPIError) as exc:
+            log.warning("expired sessions not deleted (the database does not answer): %s", type(exc).__name__)
 
     def _on_alert(self, value: bytes) -> None:
         self.metrics.records_in(self.alerts.name).inc()
