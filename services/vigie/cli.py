@@ -157,6 +157,7 @@ def _cmd_station(args: argparse.Namespace) -> int:
 
     try:
         auth = AuthSettings(session_idle_s=args.session_idle_s, session_max_s=args.session_max_s,
+                            lock_after=args.lock_after, lock_base_s=args.lock_base_s, lock_max_s=args.lock_max_s,
                             tls_cert=args.tls_cert, tls_key=args.tls_key, trusted_proxies=tuple(args.trusted_proxy),
                             proxy_user_header=args.proxy_user_header)
         database = DatabaseSettings(**({"url": args.database} if args.database else {}))
@@ -273,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds without a request before a console session ends (default 1800)")
     p.add_argument("--session-max-s", type=bounded(float, 1, 30 * 86400), default=43200.0,
                    help="seconds after which a console session ends whatever its use (default 43200)")
+    p.add_argument("--lock-after", type=bounded(int, 1, 100), default=5,
+                   help="failed logins in a row before an account is locked (default 5)")
+    p.add_argument("--lock-base-s", type=bounded(float, 1, 3600), default=30.0,
+                   help="seconds of the first lock, doubling at each further failure (default 30)")
+    p.add_argument("--lock-max-s", type=bounded(float, 1, 86400), default=900.0,
+                   help="longest lock, seconds (default 900)")
     p.add_argument("--tls-cert", default="", help="PEM certificate chain: serve the console over HTTPS")
     p.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
     p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",

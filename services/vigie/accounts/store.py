@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -248,11 +248,13 @@ class AccountStore:
         if user.locked_until > now:
             return LoginResult(None, "locked", user.locked_until - now)
         if not await asyncio.to_thread(verify_password, user.password_hash, password):
-            async with self.sessions.begin() as session:
-                row = await self._user(session, name)
-                row.failed_logins += 1
-                lock = self.policy.lock_s(row.failed_logins)
-                row.locked_until = now + lock if lock else 0.0
+            async with self.sessions.begin() as session:  # one atomic increment: replicas may count at once
+                failures = await session.scalar(update(User).where(User.id == user.id)
+                                                .values(failed_logins=User.failed_logins + 1)
+                                                .returning(User.failed_logins))
+                lock = self.policy.lock_s(failures)
+                if lock:
+                    await session.execute(update(User).where(User.id == user.id).values(locked_until=now + lock))
             return LoginResult(None, BAD_CREDENTIALS, lock)
         if user.disabled:
             return LoginResult(None, "disabled")
