@@ -22,6 +22,7 @@ def chromium_page(width: int = 1280, height: int = 900) -> Iterator[object]:
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--disable-quic"])
         try:
-            yield browser.new_page(viewport={"width": width, "height": height})
+            # The console's Content-Security-Policy forbids eval, which Playwright's wait_for_function uses.
+            yield browser.new_page(viewport={"width": width, "height": height}, bypass_csp=True)
         finally:
             browser.close()

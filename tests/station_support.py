@@ -1,5 +1,6 @@
 """Test helpers for the station: incidents as the correlator publishes them, a batched producer,
-a server-sent-events reader that keeps a console's view, and reading a service's metrics."""
+a server-sent-events reader that keeps a console's view, reading a service's metrics, and
+accounts: a user in a real database and a logged-in console session (aiohttp or urllib)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,23 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
+from vigie.accounts.store import provision
 from vigie.contracts.v1 import Incident, Region
+from vigie.core.db import DatabaseSettings
+from vigie.station.client import login_cookie as client_login
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topic
 
 NS = 1_000_000_000
+#: Password of the users the tests create (it passes the policy).
+PASSWORD = "Vigie-test-Pass-42"
 
 
 def incident(n: int, *, state: int = Incident.STATE_NEW, revision: int = 1, age_s: float = 0.0,
@@ -104,10 +112,75 @@ def metric(port: int, name: str, labels: str = "") -> float:
     return 0.0
 
 
-def get_json(port: int, path: str) -> tuple[int, object]:
-    """``(status, body)`` of GET ``path`` on the service (the body as JSON when it is JSON, else its text)."""
+async def add_user_async(url: str, name: str, roles: str = "operator", stations: str = "main", *,
+                         password: str = PASSWORD, must_change: bool = False) -> None:
+    """Create account ``name`` in database ``url`` (migrated first), as ``vigie users add`` does."""
+    await provision(DatabaseSettings(url=url), name, roles.split(","), [s for s in stations.split(",") if s],
+                    by="tests", password=password, must_change=must_change)
+
+
+def add_user(url: str, name: str, roles: str = "operator", stations: str = "main", **kw) -> None:  # noqa: ANN003
+    """Synchronous :func:`add_user_async` (in a thread of its own, so that it works inside an event loop too)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, add_user_async(url, name, roles, stations, **kw)).result()
+
+
+def console_http(**kw) -> aiohttp.ClientSession:  # noqa: ANN003
+    """An HTTP client that keeps the console's cookie like a browser (also for a host given as an IP address)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), **kw)
+
+
+async def login(session: aiohttp.ClientSession, base: str, name: str, password: str = PASSWORD) -> dict:
+    """Log ``session`` in to the console at ``base`` (``http://host:port``); returns ``/api/me``'s body, with
+    ``csrf``. The session's cookie jar keeps the cookie; raises AssertionError when refused."""
+    async with session.post(f"{base}/login", json={"user": name, "password": password},
+                            headers={"Origin": base}) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+def write_headers(base: str, me: dict) -> dict[str, str]:
+    """Headers of a state-changing request of a logged-in console: same origin and the CSRF token."""
+    return {"Origin": base, "X-CSRF-Token": me["csrf"]}
+
+
+def login_cookie(port: int, name: str, password: str = PASSWORD) -> str:
+    """Log in over urllib; returns the ``Cookie`` header value for :func:`get_json`."""
+    return client_login(f"http://127.0.0.1:{port}", name, password)
+
+
+def get_json(port: int, path: str, cookie: str = "") -> tuple[int, object]:
+    """``(status, body)`` of GET ``path`` on the service (the body as JSON when it is JSON, else its text),
+    with the session ``cookie`` of :func:`login_cookie` when given."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Cookie": cookie} if cookie else {})
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+        with urllib.request.urlopen(request, timeout=30) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+@contextmanager
+def logged_in_station(kafka: KafkaSettings, *args: str, log_dir: Path, user: str = "op-main",
+                      roles: str = "operator", **kw):  # noqa: ANN003
+    """``vigie station <args>`` on a database of its own in ``log_dir`` with account ``user`` (password
+    :data:`PASSWORD`, station main), logged in; yields ``(process, port, cookie)`` (see tests.stack.service)."""
+    from tests.stack import service
+
+    url = f"sqlite:///{log_dir}/accounts.db"
+    add_user(url, user, roles, "main")
+    with service(kafka, "station", "--database", url, *args, log_dir=log_dir, **kw) as (proc, port):
+        yield proc, port, login_cookie(port, user)
+
+
+def browser_login(page, base: str, user: str, password: str = PASSWORD) -> None:  # noqa: ANN001
+    """Log a Playwright ``page`` in through the login page, as a person would; returns once the console shows."""
+    page.goto(f"{base}/login")
+    page.fill("#user", user)
+    page.fill("#password", password)
+    page.click("#login-button")
+    page.wait_for_url(f"{base}/")
+    page.locator("#whoami").wait_for()

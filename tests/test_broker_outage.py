@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.stack import ROOT, consume, free_port, produce, service
+from tests.station_support import logged_in_station
 from vigie.contracts.v1 import Incident
 from vigie.core.kafka import apply_topics
 from vigie.core.settings import KafkaSettings
@@ -205,10 +206,11 @@ def test_station_shows_an_alert_published_after_a_broker_outage(private_broker, 
         produce(kafka, alerts.name, [(alerts.key("cam"), alerts.encode(incident))])
 
     def listed(incident_id: str) -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/incidents", timeout=5) as response:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/incidents", headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=5) as response:
             return any(i["id"] == incident_id for i in json.loads(response.read())["incidents"])
 
-    with service(kafka, "station", log_dir=tmp_path) as (proc, port):
+    with logged_in_station(kafka, log_dir=tmp_path) as (proc, port, cookie):
         alert("before")
         _until(lambda: listed("before"), 30, "alert before the outage")
         private_broker.kill()

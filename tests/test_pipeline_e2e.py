@@ -20,6 +20,7 @@ import pytest
 from tests.browser import chromium_page
 from tests.clips import data_path
 from tests.stack import consume, health, service
+from tests.station_support import browser_login, logged_in_station
 from vigie.contracts.v1 import AuditEntry, OperatorAction
 from vigie.core.kafka import apply_topics, fetch_record
 from vigie.core.settings import KafkaSettings
@@ -54,7 +55,7 @@ def pipeline(broker, tmp_path_factory):
         "    privacy_masks:\n      - name: window\n        polygon: [[0, 0], [100, 0], [100, 50], [0, 50]]\n"
     )
     with ExitStack() as stack:
-        station = stack.enter_context(service(kafka, "station", "--operator", "agent-e2e", log_dir=tmp))
+        station = stack.enter_context(logged_in_station(kafka, log_dir=tmp, user="agent-e2e"))
         stack.enter_context(service(kafka, "correlator", log_dir=tmp))
         _, detector_port = stack.enter_context(service(kafka, "detector", "--cameras", str(cameras), log_dir=tmp))
         _, grabber_port = stack.enter_context(
@@ -114,7 +115,7 @@ def test_console_shows_the_incident_and_acknowledge_publishes_the_action(pipelin
     topics = Topics(kafka.namespace)
     incident = next(i for i in incidents if i.kind == "abandoned_object")
     with chromium_page() as page:
-        page.goto(f"http://127.0.0.1:{station_port}/")
+        browser_login(page, f"http://127.0.0.1:{station_port}", "agent-e2e")
         card = page.locator(f"[data-incident-id='{incident.id}']")
         card.wait_for(timeout=15000)
         assert "Abandoned object" in card.locator(".kind").inner_text()
@@ -134,6 +135,8 @@ def test_console_shows_the_incident_and_acknowledge_publishes_the_action(pipelin
     action = topics.actions.decode(actions[0].value)
     assert action.kind == OperatorAction.KIND_ACKNOWLEDGE and action.incident_id == incident.id
     assert action.operator == "agent-e2e" and action.station == "main"
-    views = consume(kafka, topics.audit.name, lambda rs: len(rs) >= 1, timeout_s=10)
-    entry = topics.audit.decode(views[0].value)
-    assert entry.kind == AuditEntry.KIND_VIEW and entry.incident_id == incident.id and entry.operator == "agent-e2e"
+    def views(records: list) -> list[AuditEntry]:
+        return [e for e in (topics.audit.decode(r.value) for r in records) if e.kind == AuditEntry.KIND_VIEW]
+
+    entry = views(consume(kafka, topics.audit.name, lambda rs: bool(views(rs)), timeout_s=10))[0]
+    assert entry.incident_id == incident.id and entry.operator == "agent-e2e"  # the logged-in user

@@ -1,59 +1,49 @@
-"""The station's HTTP API, without a broker: operator actions are checked before anything is published."""
+"""The station's action API: a malformed action is refused (400) before anything is published, a good one is
+published in the logged-in user's name. Real broker, real database, a logged-in console."""
 
 from __future__ import annotations
 
-import asyncio
-import time
+import json
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from vigie.contracts.v1 import Incident
-from vigie.core.lifecycle import http_app
-from vigie.station.app import StationService, StationSettings
+from tests.station_console import read_topic, running_station, wait_for_incident
+from tests.station_support import add_user_async, console_http, incident, login, publish, write_headers
+from vigie.contracts.v1 import OperatorAction
+from vigie.core.topics import Topics
 
+pytestmark = pytest.mark.broker
 
-class _Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes]] = []
-
-    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        self.sent.append((topic, value))
-
-
-def _post(body: object, *, raw: str | None = None) -> tuple[int, str, list]:
-    async def go() -> tuple[int, str, list]:
-        station = StationService(StationSettings())
-        station.incidents.put(Incident(id="i1", camera_id="cam", kind="abandoned_object", revision=1,
-                                       updated_ns=time.time_ns()))
-        station._producer = producer = _Producer()
-        async with TestClient(TestServer(http_app(station))) as client:
-            kwargs = {"data": raw} if raw is not None else {"json": body}
-            response = await client.post("/api/incidents/i1/actions", **kwargs)
-            return response.status, await response.text(), producer.sent
-
-    return asyncio.run(go())
+BAD = [
+    ({"action": "comment", "text": "hi"}, ["unknown key 'text'", "action", "comment"]),
+    ({"action": "comment"}, ["comment"]),
+    ({"action": "comment", "comment": "  "}, ["comment"]),
+    ({"action": "teleport"}, ["acknowledge"]),
+    (["comment"], ["acknowledge"]),
+    ("{not json", ["acknowledge"]),
+]
 
 
-def test_unknown_key_is_rejected_naming_it_and_the_accepted_ones() -> None:
-    status, text, sent = _post({"action": "comment", "text": "hi"})
-    assert status == 400 and not sent
-    assert "unknown key 'text'" in text and "action" in text and "comment" in text
-
-
-@pytest.mark.parametrize("body", [{"action": "comment"}, {"action": "comment", "comment": "  "}])
-def test_comment_action_needs_a_comment(body: dict) -> None:
-    status, text, sent = _post(body)
-    assert status == 400 and not sent and "comment" in text
-
-
-@pytest.mark.parametrize("body, raw", [({"action": "teleport"}, None), (["comment"], None), (None, "{not json")])
-def test_malformed_bodies_are_rejected(body: object, raw: str | None) -> None:
-    status, text, sent = _post(body, raw=raw)
-    assert status == 400 and not sent and "acknowledge" in text
-
-
-def test_good_actions_are_published() -> None:
-    for body in ({"action": "acknowledge"}, {"action": "comment", "comment": "bag checked"}):
-        status, text, sent = _post(body)
-        assert status == 202 and len(sent) == 1, text
+async def test_malformed_actions_are_refused_and_good_ones_published(kafka, tmp_path) -> None:
+    """Each malformed body is a 400 that says what is expected, and publishes nothing; acknowledge and a
+    comment are published (202), once each, with the logged-in user as operator."""
+    db_url = f"sqlite:///{tmp_path}/vigie.db"
+    await add_user_async(db_url, "agent7", "operator", "main")
+    await publish(kafka, Topics(kafka.namespace).alerts("main"), [incident(1)])
+    async with running_station(kafka, db_url) as (station, base), console_http() as http:
+        await wait_for_incident(station, "inc-00001")
+        me = await login(http, base, "agent7")
+        headers = {**write_headers(base, me), "Content-Type": "application/json"}
+        url = f"{base}/api/incidents/inc-00001/actions"
+        for body, says in BAD:
+            data = body if isinstance(body, str) else json.dumps(body)
+            async with http.post(url, data=data, headers=headers) as response:
+                text = await response.text()
+                assert response.status == 400 and all(s in text for s in says), (body, text)
+        assert await read_topic(kafka, Topics(kafka.namespace).actions, settle_s=1.0) == []
+        for body in ({"action": "acknowledge"}, {"action": "comment", "comment": "bag checked"}):
+            async with http.post(url, json=body, headers=write_headers(base, me)) as response:
+                assert response.status == 202, await response.text()
+    actions = await read_topic(kafka, Topics(kafka.namespace).actions)
+    assert [(a.kind, a.operator, a.comment) for a in actions] == [
+        (OperatorAction.KIND_ACKNOWLEDGE, "agent7", ""), (OperatorAction.KIND_COMMENT, "agent7", "bag checked")]

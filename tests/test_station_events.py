@@ -10,8 +10,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.stack import health, service
-from tests.station_support import ConsoleView, follow, incident, metric, publish
+from tests.stack import health
+from tests.station_support import ConsoleView, follow, incident, logged_in_station, metric, publish
 from vigie.core.topics import Topics
 
 pytestmark = pytest.mark.broker
@@ -32,14 +32,14 @@ async def test_event_stream_survives_over_1000_incidents_and_a_console_that_stop
     await publish(kafka, topic, [incident(n) for n in range(BEFORE)])
     later = [incident(n, comment_chars=6000) for n in range(BEFORE, BEFORE + DURING)]
     everything = {f"inc-{n:05d}" for n in range(BEFORE + DURING)}
-    with service(kafka, "station", log_dir=tmp_path) as (_, port):
+    with logged_in_station(kafka, log_dir=tmp_path) as (_, port, cookie):
         deadline = time.monotonic() + 60
         while health(port)["incidents"] < BEFORE:
             assert time.monotonic() < deadline, health(port)
             await asyncio.sleep(0.2)
         url = f"http://127.0.0.1:{port}/api/events"
         timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
-        async with aiohttp.ClientSession(timeout=timeout) as session, \
+        async with aiohttp.ClientSession(timeout=timeout, headers={"Cookie": cookie}) as session, \
                 session.get(url) as slow, session.get(url) as fast:
             slow_view, fast_view = ConsoleView(), ConsoleView()
             await follow(slow, slow_view, lambda v: len(v.live) == 1)

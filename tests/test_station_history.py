@@ -16,8 +16,8 @@ from contextlib import ExitStack
 import pytest
 
 from tests.browser import chromium_page
-from tests.stack import free_port, health, service
-from tests.station_support import get_json, incident, publish
+from tests.stack import free_port, health
+from tests.station_support import browser_login, get_json, incident, logged_in_station, publish
 from vigie.contracts.v1 import Incident
 from vigie.core.errors import BrokerUnavailable
 from vigie.core.kafka import apply_topics
@@ -30,7 +30,8 @@ CLOSED_N, OPEN_N = 130, 20
 
 @pytest.fixture(scope="module")
 def station(broker, tmp_path_factory):
-    """A station over a topic of 130 closed and 20 open incidents; yields (port, closed ids newest first)."""
+    """A station over a topic of 130 closed and 20 open incidents; yields (port, closed ids newest first, session
+    cookie of an operator of station main)."""
     kafka = KafkaSettings(bootstrap=broker, namespace=f"t{uuid.uuid4().hex[:10]}.")
     topics = Topics(kafka.namespace)
     asyncio.run(apply_topics(kafka, topics.all(["main"])))
@@ -44,12 +45,12 @@ def station(broker, tmp_path_factory):
     asyncio.run(publish(kafka, topics.alerts("main"), records))
     newest_first = [f"inc-{n:05d}" for n in sorted(closing_age, key=closing_age.get)]
     with ExitStack() as stack:
-        _, port = stack.enter_context(service(kafka, "station", log_dir=tmp_path_factory.mktemp("history")))
+        _, port, cookie = stack.enter_context(logged_in_station(kafka, log_dir=tmp_path_factory.mktemp("history")))
         deadline = time.monotonic() + 30
         while health(port)["store"]["open"] < OPEN_N:
             assert time.monotonic() < deadline, health(port)
             time.sleep(0.2)
-        yield port, newest_first
+        yield port, newest_first, cookie
 
 
 @pytest.mark.broker
@@ -59,11 +60,12 @@ def test_history_pages_every_closed_incident_once_newest_first(station) -> None:
     Pages of 50 read the 130 closed incidents back from the alerts topic, newest closing first, each
     once, across the topic's three partitions; the last page's ``next`` is null.
     """
-    port, newest_first = station
+    port, newest_first, cookie = station
     assert health(port)["store"]["closed"] < CLOSED_N  # most left memory (kept 30 min by default)
     seen, cursor, sizes = [], None, []
     while True:
-        status, body = get_json(port, "/api/incidents?state=closed&limit=50" + (f"&before={cursor}" if cursor else ""))
+        status, body = get_json(port, "/api/incidents?state=closed&limit=50" + (f"&before={cursor}" if cursor else ""),
+                                cookie)
         assert status == 200, body
         assert all(i["state"] == "closed" and i["revision"] == 2 for i in body["incidents"])
         seen += [i["id"] for i in body["incidents"]]
@@ -83,7 +85,7 @@ def test_history_pages_every_closed_incident_once_newest_first(station) -> None:
 ])
 def test_history_rejects_bad_queries(station, query: str, says: str) -> None:
     """Defect: the paged history is new; a bad cursor, limit or state is a 400 that says what is expected."""
-    status, body = get_json(station[0], f"/api/incidents?{query}")
+    status, body = get_json(station[0], f"/api/incidents?{query}", station[2])
     assert status == 400 and says in body
 
 
@@ -92,11 +94,11 @@ def test_history_rejects_bad_queries(station, query: str, says: str) -> None:
 def test_console_shows_open_incidents_live_and_loads_older_closed_ones(station) -> None:
     """Defect: the console showed every incident held in memory; it now shows the open ones live and a
     history of closed ones, page by page with "Load older"."""
-    port, newest_first = station
+    port, newest_first, _ = station
     with chromium_page() as page:
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"http://127.0.0.1:{port}/")
+        browser_login(page, f"http://127.0.0.1:{port}", "op-main")
         live = page.locator("#incidents [data-testid='incident']:visible")
         page.wait_for_function(f"document.querySelectorAll('#incidents .incident:not([hidden])').length === {OPEN_N}")
         assert live.count() == OPEN_N

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaProducer
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
-from tests.stack import health, service
-from tests.station_support import NS, ConsoleView, follow, get_json, incident, metric, publish
+from tests.stack import health
+from tests.station_support import NS, ConsoleView, follow, get_json, incident, logged_in_station, metric, publish
 from vigie.contracts.v1 import Frame, Incident, RecordRef
 from vigie.core.topics import Topics
 from vigie.station.store import IncidentStore
@@ -76,13 +76,15 @@ def test_store_holds_open_and_recent_closed_within_the_cap(kafka, tmp_path) -> N
 
     async def run(port: int) -> ConsoleView:
         view = ConsoleView()
-        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/api/events") as events:
+        async with aiohttp.ClientSession(headers={"Cookie": cookie}) as session, \
+                session.get(f"http://127.0.0.1:{port}/api/events") as events:
             await follow(events, view, lambda v: bool(v.resyncs))
             await publish(kafka, topic, records)
             await asyncio.wait_for(follow(events, view, lambda v: set(v.live) == expected), 60)
         return view
 
-    with service(kafka, "station", "--max-incidents", "300", "--keep-closed-s", "600", log_dir=tmp_path) as (_, port):
+    with logged_in_station(kafka, "--max-incidents", "300", "--keep-closed-s", "600",
+                           log_dir=tmp_path) as (_, port, cookie):
         view = asyncio.run(run(port))
         assert set(view.gone) == {i.id for i in recent_closed[:50]}
         store = health(port)["store"]
@@ -90,18 +92,18 @@ def test_store_holds_open_and_recent_closed_within_the_cap(kafka, tmp_path) -> N
         assert store["evicted"] == {"closed_expired": 200, "open_expired": 5, "cap_closed": 50, "cap_open": 0}
         assert metric(port, "vigie_station_incidents_evicted_total", 'reason="cap_closed"') == 50
         assert metric(port, "vigie_station_incidents_held", 'state="open"') == 250
-        status, body = get_json(port, "/api/incidents")
+        status, body = get_json(port, "/api/incidents", cookie)
         assert status == 200 and {i["id"] for i in body["incidents"]} == expected
-        status, body = get_json(port, "/api/incidents?state=open")
+        status, body = get_json(port, "/api/incidents?state=open", cookie)
         assert {i["id"] for i in body["incidents"]} == {i.id for i in live_open}
 
         evicted = recent_closed[0]
         asyncio.run(publish(kafka, topic, [incident(200, revision=1), incident(999)]))
         deadline = time.monotonic() + 30
-        while "inc-00999" not in {i["id"] for i in get_json(port, "/api/incidents")[1]["incidents"]}:
+        while "inc-00999" not in {i["id"] for i in get_json(port, "/api/incidents", cookie)[1]["incidents"]}:
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        assert evicted.id not in {i["id"] for i in get_json(port, "/api/incidents")[1]["incidents"]}
+        assert evicted.id not in {i["id"] for i in get_json(port, "/api/incidents", cookie)[1]["incidents"]}
 
 
 def _jpeg(width: int, height: int, quality: int, seed: int) -> bytes:
@@ -143,14 +145,15 @@ def test_snapshot_cache_is_an_lru_capped_in_bytes(kafka, tmp_path) -> None:
         return made
 
     made = asyncio.run(publish_frames())
-    with service(kafka, "station", "--snapshot-cache-mib", "1", log_dir=tmp_path) as (_, port):
+    with logged_in_station(kafka, "--snapshot-cache-mib", "1", log_dir=tmp_path) as (_, port, cookie):
         deadline = time.monotonic() + 30
         while health(port)["incidents"] < len(made):
             assert time.monotonic() < deadline
             time.sleep(0.2)
 
         def view(n: int) -> bytes:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/incidents/{made[n].id}/snapshot.jpg") as r:
+            url = f"http://127.0.0.1:{port}/api/incidents/{made[n].id}/snapshot.jpg"
+            with urllib.request.urlopen(urllib.request.Request(url, headers={"Cookie": cookie})) as r:
                 return r.read()
 
         def hits() -> tuple[float, float]:
@@ -172,5 +175,5 @@ def test_snapshot_cache_is_an_lru_capped_in_bytes(kafka, tmp_path) -> None:
         while health(port)["incidents"] < len(made) + 1:
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        status, text = get_json(port, "/api/incidents/inc-00050/snapshot.jpg")
+        status, text = get_json(port, "/api/incidents/inc-00050/snapshot.jpg", cookie)
         assert status == 404 and "no snapshot" in text

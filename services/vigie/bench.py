@@ -141,7 +141,7 @@ def bench_end_to_end(cameras: int, seconds: float, bootstrap: str, object_classe
     (tmp / "cameras.yaml").write_text("\n".join(lines) + "\n")
     base = [sys.executable, "-m", "vigie", "--kafka", bootstrap, "--namespace", kafka.namespace, "--log-level", "WARNING"]
     plan = [
-        ("station", ["station"]),
+        ("station", ["station", "--database", f"sqlite:///{tmp}/accounts.db"]),
         ("correlator", ["correlator"]),
         ("detector", ["detector", "--cameras", str(tmp / "cameras.yaml"),
                       *([] if object_classes else ["--no-object-classes"])]),

@@ -149,8 +149,23 @@ def _cmd_station(args: argparse.Namespace) -> int:
     from vigie.core.lifecycle import serve
     from vigie.station.app import StationService, StationSettings
 
+    from pydantic import ValidationError
+
+    from vigie.core.config import format_loc, validation_issues
+    from vigie.core.db import DatabaseSettings
+    from vigie.station.auth import AuthSettings
+
+    try:
+        auth = AuthSettings(session_idle_s=args.session_idle_s, session_max_s=args.session_max_s,
+                            lock_after=args.lock_after, lock_base_s=args.lock_base_s, lock_max_s=args.lock_max_s,
+                            tls_cert=args.tls_cert, tls_key=args.tls_key, trusted_proxies=tuple(args.trusted_proxy),
+                            proxy_user_header=args.proxy_user_header)
+        database = DatabaseSettings(**({"url": args.database} if args.database else {}))
+    except ValidationError as exc:
+        raise ConfigError("; ".join(f"{format_loc(loc) or 'station'}: {message}"
+                                    for loc, message in validation_issues(exc))) from None
     settings = StationSettings(
-        kafka=_kafka(args), station=args.station, operator=args.operator, http_host=args.http_host,
+        kafka=_kafka(args), station=args.station, http_host=args.http_host, database=database, auth=auth,
         http_port=args.http_port, max_incidents=args.max_incidents, keep_closed_s=args.keep_closed_s,
         event_queue=args.event_queue, snapshot_cache_bytes=args.snapshot_cache_mib << 20,
     )
@@ -253,7 +268,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = service("station", 8080, "operator console in the browser", "the console, /healthz and /metrics")
     p.add_argument("--station", default="main", help="station id")
-    p.add_argument("--operator", default="operator", help="operator name written on actions")
+    p.add_argument("--database", help="accounts database URL (default $VIGIE_DATABASE_URL, else "
+                   "sqlite:///var/vigie.db); create accounts with `vigie users add`")
+    p.add_argument("--session-idle-s", type=bounded(float, 1, 7 * 86400), default=1800.0,
+                   help="seconds without a request before a console session ends (default 1800)")
+    p.add_argument("--session-max-s", type=bounded(float, 1, 30 * 86400), default=43200.0,
+                   help="seconds after which a console session ends whatever its use (default 43200)")
+    p.add_argument("--lock-after", type=bounded(int, 1, 100), default=5,
+                   help="failed logins in a row before an account is locked (default 5)")
+    p.add_argument("--lock-base-s", type=bounded(float, 1, 3600), default=30.0,
+                   help="seconds of the first lock, doubling at each further failure (default 30)")
+    p.add_argument("--lock-max-s", type=bounded(float, 1, 86400), default=900.0,
+                   help="longest lock, seconds (default 900)")
+    p.add_argument("--tls-cert", default="", help="PEM certificate chain: serve the console over HTTPS")
+    p.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                   help="address or network of a reverse proxy trusted for --proxy-user-header, "
+                   "X-Forwarded-Proto and X-Forwarded-For (repeatable)")
+    p.add_argument("--proxy-user-header", default="", help="header in which a trusted proxy names the user "
+                   "(single sign-on), e.g. X-Remote-User")
     p.add_argument("--max-incidents", type=bounded(int, 1, 1_000_000), default=5000,
                    help="most incidents held in memory, open and closed (default 5000)")
     p.add_argument("--keep-closed-s", type=bounded(float, 0, 86400), default=1800.0,
@@ -264,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-cache-mib", type=bounded(int, 0, 4096), default=32,
                    help="MiB of snapshot JPEGs kept in memory (default 32)")
     p.set_defaults(func=_cmd_station)
+
+    # Console accounts (vigie.accounts.cli): add, list, disable, enable, passwd, assign.
+    from vigie.accounts.cli import add_arguments as users_arguments, main as users_main
+
+    users_arguments(sub)
+    sub.choices["users"].set_defaults(func=lambda args: users_main(args, _kafka(args)))
 
     p = sub.add_parser("up", help="run the five services locally (Ctrl-C stops them cleanly)")
     p.add_argument("--cameras", required=True, help="cameras YAML")

@@ -135,7 +135,8 @@ def run_stack(args: argparse.Namespace) -> int:
             waiting = {name: port for name, port in waiting.items() if not _healthy(port)}
             if not waiting:
                 print(f"\n  Vigie is running. Operator console: http://127.0.0.1:{args.station_port}/  "
-                      "(Ctrl-C stops)\n", file=sys.stderr, flush=True)
+                      "(Ctrl-C stops)\n  Log in with an account: .venv/bin/vigie users add NAME --roles operator "
+                      "--stations main\n", file=sys.stderr, flush=True)
         for index, (name, child) in enumerate(children):
             if child.poll() is None or restarts[name].due_at > time.monotonic():
                 continue

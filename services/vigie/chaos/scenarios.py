@@ -36,16 +36,21 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vigie.accounts.store import provision
 from vigie.chaos.cluster import INTERRUPTED, PrivateBroker, ServiceProcess, supervise
 from vigie.chaos.events import (Feeder, anomalies_of, every_partition_resumed, make_events, opened_by_event,
                                read_incidents, tally)
 from vigie.contracts.v1 import Incident
+from vigie.core.db import DatabaseSettings
 from vigie.core.kafka import apply_topics
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
+from vigie.station.client import login_cookie
 
 log = logging.getLogger(__name__)
 
+#: The account the run's console checks log in with (an operator of station main, in the run's own database).
+OBSERVER = "chaos-observer"
 FAULTS = ("none", "broker-restart", "correlator-kill", "correlator-join-leave", "correlator-restart", "station-kill")
 
 
@@ -120,7 +125,10 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
     anomalies = anomalies_of(events, plan.per_event, plan.spacing_s)
     first = ServiceProcess(kafka, "correlator", [], logs, label="correlator-1")
     second = ServiceProcess(kafka, "correlator", [], logs, label="correlator-2")
-    station = ServiceProcess(kafka, "station", [], logs)
+    database = f"sqlite:///{logs}/accounts.db"
+    station = ServiceProcess(kafka, "station", ["--database", database], logs)
+    observer = (OBSERVER, await provision(DatabaseSettings(url=database), OBSERVER, ["operator"], ["main"],
+                                          by="chaos"))
     workers = [first, station]
     for proc in workers:
         proc.start()
@@ -146,10 +154,10 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
             await asyncio.to_thread(first.terminate)
             first.start()
         elif fault == "station-kill":  # recovery: until the new station lists what the old one did
-            listed = {i.id for i in await asyncio.to_thread(console_view, station, set(), 0)}
+            listed = {i.id for i in await asyncio.to_thread(console_view, station, observer, set(), 0)}
             await asyncio.to_thread(station.kill)
             station.start()
-            await asyncio.to_thread(console_view, station, listed, plan.timeout_s)
+            await asyncio.to_thread(console_view, station, observer, listed, plan.timeout_s)
             station_back = time.time() - fault_at
         elif fault == "correlator-join-leave":
             workers.append(second)
@@ -165,7 +173,7 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
             kafka, lambda found: expected <= {opened_by_event(i) for i in found}, plan.settle_s, plan.timeout_s)
         resumed = None if fault in ("none", "station-kill") else await every_partition_resumed(kafka, fault_at)
         opened = {i.id for i in incidents}
-        shown = await asyncio.to_thread(console_view, station, opened, plan.timeout_s)
+        shown = await asyncio.to_thread(console_view, station, observer, opened, plan.timeout_s)
     finally:
         supervisor.cancel()
         if not feeding.done():
@@ -183,13 +191,18 @@ async def run_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, workdir:
                                if n == 1))
 
 
-def console_view(station: ServiceProcess, expected: set[str], timeout_s: float) -> list[Incident]:
-    """The incidents the station's console lists (``/api/incidents``), once it lists every id of ``expected``
-    (or after ``timeout_s``); each as an :class:`Incident` with its id and ``opened_by``."""
+def console_view(station: ServiceProcess, observer: tuple[str, str], expected: set[str],
+                 timeout_s: float) -> list[Incident]:
+    """The incidents the station's console lists (``/api/incidents``, logged in as ``observer``: user name,
+    password), once it lists every id of ``expected`` (or after ``timeout_s``); each as an :class:`Incident`
+    with its id and ``opened_by``."""
     deadline = time.monotonic() + timeout_s
+    base = f"http://127.0.0.1:{station.port}"
     while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{station.port}/api/incidents", timeout=5) as r:
+        try:  # a new login each time: the station may have been killed and started again meanwhile
+            cookie = login_cookie(base, *observer, timeout_s=5)
+            request = urllib.request.Request(f"{base}/api/incidents", headers={"Cookie": cookie})
+            with urllib.request.urlopen(request, timeout=5) as r:
                 listed = json.loads(r.read())["incidents"]
         except (OSError, ValueError, KeyError):
             listed = []

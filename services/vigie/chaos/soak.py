@@ -110,7 +110,7 @@ async def run_soak(plan: SoakPlan, workdir: Path, report=print) -> tuple[list[di
         await apply_topics(kafka, Topics(kafka.namespace).all(["main"]))
         cameras_file = workdir / "cameras.yaml"
         cameras_file.write_text(soak_cameras(plan.cameras, plan.fps))
-        procs = [ServiceProcess(kafka, "station", [], workdir), ServiceProcess(kafka, "correlator", [], workdir),
+        procs = [ServiceProcess(kafka, "station", ["--database", f"sqlite:///{workdir}/accounts.db"], workdir), ServiceProcess(kafka, "correlator", [], workdir),
                  ServiceProcess(kafka, "detector", ["--cameras", str(cameras_file), "--batch", "64"], workdir),
                  ServiceProcess(kafka, "grabber", ["--cameras", str(cameras_file)], workdir)]
         for proc in procs:

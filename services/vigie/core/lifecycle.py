@@ -35,6 +35,7 @@ import enum
 import json
 import logging
 import signal
+import ssl
 import time
 from typing import Any
 
@@ -147,6 +148,10 @@ class Service:
 
     def routes(self, app: web.Application) -> None:
         """Add service-specific HTTP routes to ``app`` (the station serves its console here)."""
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """TLS of the HTTP server, None for plain HTTP (the default). Raises ConfigError for bad files."""
+        return None
 
     async def __aenter__(self) -> "Service":
         await self.start()
@@ -307,6 +312,7 @@ async def serve(service: Service, host: str, port: int, *, drain_timeout_s: floa
     """
     try:
         await service.prepare()
+        tls = service.ssl_context()
     except ConfigError as exc:  # the caller prints it and exits 2
         log.error("%s: configuration error: %s", service.name, exc)
         service.state = State.FAILED
@@ -318,9 +324,9 @@ async def serve(service: Service, host: str, port: int, *, drain_timeout_s: floa
         loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(http_app(service), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()
-    log.info("%s: http on %s:%d", service.name, host, port)
+    log.info("%s: %s on %s:%d", service.name, "https" if tls else "http", host, port)
     probe = BrokerProbe(service.kafka)
     watch: asyncio.Task | None = None
     audit: _AuditSender | None = None

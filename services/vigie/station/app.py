@@ -14,8 +14,11 @@ back from the alerts topic page by page (:mod:`vigie.station.history`); each con
 queue is bounded and a console that falls behind gets the whole list again instead of an error
 (:mod:`vigie.station.events`); the snapshot cache is an LRU capped in bytes.
 
-Viewing a snapshot is an image view: each one is written to the ``audit`` topic with
-the operator, the station and the frame viewed.
+Only logged-in users reach the console (:mod:`vigie.station.auth`, :mod:`vigie.station.login`):
+operators and supervisors assigned the station see its incidents and act on them (escalated ones:
+supervisors only). Viewing a snapshot is an image view: each one is written to the ``audit`` topic
+with the user, the station, the client's address and the frame viewed, before the image is sent
+(503 and no image when it cannot be written); so is every action.
 """
 
 from __future__ import annotations
@@ -23,32 +26,43 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiokafka.errors import KafkaError
 from google.protobuf.json_format import MessageToDict
 from pydantic import Field
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from vigie.accounts.passwords import verify_dummy
+from vigie.accounts.sessions import SessionStore
+from vigie.accounts.store import LockoutPolicy
 from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction
+from vigie.core.audit import AuditLog
+from vigie.core.db import DatabaseSettings, check_reachable, make_engine, migrate
 from vigie.core.errors import BrokerUnavailable, ConfigError, MalformedMessage
 from vigie.core.kafka import (describe_broker_error, fetch_record, make_consumer, make_producer, require_topics,
                               retriable)
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import station_topic_base
+from vigie.station.auth import SESSION, STATIC, Access, AuthSettings, StationAuth
 from vigie.station.events import CLOSE, RESYNC, EventHub, sse
 from vigie.station.history import CursorError, closed_page
+from vigie.station.login import ConsoleAccounts
 from vigie.station.store import IncidentStore, SnapshotCache
 
 log = logging.getLogger(__name__)
 DAY_S = 86400.0
 #: Default and largest page of ``/api/incidents?state=closed``.
 HISTORY_LIMIT, HISTORY_MAX = 50, 200
-STATIC = Path(__file__).parent / "static"
+#: Seconds between two checks that an event stream's session is still live (and keep-alives).
+SESSION_CHECK_S = 5.0
+#: Seconds between two deletions of expired console sessions.
+PURGE_EVERY_S = 600.0
 ACTIONS = {
     "acknowledge": OperatorAction.KIND_ACKNOWLEDGE,
     "escalate": OperatorAction.KIND_ESCALATE,
@@ -62,7 +76,8 @@ class StationSettings(StrictModel):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     station: str = Field("main", description="Station id; the console shows topic alerts.<station>.")
-    operator: str = Field("operator", min_length=1, max_length=64, description="Operator name written on actions.")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings, description="Accounts and sessions.")
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="Sessions, HTTPS, trusted proxy.")
     http_host: str = Field("127.0.0.1", description="Address the console listens on.")
     http_port: int = Field(8080, ge=0, le=65535, description="Port the console listens on.")
     max_incidents: int = Field(5000, ge=1, le=1_000_000, description="Most incidents held in memory, open and "
@@ -105,14 +120,28 @@ class StationService(Service):
         self._producer = None
         self._consumer = None
         self._snapshots = SnapshotCache(settings.snapshot_cache_bytes, self.registry)
+        self.auth = StationAuth(settings.auth, settings.station)
+        auth = settings.auth
+        self.login = ConsoleAccounts(self.auth, settings.station,
+                                     LockoutPolicy(auth.lock_after, auth.lock_base_s, auth.lock_max_s))
+        self._engine = None
 
     async def start(self) -> None:
         if self._producer is not None:
             return
         await require_topics(self.settings.kafka, [self.alerts, self.topics.actions, self.topics.audit],
                              [self.settings.station])
+        if self._engine is None:
+            self._engine = make_engine(self.settings.database)
+            await check_reachable(self._engine, self.settings.database)
+            await migrate(self._engine, self.settings.database)
+            await asyncio.to_thread(verify_dummy, "")  # makes the dummy hash once, before the first login
+        auth = self.settings.auth
+        self.auth.sessions = SessionStore(self._engine, idle_s=auth.session_idle_s, max_s=auth.session_max_s,
+                                          cache_s=auth.session_cache_s)
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
+        self.login.open(self._engine, AuditLog(self._producer, self.topics.audit))
         # No consumer group: every console process reads all partitions from the beginning.
         self._consumer = make_consumer(self.settings.kafka, self.alerts, group=None)
         await self._consumer.start()
@@ -120,8 +149,13 @@ class StationService(Service):
     async def run(self, stop: asyncio.Event) -> None:
         """Show the alerts as they come. While the broker is away the consumer waits (aiokafka reconnects
         by itself) and it resumes from its position when the broker is back; an error that says
-        only that the broker is out of reach is waited out, never the end of the console."""
+        only that the broker is out of reach is waited out, never the end of the console. Every
+        ``PURGE_EVERY_S`` it deletes the console sessions past their timeouts."""
+        purged = time.monotonic()
         while not stop.is_set():
+            if time.monotonic() - purged > PURGE_EVERY_S:
+                purged = time.monotonic()
+                await self._purge_sessions()
             try:
                 batches = await self._consumer.getmany(timeout_ms=200)
             except KafkaError as exc:
@@ -133,6 +167,13 @@ class StationService(Service):
             for records in batches.values():
                 for record in records:
                     self._on_alert(record.value)
+
+    async def _purge_sessions(self) -> None:
+        try:
+            if count := await self.auth.sessions.purge_expired():
+                log.info("%d expired console sessions deleted", count)
+        except (OperationalError, DBAPIError) as exc:
+            log.warning("expired sessions not deleted (the database does not answer): %s", type(exc).__name__)
 
     def _on_alert(self, value: bytes) -> None:
         self.metrics.records_in(self.alerts.name).inc()
@@ -156,20 +197,40 @@ class StationService(Service):
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """HTTPS when ``tls_cert`` and ``tls_key`` are set. Raises ConfigError for unreadable files."""
+        auth = self.settings.auth
+        if not auth.tls_cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(auth.tls_cert, auth.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"tls_cert/tls_key: {exc}") from None
+        return context
 
     def health(self) -> dict[str, Any]:
         self.incidents.prune()
         return {"station": self.settings.station, "incidents": len(self.incidents), "consoles": len(self.events),
                 "store": self.incidents.counts(), "resyncs": self.events.resyncs,
-                "snapshot_cache": self._snapshots.stats()}
+                "snapshot_cache": self._snapshots.stats(), "database": self.settings.database.redacted(),
+                "https": bool(self.settings.auth.tls_cert), "trusted_proxy": bool(self.settings.auth.trusted_proxies)}
 
     def routes(self, app: web.Application) -> None:
-        app.router.add_get("/", self._index)
-        app.router.add_static("/static", STATIC)
-        app.router.add_get("/api/incidents", self._list)
-        app.router.add_get("/api/events", self._events)
-        app.router.add_get("/api/incidents/{id}/snapshot.jpg", self._snapshot)
-        app.router.add_post("/api/incidents/{id}/actions", self._action)
+        """The console's routes, each with its access rule, behind the session middleware."""
+        app.middlewares.append(self.auth.middleware)
+        add = self.auth.add
+        add(app, "GET", "/", self._index, Access.USER)
+        self.auth.add_static(app, "/static", STATIC, Access.USER)
+        add(app, "GET", "/api/incidents", self._list, Access.VIEWER)
+        add(app, "GET", "/api/events", self._events, Access.VIEWER)
+        add(app, "GET", "/api/incidents/{id}/snapshot.jpg", self._snapshot, Access.VIEWER)
+        add(app, "POST", "/api/incidents/{id}/actions", self._action, Access.VIEWER)
+        self.login.routes(app)
 
     async def _index(self, _: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
@@ -218,9 +279,11 @@ class StationService(Service):
             await self._send_all(response, "connect", 0)
             while True:
                 try:
-                    item = await asyncio.wait_for(subscriber.get(), 15.0)
+                    item = await asyncio.wait_for(subscriber.get(), SESSION_CHECK_S)
                 except asyncio.TimeoutError:
                     self.incidents.prune()  # closed incidents expire even when no alert comes
+                    if not await self._still_allowed(request):
+                        break  # logged out, expired or disabled: the browser reconnects and gets 401
                     item = ": keep-alive\n\n"
                 if item is CLOSE:
                     break
@@ -234,6 +297,11 @@ class StationService(Service):
         finally:
             self.events.unsubscribe(subscriber)
         return response
+
+    async def _still_allowed(self, request: web.Request) -> bool:
+        """True while the event stream's session lives and its user still sees this station."""
+        info = await self.auth.session_of(request, touch=False)  # an open console is not activity
+        return info is not None and info.user.views(self.settings.station) and not info.user.must_change_password
 
     async def _send_all(self, response: web.StreamResponse, reason: str, dropped: int) -> None:
         """Write ``resync`` then every incident held, oldest first, straight to the socket (not via the queue)."""
@@ -260,17 +328,17 @@ class StationService(Service):
                 raise web.HTTPGone(text="the frame is no longer kept (retention)")
             data = self.topics.frames.decode(record.value).data
             self._snapshots.put(incident.id, data)
-        await self._audit(AuditEntry.KIND_VIEW, incident, "snapshot")
+        try:
+            await self._audit(request, AuditEntry.KIND_VIEW, incident, "snapshot")
+        except KafkaError:
+            raise web.HTTPServiceUnavailable(text="the view could not be written to the register: "
+                                                  "the image is not shown; try again") from None
         return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
-    async def _audit(self, kind: int, incident: Incident, detail: str) -> None:
-        entry = AuditEntry(
-            id=uuid.uuid4().hex, kind=kind, camera_id=incident.camera_id, operator=self.settings.operator,
-            station=self.settings.station, at_ns=time.time_ns(), record=incident.snapshot,
-            incident_id=incident.id, detail=detail,
-        )
-        topic = self.topics.audit
-        await self._producer.send_and_wait(topic.name, topic.encode(entry), key=topic.key(incident.camera_id))
+    async def _audit(self, request: web.Request, kind: int, incident: Incident, detail: str) -> None:
+        """Write a view or action entry of the logged-in user on ``incident``; raises KafkaError."""
+        await self.login.audit(kind, request, request[SESSION].user.name, camera_id=incident.camera_id,
+                               incident_id=incident.id, record=incident.snapshot, detail=detail)
 
     async def _action(self, request: web.Request) -> web.Response:
         """POST ``{"action": "acknowledge|close|comment|escalate", "comment": "text"}``: 202 once published.
@@ -279,6 +347,7 @@ class StationService(Service):
         (named, with the accepted ones), or a ``comment`` action without comment text.
         """
         incident = self._incident(request)
+        user = request[SESSION].user
         expected = {"action": " | ".join(sorted(ACTIONS)), "comment": "text (needed by 'comment')"}
         try:
             body = await request.json()
@@ -294,9 +363,16 @@ class StationService(Service):
                                           f"{', '.join(expected)} (expected JSON {json.dumps(expected)})")
         if kind == OperatorAction.KIND_COMMENT and not comment.strip():
             raise web.HTTPBadRequest(text="a 'comment' action needs a non-empty 'comment' text")
+        if incident.state == Incident.STATE_ESCALATED and not user.supervisor:
+            raise web.HTTPForbidden(text="this incident is escalated: only a supervisor acts on it")
+        try:  # recorded before it is done: the register never misses an action
+            await self._audit(request, AuditEntry.KIND_ACTION, incident, body["action"])
+        except KafkaError:
+            raise web.HTTPServiceUnavailable(text="the action could not be written to the register: "
+                                                  "nothing was done; try again") from None
         action = OperatorAction(
             id=uuid.uuid4().hex, incident_id=incident.id, camera_id=incident.camera_id, kind=kind,
-            operator=self.settings.operator, station=self.settings.station, at_ns=time.time_ns(),
+            operator=user.name, station=self.settings.station, at_ns=time.time_ns(),
             comment=comment[:2000],
         )
         topic = self.topics.actions

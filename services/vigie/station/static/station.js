@@ -10,6 +10,20 @@ const olderButton = document.getElementById("load-older");
 let historyCursor = null; // cursor of the next history page; null before the first one
 const template = document.getElementById("incident-card");
 const showClosed = document.getElementById("show-closed");
+let me = null; // GET /api/me: user, roles, stations, station, csrf token
+
+// Every call to the station: the session's CSRF token on state-changing requests; a 401 (no session,
+// expired, logged out elsewhere) goes back to the login page.
+async function call(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (options.method && options.method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    if (me) headers["X-CSRF-Token"] = me.csrf;
+  }
+  const response = await fetch(path, { ...options, headers, credentials: "same-origin" });
+  if (response.status === 401) location.assign("/login");
+  return response;
+}
 const KIND_LABEL = {
   abandoned_object: "Abandoned object",
   crowd_movement: "Crowd movement",
@@ -112,7 +126,7 @@ async function loadOlder() {
   olderButton.disabled = true;
   const query = new URLSearchParams({ state: "closed", limit: "50" });
   if (historyCursor) query.set("before", historyCursor);
-  const response = await fetch(`/api/incidents?${query}`);
+  const response = await call(`/api/incidents?${query}`);
   if (!response.ok) {
     olderButton.disabled = false;
     alert(`history: ${await response.text()}`);
@@ -134,9 +148,8 @@ async function loadOlder() {
 
 async function act(id, action, button) {
   button.disabled = true;
-  const response = await fetch(`/api/incidents/${encodeURIComponent(id)}/actions`, {
+  const response = await call(`/api/incidents/${encodeURIComponent(id)}/actions`, {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ action }),
   });
   if (!response.ok) {
@@ -149,7 +162,14 @@ function connect() {
   const link = document.getElementById("link");
   const source = new EventSource("/api/events");
   source.addEventListener("open", () => { link.textContent = "live"; link.className = "pill online"; });
-  source.addEventListener("error", () => { link.textContent = "reconnecting"; link.className = "pill offline"; });
+  source.addEventListener("error", () => {
+    link.textContent = "reconnecting";
+    link.className = "pill offline";
+    // The stream ends when the session does: find out whether we are still logged in (call() redirects).
+    call("/api/me").then((response) => {
+      if (response.ok && source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+    });
+  });
   // What follows a resync is the whole live list: start it again.
   source.addEventListener("resync", () => {
     incidents.clear();
@@ -178,7 +198,27 @@ document.getElementById("history-toggle").addEventListener("click", () => {
   if (!view.hidden && historyCursor === null && !historyList.children.length) loadOlder();
 });
 olderButton.addEventListener("click", loadOlder);
-fetch("/healthz").then((r) => r.json()).then((h) => {
-  document.getElementById("station").textContent = "station " + h.station;
+document.getElementById("logout").addEventListener("click", async () => {
+  await call("/logout", { method: "POST", body: "{}" });
+  location.assign("/login");
 });
-connect();
+
+async function start() {
+  const response = await call("/api/me");
+  if (!response.ok) return;
+  me = await response.json();
+  if (me.mustChangePassword) {
+    location.assign("/login");
+    return;
+  }
+  document.getElementById("station").textContent = "station " + me.station;
+  document.getElementById("whoami").textContent = `${me.user} (${me.roles.join(", ")})`;
+  if (!me.views) {
+    document.getElementById("no-view").hidden = false;
+    document.getElementById("empty").hidden = true;
+    document.getElementById("history-toggle").disabled = true;
+    return;
+  }
+  connect();
+}
+start();
