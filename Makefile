@@ -39,7 +39,7 @@ topics: venv broker ## create the topics with their partitions and retention
 	$(VIGIE) topics apply --routing $(ROUTING)
 
 demo: venv broker topics ## run the whole stack on real footage; Ctrl-C stops it cleanly
-	$(VIGIE) up --cameras $(CAMERAS) --routing $(ROUTING) --station-port $(STATION_PORT) --ports $(PORTS)
+	$(VIGIE) up --cameras $(CAMERAS) --routing $(ROUTING) --station-port $(STATION_PORT) --ports $(PORTS) --demo-accounts
 
 test: venv system-deps-test ## run the test suite (starts the broker when needed)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.stack import free_port
+from vigie.station.client import login_cookie as client_login
 
 
 def _up(cameras: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -37,14 +38,16 @@ def test_vigie_up_restarts_a_service_that_dies(kafka, tmp_path: Path) -> None:
     would, and the stack keeps running; Ctrl-C still stops everything cleanly."""
     import json
     import os
+    import re
     import signal
     import time
     import urllib.request
 
     cameras = tmp_path / "cameras.yaml"
     cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene?w=320&h=240\n    fps: 2\n")
-    ports = [free_port() for _ in range(4)]
+    ports = [free_port() for _ in range(5)]
     log = tmp_path / "up.log"
+    database = f"sqlite:///{tmp_path}/vigie.db"
 
     def state(port: int) -> str | None:
         try:
@@ -62,10 +65,16 @@ def test_vigie_up_restarts_a_service_that_dies(kafka, tmp_path: Path) -> None:
     with open(log, "wb") as out:
         up = subprocess.Popen([sys.executable, "-m", "vigie", "--kafka", kafka.bootstrap, "--namespace", kafka.namespace,
                                "up", "--cameras", str(cameras), "--station-port", str(ports[0]),
-                               "--ports", ",".join(map(str, ports[1:]))],
+                               "--ports", ",".join(map(str, ports[1:4])), "--register-port", str(ports[4]),
+                               "--database", database, "--demo-accounts"],
                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait(lambda: "Vigie is running" in log.read_text(), "the stack did not start")
+        # The demo's accounts: one-time passwords printed once; the operator's works (a new one is then asked).
+        password = re.search(r"operator +\(operator\): one-time password (\S+)", log.read_text())
+        assert password and re.search(r"admin +\(admin, auditor\): one-time password \S+", log.read_text())
+        assert client_login(f"http://127.0.0.1:{ports[0]}", "operator", password[1])
+        assert state(ports[4]) == "running"  # the register
         found = subprocess.run(["pgrep", "-f", f"correlator.*--http-port {ports[3]}"], capture_output=True, text=True)
         (pid,) = [int(p) for p in found.stdout.split()]
         os.kill(pid, signal.SIGKILL)
@@ -77,3 +86,40 @@ def test_vigie_up_restarts_a_service_that_dies(kafka, tmp_path: Path) -> None:
     finally:
         if up.poll() is None:
             up.kill()
+
+
+def test_demo_accounts_once_in_an_empty_database_passwords_from_the_environment(tmp_path: Path, monkeypatch) -> None:
+    """`vigie up --demo-accounts`: an admin and an operator in an empty database only; a password given in the
+    environment is checked by the policy (no one-time password then), and a database with accounts is left alone."""
+    import pytest
+
+    from vigie.core.errors import ConfigError
+    from vigie.stack import demo_accounts
+
+    monkeypatch.setenv("VIGIE_DATABASE_URL", f"sqlite:///{tmp_path}/weak.db")
+    monkeypatch.setenv("VIGIE_DEMO_ADMIN_PASSWORD", "admin")
+    with pytest.raises(ConfigError, match="VIGIE_DEMO_ADMIN_PASSWORD"):
+        demo_accounts(["main"])
+    monkeypatch.setenv("VIGIE_DATABASE_URL", f"sqlite:///{tmp_path}/vigie.db")
+    monkeypatch.setenv("VIGIE_DEMO_ADMIN_PASSWORD", "Correct-Horse-Battery-9")
+    lines = demo_accounts(["main", "east"])
+    assert lines[0].startswith("admin") and "VIGIE_DEMO_ADMIN_PASSWORD" in lines[0] and "Correct" not in lines[0]
+    assert lines[1].startswith("operator") and "one-time password" in lines[1]
+    import asyncio
+
+    from vigie.accounts.store import AccountStore
+    from vigie.core.db import DatabaseSettings, make_engine
+
+    async def accounts() -> dict:
+        engine = make_engine(DatabaseSettings())
+        try:
+            return {a.name: a for a in await AccountStore(engine).list()}
+        finally:
+            await engine.dispose()
+
+    made = asyncio.run(accounts())
+    assert set(made) == {"admin", "operator"}
+    assert list(made["operator"].stations) == ["east", "main"] and made["operator"].must_change_password
+    assert set(made["admin"].roles) == {"admin", "auditor"} and not made["admin"].must_change_password
+    assert "Accounts exist" in demo_accounts(["main"])[0]
+    assert set(asyncio.run(accounts())) == {"admin", "operator"}

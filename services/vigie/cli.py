@@ -315,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port of the register's /healthz and /metrics (default 8094)")
     p.add_argument("--database", help="database of accounts, sessions and the register (default $VIGIE_DATABASE_URL "
                    "or sqlite:///var/vigie.db)")
+    p.add_argument("--demo-accounts", action="store_true",
+                   help="in a database without accounts, create an admin and an operator and print their one-time "
+                   "passwords (or take them from VIGIE_DEMO_ADMIN_PASSWORD and VIGIE_DEMO_OPERATOR_PASSWORD)")
     p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser("evaluate", help="measure the analytics on a labelled clip (no broker needed)")

@@ -83,6 +83,59 @@ class Restarts:
         return self._delay
 
 
+#: Demo accounts of ``vigie up --demo-accounts``: name, roles, and the variable that may give the password.
+DEMO_ACCOUNTS = (("admin", ("admin", "auditor"), "VIGIE_DEMO_ADMIN_PASSWORD"),
+                 ("operator", ("operator",), "VIGIE_DEMO_OPERATOR_PASSWORD"))
+
+
+def demo_accounts(stations: list[str]) -> list[str]:
+    """Create the demo's admin (admin and auditor: accounts and the register, no image) and operator (of
+    ``stations``) in an empty accounts database; returns the lines telling how to log in.
+
+    A password comes from the account's environment variable (``VIGIE_DEMO_ADMIN_PASSWORD``,
+    ``VIGIE_DEMO_OPERATOR_PASSWORD``; checked by the password policy) or is generated, printed once,
+    and must be changed at the first login. A database that already has accounts is left as it
+    is. Raises ConfigError for a password the policy refuses, DatabaseUnavailable when the database
+    cannot be reached.
+    """
+    import asyncio
+
+    from vigie.accounts.passwords import WeakPassword
+    from vigie.accounts.store import AccountStore, provision
+    from vigie.core.db import DatabaseSettings, make_engine, migrate
+
+    database = DatabaseSettings()
+
+    async def existing() -> int:
+        engine = make_engine(database)
+        try:
+            await migrate(engine, database)
+            return len(await AccountStore(engine).list())
+        finally:
+            await engine.dispose()
+
+    if asyncio.run(existing()):
+        return [f"Accounts exist in {database.redacted()}: log in with yours (a forgotten password: "
+                ".venv/bin/vigie users passwd NAME --one-time)"]
+    lines = []
+    for name, roles, variable in DEMO_ACCOUNTS:
+        given = os.environ.get(variable) or None
+        try:
+            password = asyncio.run(provision(database, name, roles, stations if "operator" in roles else (),
+                                             by="vigie up", password=given, must_change=given is None))
+        except WeakPassword as exc:
+            raise ConfigError(f"{variable}: {exc}") from None
+        shown = f"the password of {variable}" if given else f"one-time password {password} (a new one is asked)"
+        lines.append(f"{name:<9} ({', '.join(roles)}): {shown}")
+    return lines
+
+
+def _load_routing_stations(path: str | None) -> list[str]:
+    from vigie.cli import _load_routing
+
+    return sorted(_load_routing(path).all_stations()) or ["main"]
+
+
 def run_stack(args: argparse.Namespace) -> int:
     """Run grabber, detector, correlator and station until a signal; returns the exit code.
 
@@ -105,6 +158,7 @@ def run_stack(args: argparse.Namespace) -> int:
     if args.database:
         os.environ["VIGIE_DATABASE_URL"] = args.database
     routing = ["--routing", args.routing] if args.routing else []
+    logins = demo_accounts(_load_routing_stations(args.routing)) if args.demo_accounts else []
     fast = ["--as-fast-as-possible"] if args.as_fast_as_possible else []
     plan = [
         ("register", args.register_port, _command(args, "register", "--http-port", str(args.register_port))),
@@ -135,8 +189,10 @@ def run_stack(args: argparse.Namespace) -> int:
             waiting = {name: port for name, port in waiting.items() if not _healthy(port)}
             if not waiting:
                 print(f"\n  Vigie is running. Operator console: http://127.0.0.1:{args.station_port}/  "
-                      "(Ctrl-C stops)\n  Log in with an account: .venv/bin/vigie users add NAME --roles operator "
-                      "--stations main\n", file=sys.stderr, flush=True)
+                      "(Ctrl-C stops)", file=sys.stderr, flush=True)
+                print("\n".join(f"  {line}" for line in logins or [
+                    "Log in with an account: .venv/bin/vigie users add NAME --roles operator --stations main"]) + "\n",
+                      file=sys.stderr, flush=True)
         for index, (name, child) in enumerate(children):
             if child.poll() is None or restarts[name].due_at > time.monotonic():
                 continue
