@@ -12,7 +12,8 @@ Figures (targets from the project's issues, checked here, never in timed tests):
   ``--seconds``; latency from capture time to the anomalies topic for every anomaly,
   and to the station's alert topic for every incident opened (target p99 <= 300 ms);
   the peak resident memory (VmHWM) of each service process;
-- register: append throughput and the verify time of 1,000,000 entries (:mod:`vigie.register.bench`).
+- register: append throughput and the verify time of 1,000,000 entries (:mod:`vigie.register.bench`);
+- console: login and first page p50/p99, against one argon2id check (:mod:`vigie.station.bench`).
 """
 
 from __future__ import annotations
@@ -216,6 +217,10 @@ def main(args: argparse.Namespace) -> int:
     from vigie.register.bench import bench_register, rows as register_rows
 
     results["register"] = bench_register(quick)
+    console.print("[bold]console[/] (logins in a row on a fresh station, then the first page)")
+    from vigie.station.bench import bench_console, rows as console_rows
+
+    results["console"] = bench_console(bootstrap, n=20 if quick else 100)
     results["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     table = Table(title="Vigie benchmark (this machine)")
@@ -244,7 +249,7 @@ def main(args: argparse.Namespace) -> int:
                   f"{bare['alert_p50_s'] * 1000:.0f} / {bare['alert_p99_s'] * 1000:.0f} ms", "p99 <= 300 ms")
     for name, mb in e2e["peak_rss_mb"].items():
         table.add_row(f"peak RSS, {name}", f"{mb:.0f} MiB", "")
-    for row in register_rows(results["register"]):
+    for row in [*register_rows(results["register"]), *console_rows(results["console"])]:
         table.add_row(*row)
     console.print(table)
     if getattr(args, "json", False):
