@@ -213,6 +213,7 @@ async function start() {
   }
   document.getElementById("station").textContent = "station " + me.station;
   document.getElementById("whoami").textContent = `${me.user} (${me.roles.join(", ")})`;
+  document.getElementById("register-link").hidden = !me.register;
   if (!me.views) {
     document.getElementById("no-view").hidden = false;
     document.getElementById("empty").hidden = true;
