@@ -1,23 +1,13 @@
 // The auditor's register page: entries page by page with filters, the hash chain's status, exports.
 // Read-only: nothing here changes the register (the export is recorded in it by the server).
 "use strict";
+// `me` and `call()` are in console.js, loaded before this script.
 
 const body = document.querySelector("#entries tbody");
 const moreButton = document.getElementById("more");
 const COLUMNS = ["seq", "at", "kind", "user", "station", "camera_id", "incident_id", "record", "service", "client"];
-let me = null;
 let next = null; // after_seq of the next page; null at the end
 
-async function call(path, options = {}) {
-  const headers = { ...(options.headers || {}) };
-  if (options.method && options.method !== "GET") {
-    headers["Content-Type"] = "application/json";
-    if (me) headers["X-CSRF-Token"] = me.csrf;
-  }
-  const response = await fetch(path, { ...options, headers, credentials: "same-origin" });
-  if (response.status === 401) location.assign("/login");
-  return response;
-}
 
 function say(text) {
   const error = document.getElementById("error");
@@ -140,10 +130,6 @@ document.getElementById("filters").addEventListener("submit", (event) => {
 document.getElementById("filters").addEventListener("input", exportLinks);
 moreButton.addEventListener("click", () => load(false));
 document.getElementById("verify").addEventListener("click", verify);
-document.getElementById("logout").addEventListener("click", async () => {
-  await call("/logout", { method: "POST", body: "{}" });
-  location.assign("/login");
-});
 
 async function start() {
   const response = await call("/api/me");
