@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.register_support import counts, sample, seed
+from tests.register_support import counts, database_url, sample, seed, sql
 from tests.station_console import read_topic, running_station
 from tests.station_support import add_user_async, console_http, login
 from vigie.accounts.outbox import pending
@@ -182,3 +182,22 @@ async def test_register_publishes_the_accounts_outbox(kafka, db_url) -> None:
         await asyncio.wait_for(task, 30)
         await register.stop()
         await engine.dispose()
+
+
+async def test_register_page_on_postgresql(kafka, tmp_path, request) -> None:
+    """The same page on PostgreSQL: the auditor lists and verifies, and an edited row is named by its seq."""
+    url = database_url("postgresql", tmp_path, request)
+    await add_user_async(url, "auditor1", "auditor", "")
+    await seed(url, sample(50))
+    async with running_station(kafka, url) as (station, base), console_http() as http:
+        await login(http, base, "auditor1")
+        async with http.get(f"{base}/api/register?kind=view&limit=5") as response:
+            page = await response.json()
+        assert [e["kind"] for e in page["entries"]] == ["view"] * 5 and page["next"] == page["entries"][-1]["seq"]
+        async with http.get(f"{base}/api/register/verify") as response:
+            assert (await response.json())["checked"] == 50
+        await sql(url, "UPDATE register_entries SET camera_id = 'cam-9' WHERE seq = 31")
+        station.register.check.cache_s = 0.0
+        async with http.get(f"{base}/api/register/verify") as response:
+            result = await response.json()
+        assert result["ok"] is False and result["first_bad_seq"] == 31 and result["checked"] == 30
