@@ -12,8 +12,10 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @contextmanager
-def chromium_page(width: int = 1280, height: int = 900) -> Iterator[object]:
-    """A Playwright page in headless Chromium, closed on exit; skips the test when either is missing."""
+def chromium_page(width: int = 1280, height: int = 900, *, bypass_csp: bool = True) -> Iterator[object]:
+    """A Playwright page in headless Chromium, closed on exit; skips the test when either is missing.
+
+    ``bypass_csp=False`` keeps the console's Content-Security-Policy in force (no ``wait_for_function`` then)."""
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make system-deps-test installs it)")
@@ -23,6 +25,6 @@ def chromium_page(width: int = 1280, height: int = 900) -> Iterator[object]:
             "--disable-sync", "--no-first-run", "--disable-quic"])
         try:
             # The console's Content-Security-Policy forbids eval, which Playwright's wait_for_function uses.
-            yield browser.new_page(viewport={"width": width, "height": height}, bypass_csp=True)
+            yield browser.new_page(viewport={"width": width, "height": height}, bypass_csp=bypass_csp)
         finally:
             browser.close()

@@ -59,7 +59,8 @@ async def test_every_route_answers_401_without_a_session_except_the_public_ones(
                 else:
                     assert response.status == 401, (method, path, response.status)
         assert {("GET", "/api/incidents"), ("GET", "/api/events"), ("POST", "/api/incidents/inc-00001/actions"),
-                ("GET", "/api/incidents/inc-00001/snapshot.jpg"), ("GET", "/")} <= seen
+                ("GET", "/api/incidents/inc-00001/snapshot.jpg"), ("GET", "/"), ("GET", "/register"),
+                ("GET", "/api/register"), ("GET", "/api/register/verify"), ("GET", "/api/register/export")} <= seen
         lifecycle = {"/healthz", "/livez", "/metrics"}
         assert all(r in station.auth.access for r in routes if r.resource.canonical not in lifecycle)
         for path, status in (("/static/login.js", 200), ("/static/station.css", 200), ("/login", 200),

@@ -18,7 +18,10 @@ nothing), and only then commit the Kafka offsets. A SIGKILL at any point loses n
 offsets trail the database) and duplicates nothing (the ids). On a database error (down,
 read-only, full) it stops taking records, commits nothing, reports ``degraded`` with the
 reason on ``/healthz``, and retries the same batch with capped exponential back-off; the
-entries wait in the topic meanwhile. Retention runs at start and every ``prune_interval_s``
+entries wait in the topic meanwhile. Every ``outbox_interval_s`` (5 s) it also publishes the accounts'
+audit outbox (:func:`vigie.accounts.outbox.flush_outbox`): the ``account_change`` entries that
+``vigie users`` or a console wrote while the broker was away reach ``audit``, and so the register.
+Retention runs at start and every ``prune_interval_s``
 (a day): entries older than ``retention_days`` go, the chain stays verifiable from its anchor.
 """
 
@@ -37,6 +40,8 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from vigie.accounts.outbox import flush_outbox
+from vigie.core.audit import AuditLog
 from vigie.core.db import DatabaseSettings, DatabaseUnavailable, check_reachable, describe_db_error, make_engine, migrate
 from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import DeadLetters, make_consumer, make_producer, require_topics, retry_delays, total_lag
@@ -60,6 +65,8 @@ class RegisterSettings(StrictModel):
         "Days an entry is kept (default 365: one year). The register holds no image, so this is independent "
         "of the 30-day ceiling on images."))
     prune_interval_s: float = Field(86400.0, gt=0, le=86400 * 7, description="Seconds between two retention runs.")
+    outbox_interval_s: float = Field(5.0, gt=0, le=3600, description="Seconds between two publications of the "
+                                     "accounts' audit outbox (entries written while the broker was away).")
     batch_size: int = Field(500, ge=1, le=10000, description="Most entries appended per database transaction.")
     http_host: str = "127.0.0.1"
     http_port: int = Field(8094, ge=0, le=65535)
@@ -85,6 +92,8 @@ class RegisterService(Service):
                                   registry=self.registry)
         self.db_errors = Counter("vigie_register_db_errors", "Database errors (append or retention)",
                                  registry=self.registry)
+        self.outbox_published = Counter("vigie_register_outbox_published", "Entries of the accounts' audit outbox "
+                                        "published to the audit topic", registry=self.registry)
         self.pruned = Counter("vigie_register_pruned", "Entries deleted by retention", registry=self.registry)
         self.head = Gauge("vigie_register_head_seq", "Seq of the last entry appended", registry=self.registry)
 
@@ -123,12 +132,16 @@ class RegisterService(Service):
         await self._consumer.start()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Append batches until ``stop``; retention at start and every ``prune_interval_s``."""
-        next_prune = 0.0
+        """Append batches until ``stop``; retention at start and every ``prune_interval_s``; the accounts'
+        audit outbox published at start and every ``outbox_interval_s``."""
+        next_prune = next_outbox = 0.0
         while not stop.is_set():
             if time.monotonic() >= next_prune:
                 done = await self.prune_once()
                 next_prune = time.monotonic() + (self.settings.prune_interval_s if done else 60.0)
+            if time.monotonic() >= next_outbox:
+                await self.publish_outbox()
+                next_outbox = time.monotonic() + self.settings.outbox_interval_s
             batch = await self._consumer.getmany(timeout_ms=500, max_records=self.settings.batch_size)
             records = [r for part in batch.values() for r in part]
             if records and not await self._take(records, stop):
@@ -188,6 +201,23 @@ class RegisterService(Service):
             self.head_seq = result.head_seq
             self.head.set(result.head_seq)
             return True
+
+    async def publish_outbox(self) -> int:
+        """Publish the accounts' audit outbox to ``audit`` (:func:`vigie.accounts.outbox.flush_outbox`); returns
+        how many entries went. A broker or database error is logged (the entries wait for the next run)."""
+        try:
+            published = await flush_outbox(self.engine, AuditLog(self._producer, self.topics.audit))
+        except KafkaError as exc:
+            log.warning("register: the audit outbox waits for the broker: %s", type(exc).__name__)
+            return 0
+        except DB_ERRORS as exc:
+            self.db_errors.inc()
+            log.warning("register: the audit outbox not read: %s", describe_db_error(self.settings.database, exc))
+            return 0
+        if published:
+            self.outbox_published.inc(published)
+            log.info("register: %d entries of the audit outbox published", published)
+        return published
 
     async def prune_once(self) -> bool:
         """Delete the entries older than ``retention_days`` (:func:`vigie.register.store.prune`); False on error."""

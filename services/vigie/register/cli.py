@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import json
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +33,20 @@ EXIT_DATABASE = 3
 
 def _time_ns(text: str | None, option: str) -> int | None:
     """ISO 8601 (naive means UTC) to ns since the epoch. Raises ConfigError naming ``option``."""
+    from vigie.register.query import time_ns_of
+
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: use ISO 8601, e.g. 2026-11-30T08:00:00Z") from None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+        return time_ns_of(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option} {exc}") from None
 
 
 def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    from vigie.register.query import iso_of
+
+    return iso_of(ns)
 
 
 def _database(args: argparse.Namespace):  # noqa: ANN202
@@ -131,28 +130,17 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from vigie.register.models import ENTRY_COLUMNS
-    from vigie.register.query import iter_entries
+    from vigie.register.query import export_text
 
     filters = _filters(args)
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
 
     async def write(engine: Any) -> int:
-        count = 0
-        writer = csv.DictWriter(out, fieldnames=ENTRY_COLUMNS) if args.format == "csv" else None
-        if writer:
-            writer.writeheader()
-        else:
-            out.write("[")
-        async for row in iter_entries(engine, **filters):
-            if writer:
-                writer.writerow(row)
-            else:
-                out.write(("," if count else "") + "\n" + json.dumps(row, ensure_ascii=False))
+        count = -1  # the first piece is the CSV header or the JSON array's opening
+        async for piece in export_text(engine, args.format, **filters):
+            out.write(piece)
             count += 1
-        if not writer:
-            out.write("\n]\n")
-        return count
+        return count - (args.format == "json")  # the JSON array's closing
 
     try:
         count = asyncio.run(_with_engine(args, write))

@@ -7,7 +7,11 @@ oldest first (``seq`` order). Paging is by ``seq``: pass the last ``seq`` of a p
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -16,13 +20,31 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from vigie.contracts.v1 import AuditEntry
 from vigie.core.audit import kind_name
 from vigie.register.chain import PRUNE_KIND, VerifyResult, verify
-from vigie.register.models import entries
+from vigie.register.models import ENTRY_COLUMNS, entries
+
+#: Formats of :func:`export_text`.
+EXPORT_FORMATS = ("csv", "json")
 
 #: Largest page :func:`list_entries` returns.
 MAX_LIMIT = 10_000
 #: Kind names an entry may have (``view``, ``login_failed``, ...).
 KINDS = tuple(sorted({kind_name(k) for k in AuditEntry.Kind.values() if k != AuditEntry.KIND_UNSPECIFIED}
                      | {PRUNE_KIND}))
+
+
+def time_ns_of(text: str) -> int:
+    """ISO 8601 time (naive means UTC; ``Z`` accepted) as ns since the Unix epoch. Raises ValueError."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text[:40]!r}: use ISO 8601, e.g. 2026-11-30T08:00:00Z") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+
+
+def iso_of(ns: int) -> str:
+    """ns since the Unix epoch as ISO 8601 UTC to the millisecond, e.g. ``2026-11-30T08:00:00.000Z``."""
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def list_entries(engine: AsyncEngine, *, since_ns: int | None = None, until_ns: int | None = None,
@@ -67,6 +89,36 @@ async def iter_entries(engine: AsyncEngine, page: int = 1000, **filters: Any) ->
         if len(rows) < page:
             return
         after = rows[-1]["seq"]
+
+
+async def export_text(engine: AsyncEngine, fmt: str, **filters: Any) -> AsyncIterator[str]:
+    """Every entry matching ``filters`` (those of :func:`list_entries`) with every column, hashes included, as
+    text pieces to write one after the other: ``csv`` (a header line, then one line per entry) or ``json``
+    (an array of objects, one per line). The CLI's ``export`` and the auditor's page download both use it.
+
+    Raises ValueError for an unknown format, kind or filter (before yielding anything).
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
+    if filters.get("kind") is not None and filters["kind"] not in KINDS:
+        raise ValueError(f"unknown kind {filters['kind']!r}: expected one of {', '.join(KINDS)}")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ENTRY_COLUMNS)
+
+    def csv_line(row: dict[str, Any] | None) -> str:
+        writer.writeheader() if row is None else writer.writerow(row)
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    yield csv_line(None) if fmt == "csv" else "["
+    first = True
+    async for row in iter_entries(engine, **filters):
+        yield csv_line(row) if fmt == "csv" else ("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False)
+        first = False
+    if fmt == "json":
+        yield "\n]\n"
 
 
 async def verify_chain(engine: AsyncEngine) -> VerifyResult:

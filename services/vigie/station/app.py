@@ -16,9 +16,10 @@ queue is bounded and a console that falls behind gets the whole list again inste
 
 Only logged-in users reach the console (:mod:`vigie.station.auth`, :mod:`vigie.station.login`):
 operators and supervisors assigned the station see its incidents and act on them (escalated ones:
-supervisors only). Viewing a snapshot is an image view: each one is written to the ``audit`` topic
-with the user, the station, the client's address and the frame viewed, before the image is sent
-(503 and no image when it cannot be written); so is every action.
+supervisors only); auditors read the register (:mod:`vigie.station.register_page`) and land there.
+Viewing a snapshot is an image view: each one is written to the ``audit`` topic with the user, the
+station, the client's address and the frame viewed, before the image is sent (503 and no image when
+it cannot be written); so is every action.
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ from vigie.core.kafka import (describe_broker_error, fetch_record, make_consumer
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import station_topic_base
-from vigie.station.auth import SESSION, STATIC, Access, AuthSettings, StationAuth
+from vigie.station.auth import SESSION, STATIC, Access, AuthSettings, StationAuth, reads_register
 from vigie.station.events import CLOSE, RESYNC, EventHub, sse
 from vigie.station.history import CursorError, closed_page
 from vigie.station.login import ConsoleAccounts
+from vigie.station.register_page import RegisterPage
 from vigie.station.store import IncidentStore, SnapshotCache
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,7 @@ class StationService(Service):
         auth = settings.auth
         self.login = ConsoleAccounts(self.auth, settings.station,
                                      LockoutPolicy(auth.lock_after, auth.lock_base_s, auth.lock_max_s))
+        self.register = RegisterPage(self.auth, self.login.audit)
         self._engine = None
 
     async def start(self) -> None:
@@ -142,6 +145,7 @@ class StationService(Service):
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
         self.login.open(self._engine, AuditLog(self._producer, self.topics.audit))
+        self.register.engine = self._engine
         # No consumer group: every console process reads all partitions from the beginning.
         self._consumer = make_consumer(self.settings.kafka, self.alerts, group=None)
         await self._consumer.start()
@@ -231,8 +235,13 @@ class StationService(Service):
         add(app, "GET", "/api/incidents/{id}/snapshot.jpg", self._snapshot, Access.VIEWER)
         add(app, "POST", "/api/incidents/{id}/actions", self._action, Access.VIEWER)
         self.login.routes(app)
+        self.register.routes(app)
 
-    async def _index(self, _: web.Request) -> web.FileResponse:
+    async def _index(self, request: web.Request) -> web.FileResponse:
+        """The incidents page; an auditor who does not see this station's incidents lands on the register."""
+        user = request[SESSION].user
+        if reads_register(user) and not user.views(self.settings.station):
+            raise web.HTTPFound("/register")
         return web.FileResponse(STATIC / "index.html")
 
     async def _list(self, request: web.Request) -> web.Response:

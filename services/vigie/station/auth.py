@@ -12,7 +12,7 @@ Every request goes through :meth:`StationAuth.middleware`:
    body the console sends, ``Content-Type: application/json`` (415). The login form has no session
    yet: it is held to the origin and content-type checks.
 4. The route's access rule (:class:`Access`, declared with the route by :meth:`StationAuth.add`)
-   decides; a route without a rule answers 403 to everyone, so a route added without thinking of
+   decides (the register's routes: :data:`REGISTER_ROLES` only); a route without a rule answers 403 to everyone, so a route added without thinking of
    access is closed, never open. A session whose password change is due only reaches
    :attr:`Access.SESSION` routes (who am I, change password, log out).
 """
@@ -61,6 +61,19 @@ class Access(enum.Enum):
     USER = "user"
     #: Operators and supervisors assigned this station: incidents, events, snapshots, actions.
     VIEWER = "viewer"
+    #: Holders of a role of :data:`REGISTER_ROLES`, whatever their stations: the register's page and APIs.
+    REGISTER = "register"
+
+
+#: Roles that read the register (:mod:`vigie.station.register_page`). The auditor only: the register says
+#: which member of staff looked at which camera, when and from where, and records the admin's own account
+#: changes; an admin who must read it is given the auditor role, itself an account change in the register.
+REGISTER_ROLES = frozenset({"auditor"})
+
+
+def reads_register(user: object) -> bool:
+    """True when ``user`` (a :class:`~vigie.accounts.sessions.ConsoleUser`) may read the register."""
+    return bool(user.roles & REGISTER_ROLES)
 
 
 class AuthSettings(StrictModel):
@@ -220,6 +233,9 @@ class StationAuth:
             raise web.HTTPForbidden(text="change your password first (POST /api/password)")
         if access is Access.VIEWER and not info.user.views(self.station):
             raise web.HTTPForbidden(text=f"{info.user.name} does not see station {self.station}'s incidents")
+        if access is Access.REGISTER and not reads_register(info.user):
+            raise web.HTTPForbidden(text=f"{info.user.name} does not read the register (role "
+                                         f"{' or '.join(sorted(REGISTER_ROLES))} needed)")
         response = self._headers(await handler(request))
         if NEW_TOKEN in request and not response.prepared:
             self.set_cookie(request, response, request[NEW_TOKEN])

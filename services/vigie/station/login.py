@@ -8,7 +8,7 @@ Routes (their access rules in :mod:`vigie.station.auth`):
   account, 429 locked (``Retry-After``), 503 when the login cannot be written to the register;
 - ``POST /logout``: ends the session, clears the cookie;
 - ``GET /api/me``: ``{"user", "roles", "stations", "station", "views", "supervisor", "csrf",
-  "mustChangePassword"}``;
+  "mustChangePassword", "register"}`` (``register``: reads the register);
 - ``POST /api/password`` ``{"current", "new"}``: sets a new password (the policy's refusal is a 400
   that says why); required before anything else for an account with a one-time password.
 
@@ -31,7 +31,7 @@ from vigie.accounts.sessions import SessionInfo
 from vigie.accounts.store import BAD_CREDENTIALS, AccountStore, LockoutPolicy
 from vigie.contracts.v1 import AuditEntry
 from vigie.core.audit import AuditLog, entry
-from vigie.station.auth import COOKIE, SESSION, STATIC, Access, StationAuth
+from vigie.station.auth import COOKIE, SESSION, STATIC, Access, StationAuth, reads_register
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ class ConsoleAccounts:
         user = info.user
         return {"user": user.name, "roles": sorted(user.roles), "stations": sorted(user.stations),
                 "station": self.station, "views": user.views(self.station), "supervisor": user.supervisor,
-                "csrf": info.csrf_token, "mustChangePassword": user.must_change_password}
+                "csrf": info.csrf_token, "mustChangePassword": user.must_change_password,
+                "register": reads_register(user)}
 
     async def _open_session(self, request: web.Request, name: str, how: str) -> tuple[str, SessionInfo]:
         """A new session and its LOGIN entry; 503 (and no session) when the entry cannot be written."""

@@ -2,6 +2,7 @@
 // The live list is what the station holds (open incidents, recently closed ones); older closed
 // incidents are in the history, read page by page from /api/incidents?state=closed&before=<cursor>.
 "use strict";
+// `me` and `call()` are in console.js, loaded before this script.
 
 const incidents = new Map(); // id -> latest incident (camelCase protobuf JSON), the live list
 const list = document.getElementById("incidents");
@@ -10,20 +11,7 @@ const olderButton = document.getElementById("load-older");
 let historyCursor = null; // cursor of the next history page; null before the first one
 const template = document.getElementById("incident-card");
 const showClosed = document.getElementById("show-closed");
-let me = null; // GET /api/me: user, roles, stations, station, csrf token
 
-// Every call to the station: the session's CSRF token on state-changing requests; a 401 (no session,
-// expired, logged out elsewhere) goes back to the login page.
-async function call(path, options = {}) {
-  const headers = { ...(options.headers || {}) };
-  if (options.method && options.method !== "GET") {
-    headers["Content-Type"] = "application/json";
-    if (me) headers["X-CSRF-Token"] = me.csrf;
-  }
-  const response = await fetch(path, { ...options, headers, credentials: "same-origin" });
-  if (response.status === 401) location.assign("/login");
-  return response;
-}
 const KIND_LABEL = {
   abandoned_object: "Abandoned object",
   crowd_movement: "Crowd movement",
@@ -198,10 +186,6 @@ document.getElementById("history-toggle").addEventListener("click", () => {
   if (!view.hidden && historyCursor === null && !historyList.children.length) loadOlder();
 });
 olderButton.addEventListener("click", loadOlder);
-document.getElementById("logout").addEventListener("click", async () => {
-  await call("/logout", { method: "POST", body: "{}" });
-  location.assign("/login");
-});
 
 async function start() {
   const response = await call("/api/me");
@@ -213,6 +197,7 @@ async function start() {
   }
   document.getElementById("station").textContent = "station " + me.station;
   document.getElementById("whoami").textContent = `${me.user} (${me.roles.join(", ")})`;
+  document.getElementById("register-link").hidden = !me.register;
   if (!me.views) {
     document.getElementById("no-view").hidden = false;
     document.getElementById("empty").hidden = true;
