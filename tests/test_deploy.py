@@ -321,6 +321,8 @@ def test_kubernetes_sasl_overlay_mounts_the_credentials_in_every_workload(tmp_pa
             assert secret_volumes[mounts[folder_of]]["secretName"] == "vigie-kafka", workload["metadata"]["name"]
             assert item in ("password", "ca.crt")
         assert {"configMapRef": {"name": "vigie-config"}} in spec["containers"][0]["envFrom"]
+        # a Secret's files belong to root (mode 0400 or 0440): the image's user reads them through fsGroup
+        assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsUser"] == 10001
         if build_parser().parse_args(spec["containers"][0]["args"]).command in DATABASE_SERVICES:
             assert database_secret_of(workload, env) == DATABASE_SECRET
     grabber = next(d for d in workloads if d["metadata"]["name"] == "vigie-grabber")["spec"]["template"]["spec"]
@@ -439,7 +441,6 @@ def database_secret_of(workload: dict, config: dict) -> str:
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == folder)
     assert item == "password" and mount["readOnly"] is True
     secret = next(v["secret"] for v in spec["volumes"] if v["name"] == mount["name"])
-    assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsUser"]  # the Secret readable by it
     return secret["secretName"]
 
 
@@ -473,6 +474,9 @@ def test_kubernetes_register_and_database() -> None:
     assert users == {"vigie-station", "vigie-register"}
     for name in users:
         assert database_secret_of(workloads[name], config) == DATABASE_SECRET, name
+    for name, workload in workloads.items():  # the image's user reads the mounted Secrets through fsGroup
+        context = workload["spec"]["template"]["spec"]["securityContext"]
+        assert context["fsGroup"] == context["runAsUser"] == 10001 and context["runAsNonRoot"], name
     for name in set(workloads) - users:
         assert "env" not in workloads[name]["spec"]["template"]["spec"]["containers"][0], name
     kustomization = yaml.safe_load((ROOT / "deploy" / "k8s" / "postgres" / "kustomization.yaml").read_text())
