@@ -4,12 +4,16 @@ and the durability they ask of Kafka (replication factor, min.insync.replicas) f
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from vigie.cli import build_parser
 from vigie.core.config import load_yaml_model, validate_yaml_text
@@ -19,6 +23,8 @@ from vigie.core.lifecycle import Service, http_app
 from vigie.core.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The Vigie services of docker-compose.yml and deploy/k8s (their command's first word).
+VIGIE_SERVICES = {"topics", "grabber", "detector", "correlator", "station", "register"}
 
 
 def _k8s_documents() -> list[dict]:
@@ -28,10 +34,15 @@ def _k8s_documents() -> list[dict]:
     return docs
 
 
+def vigie_services(compose: dict) -> dict[str, dict]:
+    """The services of a compose file that run the Vigie image, by name."""
+    return {name: svc for name, svc in compose["services"].items() if svc.get("image", "").startswith("vigie:")}
+
+
 def test_compose_services_run_valid_vigie_commands() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    commands = {name: svc["command"] for name, svc in compose["services"].items() if "command" in svc}
-    assert set(commands) == {"topics", "grabber", "detector", "correlator", "station"}
+    commands = {name: svc["command"] for name, svc in vigie_services(compose).items()}
+    assert set(commands) == VIGIE_SERVICES
     for name, command in commands.items():
         args = build_parser().parse_args(command)
         assert args.command == name
@@ -77,6 +88,14 @@ def _merged(base: dict, override: dict) -> dict:
     return out
 
 
+def _compose(files: list[str]) -> dict:
+    """The compose files of ``files`` (under the repository root) merged in that order."""
+    compose: dict = {}
+    for name in files:
+        compose = _merged(compose, yaml.safe_load((ROOT / name).read_text()))
+    return compose
+
+
 def _check_durability(where: str, brokers: int, replication: int, min_insync: int) -> None:
     """Replicas fit the brokers; a write needs fewer in-sync replicas than there are, so one broker may be down."""
     assert 1 <= replication <= brokers, f"{where}: replication factor {replication} with {brokers} broker(s)"
@@ -96,10 +115,7 @@ def test_compose_durability_fits_its_brokers(files: list[str], brokers: int) -> 
     """Defect: replication was hard-coded to 1 and no deployment had more than one broker. The compose
     stack (one broker: 1 and 1) and its HA variant (three brokers: 3 and 2) say the same to the brokers and
     to every Vigie service, and what they ask fits the brokers."""
-    compose: dict = {}
-    for name in files:
-        compose = _merged(compose, yaml.safe_load((ROOT / name).read_text()))
-    services = compose["services"]
+    services = _compose(files)["services"]
     nodes = {name: {k: str(v) for k, v in svc["environment"].items()}
              for name, svc in services.items() if svc.get("image", "").startswith("apache/kafka:")}
     assert len(nodes) == brokers
@@ -115,8 +131,8 @@ def test_compose_durability_fits_its_brokers(files: list[str], brokers: int) -> 
         assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == int(env["KAFKA_DEFAULT_REPLICATION_FACTOR"])
     assert len({env.get("CLUSTER_ID") for env in nodes.values()}) == 1
     node = next(iter(nodes.values()))
-    vigie = {name: svc for name, svc in services.items() if "command" in svc}
-    assert set(vigie) == {"topics", "grabber", "detector", "correlator", "station"}
+    vigie = vigie_services({"services": services})
+    assert set(vigie) == VIGIE_SERVICES
     for name, svc in vigie.items():
         settings = _vigie_settings(svc["environment"])
         assert set(settings.bootstrap.split(",")) == {f"{n}:9092" for n in nodes}, name
@@ -164,21 +180,20 @@ def test_kubernetes_probes_ask_readiness_of_healthz_and_liveness_of_livez() -> N
     routes = {r.resource.canonical for r in http_app(Service(KafkaSettings())).router.routes()}
     assert {"/healthz", "/livez"} <= routes
     deployments = {d["metadata"]["name"]: d for d in _k8s_documents() if d["kind"] == "Deployment"}
-    for name in ("vigie-grabber", "vigie-detector", "vigie-station", "vigie-correlator"):  # the correlator's: faust pages
+    for name in ("vigie-grabber", "vigie-detector", "vigie-station", "vigie-correlator",  # the correlator's: faust pages
+                 "vigie-register"):
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/healthz", name
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez", name
 
 
-VIGIE_SERVICES = {"topics", "grabber", "detector", "correlator", "station"}
 #: Settings that must come from a file, never a value (the SASL password).
 INLINE_SECRETS = ("VIGIE_KAFKA_SASL_PASSWORD",)
 
 
 def sasl_compose() -> dict:
     """docker-compose.yml with docker-compose.sasl.yml over it."""
-    return _merged(yaml.safe_load((ROOT / "docker-compose.yml").read_text()),
-                   yaml.safe_load((ROOT / "docker-compose.sasl.yml").read_text()))
+    return _compose(["docker-compose.yml", "docker-compose.sasl.yml"])
 
 
 def make_secrets(folder: Path) -> Path:
@@ -212,7 +227,7 @@ def test_compose_sasl_variant_gives_every_service_its_credentials_as_files(tmp_p
         assert done.returncode == 0, f"{secret['file']} would be committed"
     secrets = make_secrets(tmp_path / "secrets")
     assert {name for name in declared} <= {p.name for p in secrets.iterdir()}
-    vigie = {name: svc for name, svc in services.items() if "command" in svc}
+    vigie = vigie_services(compose)
     assert set(vigie) == VIGIE_SERVICES
     for name, svc in vigie.items():
         env = svc["environment"]
@@ -306,6 +321,169 @@ def test_kubernetes_sasl_overlay_mounts_the_credentials_in_every_workload(tmp_pa
             assert secret_volumes[mounts[folder_of]]["secretName"] == "vigie-kafka", workload["metadata"]["name"]
             assert item in ("password", "ca.crt")
         assert {"configMapRef": {"name": "vigie-config"}} in spec["containers"][0]["envFrom"]
+        # a Secret's files belong to root (mode 0400 or 0440): the image's user reads them through fsGroup
+        assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsUser"] == 10001
+        if build_parser().parse_args(spec["containers"][0]["args"]).command in DATABASE_SERVICES:
+            assert database_secret_of(workload, env) == DATABASE_SECRET
     grabber = next(d for d in workloads if d["metadata"]["name"] == "vigie-grabber")["spec"]["template"]["spec"]
     cameras = next(v for v in grabber["volumes"] if v["name"] == "camera-credentials")["secret"]
     assert cameras["optional"] is True
+
+
+#: Vigie services that use the database (accounts, console sessions, the register) and the Secret
+#: holding its password on Kubernetes.
+DATABASE_SERVICES, DATABASE_SECRET = {"station", "register"}, "vigie-database"
+
+
+def _named_mounts(svc: dict) -> dict[str, str]:
+    """A compose service's mounts: path in the container -> volume (or host folder)."""
+    return {v.split(":")[1]: v.split(":")[0] for v in svc.get("volumes", [])}
+
+
+@pytest.mark.parametrize("files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.ha.yml"],
+                                   ["docker-compose.yml", "docker-compose.sasl.yml"]])
+def test_compose_database_reaches_every_service_that_uses_it(files: list[str]) -> None:
+    """PostgreSQL (official image, data on a named volume) takes its password from a file that the
+    one-shot service db-password makes into a volume; the station and the register (and only they) get
+    its URL, without a password, and that file; the register answers its healthcheck on /healthz.
+    The HA and SASL overlays keep all of it."""
+    compose = _compose(files)
+    services = compose["services"]
+    db = services["db"]
+    env = {k: str(v) for k, v in db["environment"].items()}
+    assert db["image"].startswith("postgres:") and "POSTGRES_PASSWORD" not in env
+    assert _named_mounts(db)["/var/lib/postgresql/data"] in compose["volumes"]
+    folder, _, item = env["POSTGRES_PASSWORD_FILE"].rpartition("/")
+    volume = _named_mounts(db)[folder]
+    assert volume in compose["volumes"]
+    maker = services["db-password"]
+    assert _named_mounts(maker) == {folder: volume} and maker["restart"] == "no"
+    assert db["depends_on"]["db-password"] == {"condition": "service_completed_successfully"}
+    assert db["healthcheck"]["test"][-1].startswith("pg_isready")
+    users = {name for name, svc in services.items() if "VIGIE_DATABASE_URL" in svc.get("environment", {})}
+    assert users == DATABASE_SERVICES
+    for name in users:
+        svc = services[name]
+        url = make_url(svc["environment"]["VIGIE_DATABASE_URL"])
+        assert url.password is None, name
+        assert (url.get_backend_name(), url.host, url.username, url.database) == (
+            "postgresql", "db", env["POSTGRES_USER"], env["POSTGRES_DB"]), name
+        own_folder, _, own_item = svc["environment"]["VIGIE_DATABASE_PASSWORD_FILE"].rpartition("/")
+        assert (own_item, _named_mounts(svc)[own_folder]) == (item, volume), name
+        assert f"{volume}:{own_folder}:ro" in svc["volumes"], name
+        assert svc["depends_on"]["db"] == {"condition": "service_healthy"}, name
+        assert not [k for k in svc["environment"] if k.endswith("PASSWORD")], name
+    register = services["register"]
+    port = build_parser().parse_args(register["command"]).http_port
+    assert f"127.0.0.1:{port}/healthz" in register["healthcheck"]["test"][-1]
+    assert register["stop_grace_period"] == services["station"]["stop_grace_period"] == "40s"
+    assert register.get("deploy", {}).get("replicas", 1) == 1
+
+
+def _make_db_password(folder: Path) -> Path:
+    """Run docker-compose.yml's db-password command with its volume at ``folder``; returns the password file."""
+    svc = _compose(["docker-compose.yml"])["services"]["db-password"]
+    (mount,) = _named_mounts(svc)
+    script = svc["command"][0].replace("$$", "$").replace(mount, str(folder))
+    folder.mkdir(exist_ok=True)  # the volume
+    subprocess.run([*svc["entrypoint"], script], check=True, timeout=30)
+    return folder / "password"
+
+
+def _vigie(env: dict, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vigie", *args], env=env, input=stdin, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_compose_database_settings_work_on_postgresql(postgres, broker: str, namespace: str, tmp_path: Path) -> None:
+    """db-password's command makes a random password once (a second start keeps it), readable by the
+    services' user; with it the station's settings log into a real PostgreSQL (a role made with that
+    password, as the postgres image's initdb makes it), the first account is created as README says,
+    `vigie register verify` passes, and a pg_dump restored into another database verifies too."""
+    password = _make_db_password(tmp_path / "db-password")
+    first = password.read_text()
+    assert re.fullmatch(r"[0-9a-f]{48}", first) and password.stat().st_mode & 0o777 == 0o444
+    assert _make_db_password(tmp_path / "db-password").read_text() == first
+    role = f"vigie_{uuid.uuid4().hex[:10]}"
+    postgres.psql("postgres", f"CREATE ROLE {role} LOGIN PASSWORD '{first}'")
+    postgres.psql("postgres", f"CREATE DATABASE {role} OWNER {role}")
+    station = _compose(["docker-compose.yml"])["services"]["station"]["environment"]
+    url = make_url(station["VIGIE_DATABASE_URL"]).set(host="127.0.0.1", port=postgres.port, username=role,
+                                                      database=role)
+    env = {**os.environ, **{k: str(v) for k, v in station.items()}, "VIGIE_KAFKA": broker, "VIGIE_NAMESPACE": namespace,
+           "VIGIE_DATABASE_URL": url.render_as_string(), "VIGIE_DATABASE_PASSWORD_FILE": str(password)}
+    done = _vigie(env, "users", "add", "admin", "--roles", "admin,supervisor", "--stations", "main", "--one-time")
+    assert done.returncode == 0, done.stderr
+    assert "one-time password of admin" in done.stdout and first not in done.stdout + done.stderr
+    done = _vigie(env, "register", "verify")
+    assert (done.returncode, done.stdout.strip()) == (0, "chain intact: 0 entries"), done.stderr
+    dump, pg = tmp_path / "vigie.dump", {**os.environ, "PGPASSWORD": first}
+    subprocess.run(["pg_dump", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", role, "-Fc", "-f", str(dump), role],
+                   check=True, env=pg, timeout=60)
+    postgres.psql("postgres", f"CREATE DATABASE {role}_restored OWNER {role}")
+    subprocess.run(["pg_restore", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", role, "--no-owner", "-d",
+                    f"{role}_restored", str(dump)], check=True, env=pg, timeout=60)
+    restored = {**env, "VIGIE_DATABASE_URL": url.set(database=f"{role}_restored").render_as_string()}
+    assert _vigie(restored, "register", "verify").returncode == 0
+    assert "admin" in _vigie(restored, "users", "list").stdout
+
+
+def database_secret_of(workload: dict, config: dict) -> str:
+    """The Secret a Kubernetes workload reads the database password from (asserting how: VIGIE_DATABASE_URL
+    of vigie-config without a password, VIGIE_DATABASE_PASSWORD_FILE naming the key `password` of a
+    Secret volume mounted read-only)."""
+    spec = workload["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert {"configMapRef": {"name": "vigie-config"}} in container["envFrom"]
+    assert make_url(config["VIGIE_DATABASE_URL"]).password is None
+    env = {e["name"]: e["value"] for e in container["env"]}
+    folder, _, item = env["VIGIE_DATABASE_PASSWORD_FILE"].rpartition("/")
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == folder)
+    assert item == "password" and mount["readOnly"] is True
+    secret = next(v["secret"] for v in spec["volumes"] if v["name"] == mount["name"])
+    return secret["secretName"]
+
+
+def test_kubernetes_register_and_database() -> None:
+    """deploy/k8s: the register is one replica, strategy Recreate (never two writers), probed on /healthz
+    and /livez and scraped on its port; the station and the register (and only they) get the database URL
+    from vigie-config and its password from the Secret vigie-database as a file, which the CloudNativePG
+    cluster of deploy/k8s/postgres takes as its owner's; no password and no Secret in any manifest."""
+    docs = _k8s_documents()
+    postgres = [d for d in yaml.safe_load_all((ROOT / "deploy" / "k8s" / "postgres" / "cluster.yaml").read_text())]
+    for doc in docs + postgres:
+        assert doc["kind"] != "Secret"
+        for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            assert not [e for e in container.get("env", []) if e["name"].endswith("PASSWORD") or "valueFrom" in e]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "vigie-config")["data"]
+    assert not [key for key in config if key.endswith("PASSWORD")]
+    workloads = {d["metadata"]["name"]: d for d in docs if d["kind"] in ("Deployment", "Job")}
+    register = workloads["vigie-register"]
+    assert register["spec"]["replicas"] == 1 and register["spec"]["strategy"] == {"type": "Recreate"}
+    template = register["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    port = build_parser().parse_args(container["args"]).http_port
+    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert template["metadata"]["annotations"] == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
+                                                   "prometheus.io/path": "/metrics"}
+    assert (container["readinessProbe"]["httpGet"], container["livenessProbe"]["httpGet"]) == (
+        {"path": "/healthz", "port": "http"}, {"path": "/livez", "port": "http"})
+    users = {name for name, w in workloads.items()
+             if build_parser().parse_args(w["spec"]["template"]["spec"]["containers"][0]["args"]).command
+             in DATABASE_SERVICES}
+    assert users == {"vigie-station", "vigie-register"}
+    for name in users:
+        assert database_secret_of(workloads[name], config) == DATABASE_SECRET, name
+    for name, workload in workloads.items():  # the image's user reads the mounted Secrets through fsGroup
+        context = workload["spec"]["template"]["spec"]["securityContext"]
+        assert context["fsGroup"] == context["runAsUser"] == 10001 and context["runAsNonRoot"], name
+    for name in set(workloads) - users:
+        assert "env" not in workloads[name]["spec"]["template"]["spec"]["containers"][0], name
+    kustomization = yaml.safe_load((ROOT / "deploy" / "k8s" / "postgres" / "kustomization.yaml").read_text())
+    cluster = next(d for d in postgres if d["kind"] == "Cluster")
+    initdb = cluster["spec"]["bootstrap"]["initdb"]
+    url = make_url(config["VIGIE_DATABASE_URL"])
+    assert (url.host, url.port, url.database, url.username) == (
+        f"{cluster['metadata']['name']}-rw.{kustomization['namespace']}.svc", 5432, initdb["database"], initdb["owner"])
+    assert initdb["secret"]["name"] == DATABASE_SECRET and kustomization["namespace"] == "vigie"
+    assert cluster["spec"]["instances"] >= 3 and cluster["spec"]["minSyncReplicas"] >= 1
