@@ -306,3 +306,18 @@ async def test_https_serves_the_console_with_a_secure_cookie(kafka, db_url, tmp_
             assert "HttpOnly" in response.headers["Set-Cookie"] and "SameSite=Strict" in response.headers["Set-Cookie"]
         async with http.get(base + "/api/incidents") as response:
             assert response.status == 200
+
+
+def test_a_station_whose_database_cannot_be_reached_says_which_and_exits_3(kafka) -> None:
+    """Before: the console started, then died with a traceback in its log. Now the database is reached first:
+    one line naming it (password hidden), exit 3 (as `vigie register`), nothing listening."""
+    import sys
+
+    from tests.stack import free_port
+
+    done = subprocess.run([sys.executable, "-m", "vigie", "--kafka", kafka.bootstrap, "--namespace", kafka.namespace,
+                           "station", "--database", "postgresql://vigie:hunter2-secret@127.0.0.1:1/vigie",
+                           "--http-port", str(free_port())], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert "database postgresql://vigie:***@127.0.0.1:1/vigie" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout and "Traceback" not in done.stderr

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from vigie.core.options import bounded, output_file
-from vigie.core.errors import BrokerUnavailable, ConfigError
+from vigie.core.errors import BrokerUnavailable, ConfigError, DatabaseUnavailable
 from vigie.core.logs import setup_logging
 from vigie.core.settings import KafkaSettings
 
@@ -380,5 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokerUnavailable as exc:
         print(f"vigie {args.command}: {exc}", file=sys.stderr)
         return 1
+    except DatabaseUnavailable as exc:  # the database of accounts and the register, named, password hidden
+        print(f"vigie {args.command}: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130

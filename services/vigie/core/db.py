@@ -26,22 +26,15 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
-from vigie.core.errors import ConfigError, VigieError
+from vigie.core.errors import ConfigError, DatabaseUnavailable
 from vigie.core.settings import StrictModel
 
 DEFAULT_URL = "sqlite:///var/vigie.db"
+__all__ = ["Base", "DatabaseSettings", "DatabaseUnavailable", "check_reachable", "current_revision",
+           "describe_db_error", "make_engine", "migrate"]
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 #: Advisory lock id that serialises migrations on PostgreSQL ("vigie" in ASCII).
 _MIGRATION_LOCK = 0x7669676965
-
-
-class DatabaseUnavailable(VigieError):
-    """The database cannot be reached or refuses writes (read-only, full); retrying later may succeed.
-
-    The message names the database by its redacted URL and gives the driver's reason.
-    """
-
-    retriable = True
 
 
 class Base(DeclarativeBase):

@@ -25,3 +25,11 @@ class BrokerUnavailable(VigieError):
     """The Kafka broker could not be reached; retrying later may succeed."""
 
     retriable = True
+
+
+class DatabaseUnavailable(VigieError):
+    """The database (accounts, sessions, register) cannot be reached or refuses writes (read-only, full);
+    retrying later may succeed. The message names the database by its redacted URL and gives the
+    driver's reason (:func:`vigie.core.db.describe_db_error`)."""
+
+    retriable = True

@@ -129,16 +129,29 @@ class StationService(Service):
         self.register = RegisterPage(self.auth, self.login.audit)
         self._engine = None
 
+    async def prepare(self) -> None:
+        """Reach the accounts database and migrate its schema, before anything listens.
+
+        Raises DatabaseUnavailable naming the database (password hidden) when it cannot be reached or written.
+        """
+        if self._engine is not None:
+            return
+        engine = make_engine(self.settings.database)
+        try:
+            await check_reachable(engine, self.settings.database)
+            await migrate(engine, self.settings.database)
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+        await asyncio.to_thread(verify_dummy, "")  # makes the dummy hash once, before the first login
+
     async def start(self) -> None:
         if self._producer is not None:
             return
+        await self.prepare()
         await require_topics(self.settings.kafka, [self.alerts, self.topics.actions, self.topics.audit],
                              [self.settings.station])
-        if self._engine is None:
-            self._engine = make_engine(self.settings.database)
-            await check_reachable(self._engine, self.settings.database)
-            await migrate(self._engine, self.settings.database)
-            await asyncio.to_thread(verify_dummy, "")  # makes the dummy hash once, before the first login
         auth = self.settings.auth
         self.auth.sessions = SessionStore(self._engine, idle_s=auth.session_idle_s, max_s=auth.session_max_s,
                                           cache_s=auth.session_cache_s)
