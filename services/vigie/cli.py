@@ -2,7 +2,8 @@
 
 Each service subcommand builds its pydantic settings from the command line and the
 environment (``VIGIE_KAFKA``, ``VIGIE_NAMESPACE``), then runs the service until
-SIGTERM or SIGINT. Exit codes: 0 clean stop, 1 failure, 2 bad usage or configuration.
+SIGTERM or SIGINT. Exit codes: 0 clean stop, 1 failure, 2 bad usage or configuration, 3 the database
+(accounts, register) cannot be reached.
 """
 
 from __future__ import annotations
