@@ -62,8 +62,8 @@ def kafka(broker: str, namespace: str) -> KafkaSettings:
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A PostgreSQL server started for the session (tests/postgres.py); skipped with the reason when impossible."""
-    from tests import postgres as pg
+    """A PostgreSQL server started for the session (vigie.chaos.postgres); skipped with the reason when impossible."""
+    from vigie.chaos import postgres as pg
 
     reason = pg.available()
     if reason:

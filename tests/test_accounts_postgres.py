@@ -1,4 +1,4 @@
-"""The accounts store, sessions and the outbox on a real PostgreSQL server (tests/postgres.py), and a station
+"""The accounts store, sessions and the outbox on a real PostgreSQL server (vigie.chaos.postgres), and a station
 whose accounts live there."""
 
 from __future__ import annotations

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import asyncio
 import json
 import time
 
@@ -143,3 +144,25 @@ def test_show_and_export_filters(url: str, tmp_path, capsys) -> None:  # noqa: A
                  "--until", "2000-01-01T00:00:00Z"]) == 0
     assert json.loads(out_json.read_text()) == []
     assert main(["register", "show", "--database", url, "--kind", "nonsense"]) == 2
+
+
+def test_postgresql_connections_plan_each_lookup(postgres) -> None:
+    """Defect found by the bench: asyncpg prepares statements and PostgreSQL kept the generic plan it made
+    while the register was nearly empty (a sequential scan), so each append's id lookup grew with the
+    register (1,200 entries/s at 100,000 entries). Vigie's connections plan every execution: the lookup
+    uses the entry id's index at any size."""
+    from sqlalchemy import text
+
+    from vigie.core.db import DatabaseSettings, make_engine
+
+    async def settings_seen() -> tuple[str, str]:
+        engine = make_engine(DatabaseSettings(url=postgres.create_db("plans")))
+        try:
+            async with engine.connect() as connection:
+                mode = (await connection.execute(text("SHOW plan_cache_mode"))).scalar_one()
+                name = (await connection.execute(text("SHOW application_name"))).scalar_one()
+                return mode, name
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(settings_seen()) == ("force_custom_plan", "vigie")

@@ -1,7 +1,8 @@
 """Figures of the register (``vigie bench``, or ``python -m vigie.register.bench``): append throughput in
 batches of 500 (goal >= 5,000 entries/s) and the time :func:`~vigie.register.chain.verify` takes over
-1,000,000 entries (goal <= 30 s), on a SQLite file and, when ``VIGIE_BENCH_POSTGRES_URL`` names an
-empty scratch database, on PostgreSQL (the bench refuses a database that holds entries).
+1,000,000 entries (goal <= 30 s), on a SQLite file and on PostgreSQL: the empty scratch database
+``VIGIE_BENCH_POSTGRES_URL`` names (the bench refuses one that holds entries), else a private server of
+Debian's package (:mod:`vigie.chaos.postgres`, fsync off) when it is installed.
 """
 
 from __future__ import annotations
@@ -61,13 +62,27 @@ async def measure(url: str, entries: int, batch: int = 500) -> dict[str, float]:
 
 
 def bench_register(quick: bool = False) -> dict[str, dict[str, float] | str]:
-    """Register figures on SQLite (a temporary file) and on PostgreSQL when ``VIGIE_BENCH_POSTGRES_URL`` is set."""
+    """Register figures on SQLite (a temporary file) and on PostgreSQL: the database of
+    ``VIGIE_BENCH_POSTGRES_URL`` when set (empty), else a private server of Debian's package when installed."""
     entries = 100_000 if quick else 1_000_000
     results: dict[str, dict[str, float] | str] = {}
     with tempfile.TemporaryDirectory(prefix="vigie-register-bench-") as folder:
         results["sqlite"] = asyncio.run(measure(f"sqlite:///{Path(folder) / 'register.db'}", entries))
     url = os.environ.get("VIGIE_BENCH_POSTGRES_URL", "")
-    results["postgresql"] = asyncio.run(measure(url, entries)) if url else "not measured: set VIGIE_BENCH_POSTGRES_URL"
+    if url:
+        results["postgresql"] = asyncio.run(measure(url, entries))
+        return results
+    from vigie.chaos import postgres
+
+    why = postgres.available()
+    if why:
+        results["postgresql"] = f"not measured: {why} (or set VIGIE_BENCH_POSTGRES_URL)"
+        return results
+    server = postgres.start()  # a private scratch server (fsync off)
+    try:
+        results["postgresql (private, fsync off)"] = asyncio.run(measure(server.create_db("bench"), entries))
+    finally:
+        server.stop()
     return results
 
 

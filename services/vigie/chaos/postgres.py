@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for the tests: Debian's package, a fresh cluster in a temporary folder.
+"""A private PostgreSQL server for tests and benchmarks: Debian's package, a fresh cluster in a temporary folder.
 
 ``initdb`` and ``postgres`` refuse to run as root, so under root the cluster belongs to the
 ``postgres`` system account the package creates and is started through ``runuser``. The server
@@ -72,7 +72,8 @@ class PostgresServer:
 
 
 def start() -> PostgresServer:
-    """Initialise and start a cluster; raises CalledProcessError with initdb's or pg_ctl's output."""
+    """Initialise and start a cluster (fsync off: a scratch server, figures are upper bounds); raises
+    CalledProcessError with initdb's or pg_ctl's output."""
     folder = Path(tempfile.mkdtemp(prefix="vigie-pg-"))
     (folder / "pwfile").write_text(PASSWORD + "\n")
     if os.geteuid() == 0:
