@@ -26,14 +26,9 @@ from vigie.accounts.passwords import generate_password, hash_password, verify_pa
 from vigie.core.kafka import apply_topics, wait_for_broker
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
+from vigie.chaos.cluster import free_port as _free_port
 
 USER = "bench-operator"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ms(values: list[float]) -> dict[str, float]:
