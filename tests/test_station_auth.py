@@ -240,6 +240,43 @@ async def test_sessions_are_shared_by_replicas_and_end_with_logout_or_a_disabled
             assert response.status == 403 and "disabled" in await response.text()
 
 
+async def test_an_open_event_stream_ends_after_logout_even_while_incidents_flow(kafka, db_url) -> None:
+    """Defect found by a trial: the event stream checked its session only after 5 s without an event, so a
+    console kept receiving live incidents after its logout (or its account disabled) as long as alerts kept
+    coming. The session is now checked every SESSION_CHECK_S (2 s) whatever the traffic."""
+    await add_user_async(db_url, "op-main", "operator", "main")
+    topic = Topics(kafka.namespace).alerts("main")
+    async with running_station(kafka, db_url, session_cache_s=0.3) as (_, base), console_http() as http:
+        me = await login(http, base, "op-main")
+        flowing = True
+
+        async def alerts() -> None:
+            n = 0
+            while flowing:
+                n += 1
+                await publish(kafka, topic, [incident(n)])
+                await asyncio.sleep(0.3)
+
+        feeder = asyncio.create_task(alerts())
+        try:
+            async with http.get(base + "/api/events") as stream:
+                assert stream.status == 200
+                seen_after, logged_out_at = 0, None
+                async for line in stream.content:
+                    if line.startswith(b"event: incident") and logged_out_at is not None:
+                        seen_after += 1
+                    if logged_out_at is None and line.startswith(b"event: incident"):
+                        async with http.post(base + "/logout", json={}, headers=write_headers(base, me)) as out:
+                            assert out.status == 200
+                        logged_out_at = asyncio.get_running_loop().time()
+                    assert logged_out_at is None or asyncio.get_running_loop().time() - logged_out_at < 8, \
+                        f"the stream still runs after logout ({seen_after} incidents since)"
+                assert logged_out_at is not None  # the stream ended by itself after the logout
+        finally:
+            flowing = False
+            await feeder
+
+
 async def test_one_time_password_must_be_changed_first(kafka, db_url) -> None:
     """An account with a one-time password reaches only who-am-I, the password change and logout until it
     chose a new password, which the policy checks (a clear 400 when refused)."""

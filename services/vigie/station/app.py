@@ -61,8 +61,11 @@ log = logging.getLogger(__name__)
 DAY_S = 86400.0
 #: Default and largest page of ``/api/incidents?state=closed``.
 HISTORY_LIMIT, HISTORY_MAX = 50, 200
-#: Seconds between two checks that an event stream's session is still live (and keep-alives).
-SESSION_CHECK_S = 5.0
+#: Seconds between two checks that an event stream's session is still live, whether events flow or not
+#: (a logout, an expiry or a disabled account closes an open stream within this time, plus the session cache).
+SESSION_CHECK_S = 2.0
+#: Seconds without an event after which a keep-alive comment is sent.
+KEEP_ALIVE_S = 15.0
 #: Seconds between two deletions of expired console sessions.
 PURGE_EVERY_S = 600.0
 ACTIONS = {
@@ -299,14 +302,22 @@ class StationService(Service):
         subscriber = self.events.subscribe()
         try:
             await self._send_all(response, "connect", 0)
+            checked = quiet_since = time.monotonic()
             while True:
                 try:
                     item = await asyncio.wait_for(subscriber.get(), SESSION_CHECK_S)
                 except asyncio.TimeoutError:
                     self.incidents.prune()  # closed incidents expire even when no alert comes
+                    item = None
+                if time.monotonic() - checked >= SESSION_CHECK_S:  # also while events keep coming
+                    checked = time.monotonic()
                     if not await self._still_allowed(request):
                         break  # logged out, expired or disabled: the browser reconnects and gets 401
+                if item is None:
+                    if time.monotonic() - quiet_since < KEEP_ALIVE_S:
+                        continue
                     item = ": keep-alive\n\n"
+                quiet_since = time.monotonic()
                 if item is CLOSE:
                     break
                 if item is RESYNC:
