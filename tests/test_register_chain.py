@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import csv
 import asyncio
+import csv
 import json
 import time
 
@@ -12,6 +12,8 @@ import pytest
 
 from tests.register_support import counts, database_url, keep_log_handlers, run, sample, seed, sql
 from vigie.cli import main
+from vigie.contracts.v1 import AuditEntry
+from vigie.core import audit
 from vigie.core.db import DatabaseSettings, make_engine
 from vigie.register.chain import GENESIS, canonical, content_hash, link
 from vigie.register.models import ENTRY_COLUMNS
@@ -166,3 +168,45 @@ def test_postgresql_connections_plan_each_lookup(postgres) -> None:
             await engine.dispose()
 
     assert asyncio.run(settings_seen()) == ("force_custom_plan", "vigie")
+
+
+def test_a_recomputed_chain_is_caught_against_a_head_kept_elsewhere(url: str, capsys) -> None:  # noqa: ANN001
+    """A trial found that someone with write access who edits an entry and recomputes every later hash and
+    the head leaves a chain that verifies. `verify` prints the head (seq:hash) to keep outside the database;
+    `verify --expect SEQ:HASH` then fails on such a rewrite."""
+    run(seed(url, sample(30)))
+    code, out = verify_cli(url, capsys)
+    noted = next(line.split()[1] for line in out.splitlines() if line.startswith("head: "))
+    assert code == 0 and noted.startswith("30:")
+    rows = [dict(r._mapping) for r in run(sql(url, "SELECT * FROM register_entries ORDER BY seq"))]
+    prev = rows[10]["chain_hash"]
+    statements = []
+    for row in rows[11:]:  # seq 12 edited, then every hash after it recomputed
+        if row["seq"] == 12:
+            row["user"] = "nobody"
+        row["content_hash"] = content_hash(row)
+        row["prev_hash"], row["chain_hash"] = prev, link(prev, row["content_hash"])
+        prev = row["chain_hash"]
+        statements.append(f"UPDATE register_entries SET \"user\" = '{row['user']}', content_hash = "
+                          f"'{row['content_hash']}', prev_hash = '{row['prev_hash']}', chain_hash = "
+                          f"'{row['chain_hash']}' WHERE seq = {row['seq']}")
+    statements.append(f"UPDATE register_anchor SET head_hash = '{prev}' WHERE id = 1")
+    run(sql(url, *statements))
+    code, out = verify_cli(url, capsys)
+    assert code == 0 and "chain intact: 30 entries" in out  # consistent on its own: why the head is kept apart
+    code = main(["register", "verify", "--database", url, "--expect", noted])
+    out = capsys.readouterr().out
+    assert code == 1 and "chain rewritten: entry seq 30" in out
+    assert main(["register", "verify", "--database", url, "--expect", "30:nothex"]) == 2
+
+
+def test_show_prints_what_anyone_typed_as_text(tmp_path, capsys) -> None:  # noqa: ANN001
+    """A failed login's user name is typed by anyone: `register show` printed Rich markup in it as formatting
+    (a name '[b][/b]admin' showed as 'admin') and terminal escape codes raw. Both are now shown as written."""
+    url = f"sqlite:///{tmp_path / 'register.db'}"
+    names = ["[b][/b]admin", "\x1b[2J\x1b[31mred", "[link=http://evil.example]x[/link]"]
+    run(seed(url, [audit.entry(AuditEntry.KIND_LOGIN_FAILED, service="station", user=n) for n in names]))
+    assert main(["register", "show", "--database", url]) == 0
+    out = capsys.readouterr().out
+    assert "[b][/b]admin" in out and "\x1b[2J" not in out and "\\x1b[2J" in out
+    assert "[link=http://evil.example]x[/link]" in out

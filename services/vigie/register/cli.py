@@ -93,17 +93,58 @@ def _serve(args: argparse.Namespace, kafka: KafkaSettings) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    """Verify the chain; with ``--expect SEQ:HASH`` (a head noted earlier, kept outside the database) also check
+    that entry SEQ still has that chain hash: a rewrite of the whole chain from before SEQ is then caught."""
+    from sqlalchemy import select
+
+    from vigie.register.models import RegisterEntry
     from vigie.register.query import verify_chain
 
-    result = asyncio.run(_with_engine(args, verify_chain))
+    expected = _expected_head(args.expect) if args.expect else None
+
+    async def work(engine):  # noqa: ANN001, ANN202
+        result = await verify_chain(engine)
+        async with engine.connect() as connection:
+            head = (await connection.execute(select(RegisterEntry.chain_hash).where(
+                RegisterEntry.seq == result.head_seq))).scalar_one_or_none() if result.head_seq else None
+            kept = (await connection.execute(select(RegisterEntry.chain_hash).where(
+                RegisterEntry.seq == expected[0]))).scalar_one_or_none() if expected else None
+        return result, head, kept
+
+    result, head, kept = asyncio.run(_with_engine(args, work))
+    if result.ok and expected and kept != expected[1]:
+        what = "is no longer in the register" if kept is None else f"has chain hash {kept}"
+        print(f"chain rewritten: entry seq {expected[0]} {what}, not the {expected[1]} noted "
+              f"(the chain is consistent, so it was recomputed after an edit)")
+        return 1
     if result.ok:
         span = f" (seq {result.first_seq}..{result.head_seq})" if result.checked else ""
-        print(f"chain intact: {result.checked} entries{span}")
+        print(f"chain intact: {result.checked} entries{span}" + (f"; entry seq {expected[0]} as noted" if expected
+                                                                 else ""))
+        if head:
+            print(f"head: {result.head_seq}:{head}  (keep it outside the database: verify --expect "
+                  f"{result.head_seq}:{head} later proves nothing before it was rewritten)")
         return 0
     entry = f" (entry {result.entry_id})" if result.entry_id else ""
     at = f"seq {result.first_bad_seq}" if result.first_bad_seq is not None else "its ends"
     print(f"chain broken at {at}{entry}: {result.reason}; {result.checked} entries intact before it")
     return 1
+
+
+def _expected_head(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` of ``--expect``. Raises ValueError (a usage error) when it is not that."""
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"--expect {text[:80]!r}: expected SEQ:HASH as printed by verify (a number, ':', 64 hex digits)")
+    return int(seq), digest
+
+
+def _cell(value: str) -> "Text":
+    """A table cell showing ``value`` as written: no Rich markup, control and format characters as escapes."""
+    from rich.text import Text
+
+    return Text("".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                        for c in value))
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -121,9 +162,12 @@ def _show(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for row in rows:
         detail = row["detail"] if not row["subject"] else f"{row['subject']}: {row['detail']}"
-        table.add_row(str(row["seq"]), _iso(row["at_ns"]), row["kind"], row["user"], row["station"], row["camera_id"],
-                      row["incident_id"], row["record"], row["service"], row["client"], detail[:200])
-    Console().print(table)
+        # Anyone may write a user name (a failed login): shown as text, never as Rich markup or terminal codes.
+        table.add_row(*(_cell(v) for v in (str(row["seq"]), _iso(row["at_ns"]), row["kind"], row["user"],
+                                           row["station"], row["camera_id"], row["incident_id"], row["record"],
+                                           row["service"], row["client"], detail[:200])))
+    # Piped (to a file, a pager, grep): wide rows rather than columns folded to a few characters.
+    Console(width=None if sys.stdout.isatty() else 400).print(table)
     if len(rows) == args.limit:
         print(f"more: --after-seq {rows[-1]['seq']}")
     return 0
@@ -193,6 +237,8 @@ def add_arguments(parser: argparse.ArgumentParser, kafka: Callable[[argparse.Nam
     _serve_options(p, lambda _: argparse.SUPPRESS)
     p = sub.add_parser("verify", help="check the hash chain; exit 1 naming the first bad entry")
     _database_option(p, argparse.SUPPRESS)
+    p.add_argument("--expect", metavar="SEQ:HASH", help="a head printed by an earlier verify and kept outside the "
+                   "database: exit 1 unless that entry still has that chain hash (catches a recomputed chain)")
     p.set_defaults(func=_command(_verify))
     p = sub.add_parser("show", help="list entries as a table")
     _filter_options(p)
