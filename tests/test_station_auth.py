@@ -150,6 +150,30 @@ async def test_forged_requests_are_refused_and_change_nothing(kafka, db_url) -> 
                                                                    ("sup-main", escalated.id)]
 
 
+async def test_malformed_bodies_get_400_and_closed_incidents_409(kafka, db_url) -> None:
+    """A trial found 500s (a traceback in the log) for JSON nested 100,000 deep and for a lone surrogate in a
+    user name or password, on /login and on actions; and actions on a closed incident answered 202 and went
+    to the register although the correlator refuses them. Now 400 and 409, and nothing is published."""
+    await add_user_async(db_url, "op-main", "operator", "main")
+    closed = incident(3, state=Incident.STATE_CLOSED, revision=3)
+    await publish(kafka, Topics(kafka.namespace).alerts("main"), [incident(1), closed])
+    async with running_station(kafka, db_url) as (station, base), console_http() as http:
+        await wait_for_incident(station, closed.id)
+        me = await login(http, base, "op-main")
+        headers = {**write_headers(base, me), "Content-Type": "application/json"}
+        for body in ("[" * 100_000, '{"user": "op\\ud800", "password": "x"}',
+                     '{"user": "op-main", "password": "x\\udfff"}'):
+            async with http.post(f"{base}/login", data=body, headers=headers) as response:
+                assert response.status == 400, (body[:40], await response.text())
+        for body in ("[" * 100_000, '{"action": "comment", "comment": "\\ud800"}'):
+            async with http.post(f"{base}/api/incidents/inc-00001/actions", data=body, headers=headers) as response:
+                assert response.status == 400, (body[:40], await response.text())
+        async with http.post(f"{base}/api/incidents/{closed.id}/actions", json={"action": "acknowledge"},
+                             headers=write_headers(base, me)) as response:
+            assert response.status == 409 and "closed" in await response.text()
+    assert await read_topic(kafka, Topics(kafka.namespace).actions, settle_s=1.0) == []
+
+
 async def test_views_actions_logins_and_failures_are_audited_once(kafka, db_url) -> None:
     """Every login, refused login (name tried, client address, never the password), snapshot view, action
     and logout is one entry of the audit topic, in the logged-in user's name; a view whose entry cannot be

@@ -43,13 +43,17 @@ _QUERY = re.compile(
     re.IGNORECASE,
 )
 
+# Console session cookies (``vigie_session=<token>``), which a bad request's error may echo with its headers.
+_SESSION_COOKIE = re.compile(r"(?P<head>\bvigie_session=)(?P<secret>[^;,\s\"'\\]+)")
+
 
 def redact(text: str) -> str:
     """``text`` with the passwords of the URLs in it replaced by :data:`MASK`.
 
     Rewrites ``scheme://user:password@`` to ``scheme://user:***@`` and the values of
     credential query parameters (``password``, ``pwd``, ``token``, ``key``...) to
-    ``***``, wherever they appear in the text (a message, an error, a JSON line).
+    ``***``, and the console's session cookie (``vigie_session=***``), wherever they appear in the text
+    (a message, an error, a JSON line).
     Idempotent; never raises. Text without a URL is returned unchanged.
     """
     pattern = _pattern
@@ -58,6 +62,7 @@ def redact(text: str) -> str:
     if "=" not in text and "@" not in text:
         return text
     text = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    text = _SESSION_COOKIE.sub(lambda m: m["head"] + MASK, text)
     return _QUERY.sub(lambda m: m["head"] + (MASK if m["secret"] else ""), text)
 
 

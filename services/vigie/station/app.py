@@ -53,7 +53,7 @@ from vigie.core.topics import station_topic_base
 from vigie.station.auth import SESSION, STATIC, Access, AuthSettings, StationAuth, reads_register
 from vigie.station.events import CLOSE, RESYNC, EventHub, sse
 from vigie.station.history import CursorError, closed_page
-from vigie.station.login import ConsoleAccounts
+from vigie.station.login import ConsoleAccounts, read_json
 from vigie.station.register_page import RegisterPage
 from vigie.station.store import IncidentStore, SnapshotCache
 
@@ -382,8 +382,8 @@ class StationService(Service):
         incident = self._incident(request)
         user = request[SESSION].user
         expected = {"action": " | ".join(sorted(ACTIONS)), "comment": "text (needed by 'comment')"}
+        body = await read_json(request, f"expected JSON {json.dumps(expected)}")
         try:
-            body = await request.json()
             kind = ACTIONS[body["action"]]
             comment = body.get("comment", "")
             if not isinstance(comment, str):
@@ -396,6 +396,8 @@ class StationService(Service):
                                           f"{', '.join(expected)} (expected JSON {json.dumps(expected)})")
         if kind == OperatorAction.KIND_COMMENT and not comment.strip():
             raise web.HTTPBadRequest(text="a 'comment' action needs a non-empty 'comment' text")
+        if incident.state == Incident.STATE_CLOSED:  # the correlator would refuse it: nothing to record
+            raise web.HTTPConflict(text="this incident is closed: no action applies to it any more")
         if incident.state == Incident.STATE_ESCALATED and not user.supervisor:
             raise web.HTTPForbidden(text="this incident is escalated: only a supervisor acts on it")
         try:  # recorded before it is done: the register never misses an action

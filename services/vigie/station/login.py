@@ -36,13 +36,37 @@ from vigie.station.auth import COOKIE, SESSION, STATIC, Access, StationAuth, rea
 log = logging.getLogger(__name__)
 
 
+def _valid_text(value: object) -> bool:
+    """True when every string in ``value`` (a parsed JSON document) is valid Unicode (no lone surrogate)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_valid_text(k) and _valid_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_valid_text(v) for v in value)
+    return True
+
+
+async def read_json(request: web.Request, expected: str) -> object:
+    """The request's JSON body. 400 with ``expected`` for anything that is not JSON, is nested too deep for
+    the parser, or carries a string that is not valid Unicode (e.g. a lone surrogate escape)."""
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError):
+        raise web.HTTPBadRequest(text=expected) from None
+    if not _valid_text(body):
+        raise web.HTTPBadRequest(text=f"{expected} (strings must be valid Unicode)")
+    return body
+
+
 async def json_fields(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:
     """The request's JSON object with exactly the string fields ``names``; 400 saying what is expected."""
     expected = "expected JSON {" + ", ".join(f'"{n}": "..."' for n in names) + "}"
-    try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text=expected) from None
+    body = await read_json(request, expected)
     if not isinstance(body, dict) or set(body) != set(names) or not all(isinstance(body[n], str) for n in names):
         raise web.HTTPBadRequest(text=expected)
     return body
