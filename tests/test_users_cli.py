@@ -54,9 +54,17 @@ def test_cli_refuses_bad_input_with_clear_messages(tmp_path) -> None:
     for args, stdin, says in refused:
         done = users(db, *args, stdin=stdin and stdin + "\n")
         assert done.returncode == 1 and says in done.stderr, (args, done.stderr)
-    for args in (("add", "bob", "--roles", "operator", "--password", GOOD), ("add", "bob", GOOD, "--roles", "operator")):
+    for args in (("add", "bob", "--roles", "operator", "--password", GOOD), ("add", "bob", GOOD, "--roles", "operator"),
+                 ("add", "bob", "--roles", "operator", f"--password={GOOD}"),  # once parsed as --password-stdin
+                 ("add", "bob", "--roles", "operator", "--passw", GOOD), ("passwd", "alice", "--pw", GOOD)):
         done = users(db, *args)
-        assert done.returncode == 2 and "unrecognized arguments" in done.stderr
+        assert done.returncode == 2 and GOOD not in done.stderr + done.stdout, (args, done.stderr)
+    done = users(db, "add", "Alice", "--roles", "operator", "--password-stdin", stdin=GOOD + "\n")
+    assert done.returncode == 1 and "confused with the existing 'alice'" in done.stderr
+    elsewhere = f"sqlite:///{tmp_path}/elsewhere/vigie.db"  # a command run from the wrong folder
+    done = users(elsewhere, "list")
+    assert done.returncode == 1 and "no database at" in done.stderr
+    assert not (tmp_path / "elsewhere").exists()
     listed = users(db, "list")
     assert listed.returncode == 0 and "alice" in listed.stdout and "bob" not in listed.stdout
     assert "$argon2" not in listed.stdout

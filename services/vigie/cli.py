@@ -209,9 +209,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that unrecognised arguments are named by their options only: the values after them
+    are not repeated, since one may be a password typed where it does not belong."""
+
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's signature
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            options = [e.split("=", 1)[0] for e in extras if e.startswith("-")]
+            self.error(f"unrecognized arguments: {' '.join(options)}" if options else
+                       f"{len(extras)} unexpected argument(s) (not repeated here)")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vigie`` command."""
-    parser = argparse.ArgumentParser(prog="vigie", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="vigie", description=__doc__.splitlines()[0])
     parser.add_argument("--kafka", help="bootstrap servers (default $VIGIE_KAFKA or 127.0.0.1:9092)")
     parser.add_argument("--namespace", help="topic and group prefix (default $VIGIE_NAMESPACE or none)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

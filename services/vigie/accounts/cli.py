@@ -20,9 +20,11 @@ import getpass
 import logging
 import sys
 import time
+from pathlib import Path
 
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from vigie.accounts.models import ROLES
 from vigie.accounts.outbox import flush_outbox, pending
@@ -39,6 +41,14 @@ from vigie.core.topics import Topics
 PUBLISH_TIMEOUT_S = 15.0
 
 
+class _RefusePassword(argparse.Action):
+    """``--password`` (in any spelling): refused without repeating what followed it (it may be a password)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        parser.error("a password is never taken from the command line: type it when asked, or use "
+                     "--password-stdin or --one-time")
+
+
 def add_arguments(sub: argparse._SubParsersAction) -> None:
     """Add the ``users`` command and its actions to the ``vigie`` parser's subcommands."""
     common = argparse.ArgumentParser(add_help=False)
@@ -48,12 +58,14 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     secret = argparse.ArgumentParser(add_help=False)
     how = secret.add_mutually_exclusive_group()
     how.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    secret.add_argument("--password", "--pass", "--passwd", "--pw", nargs="?", action=_RefusePassword,
+                        help=argparse.SUPPRESS)
     how.add_argument("--one-time", action="store_true", help="generate a random password, print it once, and "
                      "require a new one at the first login")
     roles = f"comma-separated roles among {', '.join(ROLES)}"
     p = sub.add_parser("users", help="console accounts: add, list, disable, enable, passwd, assign")
     actions = p.add_subparsers(dest="users_action", required=True)
-    a = actions.add_parser("add", parents=[common, secret], help="create an account (password typed twice, "
+    a = actions.add_parser("add", parents=[common, secret], allow_abbrev=False, help="create an account (password typed twice, "
                            "--password-stdin or --one-time)")
     a.add_argument("name", help="user name (letters, digits, '.', '_', '@', '-')")
     a.add_argument("--roles", required=True, help=roles)
@@ -62,7 +74,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     for name, help_ in (("disable", "disable an account; its sessions end"),
                         ("enable", "enable an account again; its lockout is cleared")):
         actions.add_parser(name, parents=[common], help=help_).add_argument("name")
-    a = actions.add_parser("passwd", parents=[common, secret], help="set an account's password; its sessions end")
+    a = actions.add_parser("passwd", parents=[common, secret], allow_abbrev=False, help="set an account's password; its sessions end")
     a.add_argument("name")
     a = actions.add_parser("assign", parents=[common], help="replace an account's roles and/or stations")
     a.add_argument("name")
@@ -154,7 +166,22 @@ async def _publish(engine, kafka: KafkaSettings, database: DatabaseSettings) -> 
                 f"the outbox of {database.redacted()}, the register service publishes them")
 
 
+def _check_sqlite_file(args: argparse.Namespace, database: DatabaseSettings) -> None:
+    """A SQLite file that does not exist is created by ``add`` only (and said so): any other action there would
+    read, or change, a database nothing uses (a command run from another folder). Raises AccountError."""
+    if not database.is_sqlite:
+        return
+    path = make_url(database.url).database or ""
+    if path in ("", ":memory:") or Path(path).exists():
+        return
+    if args.users_action != "add":
+        raise AccountError(f"no database at {Path(path).resolve()} (from {database.redacted()}): run the "
+                           "command where the services run, or give --database")
+    print(f"creating the accounts database {Path(path).resolve()}", file=sys.stderr)
+
+
 async def _run(args: argparse.Namespace, kafka: KafkaSettings, database: DatabaseSettings) -> int:
+    _check_sqlite_file(args, database)
     engine = make_engine(database)
     try:
         await check_reachable(engine, database)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -175,8 +175,12 @@ class AccountStore:
         now = self._clock()
         try:
             async with self.sessions.begin() as session:
-                if await session.scalar(select(User.id).where(User.name == name)) is not None:
+                twin = await session.scalar(select(User.name).where(func.lower(User.name) == name.lower()))
+                if twin == name:
                     raise AccountError(f"user {name!r} already exists")
+                if twin is not None:  # 'Admin' next to 'admin': two names the register's readers would confuse
+                    raise AccountError(f"user {name!r} would be confused with the existing {twin!r} (names differ "
+                                       "in case only)")
                 user = User(name=name, password_hash=digest, roles=roles, stations=stations, disabled=False,
                             failed_logins=0, locked_until=0.0, must_change_password=must_change, created_at=now,
                             updated_at=now)
