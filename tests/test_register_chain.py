@@ -210,3 +210,18 @@ def test_show_prints_what_anyone_typed_as_text(tmp_path, capsys) -> None:  # noq
     out = capsys.readouterr().out
     assert "[b][/b]admin" in out and "\x1b[2J" not in out and "\\x1b[2J" in out
     assert "[link=http://evil.example]x[/link]" in out
+
+
+def test_csv_export_shows_formulas_as_text_json_stays_exact(tmp_path, capsys) -> None:  # noqa: ANN001
+    """A failed login as '=cmd|"/c calc"!A1' was exported to CSV as a formula a spreadsheet would run.
+    CSV cells starting with = + - @ now begin with ', so they are text; the JSON export keeps every value."""
+    url = f"sqlite:///{tmp_path / 'register.db'}"
+    tricky = '=cmd|"/c calc"!A1'
+    run(seed(url, [audit.entry(AuditEntry.KIND_LOGIN_FAILED, service="station", user=tricky, detail="@SUM(1)")]))
+    out_csv, out_json = tmp_path / "r.csv", tmp_path / "r.json"
+    assert main(["register", "export", "--database", url, "--format", "csv", "--output", str(out_csv)]) == 0
+    assert main(["register", "export", "--database", url, "--format", "json", "--output", str(out_json)]) == 0
+    (row,) = list(csv.DictReader(out_csv.open(encoding="utf-8")))
+    assert row["user"] == "'" + tricky and row["detail"] == "'@SUM(1)" and row["kind"] == "login_failed"
+    (exact,) = json.loads(out_json.read_text(encoding="utf-8"))
+    assert exact["user"] == tricky and exact["content_hash"] == content_hash(exact)

@@ -47,6 +47,8 @@ def _ports(text: str) -> tuple[int, int, int]:
 
 def _check_free(port: int, what: str, option: str) -> None:
     with socket.socket() as probe:
+        # As the services bind (SO_REUSEADDR): a port left in TIME-WAIT by a stack just stopped is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:

@@ -91,10 +91,20 @@ async def iter_entries(engine: AsyncEngine, page: int = 1000, **filters: Any) ->
         after = rows[-1]["seq"]
 
 
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` for a CSV cell: text a spreadsheet would run as a formula (it begins with ``=``, ``+``, ``-``,
+    ``@``, a tab or a carriage return: anyone can type such a user name at the login) gets a leading ``'``,
+    so it is shown as text (OWASP's advice against CSV injection). Other values are returned unchanged."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 async def export_text(engine: AsyncEngine, fmt: str, **filters: Any) -> AsyncIterator[str]:
     """Every entry matching ``filters`` (those of :func:`list_entries`) with every column, hashes included, as
-    text pieces to write one after the other: ``csv`` (a header line, then one line per entry) or ``json``
-    (an array of objects, one per line). The CLI's ``export`` and the auditor's page download both use it.
+    text pieces to write one after the other: ``csv`` (a header line, then one line per entry; cells a
+    spreadsheet would take for a formula prefixed with ``'``: :func:`spreadsheet_safe`) or ``json`` (an
+    array of objects, one per line, every value exact: the one to recompute hashes from). The CLI's ``export`` and the auditor's page download both use it.
 
     Raises ValueError for an unknown format, kind or filter (before yielding anything).
     """
@@ -106,7 +116,7 @@ async def export_text(engine: AsyncEngine, fmt: str, **filters: Any) -> AsyncIte
     writer = csv.DictWriter(buffer, fieldnames=ENTRY_COLUMNS)
 
     def csv_line(row: dict[str, Any] | None) -> str:
-        writer.writeheader() if row is None else writer.writerow(row)
+        writer.writeheader() if row is None else writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
         text = buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
