@@ -67,8 +67,17 @@ async def test_every_route_answers_401_without_a_session_except_the_public_ones(
                              ("/static/station.js", 401), ("/static/../static/station.js", 401), ("/nowhere", 401)):
             async with http.get(base + path) as response:
                 assert response.status == status, path
-        async with http.get(base + "/") as response:  # a browser is sent to the login page
-            assert response.status == 401 and 'url=/login' in await response.text()
+        for page in ("/", "/register"):  # a browser is sent to the login page
+            async with http.get(base + page) as response:
+                assert response.status == 401 and 'url=/login' in await response.text()
+        async with http.get(base + "/api/incidents") as response:  # an API client is told, in words
+            assert response.status == 401 and "log in first" in await response.text()
+        for method, path in (("GET", "/api/incidents"), ("GET", "/nowhere"), ("HEAD", "/login"), ("GET", "/login")):
+            async with http.request(method, base + path) as response:  # errors carry the headers too
+                assert response.status in (200, 401), (method, path, response.status)
+                assert response.headers["X-Frame-Options"] == "DENY", (method, path)
+                assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"], (method, path)
+                assert response.headers["Cache-Control"] == "no-store", (method, path)
 
 
 async def test_roles_and_stations_decide_what_a_user_sees(kafka, db_url) -> None:
@@ -92,6 +101,7 @@ async def test_roles_and_stations_decide_what_a_user_sees(kafka, db_url) -> None
                              "/api/incidents?state=closed"):
                     async with http.get(base + path) as response:
                         assert response.status == (200 if allowed else 403), (name, path, response.status)
+                        assert response.headers["Cache-Control"] == "no-store", path  # never in a cache
                         if path.endswith(".jpg") and allowed:
                             assert await response.read() == b"\xff\xd8jpeg-bytes\xff\xd9"
                 async with http.post(f"{base}/api/incidents/{item.id}/actions", json={"action": "acknowledge"},
@@ -310,6 +320,10 @@ async def test_one_time_password_must_be_changed_first(kafka, db_url) -> None:
         assert me["mustChangePassword"] is True
         async with http.get(base + "/api/incidents") as response:
             assert response.status == 403 and "password" in await response.text()
+        for page in ("/", "/register"):  # a browser is told where to change it
+            async with http.get(base + page) as response:
+                assert response.status == 403 and 'href="/login"' in await response.text()
+                assert response.content_type == "text/html"
         async with http.post(base + "/api/password", json={"current": PASSWORD, "new": "short"},
                              headers=write_headers(base, me)) as response:
             assert response.status == 400 and "at least 12 characters" in await response.text()

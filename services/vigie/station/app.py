@@ -297,7 +297,7 @@ class StationService(Service):
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """``GET /api/events``: server-sent events, see :mod:`vigie.station.events` for the stream's shape."""
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await response.prepare(request)
         subscriber = self.events.subscribe()
         try:

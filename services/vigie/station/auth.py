@@ -46,6 +46,8 @@ SESSION = web.RequestKey("session", SessionInfo)
 NEW_TOKEN = web.RequestKey("new_token", str)
 _LOGIN_REDIRECT = ('<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=/login">'
                    '<title>Log in</title><p>Log in first: <a href="/login">/login</a></p>')
+_CHANGE_FIRST = ('<!doctype html><meta charset="utf-8"><title>Change your password</title>'
+                 '<p>Your password must be changed first: log in again at <a href="/login">/login</a> to change it.</p>')
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
@@ -131,8 +133,10 @@ class StationAuth:
         self.proxy_login: Callable[[web.Request, str], Awaitable[tuple[str, SessionInfo] | None]] | None = None
 
     def add(self, app: web.Application, method: str, path: str, handler: Callable, access: Access) -> None:
-        """Add a route with its access rule."""
+        """Add a route with its access rule; a page (GET outside ``/api/``) also answers HEAD."""
         self.access[app.router.add_route(method, path, handler)] = access
+        if method == "GET" and not path.startswith("/api/"):
+            self.access[app.router.add_route("HEAD", path, handler)] = access
 
     def add_static(self, app: web.Application, prefix: str, folder: Path, access: Access) -> None:
         """Serve ``folder`` under ``prefix`` with an access rule (the public assets are in PUBLIC_PATHS)."""
@@ -202,19 +206,26 @@ class StationAuth:
         A database that does not answer is a 503 (its error is logged by type only: no URL, no SQL)."""
         try:
             return await self._checked(request, handler)
+        except web.HTTPException as exc:  # 401, 403, 404...: the same headers as a page
+            self._headers(exc, request)
+            raise
         except (OperationalError, DBAPIError) as exc:
             log.warning("%s %s: the accounts database does not answer: %s", request.method, request.path,
                         type(exc).__name__)
-            raise web.HTTPServiceUnavailable(text="the accounts database does not answer; try again") from None
+            raise self._headers(web.HTTPServiceUnavailable(
+                text="the accounts database does not answer; try again"), request) from None
+        except Exception:  # noqa: BLE001 - logged with its traceback; the client gets no detail
+            log.exception("%s %s failed", request.method, request.path)
+            raise self._headers(web.HTTPInternalServerError(text="internal error (logged)"), request) from None
 
     async def _checked(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         if request.path in PUBLIC_PATHS:
             if request.method in STATE_CHANGING:
                 self.check_form(request)
-            return self._headers(await handler(request))
+            return self._headers(await handler(request), request)
         info = await self.session_of(request)
         if info is None:
-            if request.method == "GET" and request.path == "/":
+            if _is_page(request):  # a browser opening a page is sent to the login page
                 raise web.HTTPUnauthorized(text=_LOGIN_REDIRECT, content_type="text/html")
             raise web.HTTPUnauthorized(text="log in first (POST /login)")
         request[SESSION] = info
@@ -230,20 +241,31 @@ class StationAuth:
                 raise request.match_info.http_exception  # 404, 405 for a logged-in user
             raise web.HTTPForbidden(text="this route has no access rule")
         if info.user.must_change_password and access is not Access.SESSION:
+            if _is_page(request):
+                raise web.HTTPForbidden(text=_CHANGE_FIRST, content_type="text/html")
             raise web.HTTPForbidden(text="change your password first (POST /api/password)")
         if access is Access.VIEWER and not info.user.views(self.station):
             raise web.HTTPForbidden(text=f"{info.user.name} does not see station {self.station}'s incidents")
         if access is Access.REGISTER and not reads_register(info.user):
             raise web.HTTPForbidden(text=f"{info.user.name} does not read the register (role "
                                          f"{' or '.join(sorted(REGISTER_ROLES))} needed)")
-        response = self._headers(await handler(request))
+        response = self._headers(await handler(request), request)
         if NEW_TOKEN in request and not response.prepared:
             self.set_cookie(request, response, request[NEW_TOKEN])
         return response
 
     @staticmethod
-    def _headers(response: web.StreamResponse) -> web.StreamResponse:
+    def _headers(response: web.StreamResponse, request: web.Request) -> web.StreamResponse:
+        """Add :data:`SECURITY_HEADERS` and, but for the static assets, ``Cache-Control: no-store`` (incidents,
+        the register and images are never kept by a browser or a shared cache)."""
         if not response.prepared:
             for key, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(key, value)
+            if not request.path.startswith("/static/"):
+                response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+
+def _is_page(request: web.Request) -> bool:
+    """True for a page opened in a browser (a GET or HEAD outside ``/api/`` and ``/static/``)."""
+    return request.method in ("GET", "HEAD") and not request.path.startswith(("/api/", "/static/"))
