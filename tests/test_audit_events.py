@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.stack import consume, free_port, service
+from vigie.core.authorisations import authorise_cameras
 from vigie.contracts.v1 import AuditEntry
 from vigie.core.audit import AuditQueue, entry, kind_name
 from vigie.core.topics import Topics
@@ -32,10 +33,10 @@ def _entries(kafka, until) -> list[AuditEntry]:  # noqa: ANN001
 
 def test_grabber_records_its_start_stop_and_cameras(kafka, tmp_path: Path) -> None:
     cameras = tmp_path / "cameras.yaml"
-    cameras.write_text(
+    cameras.write_text(authorise_cameras(
         "cameras:\n"
         "  - id: syn\n    source: synthetic://scene?seed=3&w=320&h=240&fps=10\n    fps: 5\n"
-        f"  - id: down\n    source: rtsp://admin:{SECRET}@127.0.0.1:{free_port()}/live\n    timeout_s: 1\n")
+        f"  - id: down\n    source: rtsp://admin:{SECRET}@127.0.0.1:{free_port()}/live\n    timeout_s: 1\n"))
 
     def kinds(entries: list[AuditEntry]) -> list[tuple[str, str]]:
         return [(kind_name(e.kind), e.camera_id) for e in entries]

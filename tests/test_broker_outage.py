@@ -23,6 +23,7 @@ import pytest
 
 from tests.stack import ROOT, consume, free_port, produce, service
 from tests.station_support import logged_in_station
+from vigie.core.authorisations import authorise_cameras
 from vigie.contracts.v1 import Incident
 from vigie.core.kafka import apply_topics
 from vigie.core.settings import KafkaSettings
@@ -99,7 +100,7 @@ def _apply(kafka: KafkaSettings) -> None:
 
 def _synthetic_cameras(tmp_path: Path, fps: int) -> Path:
     path = tmp_path / "cameras.yaml"
-    path.write_text(f"cameras:\n  - id: synth\n    source: synthetic://scene\n    fps: {fps}\n")
+    path.write_text(authorise_cameras(f"cameras:\n  - id: synth\n    source: synthetic://scene\n    fps: {fps}\n"))
     return path
 
 

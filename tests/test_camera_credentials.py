@@ -21,6 +21,7 @@ import pytest
 from tests.clips import DATA
 from tests.stack import consume, health, service
 from tests.support.mjpeg_server import MjpegServer
+from vigie.core.authorisations import authorise_cameras
 from vigie.chaos import rtsp_server as rtsp
 from vigie.core.cameras import CameraConfig
 from vigie.core.secrets import redact, register_url_password
@@ -58,7 +59,7 @@ def test_redaction_covers_urls_reprs_and_errors() -> None:
 
 def test_validate_names_missing_password_variable_and_file(tmp_path: Path) -> None:
     cameras = tmp_path / "cameras.yaml"
-    cameras.write_text(
+    cameras.write_text(authorise_cameras(
         "cameras:\n"
         "  - id: gate-1\n"
         "    source: rtsp://10.0.0.1/s\n"
@@ -70,14 +71,14 @@ def test_validate_names_missing_password_variable_and_file(tmp_path: Path) -> No
         f"      password_file: {tmp_path / 'absent'}\n"
         "  - id: gate-3\n"
         "    source: rtsp://10.0.0.3/s\n"
-        f"    credentials: {{username: viewer, password_file: {tmp_path / 'present'}}}\n")
+        f"    credentials: {{username: viewer, password_file: {tmp_path / 'present'}}}\n"))
     (tmp_path / "present").write_text("Present-pw-1\n")
     done = subprocess.run([sys.executable, "-m", "vigie", "validate", str(cameras)], capture_output=True, text=True,
                           timeout=120, env={k: v for k, v in os.environ.items() if k != f"{ENV}_UNSET"})
     assert done.returncode == 2, done.stdout + done.stderr
-    assert (f"{cameras}:4: cameras[0].credentials.password_env: camera gate-1: environment variable "
+    assert (f"{cameras}:7: cameras[0].credentials.password_env: camera gate-1: environment variable "
             f"{ENV}_UNSET is not set or empty") in done.stderr
-    assert (f"{cameras}:9: cameras[1].credentials.password_file: camera gate-2: cannot read secret file "
+    assert (f"{cameras}:13: cameras[1].credentials.password_file: camera gate-2: cannot read secret file "
             f"{tmp_path / 'absent'}") in done.stderr
     assert "gate-3" not in done.stderr and "Present-pw-1" not in done.stderr + done.stdout
 
@@ -103,9 +104,9 @@ def test_grabber_leaks_no_camera_password(kafka, tmp_path: Path) -> None:
                        f"'{tmp_path / 'absent.secret'}'}}",
         }
         path = tmp_path / "cameras.yaml"
-        path.write_text("cameras:\n" + "".join(
+        path.write_text(authorise_cameras("cameras:\n" + "".join(
             f"  - id: {camera_id}\n    {source}\n    fps: 5\n    timeout_s: 2\n"
-            "    reconnect: {initial_s: 0.2, max_s: 1, unauthorised_s: 1}\n" for camera_id, source in cameras.items()))
+            "    reconnect: {initial_s: 0.2, max_s: 1, unauthorised_s: 1}\n" for camera_id, source in cameras.items())))
         os.environ[ENV] = PASSWORD  # the grabber process inherits it
         try:
             with service(kafka, "grabber", "--cameras", str(path), log_dir=tmp_path) as (proc, port):

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from vigie.core.authorisations import authorise_cameras
 from vigie.contracts.v1 import Anomaly, CameraIncidents, Incident, OperatorAction, Region
 from vigie.core.config import ConfigError, load_yaml_model
 from vigie.correlator.config import MergePolicy, Route, Routing
@@ -213,8 +214,8 @@ def test_routing_needs_at_least_one_route(tmp_path) -> None:
 
 def test_validate_warns_of_cameras_that_reach_no_station(tmp_path) -> None:
     cameras = tmp_path / "cameras.yaml"
-    cameras.write_text("cameras:\n  - {id: metro-1, source: synthetic://scene}\n"
-                       "  - {id: square-1, source: synthetic://scene}\n")
+    cameras.write_text(authorise_cameras("cameras:\n  - {id: metro-1, source: synthetic://scene}\n"
+                       "  - {id: square-1, source: synthetic://scene}\n"))
     routing = tmp_path / "routing.yaml"
     routing.write_text("routes:\n  - {cameras: ['metro-*'], stations: [transit]}\n")
     result = subprocess.run([sys.executable, "-m", "vigie", "validate", str(cameras), "--routing", str(routing)],

@@ -17,6 +17,7 @@ import simplejpeg
 
 from tests.stack import consume, health, produce, service
 from tests.support.faulty_analytic import Faulty
+from vigie.core.authorisations import authorise_cameras
 from vigie.contracts.v1 import Frame
 from vigie.core.topics import Topics
 from vigie.detector.analytics.registry import PLUGINS, PLUGINS_ENV
@@ -25,7 +26,7 @@ from vigie.detector.preprocess import to_batch
 
 FAULTY = "tests.support.faulty_analytic:Faulty"
 CAMERAS = ("good-a", "bad", "good-b")
-CAMERAS_YAML = """cameras:
+CAMERAS_YAML = authorise_cameras("""cameras:
   - id: good-a
     source: synthetic://scene
     analytics: {faulty: {}}
@@ -35,7 +36,7 @@ CAMERAS_YAML = """cameras:
   - id: good-b
     source: synthetic://scene
     analytics: {faulty: {}}
-"""
+""")
 
 
 def _frames(topics: Topics, seqs: range) -> list[tuple[bytes, bytes]]:

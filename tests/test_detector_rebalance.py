@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.stack import consume, health, service
+from vigie.core.authorisations import authorise_cameras
 from vigie.contracts.v1 import Frame
 from vigie.core.kafka import make_consumer
 from vigie.core.topics import CAMERA_PARTITIONS, Topics
@@ -111,8 +112,8 @@ def test_detectors_survive_every_rebalance_and_every_frame_is_analysed(kafka, tm
     monkeypatch.setenv(PLUGINS_ENV, f"faulty={WITNESS}")
     topics = Topics(kafka.namespace)
     cameras = tmp_path / "cameras.yaml"
-    cameras.write_text("cameras:\n" + "".join(f"  - id: {c}\n    source: synthetic://scene\n"
-                                              f"    analytics: {{faulty: {{}}}}\n" for c in CAMERAS))
+    cameras.write_text(authorise_cameras("cameras:\n" + "".join(f"  - id: {c}\n    source: synthetic://scene\n"
+                                              f"    analytics: {{faulty: {{}}}}\n" for c in CAMERAS)))
     args = ("--cameras", str(cameras), "--no-object-classes")
     feeder = Feeder(kafka, topics)
     all_partitions = set(range(CAMERA_PARTITIONS))

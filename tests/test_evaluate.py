@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.clips import data_path
+from vigie.core.authorisations import authorise_cameras
 from vigie.evaluate import add_arguments, groundtruth, main, metrics
 from vigie.evaluate.metrics import Alarm, alarms_from, match_events, roc_auc
 from vigie.evaluate.runner import resolve_clip
@@ -221,8 +222,8 @@ def test_dataset_folders_resolve_to_their_clip() -> None:
 def test_evaluate_ucsd_ped2_with_warmup_json_and_plot(tmp_path, capsys) -> None:
     cameras = tmp_path / "cameras.yaml"
     # a short learning period, so the camera is past its warm-up after one training clip
-    cameras.write_text("cameras:\n  - id: ped2\n    source: unused.mp4\n"
-                       "    analytics:\n      crowd_movement: {warmup_s: 10}\n")
+    cameras.write_text(authorise_cameras("cameras:\n  - id: ped2\n    source: unused.mp4\n"
+                       "    analytics:\n      crowd_movement: {warmup_s: 10}\n"))
     plot = tmp_path / "ped2.png"
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -297,7 +298,7 @@ def test_evaluate_names_the_unknown_kind_device_and_camera(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"^--device banana: not a torch device"):
         main(_parse(clip, "--device", "banana"))
     cameras = tmp_path / "cameras.yaml"
-    cameras.write_text("cameras:\n  - id: a\n    source: a.mp4\n  - id: b\n    source: b.mp4\n")
+    cameras.write_text(authorise_cameras("cameras:\n  - id: a\n    source: a.mp4\n  - id: b\n    source: b.mp4\n"))
     with pytest.raises(ConfigError) as camera:
         camera_for(Clip(tmp_path / "x.mp4"), None, str(cameras), "nosuch")
     assert str(camera.value) == f"unknown camera 'nosuch' in {cameras} (cameras: a, b)"

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from vigie.core.authorisations import authorise_cameras
 from vigie.core.config import ConfigError
 from vigie.core.cameras import CameraConfig, load_cameras
 
@@ -208,10 +209,11 @@ def test_polygon_geometry_helpers():
 def test_validate_warns_of_masks_without_a_reference_size(tmp_path):
     """Defect: masks had no reference frame size, so a resolution change moved them; `vigie validate` says when
     a camera's masks still lack one (the grabber then assumes its first frame's size)."""
-    path = write(tmp_path, "cameras:\n"
-                           "  - {id: a, source: synthetic://scene, privacy_masks: [{polygon: [[0, 0], [9, 0], [9, 9]]}]}\n"
-                           "  - {id: b, source: synthetic://scene, privacy_masks_reference_size: [720, 480],\n"
-                           "     privacy_masks: [{polygon: [[0, 0], [9, 0], [9, 9]]}]}\n")
+    path = write(tmp_path, authorise_cameras(
+        "cameras:\n"
+        "  - {id: a, source: synthetic://scene, privacy_masks: [{polygon: [[0, 0], [9, 0], [9, 9]]}]}\n"
+        "  - {id: b, source: synthetic://scene, privacy_masks_reference_size: [720, 480],\n"
+        "     privacy_masks: [{polygon: [[0, 0], [9, 0], [9, 9]]}]}\n"))
     result = subprocess.run([sys.executable, "-m", "vigie", "validate", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     warnings = [line.strip() for line in result.stdout.splitlines() if "warning" in line]

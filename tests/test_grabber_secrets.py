@@ -12,6 +12,7 @@ import pytest
 
 from tests.stack import consume, free_port, health, service
 from tests.support.mjpeg_server import MjpegServer, RtspRefuser
+from vigie.core.authorisations import authorise_cameras
 from vigie.core.topics import Topics
 
 pytestmark = pytest.mark.broker
@@ -52,7 +53,7 @@ def test_camera_states_and_no_password_in_logs_healthz_or_metrics(kafka, tmp_pat
         cameras += (f"  - id: rtsp-down\n    source: rtsp://admin:{PASSWORDS['rtsp-down']}@127.0.0.1:{free_port()}/cam\n"
                     "    timeout_s: 1\n    reconnect: {initial_s: 0.2, max_s: 1}\n")
         path = tmp_path / "cameras.yaml"
-        path.write_text(cameras)
+        path.write_text(authorise_cameras(cameras))
         topic = Topics(kafka.namespace).frames
         with service(kafka, "grabber", "--cameras", str(path), log_dir=tmp_path) as (proc, port):
             records = consume(kafka, topic.name, lambda rs: len(rs) >= 12, timeout_s=30)

@@ -17,6 +17,7 @@ import simplejpeg
 from tests.clips import data_path
 from tests.stack import consume, free_port, health, service
 from tests.streams import cut_mid_gop_ts, noise_video, resolution_change_ts
+from vigie.core.authorisations import authorise_cameras
 from vigie.core.topics import Topics
 from vigie.grabber.frames import MAX_JPEG_BYTES
 
@@ -30,7 +31,7 @@ def grabber(kafka, tmp_path: Path, cameras: str, frames: int):  # noqa: ANN001, 
     Yields ``(process, health port, records, decoded frames)``.
     """
     path = tmp_path / "cameras.yaml"
-    path.write_text(cameras)
+    path.write_text(authorise_cameras(cameras))
     topic = Topics(kafka.namespace).frames
     with service(kafka, "grabber", "--cameras", str(path), log_dir=tmp_path) as (proc, port):
         records = consume(kafka, topic.name, lambda rs: len(rs) >= frames, timeout_s=30)
@@ -92,7 +93,7 @@ def test_vigie_up_checks_its_files_and_port_before_starting_anything(tmp_path: P
     result = subprocess.run([sys.executable, "-m", "vigie", "up", "--cameras", str(cameras)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "fsp" in result.stderr and "Vigie is running" not in result.stderr
-    cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene\n")
+    cameras.write_text(authorise_cameras("cameras:\n  - id: a\n    source: synthetic://scene\n"))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -115,7 +116,7 @@ def test_grabber_and_detector_without_their_topics_say_how_to_create_them(broker
     """Defect: a grabber whose namespace had no topics reported 'the broker does not answer' and dropped frames;
     it now stops at once naming the missing topic and the command (exit 2), as the detector does."""
     cameras = tmp_path / "cameras.yaml"
-    cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene\n")
+    cameras.write_text(authorise_cameras("cameras:\n  - id: a\n    source: synthetic://scene\n"))
     for service in ("grabber", "detector"):
         result = subprocess.run([sys.executable, "-m", "vigie", "--kafka", broker, "--namespace", namespace,
                                  service, "--cameras", str(cameras), "--http-port", str(free_port())],

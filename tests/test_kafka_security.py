@@ -18,6 +18,7 @@ import pytest
 
 from tests.secure_kafka import SecureBroker, make_tls, refused, roundtrip, vigie
 from tests.stack import consume, free_port, health, service, terminate
+from vigie.core.authorisations import authorise_cameras
 from vigie.core.errors import ConfigError
 from vigie.core.kafka import apply_topics
 from vigie.core.kafka_security import client_options, environment
@@ -103,7 +104,7 @@ def test_services_over_sasl_ssl(secure, namespace: str, tmp_path: Path) -> None:
     settings = broker.sasl_settings(namespace, "vigie", right, cafile=tls.cafile)
     asyncio.run(apply_topics(settings, Topics(namespace).all(["main"])))
     cameras = tmp_path / "cameras.yaml"
-    cameras.write_text("cameras:\n  - id: demo\n    source: synthetic://scene?seed=1&w=160&h=120&fps=10\n    fps: 5\n")
+    cameras.write_text(authorise_cameras("cameras:\n  - id: demo\n    source: synthetic://scene?seed=1&w=160&h=120&fps=10\n    fps: 5\n"))
     with service(settings, "grabber", "--cameras", str(cameras), log_dir=tmp_path) as (grabber, _):
         frames = consume(settings, Topics(namespace).frames.name, lambda rs: len(rs) >= 3, timeout_s=20)
     with service(settings, "correlator", log_dir=tmp_path, ready_timeout_s=60) as (correlator, _):
@@ -127,7 +128,7 @@ def test_a_refused_service_says_so_and_takes_the_corrected_password_file(secure,
     password_file.write_text(WRONG + "\n")
     settings = broker.sasl_settings(namespace, "vigie", password_file, cafile=tls.cafile)
     cameras = tmp_path / "cameras.yaml"
-    cameras.write_text("cameras:\n  - id: demo\n    source: synthetic://scene?seed=1&w=160&h=120&fps=10\n")
+    cameras.write_text(authorise_cameras("cameras:\n  - id: demo\n    source: synthetic://scene?seed=1&w=160&h=120&fps=10\n"))
     port = free_port()
     with open(tmp_path / "grabber.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "vigie", "--kafka", settings.bootstrap, "--namespace",

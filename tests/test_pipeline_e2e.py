@@ -21,6 +21,7 @@ from tests.browser import chromium_page
 from tests.clips import data_path
 from tests.stack import consume, health, service
 from tests.station_support import browser_login, logged_in_station
+from vigie.core.authorisations import authorise_cameras
 from vigie.contracts.v1 import AuditEntry, OperatorAction
 from vigie.core.kafka import apply_topics, fetch_record
 from vigie.core.settings import KafkaSettings
@@ -49,11 +50,11 @@ def pipeline(broker, tmp_path_factory):
     topics = Topics(kafka.namespace)
     asyncio.run(apply_topics(kafka, topics.all(["main"])))
     cameras = tmp / "cameras.yaml"
-    cameras.write_text(
+    cameras.write_text(authorise_cameras(
         "cameras:\n"
         f"  - id: aboda-4\n    source: {clip}\n    fps: 5\n"
         "    privacy_masks:\n      - name: window\n        polygon: [[0, 0], [100, 0], [100, 50], [0, 50]]\n"
-    )
+    ))
     with ExitStack() as stack:
         station = stack.enter_context(logged_in_station(kafka, log_dir=tmp, user="agent-e2e"))
         stack.enter_context(service(kafka, "correlator", log_dir=tmp))

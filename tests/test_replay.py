@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.clips import data_path
 from tests.stack import consume
+from vigie.core.authorisations import authorise_cameras
 from vigie.contracts.v1 import Frame
 from vigie.core.cameras import CameraConfig
 from vigie.core.kafka import make_producer
@@ -62,7 +63,7 @@ def test_replay_reruns_new_rules_into_a_sandbox_topic(kafka, tmp_path: Path) -> 
     frames = asyncio.run(_record(kafka, CameraConfig(id="aboda", source=str(clip), fps=5)))
     assert frames >= 190
     rules = tmp_path / "rules.yaml"
-    rules.write_text("defaults: []\ncameras:\n  aboda:\n    abandoned_object: {dwell_s: 6}\n")
+    rules.write_text(authorise_cameras("defaults: []\ncameras:\n  aboda:\n    abandoned_object: {dwell_s: 6}\n"))
     report_path = tmp_path / "report.json"
     base = [sys.executable, "-m", "vigie", "--kafka", kafka.bootstrap, "--namespace", kafka.namespace, "replay"]
     result = subprocess.run([*base, "--from=-10m", "--rules", str(rules), "--report", str(report_path)],
@@ -85,8 +86,8 @@ def test_replay_reruns_new_rules_into_a_sandbox_topic(kafka, tmp_path: Path) -> 
 
     # the live detector's configuration: each camera's analytics section of the cameras file
     cameras = tmp_path / "cameras.yaml"
-    cameras.write_text(f"cameras:\n  - id: aboda\n    source: {clip}\n    analytics:\n"
-                       "      abandoned_object: {dwell_s: 6}\n      crowd_movement: false\n")
+    cameras.write_text(authorise_cameras(f"cameras:\n  - id: aboda\n    source: {clip}\n    analytics:\n"
+                       "      abandoned_object: {dwell_s: 6}\n      crowd_movement: false\n"))
     configured = subprocess.run([*base, "--from=-10m", "--cameras-file", str(cameras)], capture_output=True, text=True,
                                 timeout=300)
     assert configured.returncode == 0, configured.stderr[-2000:]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.stack import free_port
+from vigie.core.authorisations import authorise_cameras
 from vigie.station.client import login_cookie as client_login
 
 
@@ -18,7 +19,7 @@ def _up(cameras: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def test_vigie_up_checks_the_service_ports_first(tmp_path: Path) -> None:
     cameras = tmp_path / "cameras.yaml"
-    cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene\n")
+    cameras.write_text(authorise_cameras("cameras:\n  - id: a\n    source: synthetic://scene\n"))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -44,7 +45,7 @@ def test_vigie_up_restarts_a_service_that_dies(kafka, tmp_path: Path) -> None:
     import urllib.request
 
     cameras = tmp_path / "cameras.yaml"
-    cameras.write_text("cameras:\n  - id: a\n    source: synthetic://scene?w=320&h=240\n    fps: 2\n")
+    cameras.write_text(authorise_cameras("cameras:\n  - id: a\n    source: synthetic://scene?w=320&h=240\n    fps: 2\n"))
     ports = [free_port() for _ in range(5)]
     log = tmp_path / "up.log"
     database = f"sqlite:///{tmp_path}/vigie.db"

@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
+from vigie.core.authorisations import authorise_cameras
 from vigie.core.kafka import apply_topics, wait_for_broker
 from vigie.core.kafka_security import client_options
 from vigie.core.settings import KafkaSettings
@@ -139,7 +140,7 @@ def bench_end_to_end(cameras: int, seconds: float, bootstrap: str, object_classe
         else:
             lines.append(f"  - {{id: cam-{n}, source: 'synthetic://scene?seed={n}&w=720&h=480&fps=10&leave_at={5 + n}',"
                          " fps: 5}")
-    (tmp / "cameras.yaml").write_text("\n".join(lines) + "\n")
+    (tmp / "cameras.yaml").write_text(authorise_cameras("\n".join(lines) + "\n"))
     base = [sys.executable, "-m", "vigie", "--kafka", bootstrap, "--namespace", kafka.namespace, "--log-level", "WARNING"]
     plan = [
         ("station", ["station", "--database", f"sqlite:///{tmp}/accounts.db"]),

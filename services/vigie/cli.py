@@ -80,17 +80,33 @@ def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
     Every problem of the cameras file, its analytics sections and its cameras' password variables and
     files included, is reported as ``FILE:LINE: location: message``, one per line. Raises ConfigError.
     """
+    from vigie.core.authorisations import utc_now
     from vigie.core.cameras import load_cameras
+    from vigie.core.config import ConfigError as FileError, locate_problems, read_config_text
     from vigie.detector.app import DEFAULT_KINDS
-    from vigie.detector.plan import AnalyticsPlan, analytics_problems
+    from vigie.detector.plan import AnalyticsPlan, analytics_problems, authorised_sections
 
     lines = []
     cameras = None
     if cameras_path:
-        cameras = load_cameras(Path(cameras_path), analytics_problems, check_credentials=True)
+        cameras = load_cameras(Path(cameras_path), analytics_problems, check_credentials=True,
+                               authorisations_at=utc_now())
         AnalyticsPlan({c.id: c.analytics for c in cameras.cameras}, DEFAULT_KINDS, "cpu")
+        _, refusals = authorised_sections(cameras, DEFAULT_KINDS)
+        index = {c.id: i for i, c in enumerate(cameras.cameras)}
+        asked = [(("cameras", index[r.camera_id], "analytics", r.kind), r.reason) for r in refusals if r.asked]
+        if asked:
+            raise FileError(cameras_path, locate_problems(read_config_text(cameras_path), asked))
         lines.append(f"{cameras_path}: {len(cameras.cameras)} camera(s) valid: "
                      f"{', '.join(c.id for c in cameras.cameras)}")
+        for authorisation in cameras.authorisations:
+            covered = [c.id for c in cameras.cameras if c.authorisation == authorisation.id]
+            lines.append(f"  authorisation {authorisation.id} ({authorisation.reference}): in force "
+                         f"{authorisation.order_date} to {authorisation.valid_until}, images kept at most "
+                         f"{authorisation.max_retention_days} day(s), purposes "
+                         f"{', '.join(p.value for p in authorisation.purposes)}; cameras: {', '.join(covered) or 'none'}")
+        for refusal in refusals:
+            lines.append(f"  note: default {refusal.reason}: it will not run there")
         for camera in cameras.cameras:
             if camera.kind == "file" and not Path(camera.source.removeprefix("file://")).exists():
                 lines.append(f"  warning: camera {camera.id}: file not found: {camera.source}")

@@ -28,6 +28,8 @@ class Faulty(Analytic):
 
     kind = "faulty"
     config_model = FaultyConfig
+    #: The purposes that can justify running it (a plugin declares its own).
+    purposes = ("security_of_persons",)
 
     def __init__(self, config: FaultyConfig | None = None, device: object = "cpu") -> None:
         self.config = config or FaultyConfig()

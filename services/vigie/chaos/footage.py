@@ -28,6 +28,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from vigie.core.authorisations import authorise_cameras
 from vigie.chaos.cluster import PrivateBroker, ServiceProcess, health, supervise
 from vigie.chaos.events import read_incidents, tally
 from vigie.chaos.rtsp_server import RtspServer
@@ -46,7 +47,7 @@ def cameras_yaml(sources: list[str]) -> str:
         lines += [f"  - id: chaos-clip-{n:02d}", f"    source: {source}", "    fps: 5",
                   "    reconnect: {initial_s: 0.5, max_s: 2.0}" if source.startswith("rtsp://") else "    loop: false",
                   "    analytics:", f"      {KIND}: {{}}", "      crowd_movement: false"]
-    return "\n".join(lines) + "\n"
+    return authorise_cameras("\n".join(lines) + "\n")
 
 
 def _camera_event(cameras: int):  # noqa: ANN202

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vigie.core.authorisations import authorise_cameras
 from vigie.chaos.cluster import PrivateBroker, ServiceProcess, health
 from vigie.core.kafka import apply_topics
 from vigie.core.topics import Topics
@@ -95,7 +96,7 @@ def soak_cameras(cameras: int, fps: float) -> str:
         lines += [f"  - id: soak-{n:02d}",
                   f"    source: synthetic://scene?seed={n}&w=320&h=240&fps={fps:g}&leave_at={5 + n % 20}&people=3",
                   f"    fps: {fps:g}", "    width: 320"]
-    return "\n".join(lines) + "\n"
+    return authorise_cameras("\n".join(lines) + "\n")
 
 
 async def run_soak(plan: SoakPlan, workdir: Path, report=print) -> tuple[list[dict], dict]:  # noqa: ANN001

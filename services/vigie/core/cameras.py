@@ -1,9 +1,13 @@
 """The camera registry (``cameras.yaml``): sources, sampling, privacy masks (grabber) and analytics (detector).
 
-Example::
+Example (authorisations: :mod:`vigie.core.authorisations`)::
 
+    authorisations:
+      - {id: centre-2026, reference: "Arrêté n° 2026-0142", order_date: 2026-03-02, valid_until: 2031-03-01,
+         purposes: [security_of_persons, protection_of_property], max_retention_days: 15}
     cameras:
       - id: place-carnot-1
+        authorisation: centre-2026
         source: rtsp://10.0.4.21:554/stream1
         fps: 5
         width: 640
@@ -12,11 +16,13 @@ Example::
           - name: windows-north
             polygon: [[0, 0], [300, 0], [300, 120], [0, 140]]
       - id: demo
+        authorisation: centre-2026
         source: synthetic://scene?seed=2&leave_at=8
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,6 +33,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vigie.core.authorisations import Authorisation
 from vigie.core.config import ConfigError, ConfigProblem, locate_problems, read_config_text, validate_yaml_text
 from vigie.core.geometry import covers_any_pixel, crossing_edges
 from vigie.core.secrets import redact, register_secret, register_url_password
@@ -34,7 +41,7 @@ from vigie.core.settings import read_secret_file
 
 
 __all__ = [
-    "AnalyticsCheck", "CameraConfig", "CameraCredentials", "CamerasFile", "ConfigError", "PrivacyMask",
+    "AnalyticsCheck", "Authorisation", "CameraConfig", "authorisation_problems", "CameraCredentials", "CamerasFile", "ConfigError", "PrivacyMask",
     "ReconnectConfig", "SourceKind", "check_polygon", "credential_problems", "load_cameras", "source_kind",
 ]
 
@@ -266,6 +273,11 @@ class CameraConfig(BaseModel):
         "into the source URL when the camera is opened (the URL then carries no user or password)",
     )
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="live sources: back-off")
+    authorisation: str | None = Field(
+        None, min_length=1, max_length=63,
+        description="id of the prefectoral authorisation (cameras file's `authorisations`) the camera films under; "
+        "a camera without one in force is never opened",
+    )
     analytics: dict[str, dict[str, Any] | bool] | None = Field(
         None, description="detector: analytic kind -> its settings (zones, thresholds), false to disable a "
         "default kind; absent: the detector's defaults. Checked by the detector and `vigie validate`.",
@@ -330,17 +342,28 @@ class CamerasFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
+    authorisations: list[Authorisation] = Field(
+        default_factory=list, max_length=1000,
+        description="the prefectoral orders the cameras film under (vigie.core.authorisations)",
+    )
     cameras: list[CameraConfig] = Field(..., min_length=1, max_length=1000, description="cameras served by this grabber")
 
-    @field_validator("cameras")
+    @field_validator("authorisations", "cameras")
     @classmethod
-    def check_unique_ids(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+    def check_unique_ids(cls, items: list[Any], info: Any) -> list[Any]:
         first: dict[str, int] = {}
-        for i, cam in enumerate(cameras):
-            if cam.id in first:
-                raise ValueError(f"duplicate camera id {cam.id!r} (cameras[{first[cam.id]}] and cameras[{i}])")
-            first[cam.id] = i
-        return cameras
+        what = "camera" if info.field_name == "cameras" else "authorisation"
+        for i, item in enumerate(items):
+            if item.id in first:
+                raise ValueError(f"duplicate {what} id {item.id!r} ({info.field_name}[{first[item.id]}] and "
+                                 f"{info.field_name}[{i}])")
+            first[item.id] = i
+        return items
+
+    def authorisation_of(self, camera_id: str) -> Authorisation | None:
+        """The authorisation camera ``camera_id`` names, None when it names none (or is not in the file)."""
+        wanted = next((c.authorisation for c in self.cameras if c.id == camera_id), None)
+        return next((a for a in self.authorisations if a.id == wanted), None)
 
 
 #: ``check(section) -> [(loc, message)]``: the problems of one camera's ``analytics`` section
@@ -385,8 +408,27 @@ def credential_problems(text: str, cameras: CamerasFile) -> list[ConfigProblem]:
     return locate_problems(text, issues) if issues else []
 
 
+def authorisation_problems(text: str, cameras: CamerasFile, at: dt.datetime | None = None) -> list[ConfigProblem]:
+    """Cameras naming an authorisation the file does not declare, located in ``text``; with ``at`` (an aware
+    datetime), also cameras naming none and those whose authorisation is not in force then."""
+    issues = []
+    known = {a.id: a for a in cameras.authorisations}
+    for i, camera in enumerate(cameras.cameras):
+        if camera.authorisation is None:
+            if at is not None:
+                issues.append((("cameras", i), f"camera {camera.id} names no authorisation: it would never be "
+                               "opened (give `authorisation:` the id of its prefectoral order)"))
+        elif camera.authorisation not in known:
+            issues.append((("cameras", i, "authorisation"), f"camera {camera.id}: authorisation "
+                           f"{camera.authorisation!r} is not declared under authorisations (declared: "
+                           f"{', '.join(sorted(known)) or 'none'})"))
+        elif at is not None and (problem := known[camera.authorisation].problem(at)):
+            issues.append((("cameras", i, "authorisation"), f"camera {camera.id}: {problem}"))
+    return locate_problems(text, issues) if issues else []
+
+
 def load_cameras(path: str | os.PathLike[str], analytics_check: AnalyticsCheck | None = None, *,
-                 check_credentials: bool = False) -> CamerasFile:
+                 check_credentials: bool = False, authorisations_at: dt.datetime | None = None) -> CamerasFile:
     """Read and validate a cameras YAML file (blocking; call at start-up).
 
     Relative file sources are resolved against the YAML file's directory. With
@@ -407,6 +449,8 @@ def load_cameras(path: str | os.PathLike[str], analytics_check: AnalyticsCheck |
         problems += _analytics_problems(text, loaded, analytics_check)
     if check_credentials and loaded is not None:
         problems += credential_problems(text, loaded)
+    if loaded is not None:
+        problems += authorisation_problems(text, loaded, authorisations_at)
     if problems or loaded is None:
         raise ConfigError(path, sorted(problems, key=lambda p: (p.line, p.location)))
     base = Path(path).resolve().parent

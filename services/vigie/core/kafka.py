@@ -144,6 +144,45 @@ async def apply_topics(settings: KafkaSettings, topics: Iterable[Topic], ready_t
     return [n.name for n in new]
 
 
+async def longest_keep_ms(settings: KafkaSettings, topic: Topic) -> int:
+    """How long the broker may keep a record of ``topic``, ms: its ``retention.ms`` plus ``segment.ms`` (Kafka
+    deletes closed segments only) plus the 5-minute retention check; -1 when it keeps records forever.
+
+    Raises BrokerUnavailable, or ConfigError when the topic does not exist.
+    """
+    from vigie.core.topics import CHECK_MS
+
+    async with _admin(settings) as admin:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic.name, {"retention.ms": None, "segment.ms": None})])
+    values: dict[str, int] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"]:
+                raise ConfigError(f"topic {topic.name}: {resource['error_message'] or 'cannot be described'}")
+            for e in resource["config_entries"]:  # aiokafka names the key config_names
+                values[e.get("config_names", e.get("config_name"))] = int(e["config_value"])
+    retention, segment = values.get("retention.ms", -1), values.get("segment.ms", 0)
+    return -1 if retention < 0 else retention + segment + CHECK_MS
+
+
+async def check_image_retention(settings: KafkaSettings, topic: Topic, authorisations: Iterable) -> None:
+    """Refuse to go on when ``topic`` (one holding images: ``frames``) may keep a record longer than the
+    shortest retention of ``authorisations`` (:class:`~vigie.core.authorisations.Authorisation`).
+
+    Raises ConfigError naming the topic, how long it keeps records and the authorisation; BrokerUnavailable.
+    """
+    from vigie.core.authorisations import longest_keep_problem
+
+    authorisations = list(authorisations)
+    if not authorisations:
+        return
+    keep = await longest_keep_ms(settings, topic)
+    problem = longest_keep_problem(f"topic {topic.name}", keep if keep >= 0 else 10**15, authorisations)
+    if problem:
+        raise ConfigError(problem + " (vigie topics sets it)")
+
+
 async def unready_topics(settings: KafkaSettings, topics: Iterable[Topic]) -> list[str]:
     """Names of ``topics`` the cluster does not have, or has with a partition that has no leader yet.
 

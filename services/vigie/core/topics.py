@@ -33,6 +33,10 @@ LONGEST_RETENTION_MS = MAX_RETENTION_MS - HOUR_MS - CHECK_MS
 #: same count: the correlator's incident table is partitioned like both.
 CAMERA_PARTITIONS = 6
 
+#: Default retention of the frames topic: records gone within a day (segment roll and check included), so
+#: that the topic keeps images no longer than the shortest retention an authorisation may give (one day).
+FRAMES_RETENTION_MS = DAY_MS - HOUR_MS - CHECK_MS
+
 _STATION_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
@@ -118,10 +122,11 @@ class Topics:
 
     Args:
         namespace: prefix of every topic name ('' in production, unique per test).
-        frames_retention_ms: retention of the frames topic (images), at most 30 days.
+        frames_retention_ms: retention of the frames topic (images), at most 30 days; services holding
+            camera authorisations refuse to start when it (segment roll included) exceeds the shortest.
     """
 
-    def __init__(self, namespace: str = "", frames_retention_ms: int = DAY_MS) -> None:
+    def __init__(self, namespace: str = "", frames_retention_ms: int = FRAMES_RETENTION_MS) -> None:
         self.namespace = namespace
         self.frames = Topic(TopicSpec("frames", CAMERA_PARTITIONS, frames_retention_ms), Frame, namespace)
         self.anomalies = Topic(TopicSpec("anomalies", CAMERA_PARTITIONS, LONGEST_RETENTION_MS), Anomaly, namespace)

@@ -41,17 +41,18 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, Ka
 from prometheus_client import Counter, Gauge
 from pydantic import Field
 
+from vigie.contracts.v1 import AuditEntry
 from vigie.core.cameras import load_cameras
 from vigie.core.options import resolve_device
-from vigie.core.kafka import (DeadLetters, describe_broker_error, make_consumer, make_producer, require_topics, retriable,
-                              retry_delays, total_lag)
+from vigie.core.kafka import (DeadLetters, check_image_retention, describe_broker_error, make_consumer, make_producer,
+                              require_topics, retriable, retry_delays, total_lag)
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.detector.analytics.episodes import RUN_ID
 from vigie.detector.objects import ObjectDetector
 from vigie.detector.ownership import Ownership
 from vigie.detector.pipeline import Analyser, decode_records, rounds, to_anomaly
-from vigie.detector.plan import AnalyticsPlan, Failure, analytics_problems
+from vigie.detector.plan import AnalyticsPlan, Failure, Refusal, analytics_problems, authorised_sections
 
 log = logging.getLogger(__name__)
 GROUP = "vigie-detector"
@@ -117,6 +118,9 @@ class DetectorService(Service):
         self._producer = None
         self._dead: DeadLetters | None = None
         self._sections: dict[str, Any] | None = None
+        #: Kinds not run on a camera for want of a justifying purpose (its authorisation).
+        self.refusals: list[Refusal] = []
+        self._authorisations: list = []
         self._frame_sizes: dict[str, tuple[int, int]] = {}
         self._zones_warned: set[tuple[str, str, str]] = set()
         self._busy = asyncio.Lock()  # held while a batch is analysed and committed; a revocation waits for it
@@ -137,7 +141,12 @@ class DetectorService(Service):
         sections = {}
         if self.settings.cameras_file:
             cameras = await asyncio.to_thread(load_cameras, self.settings.cameras_file, analytics_problems)
-            sections = {c.id: c.analytics for c in cameras.cameras}
+            sections, self.refusals = authorised_sections(cameras, self.settings.analytics)
+            self._authorisations = list(cameras.authorisations)
+            for refusal in self.refusals:
+                log.log(logging.ERROR if refusal.asked else logging.INFO, "%s", refusal.reason,
+                        extra={"camera": refusal.camera_id})
+                self.audit_event(AuditEntry.KIND_ANALYTIC_REFUSED, camera_id=refusal.camera_id, detail=refusal.reason)
         self._sections = sections
 
     async def start(self) -> None:
@@ -145,7 +154,9 @@ class DetectorService(Service):
             return
         torch.set_num_threads(self.settings.threads)
         await self.prepare()
-        self.plan = AnalyticsPlan(self._sections, self.settings.analytics, self.device)
+        # Given a cameras file, a camera absent from it runs nothing: no authorisation says what may run there.
+        self.plan = AnalyticsPlan(self._sections, self.settings.analytics, self.device,
+                                  unknown_cameras=not self.settings.cameras_file)
         self.ownership = Ownership(self.plan.warmup_s)
         objects = ObjectDetector() if self.settings.object_classes else None
         if objects is not None:  # load and run it once now, not on the frame that raises the first alarm
@@ -154,6 +165,7 @@ class DetectorService(Service):
         log.info("analytics %s on %s, run %s (the prefix of this run's track ids)",
                  self.plan.kinds, self.device, RUN_ID)
         await require_topics(self.settings.kafka, [self.topics.frames, self.topics.anomalies, self.topics.deadletter])
+        await check_image_retention(self.settings.kafka, self.topics.frames, self._authorisations)
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
         self._dead = DeadLetters(self._producer, self.topics.deadletter, self.name)
@@ -253,7 +265,11 @@ class DetectorService(Service):
 
     def degraded(self) -> dict[str, Any]:
         """Publishing that fails now (the broker does not acknowledge anomalies or dead letters)."""
-        return {"publishing": self._publish_error} if self._publish_error else {}
+        problems: dict[str, Any] = {"publishing": self._publish_error} if self._publish_error else {}
+        asked = [r.reason for r in self.refusals if r.asked]
+        if asked:  # the cameras file asks for analytics their authorisations do not justify
+            problems["refused"] = asked
+        return problems
 
     async def _dead_letter(self, item: Any, failure: Failure) -> None:
         """Send ``item``'s frame record to the dead-letter topic with ``failure``'s kind and reason; count it
@@ -350,5 +366,6 @@ class DetectorService(Service):
         and :meth:`Ownership.health`: partitions owned and each camera's warm-up (``warming``/``warm``)."""
         kinds = self.plan.kinds if self.plan else []
         owned = self.ownership.health() if self.ownership else {"partitions": [], "rebalances": 0, "cameras": {}}
-        return {"device": str(self.device), "analytics": kinds, "frames": self.frames_done, "run": RUN_ID,
+        refused = {f"{r.camera_id}.{r.kind}": r.reason for r in self.refusals}
+        return {"device": str(self.device), "analytics": kinds, "refused": refused, "frames": self.frames_done, "run": RUN_ID,
                 "commits_failed": self.commits_failed, **owned}

@@ -27,12 +27,13 @@ from typing import Any
 import pydantic
 import torch
 
-from vigie.core.cameras import check_polygon
+from vigie.core.authorisations import KIND_PURPOSES, kind_problem
+from vigie.core.cameras import CamerasFile, check_polygon
 from vigie.core.config import format_loc, validation_issues
 from vigie.core.errors import ConfigError
 from vigie.core.geometry import covers_any_pixel
 from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
-from vigie.detector.analytics.registry import PLUGINS, build, config_model
+from vigie.detector.analytics.registry import PLUGINS, build, config_model, plugin
 from vigie.detector.analytics.shared import SharedStages
 from vigie.detector.analytics.zones import Zone
 
@@ -135,6 +136,59 @@ def analytics_problems(section: Mapping[str, Any]) -> list[tuple[tuple[Any, ...]
     return issues
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An analytic kind not run on a camera: no purpose of the camera's authorisation justifies it.
+
+    Attributes:
+        camera_id: the camera.
+        kind: the analytic kind.
+        reason: one line naming the kind, the camera and the purposes (or the missing authorisation).
+        asked: True when the camera's ``analytics`` section asks for the kind (a configuration error that
+            ``vigie validate`` reports), False for a default kind the detector would otherwise run.
+    """
+
+    camera_id: str
+    kind: str
+    reason: str
+    asked: bool
+
+
+def _declared_purposes(kind: str) -> Iterable[str] | None:
+    """A plugin's own ``purposes`` class attribute (built-in kinds are in KIND_PURPOSES)."""
+    if kind in KIND_PURPOSES or kind not in PLUGINS:
+        return None
+    try:
+        return getattr(plugin(kind), "purposes", None)
+    except ConfigError:
+        return None
+
+
+def authorised_sections(cameras: CamerasFile, defaults: Iterable[str]) -> tuple[dict[str, CameraAnalytics], list[Refusal]]:
+    """Each camera's ``analytics`` section with the kinds its authorisation does not justify turned off.
+
+    A kind runs on a camera only when the camera's authorisation lists one of the purposes that can
+    justify the kind (:data:`vigie.core.authorisations.KIND_PURPOSES`, or a plugin's ``purposes``); a
+    camera naming no authorisation runs none. Returns the sections (camera id -> section) and the refusals.
+    """
+    defaults = list(defaults)
+    sections: dict[str, CameraAnalytics] = {}
+    refusals: list[Refusal] = []
+    for camera in cameras.cameras:
+        section = dict(camera.analytics or {})
+        wanted = [k for k in sorted(set(defaults) | set(section)) if section.get(k, k in defaults) is not False]
+        authorisation = cameras.authorisation_of(camera.id)
+        for kind in wanted:
+            if authorisation is None:
+                reason = (f"analytic {kind} may not run on camera {camera.id}: the camera names no authorisation")
+            else:
+                reason = kind_problem(kind, camera.id, authorisation, _declared_purposes(kind))
+            if reason:
+                refusals.append(Refusal(camera.id, kind, reason, asked=kind in section))
+                section[kind] = False
+        sections[camera.id] = section
+    return sections, refusals
+
 
 class AnalyticsPlan:
     """Analytic instances and the cameras each one serves.
@@ -143,6 +197,8 @@ class AnalyticsPlan:
         cameras: camera id → its ``analytics`` section (None: the defaults).
         defaults: kinds run on every camera unless its section says otherwise.
         device: torch device of the batches.
+        unknown_cameras: whether cameras absent from ``cameras`` get the defaults (True) or nothing (False:
+            the detector was given a cameras file, whose authorisations say what may run where).
 
     Raises:
         ConfigError: unknown kinds or bad settings, one line per problem of any camera, each
@@ -150,7 +206,7 @@ class AnalyticsPlan:
     """
 
     def __init__(self, cameras: Mapping[str, CameraAnalytics | None], defaults: Iterable[str],
-                 device: torch.device | str) -> None:
+                 device: torch.device | str, unknown_cameras: bool = True) -> None:
         self.defaults = list(defaults)
         self.stages = SharedStages(device)
         self._instances: dict[tuple[str, str], Analytic] = {}
@@ -163,7 +219,8 @@ class AnalyticsPlan:
                     for camera_id, section in cameras.items() for loc, message in analytics_problems(section or {})]
         if problems:
             raise ConfigError("\n".join(problems))
-        self._default_keys = [self._instance(kind, {}, "defaults", device) for kind in self.defaults]
+        self._default_keys = ([self._instance(kind, {}, "defaults", device) for kind in self.defaults]
+                              if unknown_cameras else [])
         for camera_id, section in cameras.items():
             self._by_camera[camera_id] = self._plan(camera_id, section or {}, device)
 

@@ -37,10 +37,11 @@ from pydantic import Field
 from prometheus_client import Counter, Gauge
 
 from vigie.contracts.v1 import AuditEntry, Frame
-from vigie.core.kafka import require_topics
+from vigie.core.authorisations import Authorisation, Clock, utc_now
+from vigie.core.kafka import check_image_retention, require_topics
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
-from vigie.core.cameras import CameraConfig, load_cameras
+from vigie.core.cameras import CameraConfig, CamerasFile, load_cameras
 from vigie.core.secrets import redact
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline, CapturedFrame
@@ -71,7 +72,8 @@ class GrabberSettings(StrictModel):
 class CameraStatus:
     """What ``/healthz`` says of one camera: ``state`` is starting, streaming, reconnecting,
     unauthorised (401/403: credentials refused, retried every ``reconnect.unauthorised_s``),
-    ended or failed.
+    ended, failed, or refused (no prefectoral authorisation in force: never opened, or stopped
+    the day its authorisation expired).
 
     ``error``: why it failed, or ended without a frame (also its ``last_error``); while
     reconnecting or unauthorised, ``/healthz`` shows the error it retries after. Empty once
@@ -88,6 +90,18 @@ class CameraStatus:
     counted: dict[str, int] = field(default_factory=dict)
     #: Streaming as last told to the register (camera started / stopped entries).
     audited_up: bool = False
+    #: Why the camera may not film (its authorisation), "" while it may.
+    refused: str = ""
+
+
+def authorisation_summary(authorisation: Authorisation, cameras: list[str]) -> str:
+    """What the register keeps of an authorisation as loaded (a change shows as a new digest)."""
+    dumped = authorisation.model_dump_json()
+    digest = hashlib.sha256(dumped.encode()).hexdigest()[:16]
+    return (f"authorisation {authorisation.id} sha256:{digest} reference={authorisation.reference!r} "
+            f"order_date={authorisation.order_date} valid_until={authorisation.valid_until} "
+            f"purposes={','.join(p.value for p in authorisation.purposes)} "
+            f"max_retention_days={authorisation.max_retention_days} cameras={','.join(cameras) or 'none'}")
 
 
 def config_summary(camera: CameraConfig) -> str:
@@ -96,7 +110,7 @@ def config_summary(camera: CameraConfig) -> str:
     dumped = redact(camera.model_dump_json())
     digest = hashlib.sha256(dumped.encode()).hexdigest()[:16]
     return (f"config sha256:{digest} source={redact(camera.source)} fps={camera.fps:g} width={camera.width} "
-            f"privacy_masks={len(camera.privacy_masks)}")
+            f"privacy_masks={len(camera.privacy_masks)} authorisation={camera.authorisation or 'none'}")
 
 
 class GrabberService(Service):
@@ -104,9 +118,11 @@ class GrabberService(Service):
 
     name = "grabber"
 
-    def __init__(self, settings: GrabberSettings, registry=None) -> None:  # noqa: ANN001
+    def __init__(self, settings: GrabberSettings, registry=None, clock: Clock = utc_now) -> None:  # noqa: ANN001
         super().__init__(settings.kafka, registry)
         self.settings = settings
+        #: The time authorisations are checked against (injectable: tests advance it).
+        self.clock = clock
         self.camera_frames = Counter("vigie_grabber_frames", "Frames per camera and stage (skipped_before_keyframe: "
                                      "packets; resolution_changes: changes of the source size)",
                                      ["camera", "stage"], registry=self.registry)
@@ -118,6 +134,7 @@ class GrabberService(Service):
         self.buffered = Gauge("vigie_grabber_buffered_frames", "Frames waiting in the camera's outbox for the broker",
                               ["camera"], registry=self.registry)
         self.cameras: list[CameraConfig] = []
+        self.cameras_file: CamerasFile | None = None
         self.status: dict[str, CameraStatus] = {}
         self.outboxes: dict[str, Outbox] = {}
         self._configs_audited = False
@@ -127,16 +144,21 @@ class GrabberService(Service):
     async def prepare(self) -> None:
         """Read the cameras file (once). Raises ConfigError naming file, line and field."""
         if not self.cameras:
-            self.cameras = (await asyncio.to_thread(load_cameras, self.settings.cameras_file)).cameras
+            self.cameras_file = await asyncio.to_thread(load_cameras, self.settings.cameras_file)
+            self.cameras = self.cameras_file.cameras
             self.status = {c.id: CameraStatus() for c in self.cameras}
             self.outboxes = {c.id: Outbox(self.settings.buffer_frames) for c in self.cameras}
 
     async def start(self) -> None:
         await self.prepare()
         await require_topics(self.settings.kafka, [self.topics.frames, self.topics.audit])
+        await check_image_retention(self.settings.kafka, self.topics.frames, self.cameras_file.authorisations)
         await self.publisher.start()
         if not self._configs_audited:  # once, however often a start is retried
             self._configs_audited = True
+            for authorisation in self.cameras_file.authorisations:
+                self.audit_event(AuditEntry.KIND_AUTHORISATION, detail=authorisation_summary(
+                    authorisation, [c.id for c in self.cameras if c.authorisation == authorisation.id]))
             for camera in self.cameras:
                 self.audit_event(AuditEntry.KIND_CAMERA_CONFIG, camera_id=camera.id, detail=config_summary(camera))
 
@@ -146,6 +168,7 @@ class GrabberService(Service):
                   for c in self.cameras]
         tasks = [asyncio.create_task(self._camera(c), name=f"camera.{c.id}") for c in self.cameras]
         while not stop.is_set():
+            self._check_authorisations()
             self._sync_metrics()
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
@@ -205,22 +228,55 @@ class GrabberService(Service):
             self.audit_event(AuditEntry.KIND_CAMERA_STOPPED, camera_id=camera_id,
                              detail=f"{state}: {error}" if error else state)
 
+    def authorisation_problem(self, camera_id: str) -> str:
+        """Why camera ``camera_id`` may not film now (:attr:`clock`), or "" when its authorisation is in force."""
+        authorisation = self.cameras_file.authorisation_of(camera_id) if self.cameras_file else None
+        if authorisation is None:
+            return f"camera {camera_id} has no authorisation: it is not opened (name its prefectoral order)"
+        problem = authorisation.problem(self.clock())
+        return f"camera {camera_id}: {problem}" if problem else ""
+
+    def _refuse(self, camera_id: str, reason: str) -> None:
+        """Mark a camera refused (not opened, or closed now), log and record it once."""
+        status = self.status[camera_id]
+        if status.refused:
+            return
+        status.refused, status.state, status.error = reason, "refused", reason
+        if status.pipeline is not None:
+            status.pipeline.close()
+        log.error("%s", reason, extra={"camera": camera_id})
+        if not status.audited_up:  # a streaming camera's stop is recorded by _audit_streaming, with the reason
+            self.audit_event(AuditEntry.KIND_CAMERA_REFUSED, camera_id=camera_id, detail=reason)
+
+    def _check_authorisations(self) -> None:
+        """Stop the cameras whose authorisation is no longer in force (checked once a second)."""
+        for camera_id, status in self.status.items():
+            if not status.refused and (problem := self.authorisation_problem(camera_id)):
+                self._refuse(camera_id, problem)
+
     async def _camera(self, camera: CameraConfig) -> None:
         status = self.status[camera.id]
         self.camera_up.labels(camera.id).set(0)
+        if problem := self.authorisation_problem(camera.id):
+            self._refuse(camera.id, problem)
+            return
         pipeline = CameraPipeline(camera, self.settings.as_fast_as_possible)
         status.pipeline = pipeline
         try:
             async for frame in pipeline.frames():
+                if status.refused:  # its authorisation ended while the frame was decoded: never sent
+                    break
                 if status.state != "streaming":
                     status.state, status.error = "streaming", ""
                     self.camera_up.labels(camera.id).set(1)
                 self._enqueue(camera, frame)
                 status.captured += 1
                 status.last_capture_ns = frame.capture_ns
-            status.state = "ended"
+            status.state = "refused" if status.refused else "ended"
             stats = pipeline.stats
-            if status.captured == 0 and stats.corrupt > 0:
+            if status.refused:
+                status.error = status.refused
+            elif status.captured == 0 and stats.corrupt > 0:
                 status.error = stats.last_error = (
                     f"camera {camera.id}: stream ended without a single frame: every frame was corrupt "
                     f"({stats.corrupt} corrupt)")

@@ -26,6 +26,12 @@ class AuditEntry(_message.Message):
         KIND_CAMERA_STOPPED: _ClassVar[AuditEntry.Kind]
         KIND_SERVICE_STARTED: _ClassVar[AuditEntry.Kind]
         KIND_SERVICE_STOPPED: _ClassVar[AuditEntry.Kind]
+        KIND_CAMERA_REFUSED: _ClassVar[AuditEntry.Kind]
+        KIND_AUTHORISATION: _ClassVar[AuditEntry.Kind]
+        KIND_ANALYTIC_REFUSED: _ClassVar[AuditEntry.Kind]
+        KIND_RECORDING: _ClassVar[AuditEntry.Kind]
+        KIND_HOLD_RELEASED: _ClassVar[AuditEntry.Kind]
+        KIND_TRANSMISSION: _ClassVar[AuditEntry.Kind]
     KIND_UNSPECIFIED: AuditEntry.Kind
     KIND_VIEW: AuditEntry.Kind
     KIND_EXPORT: AuditEntry.Kind
@@ -41,6 +47,12 @@ class AuditEntry(_message.Message):
     KIND_CAMERA_STOPPED: AuditEntry.Kind
     KIND_SERVICE_STARTED: AuditEntry.Kind
     KIND_SERVICE_STOPPED: AuditEntry.Kind
+    KIND_CAMERA_REFUSED: AuditEntry.Kind
+    KIND_AUTHORISATION: AuditEntry.Kind
+    KIND_ANALYTIC_REFUSED: AuditEntry.Kind
+    KIND_RECORDING: AuditEntry.Kind
+    KIND_HOLD_RELEASED: AuditEntry.Kind
+    KIND_TRANSMISSION: AuditEntry.Kind
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]

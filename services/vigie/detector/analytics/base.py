@@ -146,6 +146,9 @@ class Analytic:
 
     kind: ClassVar[str] = ""
     config_model: ClassVar[type[BaseModel]]
+    #: Plugins: the purposes (:class:`vigie.core.authorisations.Purpose` values) that can justify running the
+    #: kind on a camera; none declared, it runs nowhere. Built-in kinds are listed in ``KIND_PURPOSES``.
+    purposes: ClassVar[tuple[str, ...]] = ()
     last_scores: torch.Tensor | None = None
 
     def process(self, batch: FrameBatch) -> list[Detection]:
