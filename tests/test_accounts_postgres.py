@@ -33,7 +33,7 @@ async def test_accounts_sessions_and_lockout_on_postgresql(pg_url) -> None:
     try:
         await migrate(engine, settings)
         await migrate(engine, settings)
-        assert await current_revision(engine) == "0002"
+        assert await current_revision(engine) == "0003"
         store = AccountStore(engine, LockoutPolicy(lock_after=2, lock_base_s=30, lock_max_s=100),
                              clock=lambda: now[0])
         await store.add("dana", PASSWORD, ["supervisor", "operator"], ["b", "a"], by="root")

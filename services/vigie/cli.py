@@ -391,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_arguments(p, _kafka)
 
+    p = sub.add_parser("evidence", help="incidents' clips and snapshots: run the service (`serve`), `list` them, "
+                       "legal `holds`, `hold`/`release` (a supervisor), `purge` what is due")
+    from vigie.evidence.cli import add_arguments as evidence_arguments  # argparse only: a light import
+
+    evidence_arguments(p, _kafka)
+
     p = sub.add_parser("bench", help="print throughput, latency and memory figures")
     p.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")
     p.add_argument("--json", action="store_true", help="also print the figures as one JSON object")

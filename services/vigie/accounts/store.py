@@ -120,9 +120,10 @@ def check_stations(stations: Iterable[str]) -> list[str]:
 
 
 def record(session: AsyncSession, kind: int, *, service: str, by: str, subject: str, detail: str,
-           client: str = "") -> AuditEntry:
+           client: str = "", camera_id: str = "", incident_id: str = "") -> AuditEntry:
     """Add an audit entry to ``audit_outbox`` in ``session``'s transaction (published after the commit)."""
-    message = entry(kind, service=service, user=by, subject=subject, detail=detail, client=client)
+    message = entry(kind, service=service, user=by, subject=subject, detail=detail, client=client,
+                    camera_id=camera_id, incident_id=incident_id)
     session.add(OutboxEntry(entry_id=message.id, payload=message.SerializeToString(), created_at=time.time()))
     return message
 
