@@ -173,6 +173,9 @@ def test_holds_from_the_command_line_need_a_supervisor_and_reach_the_register(ka
     assert placed.returncode == 0, placed.stderr
     holds = subprocess.run([*base, "holds", *where], capture_output=True, text=True, timeout=60)
     assert "RQ-1" in holds.stdout and "incident inc-1" in holds.stdout and "sup-1" in holds.stdout
+    shown = subprocess.run([sys.executable, "-m", "vigie", "register", "show", "--holds", "--database", url],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "RQ-1" in shown.stdout and "1 active legal hold(s)" in shown.stdout
     listed = subprocess.run([*base, "list", *where], capture_output=True, text=True, timeout=60)
     assert listed.stdout.count("held ") == 1 and listed.stdout.count(" kept ") == 1, listed.stdout
 

@@ -30,7 +30,7 @@ from vigie.core.errors import VigieError
 from vigie.evidence.models import EvidenceItem, LegalHold
 from vigie.evidence.store import FolderStore, StoreError
 
-__all__ = ["Catalogue", "EvidenceError", "NewItem", "iso", "parse_time"]
+__all__ = ["Catalogue", "EvidenceError", "NewItem", "active_holds", "hold_scope", "iso", "parse_time"]
 
 SERVICE = "evidence"
 #: Items destroyed per transaction by :meth:`Catalogue.purge`.
@@ -89,6 +89,19 @@ def _covers(hold: LegalHold, item: EvidenceItem) -> bool:
     return hold.camera_id == item.camera_id and item.start_ns <= hold.end_ns and item.end_ns >= hold.start_ns
 
 
+async def active_holds(engine: AsyncEngine) -> list[LegalHold]:
+    """The legal holds not lifted in the database of ``engine``, oldest first."""
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        return list((await session.scalars(select(LegalHold).where(LegalHold.released_ns == 0)
+                                           .order_by(LegalHold.placed_ns))).all())
+
+
+def hold_scope(hold: LegalHold) -> str:
+    """What ``hold`` covers, in words: ``incident inc-7`` or ``camera cam-1 <from>..<to>``."""
+    return (f"incident {hold.incident_id}" if hold.incident_id
+            else f"camera {hold.camera_id} {iso(hold.start_ns)}..{iso(hold.end_ns)}")
+
+
 class Catalogue:
     """The evidence items and holds of one database, the files of one store.
 
@@ -143,9 +156,7 @@ class Catalogue:
 
     async def active_holds(self) -> list[LegalHold]:
         """Holds not lifted, oldest first."""
-        async with self.sessions() as session:
-            return list((await session.scalars(select(LegalHold).where(LegalHold.released_ns == 0)
-                                               .order_by(LegalHold.placed_ns))).all())
+        return await active_holds(self.engine)
 
     async def held(self, item: EvidenceItem) -> list[LegalHold]:
         """The active holds covering ``item``."""

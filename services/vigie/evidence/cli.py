@@ -90,17 +90,22 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _holds(args: argparse.Namespace) -> int:
-    from vigie.evidence.catalogue import iso
+def print_holds(holds: list) -> None:
+    """The active legal holds as a table on stdout (``vigie evidence holds``, ``vigie register show --holds``)."""
+    from vigie.evidence.catalogue import hold_scope, iso
 
+    print(f"{'HOLD':<32} {'REQUISITION':<28} {'SCOPE':<50} {'PLACED BY':<16} PLACED")
+    for hold in holds:
+        print(f"{hold.id:<32} {hold.requisition[:28]:<28} {hold_scope(hold):<50} {hold.placed_by:<16} "
+              f"{iso(hold.placed_ns)}")
+    print(f"{len(holds)} active legal hold(s)")
+
+
+def _holds(args: argparse.Namespace) -> int:
     async def work(catalogue, _):  # noqa: ANN001, ANN202
         return await catalogue.active_holds()
 
-    print(f"{'HOLD':<32} {'REQUISITION':<28} {'SCOPE':<50} {'PLACED BY':<16} PLACED")
-    for hold in asyncio.run(_with_catalogue(args, work)):
-        scope = (f"incident {hold.incident_id}" if hold.incident_id
-                 else f"camera {hold.camera_id} {iso(hold.start_ns)}..{iso(hold.end_ns)}")
-        print(f"{hold.id:<32} {hold.requisition[:28]:<28} {scope:<50} {hold.placed_by:<16} {iso(hold.placed_ns)}")
+    print_holds(asyncio.run(_with_catalogue(args, work)))
     return 0
 
 

@@ -5,7 +5,7 @@
 * ``vigie register verify``: exit 0 and ``chain intact: N entries``, or exit 1 naming the first
   bad entry (seq, id, what is wrong).
 * ``vigie register show [--since ISO] [--until ISO] [--camera ID] [--user NAME] [--kind KIND]``:
-  a table of the entries (``--limit``, ``--after-seq`` to page).
+  a table of the entries (``--limit``, ``--after-seq`` to page); ``show --holds``: the active legal holds.
 * ``vigie register export --format csv|json [--output FILE]`` with the same filters: every
   matching entry with its hashes (what a prefecture or a data-protection authority asks for).
 
@@ -153,6 +153,12 @@ def _show(args: argparse.Namespace) -> int:
 
     from vigie.register.query import list_entries
 
+    if args.holds:
+        from vigie.evidence.catalogue import active_holds
+        from vigie.evidence.cli import print_holds
+
+        print_holds(asyncio.run(_with_engine(args, active_holds)))
+        return 0
     filters = _filters(args)
     rows = asyncio.run(_with_engine(args, lambda e: list_entries(e, after_seq=args.after_seq, limit=args.limit,
                                                                  **filters)))
@@ -244,6 +250,8 @@ def add_arguments(parser: argparse.ArgumentParser, kafka: Callable[[argparse.Nam
     _filter_options(p)
     p.add_argument("--limit", type=bounded(int, 1, 10000), default=100, help="most entries shown (default 100)")
     p.add_argument("--after-seq", type=bounded(int, 0), default=0, help="show entries after this seq (paging)")
+    p.add_argument("--holds", action="store_true", help="list the active legal holds instead (requisition, scope, "
+                   "who placed them, when)")
     p.set_defaults(func=_command(_show))
     p = sub.add_parser("export", help="write every matching entry, hashes included, as CSV or JSON")
     _filter_options(p)
