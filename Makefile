@@ -9,6 +9,7 @@ ROUTING ?= deploy/demo/routing.yaml
 STATION_PORT ?= 8080
 PORTS ?= 8091,8092,8093
 REGISTER_PORT ?= 8094
+EVIDENCE_PORT ?= 8095
 DATA ?= ../shared/data
 PYTEST_ARGS ?=
 export VIGIE_KAFKA ?= 127.0.0.1:9092
@@ -40,7 +41,7 @@ topics: venv broker ## create the topics with their partitions and retention
 	$(VIGIE) topics apply --routing $(ROUTING)
 
 demo: venv broker topics ## run the whole stack on real footage; Ctrl-C stops it cleanly
-	$(VIGIE) up --cameras $(CAMERAS) --routing $(ROUTING) --station-port $(STATION_PORT) --ports $(PORTS) --register-port $(REGISTER_PORT) --demo-accounts
+	$(VIGIE) up --cameras $(CAMERAS) --routing $(ROUTING) --station-port $(STATION_PORT) --ports $(PORTS) --register-port $(REGISTER_PORT) --evidence-port $(EVIDENCE_PORT) --demo-accounts
 
 test: venv system-deps-test ## run the test suite (starts the broker when needed)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)

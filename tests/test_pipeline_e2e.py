@@ -43,7 +43,8 @@ def _overlaps(region, bag, scale: float) -> bool:
 
 @pytest.fixture(scope="module")
 def pipeline(broker, tmp_path_factory):
-    """Runs the whole stack on ABODA video 4; yields (kafka settings, alert incidents, station port)."""
+    """Runs the whole stack on ABODA video 4, the register and the evidence service included; yields (kafka
+    settings, alert incidents, station port, the grabber's camera health, the test folder)."""
     clip = data_path("aboda_video4", "video4.avi")
     tmp = tmp_path_factory.mktemp("e2e")
     kafka = KafkaSettings(bootstrap=broker, namespace=f"e2e{uuid.uuid4().hex[:8]}.")
@@ -56,7 +57,12 @@ def pipeline(broker, tmp_path_factory):
         "    privacy_masks:\n      - name: window\n        polygon: [[0, 0], [100, 0], [100, 50], [0, 50]]\n"
     ))
     with ExitStack() as stack:
-        station = stack.enter_context(logged_in_station(kafka, log_dir=tmp, user="agent-e2e"))
+        station = stack.enter_context(logged_in_station(kafka, "--evidence-store", str(tmp / "evidence"),
+                                                        log_dir=tmp, user="agent-e2e"))
+        database = f"sqlite:///{tmp}/accounts.db"
+        stack.enter_context(service(kafka, "register", "--database", database, log_dir=tmp))
+        stack.enter_context(service(kafka, "evidence", "serve", "--cameras", str(cameras), "--database", database,
+                                    "--store", str(tmp / "evidence"), log_dir=tmp))
         stack.enter_context(service(kafka, "correlator", log_dir=tmp))
         _, detector_port = stack.enter_context(service(kafka, "detector", "--cameras", str(cameras), log_dir=tmp))
         _, grabber_port = stack.enter_context(
@@ -73,11 +79,11 @@ def pipeline(broker, tmp_path_factory):
         time.sleep(5)  # let the correlator publish what the last anomalies caused
         records = consume(kafka, topics.alerts("main").name, lambda rs: False, timeout_s=3)
         incidents = [topics.alerts("main").decode(r.value) for r in records]
-        yield kafka, incidents, station[1], grabbed
+        yield kafka, incidents, station[1], grabbed, tmp
 
 
 def test_one_abandoned_object_incident_on_the_bag_after_the_owner_left(pipeline) -> None:
-    kafka, incidents, _, grabbed = pipeline
+    kafka, incidents, _, grabbed, _ = pipeline
     assert 190 <= grabbed["published"] <= 200, "39 s sampled at 5 fps"
     abandoned = {i.id: i for i in incidents if i.kind == "abandoned_object"}
     assert len(abandoned) == 1, f"expected exactly one abandoned-object incident, got {list(abandoned)}"
@@ -95,7 +101,7 @@ def test_one_abandoned_object_incident_on_the_bag_after_the_owner_left(pipeline)
 
 def test_kcat_and_protoc_read_the_alert_topic(pipeline) -> None:
     """A control-room client needs nothing of Vigie's code: kcat and the .proto files suffice."""
-    kafka, _, _, _ = pipeline
+    kafka, _, _, _, _ = pipeline
     if not (shutil.which("kcat") and shutil.which("protoc")):
         pytest.skip("kcat or protoc missing (make system-deps-test installs them)")
     root = Path(__file__).resolve().parents[1]
@@ -112,7 +118,7 @@ def test_kcat_and_protoc_read_the_alert_topic(pipeline) -> None:
 
 
 def test_console_shows_the_incident_and_acknowledge_publishes_the_action(pipeline) -> None:
-    kafka, incidents, station_port, _ = pipeline
+    kafka, incidents, station_port, _, _ = pipeline
     topics = Topics(kafka.namespace)
     incident = next(i for i in incidents if i.kind == "abandoned_object")
     with chromium_page() as page:
@@ -141,3 +147,61 @@ def test_console_shows_the_incident_and_acknowledge_publishes_the_action(pipelin
 
     entry = views(consume(kafka, topics.audit.name, lambda rs: bool(views(rs)), timeout_s=10))[0]
     assert entry.incident_id == incident.id and entry.operator == "agent-e2e"  # the logged-in user
+
+
+def test_the_incident_gets_an_evidence_clip_masked_and_in_the_register(pipeline) -> None:
+    """The abandoned-object incident's clip: H.264 MP4 that decodes, every frame of the camera captured in
+    [t - 10 s, t + 20 s] around the snapshot, the privacy mask black in each, its SHA-256 in the register."""
+    import hashlib
+    import io
+    import json
+
+    import av
+
+    from vigie.core.db import DatabaseSettings, make_engine
+    from vigie.evidence.catalogue import Catalogue
+    from vigie.evidence.store import FolderStore
+    from vigie.register.query import list_entries, verify_chain
+
+    kafka, incidents, _, _, tmp = pipeline
+    incident = next(i for i in incidents if i.kind == "abandoned_object")
+    url = f"sqlite:///{tmp}/accounts.db"
+
+    async def evidence() -> tuple[list, list, bool]:
+        engine = make_engine(DatabaseSettings(url=url))
+        try:
+            catalogue = Catalogue(engine, FolderStore(tmp / "evidence"))
+            deadline = time.monotonic() + 90  # the clip is cut 25 s (after_s and grace_s) after the snapshot
+            while True:
+                items = await catalogue.items(incident_id=incident.id)
+                recorded = [e for e in await list_entries(engine, kind="recording", limit=1000)
+                            if e["incident_id"] == incident.id]
+                if len(items) == 2 and len(recorded) == 2:
+                    return items, recorded, (await verify_chain(engine)).ok
+                assert time.monotonic() < deadline, f"no evidence for {incident.id}: {items} {recorded}"
+                await asyncio.sleep(1)
+        finally:
+            await engine.dispose()
+
+    items, recorded, chain_ok = asyncio.run(evidence())
+    assert chain_ok
+    clip = next(i for i in items if i.kind == "clip")
+    data = (tmp / "evidence" / clip.key).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == clip.sha256
+    assert {json.loads(e["detail"])["sha256"] for e in recorded} == {i.sha256 for i in items}
+    at = incident.snapshot_capture_ns
+    frames = [Topics(kafka.namespace).frames.decode(r.value)
+              for r in consume(kafka, Topics(kafka.namespace).frames.name, lambda rs: False, timeout_s=3)]
+    wanted = [f for f in frames if f.camera_id == "aboda-4" and at - 10 * 10**9 <= f.capture_ns <= at + 20 * 10**9]
+    assert clip.frames == len(wanted) and clip.start_ns == wanted[0].capture_ns and clip.end_ns == wanted[-1].capture_ns
+    with av.open(io.BytesIO(data)) as container:
+        pictures = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(pictures) == len(wanted) and pictures[0].shape[1] == 640
+    # The window (100x50 of 720x480) is 89x45 of the published 640x427 frames: black in every frame of the clip.
+    assert all(p[:42, :86].max() <= 24 for p in pictures)
+    assert _mean_below_the_mask(pictures) > 30
+
+
+def _mean_below_the_mask(pictures: list) -> float:
+    """Mean brightness of the clip below the mask (the scene is there, not a black video)."""
+    return float(sum(p[100:, 100:].mean() for p in pictures) / len(pictures))

@@ -46,7 +46,7 @@ def test_vigie_up_restarts_a_service_that_dies(kafka, tmp_path: Path) -> None:
 
     cameras = tmp_path / "cameras.yaml"
     cameras.write_text(authorise_cameras("cameras:\n  - id: a\n    source: synthetic://scene?w=320&h=240\n    fps: 2\n"))
-    ports = [free_port() for _ in range(5)]
+    ports = [free_port() for _ in range(6)]
     log = tmp_path / "up.log"
     database = f"sqlite:///{tmp_path}/vigie.db"
 
@@ -67,6 +67,7 @@ def test_vigie_up_restarts_a_service_that_dies(kafka, tmp_path: Path) -> None:
         up = subprocess.Popen([sys.executable, "-m", "vigie", "--kafka", kafka.bootstrap, "--namespace", kafka.namespace,
                                "up", "--cameras", str(cameras), "--station-port", str(ports[0]),
                                "--ports", ",".join(map(str, ports[1:4])), "--register-port", str(ports[4]),
+                               "--evidence-port", str(ports[5]), "--evidence-store", str(tmp_path / "evidence"),
                                "--database", database, "--demo-accounts"],
                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -75,7 +76,7 @@ def test_vigie_up_restarts_a_service_that_dies(kafka, tmp_path: Path) -> None:
         password = re.search(r"operator +\(operator\): one-time password (\S+)", log.read_text())
         assert password and re.search(r"admin +\(admin, auditor\): one-time password \S+", log.read_text())
         assert client_login(f"http://127.0.0.1:{ports[0]}", "operator", password[1])
-        assert state(ports[4]) == "running"  # the register
+        assert state(ports[4]) == "running" and state(ports[5]) == "running"  # the register, the evidence service
         found = subprocess.run(["pgrep", "-f", f"correlator.*--http-port {ports[3]}"], capture_output=True, text=True)
         (pid,) = [int(p) for p in found.stdout.split()]
         os.kill(pid, signal.SIGKILL)

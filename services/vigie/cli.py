@@ -183,6 +183,7 @@ def _cmd_station(args: argparse.Namespace) -> int:
                                     for loc, message in validation_issues(exc))) from None
     settings = StationSettings(
         kafka=_kafka(args), station=args.station, http_host=args.http_host, database=database, auth=auth,
+        evidence_store=args.evidence_store,
         http_port=args.http_port, max_incidents=args.max_incidents, keep_closed_s=args.keep_closed_s,
         event_queue=args.event_queue, snapshot_cache_bytes=args.snapshot_cache_mib << 20,
     )
@@ -300,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--station", default="main", help="station id")
     p.add_argument("--database", help="accounts database URL (default $VIGIE_DATABASE_URL, else "
                    "sqlite:///var/vigie.db); create accounts with `vigie users add`")
+    p.add_argument("--evidence-store", default="var/evidence",
+                   help="folder of the evidence store, where incidents' clips are played from (default var/evidence)")
     p.add_argument("--session-idle-s", type=bounded(float, 1, 7 * 86400), default=1800.0,
                    help="seconds without a request before a console session ends (default 1800)")
     p.add_argument("--session-max-s", type=bounded(float, 1, 30 * 86400), default=43200.0,
@@ -334,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     users_arguments(sub)
     sub.choices["users"].set_defaults(func=lambda args: users_main(args, _kafka(args)))
 
-    p = sub.add_parser("up", help="run the five services locally (Ctrl-C stops them cleanly)")
+    p = sub.add_parser("up", help="run the six services locally (Ctrl-C stops them cleanly)")
     p.add_argument("--cameras", required=True, help="cameras YAML")
     p.add_argument("--routing", help="routing YAML")
     p.add_argument("--as-fast-as-possible", action="store_true")
@@ -343,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ports of the grabber's, detector's and correlator's /healthz and /metrics (default 8091,8092,8093)")
     p.add_argument("--register-port", type=bounded(int, 1, 65535), default=8094,
                    help="port of the register's /healthz and /metrics (default 8094)")
+    p.add_argument("--evidence-port", type=bounded(int, 1, 65535), default=8095,
+                   help="port of the evidence service's /healthz and /metrics (default 8095)")
+    p.add_argument("--evidence-store", default="var/evidence", help="folder of the evidence store (default var/evidence)")
     p.add_argument("--database", help="database of accounts, sessions and the register (default $VIGIE_DATABASE_URL "
                    "or sqlite:///var/vigie.db)")
     p.add_argument("--demo-accounts", action="store_true",

@@ -1,11 +1,12 @@
-"""``vigie up``: the five services as child processes on this machine, stopped together.
+"""``vigie up``: the six services as child processes on this machine, stopped together.
 
-Start order: register, station, correlator, detector, grabber (consumers before producers, so
-the first frames, and the first audit entries, find everyone listening). Stop order, on Ctrl-C
-or SIGTERM: grabber first (no new frames), then detector, correlator, station and register last
-(it appends what the others wrote while stopping), each given SIGTERM and time to drain. The
-register and the console share one database (``--database``, default ``VIGIE_DATABASE_URL`` or
-the SQLite file ``var/vigie.db``).
+Start order: register, evidence, station, correlator, detector, grabber (consumers before
+producers, so the first frames, and the first audit entries, find everyone listening). Stop
+order, on Ctrl-C or SIGTERM: grabber first (no new frames), then detector, correlator, station,
+evidence and register last (it appends what the others wrote while stopping), each given SIGTERM
+and time to drain. The register, the evidence catalogue and the console share one database
+(``--database``, default ``VIGIE_DATABASE_URL`` or the SQLite file ``var/vigie.db``); evidence
+lies in ``--evidence-store`` (default ``var/evidence``).
 """
 
 from __future__ import annotations
@@ -157,6 +158,7 @@ def run_stack(args: argparse.Namespace) -> int:
     for port, name in ((grabber_port, "grabber"), (detector_port, "detector"), (correlator_port, "correlator")):
         _check_free(port, f"{name}'s /healthz and /metrics", "--ports G,D,C (make demo PORTS=G,D,C)")
     _check_free(args.register_port, "register's /healthz and /metrics", "--register-port N")
+    _check_free(args.evidence_port, "evidence service's /healthz and /metrics", "--evidence-port N")
     if args.database:
         os.environ["VIGIE_DATABASE_URL"] = args.database
     routing = ["--routing", args.routing] if args.routing else []
@@ -164,7 +166,10 @@ def run_stack(args: argparse.Namespace) -> int:
     fast = ["--as-fast-as-possible"] if args.as_fast_as_possible else []
     plan = [
         ("register", args.register_port, _command(args, "register", "--http-port", str(args.register_port))),
-        ("station", args.station_port, _command(args, "station", "--http-port", str(args.station_port))),
+        ("evidence", args.evidence_port, _command(args, "evidence", "serve", "--cameras", args.cameras, "--store",
+                                                  args.evidence_store, "--http-port", str(args.evidence_port))),
+        ("station", args.station_port, _command(args, "station", "--evidence-store", args.evidence_store,
+                                                "--http-port", str(args.station_port))),
         ("correlator", correlator_port, _command(args, "correlator", *routing, "--http-port", str(correlator_port))),
         ("detector", detector_port, _command(args, "detector", "--cameras", args.cameras,
                                              "--http-port", str(detector_port))),

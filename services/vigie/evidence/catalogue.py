@@ -30,7 +30,7 @@ from vigie.core.errors import VigieError
 from vigie.evidence.models import EvidenceItem, LegalHold
 from vigie.evidence.store import FolderStore, StoreError
 
-__all__ = ["Catalogue", "EvidenceError", "NewItem", "active_holds", "hold_scope", "iso", "parse_time"]
+__all__ = ["Catalogue", "EvidenceError", "NewItem", "active_holds", "covers", "hold_scope", "iso", "parse_time"]
 
 SERVICE = "evidence"
 #: Items destroyed per transaction by :meth:`Catalogue.purge`.
@@ -82,7 +82,7 @@ class NewItem:
     id: str = ""
 
 
-def _covers(hold: LegalHold, item: EvidenceItem) -> bool:
+def covers(hold: LegalHold, item: EvidenceItem) -> bool:
     """True when the active ``hold`` covers ``item`` (its incident, or its camera over an overlapping range)."""
     if hold.incident_id:
         return hold.incident_id == item.incident_id
@@ -141,10 +141,12 @@ class Catalogue:
                               detail=detail, camera_id=item.camera_id, incident_id=item.incident_id)
         return ids
 
-    async def items(self, *, camera_id: str = "", incident_id: str = "", destroyed: bool = False,
+    async def items(self, *, camera_id: str = "", incident_id: str = "", item_id: str = "", destroyed: bool = False,
                     limit: int = 1000) -> list[EvidenceItem]:
-        """Items, newest first, filtered by camera and incident; destroyed ones only when ``destroyed``."""
+        """Items, newest first, filtered by camera, incident and id; destroyed ones too when ``destroyed``."""
         query = select(EvidenceItem).order_by(EvidenceItem.start_ns.desc()).limit(limit)
+        if item_id:
+            query = query.where(EvidenceItem.id == item_id)
         if camera_id:
             query = query.where(EvidenceItem.camera_id == camera_id)
         if incident_id:
@@ -160,7 +162,7 @@ class Catalogue:
 
     async def held(self, item: EvidenceItem) -> list[LegalHold]:
         """The active holds covering ``item``."""
-        return [hold for hold in await self.active_holds() if _covers(hold, item)]
+        return [hold for hold in await self.active_holds() if covers(hold, item)]
 
     async def place_hold(self, requisition: str, by: str, now_ns: int, *, incident_id: str = "", camera_id: str = "",
                          start_ns: int = 0, end_ns: int = 0, client: str = "") -> LegalHold:
@@ -226,7 +228,7 @@ class Catalogue:
             after = batch[-1].id
             gone = []
             for item in batch:
-                if any(_covers(hold, item) for hold in holds):
+                if any(covers(hold, item) for hold in holds):
                     continue
                 try:
                     self.store.delete(item.key)

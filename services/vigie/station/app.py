@@ -54,6 +54,8 @@ from vigie.station.auth import SESSION, STATIC, Access, AuthSettings, StationAut
 from vigie.station.events import CLOSE, RESYNC, EventHub, sse
 from vigie.station.history import CursorError, closed_page
 from vigie.station.login import ConsoleAccounts, read_json
+from vigie.evidence.store import StoreError
+from vigie.station.evidence_page import EvidencePage
 from vigie.station.register_page import RegisterPage
 from vigie.station.store import IncidentStore, SnapshotCache
 
@@ -95,6 +97,8 @@ class StationSettings(StrictModel):
                                "forget_after_s).")
     event_queue: int = Field(1000, ge=1, le=100_000, description="Events waiting per console before its backlog "
                              "is dropped and it gets the whole list again (a resync).")
+    evidence_store: str = Field("var/evidence", min_length=1, description="Folder of the evidence store "
+                                "(`vigie evidence serve --store`): the console plays incidents' clips from it.")
     snapshot_cache_bytes: int = Field(32 << 20, ge=0, le=4 << 30, description="Bytes of snapshot JPEGs kept in "
                                       "memory (least recently viewed evicted first).")
 
@@ -130,6 +134,8 @@ class StationService(Service):
         self.login = ConsoleAccounts(self.auth, settings.station,
                                      LockoutPolicy(auth.lock_after, auth.lock_base_s, auth.lock_max_s))
         self.register = RegisterPage(self.auth, self.login.audit)
+        self.evidence = EvidencePage(self.auth, settings.evidence_store, self.incidents.get, self.login.audit,
+                                     self.login.publish_outbox)
         self._engine = None
 
     async def prepare(self) -> None:
@@ -162,6 +168,10 @@ class StationService(Service):
         await self._producer.start()
         self.login.open(self._engine, AuditLog(self._producer, self.topics.audit))
         self.register.engine = self._engine
+        try:
+            self.evidence.open(self._engine)
+        except StoreError as exc:
+            raise ConfigError(f"evidence_store: {exc}") from None
         # No consumer group: every console process reads all partitions from the beginning.
         self._consumer = make_consumer(self.settings.kafka, self.alerts, group=None)
         await self._consumer.start()
@@ -252,6 +262,7 @@ class StationService(Service):
         add(app, "POST", "/api/incidents/{id}/actions", self._action, Access.VIEWER)
         self.login.routes(app)
         self.register.routes(app)
+        self.evidence.routes(app)
 
     async def _index(self, request: web.Request) -> web.FileResponse:
         """The incidents page; an auditor who does not see this station's incidents lands on the register."""

@@ -99,6 +99,14 @@ class ConsoleAccounts:
         add(app, "GET", "/api/me", self._me, Access.SESSION)
         add(app, "POST", "/api/password", self._password, Access.SESSION)
 
+    async def publish_outbox(self, what: str) -> None:
+        """Publish the audit outbox now (entries written with a change in the database); when the broker does
+        not take them they wait there for the next publication (the register's, every few seconds)."""
+        try:
+            await flush_outbox(self._engine, self.audit_log)
+        except KafkaError as exc:
+            log.warning("%s: its audit entry waits in the outbox (%s)", what, type(exc).__name__)
+
     async def audit(self, kind: int, request: web.Request, user: str, **fields: object) -> None:
         """Write one entry (service ``station``, this station, the client's address) and wait for the broker.
 
@@ -193,9 +201,6 @@ class ConsoleAccounts:
         except WeakPassword as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         self.auth.sessions.forget_cached(info.token_sha256)
-        try:
-            await flush_outbox(self._engine, self.audit_log)
-        except KafkaError as exc:
-            log.warning("password change of %s: its audit entry waits in the outbox (%s)", name, type(exc).__name__)
+        await self.publish_outbox(f"password change of {name}")
         fresh = await self.auth.sessions.lookup(request.cookies.get(COOKIE, "")) or info
         return web.json_response(self._me_body(fresh))

@@ -54,6 +54,10 @@ function newCard(incident, live) {
     for (const button of card.querySelectorAll("button[data-action]")) {
       button.addEventListener("click", () => act(incident.id, button.dataset.action, button));
     }
+    card.querySelector("button.evidence-button").addEventListener("click", () => showEvidence(card, incident.id));
+    const hold = card.querySelector("button.hold-button");
+    hold.hidden = !me.roles.includes("supervisor");
+    hold.addEventListener("click", () => placeHold(card, incident.id));
   } else {
     card.dataset.testid = "history-incident";
     card.querySelector("figure").remove();
@@ -144,6 +148,57 @@ async function act(id, action, button) {
     button.disabled = false;
     alert(`${action} failed: ${await response.text()}`);
   }
+}
+
+// The incident's evidence: its clip played in the page (each play of the file is a view in the register),
+// its hashes, due date and legal holds.
+async function showEvidence(card, id) {
+  const box = card.querySelector(".evidence");
+  const response = await call(`/api/incidents/${encodeURIComponent(id)}/evidence`);
+  box.hidden = false;
+  if (!response.ok) {
+    box.textContent = `evidence: ${await response.text()}`;
+    return;
+  }
+  const { items } = await response.json();
+  box.replaceChildren();
+  if (!items.length) {
+    box.textContent = "No evidence stored yet (the clip is cut once its last seconds are recorded).";
+    return;
+  }
+  for (const item of items) {
+    const row = document.createElement("div");
+    row.className = "evidence-item";
+    row.dataset.kind = item.kind;
+    if (item.kind === "clip") {
+      const video = document.createElement("video");
+      video.controls = true;
+      video.preload = "metadata";
+      video.src = item.url;
+      row.append(video);
+    }
+    const facts = document.createElement("p");
+    facts.className = "muted";
+    const held = item.holds.map((h) => `held: ${h.requisition} (${h.placedBy})`).join("; ");
+    facts.textContent = `${item.kind} ${item.from} → ${item.to} · ${item.bytes} bytes · destroyed after ${item.due}` +
+      ` · sha256 ${item.sha256.slice(0, 16)}…` + (held ? ` · ${held}` : "");
+    row.append(facts);
+    box.append(row);
+  }
+}
+
+async function placeHold(card, id) {
+  const requisition = prompt("Judicial requisition's reference for this legal hold:");
+  if (requisition === null) return;
+  const response = await call(`/api/incidents/${encodeURIComponent(id)}/holds`, {
+    method: "POST",
+    body: JSON.stringify({ requisition }),
+  });
+  if (!response.ok) {
+    alert(`legal hold refused: ${await response.text()}`);
+    return;
+  }
+  await showEvidence(card, id);
 }
 
 function connect() {

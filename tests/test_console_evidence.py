@@ -1,0 +1,110 @@
+"""An incident's evidence in the console, in headless Chromium: a supervisor plays the clip (a view in the
+register, with their name), places a legal hold with a requisition reference; an operator may view but
+not hold; an operator of another station and an auditor get nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.browser import chromium_page
+from tests.stack import service
+from tests.station_console import publish_frame, read_topic
+from tests.station_support import add_user, browser_login, get_json, incident, login_cookie
+from vigie.contracts.v1 import AuditEntry
+from vigie.core.authorisations import DAY_NS
+from vigie.core.db import DatabaseSettings, make_engine
+from vigie.core.kafka import apply_topics
+from vigie.core.settings import KafkaSettings
+from vigie.core.topics import Topics
+from vigie.evidence.catalogue import Catalogue, NewItem
+from vigie.evidence.store import FolderStore
+
+pytestmark = [pytest.mark.broker, pytest.mark.browser]
+
+
+def _mp4(frames: int = 25) -> bytes:
+    """A small H.264 MP4 (160x120, 5 fps), as the evidence service writes."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for n in range(frames):
+            picture = np.full((120, 160, 3), (n * 9) % 255, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out.getvalue()
+
+
+async def _publish_incident(kafka: KafkaSettings) -> str:
+    from tests.station_support import publish
+
+    ref = await publish_frame(kafka, "cam-1")
+    item = incident(7)
+    item.snapshot.CopyFrom(ref)
+    await publish(kafka, Topics(kafka.namespace).alerts("main"), [item])
+    return item.id
+
+
+async def _store(db: str, folder: Path, incident_id: str) -> str:
+    engine = make_engine(DatabaseSettings(url=db))
+    try:
+        catalogue = Catalogue(engine, FolderStore(folder))
+        data = _mp4()
+        digest = catalogue.store.put("cam-1/clip.mp4", data)
+        now = 1_780_000_000 * 10**9
+        (item_id,) = await catalogue.record([NewItem(incident_id, "cam-1", "clip", "cam-1/clip.mp4", digest, len(data),
+                                                     25, now, now + 5 * 10**9, now + 7 * DAY_NS, "centre")], now)
+        return item_id
+    finally:
+        await engine.dispose()
+
+
+def test_a_supervisor_plays_the_clip_and_places_a_hold_others_cannot(broker, tmp_path: Path) -> None:
+    kafka = KafkaSettings(bootstrap=broker, namespace=f"t{uuid.uuid4().hex[:10]}.")
+    topics = Topics(kafka.namespace)
+    asyncio.run(apply_topics(kafka, topics.all(["main"])))
+    db = f"sqlite:///{tmp_path}/accounts.db"
+    for name, roles, stations in (("sup-main", "supervisor", "main"), ("op-main", "operator", "main"),
+                                  ("op-east", "operator", "east"), ("audit-1", "auditor", "main")):
+        add_user(db, name, roles, stations)
+    incident_id = asyncio.run(_publish_incident(kafka))
+    store = tmp_path / "evidence"
+    item_id = asyncio.run(_store(db, store, incident_id))
+    with service(kafka, "station", "--database", db, "--evidence-store", str(store), log_dir=tmp_path) as (_, port):
+        base = f"http://127.0.0.1:{port}"
+        for name, status in (("op-east", 403), ("audit-1", 403)):
+            cookie = login_cookie(port, name)
+            assert get_json(port, f"/api/evidence/{item_id}", cookie)[0] == status, name
+            assert get_json(port, f"/api/incidents/{incident_id}/evidence", cookie)[0] == status, name
+        cookie = login_cookie(port, "op-main")
+        assert get_json(port, "/api/holds", cookie)[0] == 403  # an operator views, a supervisor holds
+        assert get_json(port, "/api/evidence/no-such-item", cookie)[0] == 404
+        with chromium_page() as page:
+            browser_login(page, base, "sup-main")
+            card = page.locator(f"[data-incident-id='{incident_id}']")
+            card.wait_for(timeout=15000)
+            card.locator("button.evidence-button").click()
+            video = card.locator(".evidence video")
+            video.wait_for(timeout=10000)
+            page.wait_for_function("v => v.readyState >= 1 && v.videoWidth === 160", arg=video.element_handle(),
+                                   timeout=15000)
+            assert "destroyed after" in card.locator(".evidence").inner_text()
+            page.once("dialog", lambda dialog: dialog.accept("PV 2026/118 Lyon"))
+            card.locator("button.hold-button").click()
+            card.locator(".evidence", has_text="held: PV 2026/118 Lyon (sup-main)").wait_for(timeout=10000)
+        cookie = login_cookie(port, "sup-main")
+        status, body = get_json(port, "/api/holds", cookie)
+        assert status == 200 and [h["requisition"] for h in body["holds"]] == ["PV 2026/118 Lyon"]
+    entries = asyncio.run(read_topic(kafka, topics.audit))
+    views = [e for e in entries if e.kind == AuditEntry.KIND_VIEW and e.detail == f"evidence clip {item_id}"]
+    assert views and all(v.operator == "sup-main" and v.incident_id == incident_id for v in views)
+    assert not [e for e in entries if e.kind == AuditEntry.KIND_VIEW and e.operator in ("op-east", "audit-1")]

@@ -1,0 +1,169 @@
+"""The evidence service against the real broker, a real SQLite file, a real folder and the register: an
+incident gets its clip (the configured range, privacy mask still black) and snapshot, listed once with
+their hashes in the register, even across a restart; with the clock advanced they are destroyed the
+day their retention ends, the register's chain still verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import simplejpeg
+
+from vigie.contracts.v1 import Frame, Incident, RecordRef
+from vigie.core.authorisations import DAY_NS
+from vigie.core.db import DatabaseSettings, make_engine
+from vigie.core.kafka import apply_topics, make_producer
+from vigie.core.topics import Topics
+from vigie.evidence.app import EvidenceService, EvidenceSettings
+from vigie.evidence.store import StoreSettings
+from vigie.register.query import list_entries, verify_chain
+
+from tests.test_register_service import service as register_service, wait_for
+
+pytestmark = pytest.mark.broker
+
+CAMERAS = """authorisations:
+  - {id: centre, reference: "Arrêté 2026-0142", order_date: 2020-01-01, valid_until: 2099-12-31,
+     purposes: [security_of_persons], max_retention_days: 3}
+cameras:
+  - {id: cam-1, authorisation: centre, source: synthetic://scene}
+  - {id: cam-2, authorisation: centre, source: synthetic://scene}
+"""
+FPS = 5
+#: The privacy mask the grabber blacked out, in the frames' pixels: x0, y0, x1, y1.
+MASK = (0, 0, 64, 48)
+
+
+def _jpeg(n: int) -> bytes:
+    picture = np.full((240, 320, 3), 60 + (n * 7) % 150, np.uint8)
+    picture[100:140, (n * 5) % 280:(n * 5) % 280 + 40] = (230, 40, 40)  # something moving
+    x0, y0, x1, y1 = MASK
+    picture[y0:y1, x0:x1] = 0
+    return simplejpeg.encode_jpeg(picture, quality=90, colorspace="RGB")
+
+
+async def _publish(kafka, start_ns: int, count: int) -> dict[int, RecordRef]:  # noqa: ANN001
+    """``count`` frames of cam-1 (and as many of cam-2) from ``start_ns`` at 5 fps; returns cam-1's refs by n."""
+    topic = Topics(kafka.namespace).frames
+    producer = make_producer(kafka)
+    await producer.start()
+    refs = {}
+    try:
+        for n in range(count):
+            at = start_ns + n * 10**9 // FPS
+            for camera in ("cam-1", "cam-2"):
+                frame = Frame(camera_id=camera, seq=n, capture_ns=at, pts=n / FPS, width=320, height=240,
+                              encoding=Frame.ENCODING_JPEG, data=_jpeg(n), privacy_masks=["window"], fps=FPS)
+                meta = await producer.send_and_wait(topic.name, topic.encode(frame), key=topic.key(camera),
+                                                    timestamp_ms=at // 10**6)
+                if camera == "cam-1":
+                    refs[n] = RecordRef(topic=meta.topic, partition=meta.partition, offset=meta.offset)
+    finally:
+        await producer.stop()
+    return refs
+
+
+def _incident(ref: RecordRef, at_ns: int) -> Incident:
+    return Incident(id="inc-00042", kind="abandoned_object", camera_id="cam-1", state=Incident.STATE_NEW,
+                    first_seen_ns=at_ns, last_seen_ns=at_ns, count=1, snapshot=ref, snapshot_capture_ns=at_ns,
+                    revision=1, frame_width=320, frame_height=240)
+
+
+def _decode(data: bytes) -> list[np.ndarray]:
+    with av.open(io.BytesIO(data)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def test_an_incident_gets_its_clip_and_snapshot_once_and_they_are_destroyed_on_time(kafka, tmp_path: Path) -> None:
+    topics = Topics(kafka.namespace)
+    asyncio.run(apply_topics(kafka, topics.all([])))
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text(CAMERAS)
+    url = f"sqlite:///{tmp_path / 'vigie.db'}"
+    now = [dt.datetime.now(dt.timezone.utc)]
+    settings = EvidenceSettings(kafka=kafka, database=DatabaseSettings(url=url), cameras_file=str(cameras),
+                                store=StoreSettings(folder=str(tmp_path / "evidence")), before_s=4, after_s=4,
+                                grace_s=1, http_port=0)
+    start_ns = time.time_ns() - 20 * 10**9
+    refs = asyncio.run(_publish(kafka, start_ns, 75))  # 15 s of both cameras, 20 s ago
+    trigger = 40  # the 40th frame, 8 s into the stream
+    at_ns = start_ns + trigger * 10**9 // FPS
+
+    async def scenario() -> tuple[list, bytes, list]:
+        producer = make_producer(kafka)
+        await producer.start()
+        await producer.send_and_wait(topics.incidents.name, topics.incidents.encode(_incident(refs[trigger], at_ns)),
+                                     key=topics.incidents.key("cam-1"))
+        # the same incident again (a new revision): still one set of evidence
+        await producer.send_and_wait(topics.incidents.name, topics.incidents.encode(_incident(refs[trigger], at_ns)),
+                                     key=topics.incidents.key("cam-1"))
+        await producer.stop()
+        for _ in range(2):  # a restart reads the incidents again: nothing stored twice
+            service = EvidenceService(settings, clock=lambda: now[0])
+            await service.start()
+            stop = asyncio.Event()
+            task = asyncio.create_task(service.run(stop))
+            await wait_for(lambda: _stored(service), timeout_s=60)
+            stop.set()
+            await task
+            items = await service.catalogue.items()
+            store = service.catalogue.store
+            clip = next(i for i in items if i.kind == "clip")
+            data = store.read(clip.key)
+            await service.stop()
+        async with register_service(kafka, url):
+            await wait_for(lambda: _kinds(url, "recording", 2), timeout_s=30)
+        service = EvidenceService(settings, clock=lambda: now[0])
+        await service.prepare()
+        now[0] += dt.timedelta(days=3) - dt.timedelta(seconds=30)  # 30 s before the retention ends: kept
+        assert await service.purge() == 0
+        now[0] += dt.timedelta(seconds=60)
+        assert await service.purge() == 2
+        assert not (tmp_path / "evidence" / clip.key).exists()
+        await service.stop()
+        async with register_service(kafka, url):
+            await wait_for(lambda: _kinds(url, "purge", 2), timeout_s=30)
+        engine = make_engine(DatabaseSettings(url=url))
+        try:
+            assert (await verify_chain(engine)).ok
+            entries = await list_entries(engine, limit=1000)
+        finally:
+            await engine.dispose()
+        return items, data, entries
+
+    items, data, entries = asyncio.run(scenario())
+    assert sorted(i.kind for i in items) == ["clip", "snapshot"]
+    clip = next(i for i in items if i.kind == "clip")
+    assert clip.start_ns == at_ns - 4 * 10**9 and clip.end_ns == at_ns + 4 * 10**9  # [t - 4 s, t + 4 s]
+    assert clip.frames == 41 and clip.due_ns == at_ns + 3 * DAY_NS and clip.sha256 == hashlib.sha256(data).hexdigest()
+    pictures = _decode(data)
+    assert len(pictures) == 41 and pictures[0].shape == (240, 320, 3)
+    x0, y0, x1, y1 = MASK
+    for picture in pictures:  # the privacy mask is still black (H.264 is lossy: a margin of 2 pixels)
+        assert picture[y0:y1 - 2, x0:x1 - 2].max() <= 24 and picture[y1 + 4:, x1 + 4:].mean() > 40
+    recordings = [e for e in entries if e["kind"] == "recording"]
+    assert len(recordings) == 2 and all(e["incident_id"] == "inc-00042" for e in recordings)
+    assert {json.loads(e["detail"])["sha256"] for e in recordings} == {i.sha256 for i in items}
+    purges = [json.loads(e["detail"]) for e in entries if e["kind"] == "purge"]
+    assert len(purges) == 2 and {p["item"] for p in purges} == {i.id for i in items}
+
+
+async def _stored(service: EvidenceService) -> bool:
+    return len(await service.catalogue.items()) == 2 and not service.jobs
+
+
+async def _kinds(url: str, kind: str, n: int) -> bool:
+    engine = make_engine(DatabaseSettings(url=url))
+    try:
+        return len(await list_entries(engine, kind=kind, limit=1000)) >= n
+    finally:
+        await engine.dispose()
