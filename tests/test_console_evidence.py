@@ -1,12 +1,14 @@
 """An incident's evidence in the console, in headless Chromium: a supervisor plays the clip (a view in the
-register, with their name), places a legal hold with a requisition reference; an operator may view but
-not hold; an operator of another station and an auditor get nothing."""
+register, with their name), places a legal hold with a requisition reference and downloads the judicial
+bundle; an operator may view but not hold; an operator of another station and an auditor get nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import uuid
+import zipfile
 from pathlib import Path
 
 import av
@@ -101,6 +103,16 @@ def test_a_supervisor_plays_the_clip_and_places_a_hold_others_cannot(broker, tmp
             page.once("dialog", lambda dialog: dialog.accept("PV 2026/118 Lyon"))
             card.locator("button.hold-button").click()
             card.locator(".evidence", has_text="held: PV 2026/118 Lyon (sup-main)").wait_for(timeout=10000)
+            answers = iter(["PV 2026/118 Lyon", "Parquet de Lyon"])
+            page.on("dialog", lambda dialog: dialog.accept(next(answers)))
+            with page.expect_download(timeout=20000) as download:
+                card.locator("button.transmit-button").click()
+            bundle = zipfile.ZipFile(download.value.path())
+            names = bundle.namelist()
+            assert download.value.suggested_filename.startswith("transmission-")
+            assert any(n.endswith(f"items/{item_id}.mp4") for n in names)
+            manifest = json.loads(bundle.read(next(n for n in names if n.endswith("manifest.json"))))
+            assert manifest["authority"] == "Parquet de Lyon" and manifest["made_by"] == "sup-main"
         cookie = login_cookie(port, "sup-main")
         status, body = get_json(port, "/api/holds", cookie)
         assert status == 200 and [h["requisition"] for h in body["holds"]] == ["PV 2026/118 Lyon"]

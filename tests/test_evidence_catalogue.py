@@ -211,3 +211,75 @@ def test_holds_from_the_command_line_need_a_supervisor_and_reach_the_register(ka
     verify = subprocess.run([sys.executable, "-m", "vigie", "register", "verify", "--database", url],
                             capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0 and "chain intact" in verify.stdout
+
+
+@pytest.mark.broker
+def test_a_transmission_bundle_proves_its_items_and_is_recorded(kafka, tmp_path: Path) -> None:
+    """`vigie evidence transmit`: the held items, a manifest with their SHA-256, the register's entries about
+    them and SHA256SUMS (checked by sha256sum); the transmission reaches the register. A file changed in the
+    store stops a transmission, naming it; so do a missing authority and an unknown hold."""
+    asyncio.run(apply_topics(kafka, Topics(kafka.namespace).all([])))
+    from tests.station_support import PASSWORD
+
+    async def prepare() -> tuple[str, str]:
+        catalogue, engine, url = await _catalogue(tmp_path)
+        try:
+            await catalogue.record([_item(catalogue, "inc-1"), _item(catalogue, "inc-2")], T0)
+            hold = await catalogue.place_hold("RQ-9", "sup-1", T0, camera_id="cam-1", start_ns=T0 - 1, end_ns=T0)
+        finally:
+            await engine.dispose()
+        await add_user_async(url, "sup-1", "supervisor", "main")
+        async with register_service(kafka, url):  # the register holds the recordings and the hold
+            await wait_for(lambda: _count(url, 3), timeout_s=30)
+        return url, hold.id
+
+    url, hold_id = asyncio.run(prepare())
+    base = [sys.executable, "-m", "vigie", "--kafka", kafka.bootstrap, "--namespace", kafka.namespace, "evidence",
+            "transmit", "--database", url, "--store", str(tmp_path / "evidence"), "--supervisor", "sup-1",
+            "--password-stdin", "--requisition", "RQ-9"]
+
+    def transmit(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*base, *extra], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+
+    bundle = tmp_path / "bundle"
+    done = transmit("--authority", "Parquet de Lyon", "--hold", hold_id, "--output", str(bundle))
+    assert done.returncode == 0, done.stderr
+    checked = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=bundle, capture_output=True, text=True)
+    assert checked.returncode == 0 and checked.stdout.count(": OK") == 4, checked.stdout  # 2 items, 2 JSON files
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["authority"] == "Parquet de Lyon" and manifest["made_by"] == "sup-1"
+    assert sorted(i["incident"] for i in manifest["items"]) == ["inc-1", "inc-2"]
+    register = json.loads((bundle / "register.json").read_text())
+    assert sorted(e["incident_id"] for e in register if e["kind"] == "recording") == ["inc-1", "inc-2"]
+    assert all(len(e["chain_hash"]) == 64 for e in register)
+    for extra, words in ((("--authority", " ", "--hold", hold_id), "authority it goes to"),
+                         (("--authority", "P", "--hold", "nope"), "no active legal hold 'nope'"),
+                         (("--authority", "P", "--hold", hold_id, "--output", str(bundle)), "is not empty")):
+        refused = transmit("--output", str(tmp_path / "refused"), *extra)
+        assert refused.returncode == 1 and words in refused.stderr, refused.stderr
+        assert not (tmp_path / "refused").exists()
+    (tmp_path / "evidence" / "cam-1" / "inc-2.mp4").write_bytes(b"edited")
+    refused = transmit("--authority", "P", "--incident", "inc-2", "--output", str(tmp_path / "other"))
+    assert refused.returncode == 1 and "no longer matches the SHA-256" in refused.stderr
+
+    async def recorded() -> list:
+        async with register_service(kafka, url):
+            await wait_for(lambda: _count(url, 4), timeout_s=30)
+        engine = make_engine(DatabaseSettings(url=url))
+        try:
+            return await list_entries(engine, kind="transmission")
+        finally:
+            await engine.dispose()
+
+    (entry,) = asyncio.run(recorded())
+    detail = json.loads(entry["detail"])
+    assert entry["user"] == "sup-1" and detail["authority"] == "Parquet de Lyon" and len(detail["items"]) == 2
+
+
+async def _count(url: str, n: int) -> bool:
+    engine = make_engine(DatabaseSettings(url=url))
+    try:
+        kinds = [e["kind"] for e in await list_entries(engine, limit=1000)]
+    finally:
+        await engine.dispose()
+    return sum(k in ("recording", "hold", "transmission") for k in kinds) >= n

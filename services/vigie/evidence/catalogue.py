@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from vigie.accounts.store import record as outbox_record
 from vigie.contracts.v1 import AuditEntry
 from vigie.core.errors import VigieError
-from vigie.evidence.models import EvidenceItem, LegalHold
+from vigie.evidence.models import EvidenceItem, LegalHold, Transmission
 from vigie.evidence.store import FolderStore, StoreError
 
 __all__ = ["Catalogue", "EvidenceError", "NewItem", "active_holds", "covers", "hold_scope", "iso", "parse_time"]
@@ -205,6 +205,16 @@ class Catalogue:
                           client=client, detail=_detail(hold=hold.id, requisition=hold.requisition),
                           camera_id=hold.camera_id, incident_id=hold.incident_id)
         return hold
+
+    async def record_transmission(self, transmission_id: str, requisition: str, authority: str, items: list[str],
+                                  manifest_sha256: str, by: str, now_ns: int) -> None:
+        """List a transmission to a judicial authority with its ``transmission`` entry, in one transaction."""
+        async with self.sessions.begin() as session:
+            session.add(Transmission(id=transmission_id, requisition=requisition[:200], authority=authority[:200],
+                                     items=items, manifest_sha256=manifest_sha256, made_by=by, made_ns=now_ns))
+            outbox_record(session, AuditEntry.KIND_TRANSMISSION, service=SERVICE, by=by, subject=transmission_id,
+                          detail=_detail(transmission=transmission_id, requisition=requisition, authority=authority,
+                                         items=items, manifest_sha256=manifest_sha256))
 
     async def purge(self, now_ns: int) -> list[EvidenceItem]:
         """Destroy every item due by ``now_ns`` that no active hold covers; returns those destroyed.

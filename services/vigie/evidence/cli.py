@@ -7,6 +7,8 @@
   and ``vigie evidence release HOLD --supervisor NAME``: the supervisor's password is read from the
   terminal (or the first line of stdin with ``--password-stdin``), never from the command line; the
   account must hold the ``supervisor`` role. Both are recorded in the register.
+* ``vigie evidence transmit --supervisor NAME --requisition REF --authority NAME (--incident ID... | --hold ID)
+  --output DIR``: the bundle for a judicial authority (:mod:`vigie.evidence.transmit`), recorded.
 * ``vigie evidence purge --store DIR``: destroy now what is due (the service does it on its own too).
 
 Exit codes: 0 done, 1 refused (the reason on stderr), 2 bad usage, 3 database unreachable.
@@ -137,6 +139,33 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transmit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vigie.evidence.catalogue import EvidenceError
+    from vigie.evidence.transmit import build_bundle, items_for
+
+    folder = Path(args.output)
+    if folder.exists() and any(folder.iterdir()):
+        raise EvidenceError(f"{folder} is not empty: give a new folder for the bundle")
+
+    async def work(catalogue, engine):  # noqa: ANN001, ANN202
+        by = await _supervisor(args, engine)
+        items = await items_for(catalogue, incidents=args.incident or (), hold_id=args.hold or "")
+        return await build_bundle(catalogue, engine, items, requisition=args.requisition, authority=args.authority,
+                                  by=by, now_ns=time.time_ns())
+
+    transmission_id, files = asyncio.run(_with_catalogue(args, work))
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    items = sum(name.startswith("items/") for name in files)
+    print(f"transmission {transmission_id}: {items} item(s) for {args.authority!r} written to {folder} "
+          "(check it with `sha256sum -c SHA256SUMS` there; recorded in the register)")
+    return 0
+
+
 def _purge(args: argparse.Namespace) -> int:
     async def work(catalogue, _):  # noqa: ANN001, ANN202
         return await catalogue.purge(time.time_ns())
@@ -185,6 +214,9 @@ def add_arguments(parser: argparse.ArgumentParser, kafka: Callable[[argparse.Nam
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database", help="database (default $VIGIE_DATABASE_URL, else sqlite:///var/vigie.db)")
     common.add_argument("--store", default="var/evidence", help="folder of the evidence store (default var/evidence)")
+    supervised = argparse.ArgumentParser(add_help=False)
+    supervised.add_argument("--supervisor", required=True, help="the supervisor's account name")
+    supervised.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
     sub = parser.add_subparsers(dest="evidence_action", required=True)
     p = sub.add_parser("serve", parents=[common], help="run the evidence service")
     p.add_argument("--cameras", required=True, help="cameras YAML (its authorisations give the retention)")
@@ -201,9 +233,7 @@ def add_arguments(parser: argparse.ArgumentParser, kafka: Callable[[argparse.Nam
     p = sub.add_parser("holds", parents=[common], help="the active legal holds")
     p.set_defaults(func=_command(_holds))
     for name, text in (("hold", "place a legal hold (a supervisor)"), ("release", "lift a legal hold (a supervisor)")):
-        p = sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("--supervisor", required=True, help="the supervisor's account name")
-        p.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+        p = sub.add_parser(name, parents=[common, supervised], help=text)
         if name == "hold":
             p.add_argument("--requisition", required=True, help="the judicial requisition's reference")
             p.add_argument("--incident", help="hold this incident's evidence")
@@ -214,5 +244,13 @@ def add_arguments(parser: argparse.ArgumentParser, kafka: Callable[[argparse.Nam
         else:
             p.add_argument("hold", help="the hold's id (vigie evidence holds)")
             p.set_defaults(func=_command(_release))
+    p = sub.add_parser("transmit", parents=[common, supervised], help="write the bundle of a judicial requisition "
+                       "(a supervisor): the clips, a manifest with their SHA-256 and the register's extract")
+    p.add_argument("--requisition", required=True, help="the judicial requisition's reference")
+    p.add_argument("--authority", required=True, help="the judicial authority it goes to")
+    p.add_argument("--incident", action="append", help="an incident whose evidence goes (repeatable)")
+    p.add_argument("--hold", help="or: everything this legal hold covers")
+    p.add_argument("--output", required=True, help="a new (or empty) folder for the bundle")
+    p.set_defaults(func=_command(_transmit))
     p = sub.add_parser("purge", parents=[common], help="destroy now the evidence past its retention, not held")
     p.set_defaults(func=_command(_purge))

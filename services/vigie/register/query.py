@@ -49,12 +49,13 @@ def iso_of(ns: int) -> str:
 
 async def list_entries(engine: AsyncEngine, *, since_ns: int | None = None, until_ns: int | None = None,
                        camera: str | None = None, user: str | None = None, kind: str | None = None,
-                       after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+                       incident: str | None = None, after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
     """Up to ``limit`` entries with ``seq > after_seq``, in ``seq`` order, matching every filter given.
 
     Args:
         since_ns, until_ns: event time range (ns UTC), ``since_ns <= at_ns < until_ns``.
-        camera: camera id; user: the person the entry is about; kind: a name of :data:`KINDS`.
+        camera: camera id; user: the person the entry is about; kind: a name of :data:`KINDS`;
+        incident: incident id.
         after_seq: paging cursor (the last seq of the previous page); limit: 1 to :data:`MAX_LIMIT`.
 
     Returns dicts of every column. Raises ValueError for an unknown kind or a limit out of range.
@@ -74,6 +75,8 @@ async def list_entries(engine: AsyncEngine, *, since_ns: int | None = None, unti
         query = query.where(entries.c.user == user)
     if kind is not None:
         query = query.where(entries.c.kind == kind)
+    if incident is not None:
+        query = query.where(entries.c.incident_id == incident)
     async with engine.connect() as connection:
         rows = await connection.execute(query.order_by(entries.c.seq).limit(limit))
         return [dict(row._mapping) for row in rows]

@@ -9,6 +9,8 @@ Routes (all :attr:`~vigie.station.auth.Access.VIEWER`: operators and supervisors
   otherwise), like a snapshot;
 - ``POST /api/incidents/{id}/holds`` ``{"requisition": "..."}``: a supervisor holds the incident's
   evidence for a judicial requisition (recorded in the register);
+- ``POST /api/incidents/{id}/transmissions`` ``{"requisition": "...", "authority": "..."}``: a supervisor
+  downloads the judicial bundle of the incident's evidence as a ZIP (:mod:`vigie.evidence.transmit`; recorded);
 - ``GET /api/holds`` and ``POST /api/holds/{hold}/release``: a supervisor lists and lifts holds.
 
 Only items of incidents this station shows are served: an operator of another station gets 404.
@@ -16,7 +18,9 @@ Only items of incidents this station shows are served: an operator of another st
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +32,7 @@ from vigie.contracts.v1 import AuditEntry, Incident
 from vigie.evidence.catalogue import Catalogue, EvidenceError, covers, hold_scope, iso
 from vigie.evidence.models import CLIP, EvidenceItem, LegalHold
 from vigie.evidence.store import FolderStore, StoreError
+from vigie.evidence.transmit import build_bundle, items_for
 from vigie.station.auth import SESSION, Access, StationAuth
 from vigie.station.login import read_json
 
@@ -77,6 +82,7 @@ class EvidencePage:
         add(app, "GET", "/api/incidents/{id}/evidence", self._list, Access.VIEWER)
         add(app, "GET", "/api/evidence/{item}", self._item, Access.VIEWER)
         add(app, "POST", "/api/incidents/{id}/holds", self._hold, Access.VIEWER)
+        add(app, "POST", "/api/incidents/{id}/transmissions", self._transmit, Access.VIEWER)
         add(app, "GET", "/api/holds", self._holds, Access.VIEWER)
         add(app, "POST", "/api/holds/{hold}/release", self._release, Access.VIEWER)
 
@@ -133,6 +139,32 @@ class EvidencePage:
             raise web.HTTPBadRequest(text=str(exc)) from None
         await self.publish(f"legal hold {hold.id}")
         return web.json_response(hold_json(hold), status=201)
+
+    async def _transmit(self, request: web.Request) -> web.Response:
+        by = self._supervisor(request)
+        incident = self._known(request.match_info["id"])
+        expected = 'expected JSON {"requisition": "reference", "authority": "judicial authority"}'
+        body = await read_json(request, expected)
+        if not isinstance(body, dict) or set(body) != {"requisition", "authority"} or not all(
+                isinstance(v, str) for v in body.values()):
+            raise web.HTTPBadRequest(text=expected)
+        try:
+            items = await items_for(self.catalogue, incidents=[incident.id])
+            transmission_id, files = await build_bundle(self.catalogue, self.catalogue.engine, items,
+                                                        requisition=body["requisition"],
+                                                        authority=body["authority"], by=by, now_ns=time.time_ns())
+        except EvidenceError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        except StoreError as exc:
+            raise web.HTTPGone(text=str(exc)) from None
+        await self.publish(f"transmission {transmission_id}")
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
+            for name, data in files.items():
+                bundle.writestr(f"transmission-{transmission_id}/{name}", data)
+        return web.Response(body=archive.getvalue(), content_type="application/zip", headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="transmission-{transmission_id}.zip"'})
 
     async def _holds(self, request: web.Request) -> web.Response:
         self._supervisor(request)

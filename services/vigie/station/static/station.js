@@ -55,9 +55,13 @@ function newCard(incident, live) {
       button.addEventListener("click", () => act(incident.id, button.dataset.action, button));
     }
     card.querySelector("button.evidence-button").addEventListener("click", () => showEvidence(card, incident.id));
+    const supervisor = me.roles.includes("supervisor");
     const hold = card.querySelector("button.hold-button");
-    hold.hidden = !me.roles.includes("supervisor");
+    hold.hidden = !supervisor;
     hold.addEventListener("click", () => placeHold(card, incident.id));
+    const transmit = card.querySelector("button.transmit-button");
+    transmit.hidden = !supervisor;
+    transmit.addEventListener("click", () => transmitEvidence(incident.id));
   } else {
     card.dataset.testid = "history-incident";
     card.querySelector("figure").remove();
@@ -199,6 +203,28 @@ async function placeHold(card, id) {
     return;
   }
   await showEvidence(card, id);
+}
+
+// The judicial bundle of the incident's evidence, downloaded as a ZIP (recorded in the register).
+async function transmitEvidence(id) {
+  const requisition = prompt("Judicial requisition's reference:");
+  if (requisition === null) return;
+  const authority = prompt("Judicial authority it goes to:");
+  if (authority === null) return;
+  const response = await call(`/api/incidents/${encodeURIComponent(id)}/transmissions`, {
+    method: "POST",
+    body: JSON.stringify({ requisition, authority }),
+  });
+  if (!response.ok) {
+    alert(`transmission refused: ${await response.text()}`);
+    return;
+  }
+  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = name ? name[1] : "transmission.zip";
+  link.click();
+  URL.revokeObjectURL(link.href);
 }
 
 function connect() {
