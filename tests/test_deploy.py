@@ -24,7 +24,7 @@ from vigie.core.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The Vigie services of docker-compose.yml and deploy/k8s (their command's first word).
-VIGIE_SERVICES = {"topics", "grabber", "detector", "correlator", "station", "register"}
+VIGIE_SERVICES = {"topics", "grabber", "detector", "correlator", "station", "register", "evidence"}
 
 
 def _k8s_documents() -> list[dict]:
@@ -181,7 +181,7 @@ def test_kubernetes_probes_ask_readiness_of_healthz_and_liveness_of_livez() -> N
     assert {"/healthz", "/livez"} <= routes
     deployments = {d["metadata"]["name"]: d for d in _k8s_documents() if d["kind"] == "Deployment"}
     for name in ("vigie-grabber", "vigie-detector", "vigie-station", "vigie-correlator",  # the correlator's: faust pages
-                 "vigie-register"):
+                 "vigie-register", "vigie-evidence"):
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/healthz", name
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez", name
@@ -332,7 +332,7 @@ def test_kubernetes_sasl_overlay_mounts_the_credentials_in_every_workload(tmp_pa
 
 #: Vigie services that use the database (accounts, console sessions, the register) and the Secret
 #: holding its password on Kubernetes.
-DATABASE_SERVICES, DATABASE_SECRET = {"station", "register"}, "vigie-database"
+DATABASE_SERVICES, DATABASE_SECRET = {"station", "register", "evidence"}, "vigie-database"
 
 
 def _named_mounts(svc: dict) -> dict[str, str]:
@@ -344,7 +344,7 @@ def _named_mounts(svc: dict) -> dict[str, str]:
                                    ["docker-compose.yml", "docker-compose.sasl.yml"]])
 def test_compose_database_reaches_every_service_that_uses_it(files: list[str]) -> None:
     """PostgreSQL (official image, data on a named volume) takes its password from a file that the
-    one-shot service db-password makes into a volume; the station and the register (and only they) get
+    one-shot service db-password makes into a volume; the station, the register and evidence (and only they) get
     its URL, without a password, and that file; the register answers its healthcheck on /healthz.
     The HA and SASL overlays keep all of it."""
     compose = _compose(files)
@@ -471,7 +471,7 @@ def test_kubernetes_register_and_database() -> None:
     users = {name for name, w in workloads.items()
              if build_parser().parse_args(w["spec"]["template"]["spec"]["containers"][0]["args"]).command
              in DATABASE_SERVICES}
-    assert users == {"vigie-station", "vigie-register"}
+    assert users == {"vigie-station", "vigie-register", "vigie-evidence"}
     for name in users:
         assert database_secret_of(workloads[name], config) == DATABASE_SECRET, name
     for name, workload in workloads.items():  # the image's user reads the mounted Secrets through fsGroup
@@ -487,3 +487,30 @@ def test_kubernetes_register_and_database() -> None:
         f"{cluster['metadata']['name']}-rw.{kustomization['namespace']}.svc", 5432, initdb["database"], initdb["owner"])
     assert initdb["secret"]["name"] == DATABASE_SECRET and kustomization["namespace"] == "vigie"
     assert cluster["spec"]["instances"] >= 3 and cluster["spec"]["minSyncReplicas"] >= 1
+
+
+def test_the_evidence_store_is_written_by_the_evidence_service_and_read_by_the_stations() -> None:
+    """One evidence store: in compose a named volume, read-write for the evidence service and read-only for
+    the station, both given its path; on Kubernetes a ReadWriteMany claim mounted in both Deployments (the
+    evidence one a single replica, strategy Recreate: the purge runs once)."""
+    services = _compose(["docker-compose.yml"])["services"]
+    paths = {}
+    for name in ("evidence", "station"):
+        args = build_parser().parse_args(services[name]["command"])
+        paths[name] = args.store if name == "evidence" else args.evidence_store
+        assert _named_mounts(services[name])[paths[name]] == "evidence-data", name
+    assert paths["evidence"] == paths["station"]
+    assert f"evidence-data:{paths['station']}:ro" in services["station"]["volumes"]
+    documents = _k8s_documents()
+    claim = next(d for d in documents if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == "vigie-evidence")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    assert deployments["vigie-evidence"]["spec"]["replicas"] == 1
+    assert deployments["vigie-evidence"]["spec"]["strategy"]["type"] == "Recreate"
+    for name in ("vigie-evidence", "vigie-station"):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        volume = next(v["name"] for v in pod["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName")
+                      == "vigie-evidence")
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume)
+        args = build_parser().parse_args(pod["containers"][0]["args"])
+        assert mount["mountPath"] == (args.store if name == "vigie-evidence" else args.evidence_store), name
