@@ -283,3 +283,14 @@ async def _count(url: str, n: int) -> bool:
     finally:
         await engine.dispose()
     return sum(k in ("recording", "hold", "transmission") for k in kinds) >= n
+
+
+def test_the_purge_bench_destroys_every_item_it_lists(tmp_path: Path) -> None:
+    """`vigie bench`'s purge figure is measured on a purge that really destroyed every item (files and rows)."""
+    from vigie.evidence.bench import bench_purge, rows
+
+    figures = asyncio.run(bench_purge(tmp_path, 300))
+    assert figures["items"] == 300 and figures["purge_s"] > 0 and figures["unlink_s"] > 0
+    assert not [p for p in (tmp_path / "purge").rglob("*.jpg")]
+    clip = {"total_ms": 1.0, "cut_ms": 0.2, "encode_ms": 0.7, "store_ms": 0.1, "bytes": 2048, "real_time_ratio": 30}
+    assert "300 items" in rows({"clip": clip, "purge": figures})[1][0]

@@ -15,17 +15,21 @@ The entries' ``detail`` is canonical JSON (sorted keys), so an auditor's tool ca
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from vigie.accounts.models import OutboxEntry
 from vigie.accounts.store import record as outbox_record
 from vigie.contracts.v1 import AuditEntry
+from vigie.core.audit import entry
 from vigie.core.errors import VigieError
 from vigie.evidence.models import EvidenceItem, LegalHold, Transmission
 from vigie.evidence.store import FolderStore, StoreError
@@ -34,7 +38,7 @@ __all__ = ["Catalogue", "EvidenceError", "NewItem", "active_holds", "covers", "h
 
 SERVICE = "evidence"
 #: Items destroyed per transaction by :meth:`Catalogue.purge`.
-PURGE_BATCH = 500
+PURGE_BATCH = 2000
 
 
 class EvidenceError(VigieError):
@@ -236,32 +240,41 @@ class Catalogue:
             if not batch:
                 break
             after = batch[-1].id
-            gone = []
-            for item in batch:
-                if any(covers(hold, item) for hold in holds):
-                    continue
-                try:
-                    self.store.delete(item.key)
-                except StoreError as exc:
-                    failure = exc
-                    continue
-                gone.append(item)
+            due = [item for item in batch if not any(covers(hold, item) for hold in holds)]
+            gone, error = await asyncio.to_thread(self._delete, due)
+            failure = error or failure
             await self._mark_destroyed(gone, now_ns)
             destroyed += gone
         if failure is not None:
             raise failure
         return destroyed
 
+    def _delete(self, items: list[EvidenceItem]) -> tuple[list[EvidenceItem], StoreError | None]:
+        """Remove the files of ``items`` (blocking); returns those gone and the last error met."""
+        gone, failure = [], None
+        for item in items:
+            try:
+                self.store.delete(item.key)
+            except StoreError as exc:
+                failure = exc
+                continue
+            gone.append(item)
+        return gone, failure
+
     async def _mark_destroyed(self, items: Iterable[EvidenceItem], now_ns: int) -> None:
         items = list(items)
         if not items:
             return
-        async with self.sessions.begin() as session:
+        created = time.time()
+        outbox = []
+        for item in items:
+            message = entry(AuditEntry.KIND_PURGE, service=SERVICE, subject=item.id, camera_id=item.camera_id,
+                            incident_id=item.incident_id,
+                            detail=_detail(item=item.id, kind=item.kind, sha256=item.sha256, due=iso(item.due_ns),
+                                           destroyed=iso(now_ns)))
+            outbox.append({"entry_id": message.id, "payload": message.SerializeToString(), "created_at": created})
+            item.destroyed_ns = now_ns
+        async with self.sessions.begin() as session:  # bulk statements: a purge may destroy 100,000 items
             await session.execute(update(EvidenceItem).where(EvidenceItem.id.in_([i.id for i in items]))
                                   .values(destroyed_ns=now_ns))
-            for item in items:
-                outbox_record(session, AuditEntry.KIND_PURGE, service=SERVICE, by="", subject=item.id,
-                              detail=_detail(item=item.id, kind=item.kind, sha256=item.sha256, due=iso(item.due_ns),
-                                             destroyed=iso(now_ns)),
-                              camera_id=item.camera_id, incident_id=item.incident_id)
-                item.destroyed_ns = now_ns
+            await session.execute(insert(OutboxEntry), outbox)
