@@ -47,7 +47,8 @@ def test_grabber_records_its_start_stop_and_cameras(kafka, tmp_path: Path) -> No
     assert SECRET not in (tmp_path / "grabber.log").read_text()
     entries = _entries(kafka, lambda es: ("service_stopped", "") in kinds(es))
     seen = kinds(entries)
-    assert sorted(seen) == sorted([("service_started", ""), ("camera_config", "syn"), ("camera_config", "down"),
+    assert sorted(seen) == sorted([("service_started", ""), ("authorisation", ""), ("camera_config", "syn"),
+                                   ("camera_config", "down"),
                                    ("camera_started", "syn"), ("camera_stopped", "syn"), ("service_stopped", "")])
     assert len({e.id for e in entries}) == len(entries)
     assert all(e.service == "grabber" and e.at_ns > 0 for e in entries)

@@ -167,3 +167,69 @@ async def _kinds(url: str, kind: str, n: int) -> bool:
         return len(await list_entries(engine, kind=kind, limit=1000)) >= n
     finally:
         await engine.dispose()
+
+
+def test_a_full_disk_lists_nothing_then_the_evidence_is_stored_once_space_is_back(kafka, tmp_path: Path) -> None:
+    """The store on a small filesystem filled up: the clip is refused whole, nothing is listed, no partial file
+    is left, the service says degraded with the reason; once space is freed the next try stores it, once."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here (root needed): {done.stderr.decode().strip()}")
+    try:
+        filler = mount / "filler"
+        try:  # the filesystem filled up: not a byte left
+            with open(filler, "wb") as out:
+                while True:
+                    out.write(b"\0" * 4096)
+                    out.flush()
+        except OSError:
+            pass
+        topics = Topics(kafka.namespace)
+        asyncio.run(apply_topics(kafka, topics.all([])))
+        cameras = tmp_path / "cameras.yaml"
+        cameras.write_text(CAMERAS)
+        url = f"sqlite:///{tmp_path / 'vigie.db'}"
+        settings = EvidenceSettings(kafka=kafka, database=DatabaseSettings(url=url), cameras_file=str(cameras),
+                                    store=StoreSettings(folder=str(mount / "evidence")), before_s=4, after_s=4,
+                                    grace_s=1, retry_s=1, http_port=0)
+        start_ns = time.time_ns() - 20 * 10**9
+        refs = asyncio.run(_publish(kafka, start_ns, 75))
+        at_ns = start_ns + 40 * 10**9 // FPS
+
+        async def scenario() -> tuple[dict, list]:
+            producer = make_producer(kafka)
+            await producer.start()
+            await producer.send_and_wait(topics.incidents.name, topics.incidents.encode(_incident(refs[40], at_ns)),
+                                         key=topics.incidents.key("cam-1"))
+            await producer.stop()
+            service = EvidenceService(settings)
+            await service.start()
+            stop = asyncio.Event()
+            task = asyncio.create_task(service.run(stop))
+            try:
+                await wait_for(lambda: _refused(service), timeout_s=60)
+                degraded = service.degraded()
+                assert await service.catalogue.items() == [] and service.jobs
+                assert not [p.name for p in (mount / "evidence").rglob("*") if p.is_file()]
+                filler.unlink()
+                await wait_for(lambda: _stored(service), timeout_s=60)
+                assert service.degraded() == {}
+                return degraded, await service.catalogue.items()
+            finally:
+                stop.set()
+                await task
+                await service.stop()
+
+        degraded, items = asyncio.run(scenario())
+        assert "No space left on device" in degraded["store"] and ".mp4" in degraded["store"]
+        assert sorted(i.kind for i in items) == ["clip", "snapshot"]
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+async def _refused(service: EvidenceService) -> bool:
+    return bool(service.store_error)

@@ -63,7 +63,7 @@ def test_replay_reruns_new_rules_into_a_sandbox_topic(kafka, tmp_path: Path) -> 
     frames = asyncio.run(_record(kafka, CameraConfig(id="aboda", source=str(clip), fps=5)))
     assert frames >= 190
     rules = tmp_path / "rules.yaml"
-    rules.write_text(authorise_cameras("defaults: []\ncameras:\n  aboda:\n    abandoned_object: {dwell_s: 6}\n"))
+    rules.write_text("defaults: []\ncameras:\n  aboda:\n    abandoned_object: {dwell_s: 6}\n")
     report_path = tmp_path / "report.json"
     base = [sys.executable, "-m", "vigie", "--kafka", kafka.bootstrap, "--namespace", kafka.namespace, "replay"]
     result = subprocess.run([*base, "--from=-10m", "--rules", str(rules), "--report", str(report_path)],

@@ -44,7 +44,7 @@ from vigie.core.options import resolve_device
 from vigie.core.errors import ConfigError
 from vigie.core.kafka import apply_topics, make_consumer, make_producer, partitions_of, wait_for_broker
 from vigie.core.settings import KafkaSettings, StrictModel
-from vigie.core.topics import DAY_MS, HOUR_MS, Topic, Topics, TopicSpec
+from vigie.core.topics import CHECK_MS, DAY_MS, HOUR_MS, Topic, Topics, TopicSpec
 from vigie.detector.pipeline import Analyser, decode_records, rounds, to_anomaly
 from vigie.detector.objects import ObjectDetector
 from vigie.detector.plan import AnalyticsPlan, Failure, analytics_problems
@@ -145,7 +145,7 @@ async def replay(kafka: KafkaSettings, start: datetime, end: datetime, cameras: 
     report: dict[str, Any] = {"run": run, "from": start.isoformat(), "to": end.isoformat(), "sandbox_topic": None,
                               "kinds": plan.kinds, "frames": 0, "skipped_frames": 0, "malformed": 0, "failed": 0,
                               "anomalies": 0, "warnings": []}
-    kept_ms = topics.frames.spec.retention_ms
+    kept_ms = topics.frames.spec.retention_ms + topics.frames.spec.segment_ms + CHECK_MS  # the longest a frame stays
     if _ms(start) < time.time() * 1000 - kept_ms:
         report["warnings"].append(f"--from {start.isoformat()} lies beyond the retention of topic {topics.frames.name} "
                                   f"({_span(kept_ms)}): frames older than {_span(kept_ms)} are gone")
