@@ -7,6 +7,7 @@ never listed without its ``recording`` entry, nor destroyed without its ``purge`
 - :meth:`Catalogue.record` lists items already written whole to the store (``recording``);
 - :meth:`Catalogue.place_hold` / :meth:`Catalogue.release_hold`: legal holds for a judicial
   requisition, on one incident's items or on a camera and a time range (``hold``, ``hold_released``);
+- :meth:`Catalogue.record_access_export`: an image export for the right of access (``export``);
 - :meth:`Catalogue.purge` destroys every item past its due date that no active hold covers
   (``purge``: item, due date, actual date). Time comes from an injectable clock.
 
@@ -219,6 +220,19 @@ class Catalogue:
             outbox_record(session, AuditEntry.KIND_TRANSMISSION, service=SERVICE, by=by, subject=transmission_id,
                           detail=_detail(transmission=transmission_id, requisition=requisition, authority=authority,
                                          items=items, manifest_sha256=manifest_sha256))
+
+    async def record_access_export(self, export_id: str, manifest: dict, by: str, *, client: str = "") -> None:
+        """Record an access export (:mod:`vigie.evidence.access`) made by supervisor ``by``: one ``export`` entry,
+        in its own transaction, whose detail holds the manifest's SHA-256, camera, range, requester frame,
+        method and person source (never an image nor the requester's box)."""
+        requester = manifest["requester"]
+        detail = _detail(export=export_id, kind="access", sha256=manifest["sha256"], camera=manifest["camera"],
+                         start=manifest["from"], end=manifest["to"], requester_frame=requester["frame"],
+                         requester_at=requester["at"], method=manifest["method"],
+                         person_source=manifest["person_source"], frames=manifest["frames"])
+        async with self.sessions.begin() as session:
+            outbox_record(session, AuditEntry.KIND_EXPORT, service=SERVICE, by=by, subject=export_id, client=client,
+                          detail=detail, camera_id=manifest["camera"])
 
     async def purge(self, now_ns: int) -> list[EvidenceItem]:
         """Destroy every item due by ``now_ns`` that no active hold covers; returns those destroyed.

@@ -9,6 +9,10 @@
   account must hold the ``supervisor`` role. Both are recorded in the register.
 * ``vigie evidence transmit --supervisor NAME --requisition REF --authority NAME (--incident ID... | --hold ID)
   --output DIR``: the bundle for a judicial authority (:mod:`vigie.evidence.transmit`), recorded.
+* ``vigie evidence access-export --supervisor NAME --camera ID --from T --to T --requester T:x,y,w,h --cameras FILE
+  --output DIR [--method blur|black]``: the right of access (:mod:`vigie.evidence.access`): the camera's images
+  over the range, every person but the requester hidden, as ``DIR/access-<id>.mp4`` and its manifest
+  ``DIR/access-<id>.json``, recorded in the register (``export``).
 * ``vigie evidence purge --store DIR``: destroy now what is due (the service does it on its own too).
 
 Exit codes: 0 done, 1 refused (the reason on stderr), 2 bad usage, 3 database unreachable.
@@ -71,7 +75,8 @@ async def _supervisor(args: argparse.Namespace, engine: Any) -> str:
     if result.account is None:
         raise EvidenceError(f"{args.supervisor}: login refused ({result.reason})")
     if "supervisor" not in result.account.roles:
-        raise EvidenceError(f"{args.supervisor} is not a supervisor: only a supervisor places or lifts a legal hold")
+        raise EvidenceError(f"{args.supervisor} is not a supervisor: only a supervisor holds, transmits or exports "
+                            "evidence")
     return result.account.name
 
 
@@ -166,6 +171,69 @@ def _transmit(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_requester(text: str) -> tuple[int, tuple[int, int, int, int]]:
+    """``"T:x,y,w,h"`` (T ISO 8601, UTC when no offset; the box in pixels of the frames) as
+    ``(ns since the epoch, (x, y, w, h))``. Raises ValueError (bad usage) saying what is expected."""
+    from vigie.evidence.catalogue import EvidenceError, parse_time
+
+    when, _, box = text.rpartition(":")
+    try:
+        values = tuple(int(v) for v in box.split(","))
+        at = parse_time(when)
+    except (ValueError, EvidenceError):
+        values, at = (), 0
+    if len(values) != 4 or not when:
+        raise ValueError(f"--requester {text!r}: give TIME:x,y,w,h, e.g. 2026-12-05T10:00:03Z:212,96,40,110 "
+                         "(the requester's box in pixels on the frame captured at TIME)")
+    return at, values
+
+
+def _access_export(args: argparse.Namespace, kafka: KafkaSettings) -> int:
+    import json
+    import os
+    import uuid
+    from pathlib import Path
+
+    from vigie.core.cameras import load_cameras
+    from vigie.core.topics import Topics
+    from vigie.evidence.access import Box, access_export
+    from vigie.evidence.catalogue import parse_time
+
+    start, end = parse_time(args.start), parse_time(args.end)
+    marked_at, box = parse_requester(args.requester)
+    cameras = load_cameras(args.cameras)
+    folder = Path(args.output)
+    export_id = uuid.uuid4().hex[:16]
+    paths = {ext: folder / f"access-{export_id}.{ext}" for ext in ("mp4", "json")}
+
+    async def work(catalogue, engine):  # noqa: ANN001, ANN202
+        by = await _supervisor(args, engine)
+        clip, manifest = await access_export(kafka, Topics(kafka.namespace), cameras, args.camera, start, end,
+                                             marked_at, Box(*box), now_ns=time.time_ns(), method=args.method,
+                                             objects={"objects": True, "foreground": False}.get(args.persons))
+        manifest = {"export": export_id, **manifest, "by": by}
+        folder.mkdir(parents=True, exist_ok=True)
+        staged = {ext: path.with_name(path.name + ".part") for ext, path in paths.items()}
+        staged["mp4"].write_bytes(clip.data)
+        staged["json"].write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        try:  # listed in the register before the files appear under their names
+            await catalogue.record_access_export(export_id, manifest, by)
+        except BaseException:
+            for path in staged.values():
+                path.unlink(missing_ok=True)
+            raise
+        for ext, path in staged.items():
+            os.replace(path, paths[ext])
+        return manifest
+
+    manifest = asyncio.run(_with_catalogue(args, work))
+    print(f"access export {export_id}: {manifest['frames']} frame(s) of {args.camera}, "
+          f"{manifest['boxes_anonymised']} person box(es) {'blurred' if args.method == 'blur' else 'blacked out'} "
+          f"({manifest['person_source']}), requester followed on {manifest['requester']['frames_followed']} "
+          f"frame(s): {paths['mp4']} and {paths['json']} (sha256:{manifest['sha256']}; recorded in the register)")
+    return 0
+
+
 def _purge(args: argparse.Namespace) -> int:
     async def work(catalogue, _):  # noqa: ANN001, ANN202
         return await catalogue.purge(time.time_ns())
@@ -252,5 +320,19 @@ def add_arguments(parser: argparse.ArgumentParser, kafka: Callable[[argparse.Nam
     p.add_argument("--hold", help="or: everything this legal hold covers")
     p.add_argument("--output", required=True, help="a new (or empty) folder for the bundle")
     p.set_defaults(func=_command(_transmit))
+    p = sub.add_parser("access-export", parents=[common, supervised], help="the right of access (a supervisor): "
+                       "a camera's images of the requester over a range, every other person blurred, recorded")
+    p.add_argument("--camera", required=True)
+    p.add_argument("--from", dest="start", required=True, help="start (ISO 8601, UTC when no offset)")
+    p.add_argument("--to", dest="end", required=True, help="end (ISO 8601, UTC when no offset)")
+    p.add_argument("--requester", required=True, help="TIME:x,y,w,h: the requester's box (pixels) on the frame "
+                   "captured at TIME, followed from there by box overlap")
+    p.add_argument("--cameras", required=True, help="cameras YAML (its authorisations give the retention)")
+    p.add_argument("--output", required=True, help="folder for access-<id>.mp4 and access-<id>.json (the manifest)")
+    p.add_argument("--method", choices=("blur", "black"), default="blur", help="how others are hidden (default blur)")
+    p.add_argument("--persons", choices=("auto", "objects", "foreground"), default="auto",
+                   help="how people are found: the object-class stage, foreground blobs, or auto (the stage when "
+                   "installed)")
+    p.set_defaults(func=_command(lambda args: _access_export(args, kafka(args))))
     p = sub.add_parser("purge", parents=[common], help="destroy now the evidence past its retention, not held")
     p.set_defaults(func=_command(_purge))
