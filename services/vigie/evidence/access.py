@@ -45,7 +45,7 @@ from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 from vigie.detector.analytics.base import Box
 from vigie.evidence.catalogue import EvidenceError
-from vigie.evidence.clip import Clip, _rgb, encode_clip, frames_between
+from vigie.evidence.clip import Clip, decode_rgb, encode_clip, frames_between
 
 __all__ = ["AccessError", "Box", "access_export", "anonymise", "follow", "person_boxes"]
 
@@ -327,7 +327,7 @@ def _anonymised_frames(frames: list[Frame], marked_at_ns: int, marked: Box, meth
                        masks: Callable[[tuple[int, int]], np.ndarray | None], objects: bool | None,
                        detector: object | None) -> tuple[list[Frame], dict]:
     """The frames with everyone but the requester hidden (CPU-bound), and the figures for the manifest."""
-    decoded = [(f, _rgb(f)) for f in frames]
+    decoded = [(f, decode_rgb(f)) for f in frames]
     decoded = [(f, p) for f, p in decoded if p is not None]
     if not decoded:
         raise AccessError("none of the frames in the range is a decodable JPEG")

@@ -151,7 +151,7 @@ async def frames_between(kafka: KafkaSettings, topic: Topic[Frame], camera_id: s
         await consumer.stop()
 
 
-def _rgb(frame: Frame) -> np.ndarray | None:
+def decode_rgb(frame: Frame) -> np.ndarray | None:
     """The frame's picture, (H, W, 3) uint8 RGB; None when it is not a decodable JPEG."""
     if frame.encoding != Frame.ENCODING_JPEG:
         return None
@@ -199,7 +199,7 @@ def encode_clip(frames: Sequence[Frame], *, crf: int = 28) -> Clip:
         raise ValueError("no frame to encode")
     if not 0 <= crf <= 51:
         raise ValueError(f"crf must be within 0..51, got {crf}")
-    decoded = ((frame, _rgb(frame)) for frame in frames)
+    decoded = ((frame, decode_rgb(frame)) for frame in frames)
     skipped = 0
     for first, rgb in decoded:  # the first decodable frame sets the size
         if rgb is not None:
