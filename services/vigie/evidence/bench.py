@@ -2,6 +2,8 @@
 
 - evidence written per incident: a 30 s clip of 640x480 frames at 5 fps cut from the real broker's
   ``frames`` topic, encoded, written whole and listed (ms, bytes), as a ratio to the 30 s it shows;
+- a right-of-access export of 60 s of the same camera (everyone but the requester pixelated, people
+  found as foreground blobs), as a ratio to a plain clip of those 60 s encoded in the same run;
 - the purge of 100,000 items (10,000 with ``--quick``) on a SQLite file and a folder: seconds, and the
   ratio to removing the same files alone, measured in the same run (the catalogue's share).
 """
@@ -31,7 +33,7 @@ from vigie.evidence.catalogue import Catalogue, NewItem
 from vigie.evidence.clip import encode_clip, frames_between
 from vigie.evidence.store import FolderStore
 
-CLIP_S, FPS = 30, 5
+CLIP_S, ACCESS_S, FPS = 30, 60, 5
 ABODA = Path(__file__).resolve().parents[4] / "shared" / "data" / "aboda_video4" / "video4.avi"
 
 
@@ -58,8 +60,8 @@ async def bench_clip(kafka: KafkaSettings, folder: Path) -> dict[str, float]:
     """Publish ``CLIP_S`` s of one camera, then cut, encode, store and list its clip: ms and bytes."""
     topics = Topics(kafka.namespace)
     await apply_topics(kafka, [topics.frames])
-    pictures = _pictures(CLIP_S * FPS)
-    start = time.time_ns() - (CLIP_S + 5) * 10**9
+    pictures = _pictures(ACCESS_S * FPS)
+    start = time.time_ns() - (ACCESS_S + 5) * 10**9
     producer = make_producer(kafka)
     await producer.start()
     try:
@@ -90,9 +92,35 @@ async def bench_clip(kafka: KafkaSettings, folder: Path) -> dict[str, float]:
     finally:
         await engine.dispose()
     total = done - began
-    return {"frames": clip.frames, "bytes": len(clip.data), "cut_ms": (cut - began) * 1000,
-            "encode_ms": (encoded - cut) * 1000, "store_ms": (done - encoded) * 1000, "total_ms": total * 1000,
-            "real_time_ratio": CLIP_S / total}
+    figures = {"frames": clip.frames, "bytes": len(clip.data), "cut_ms": (cut - began) * 1000,
+               "encode_ms": (encoded - cut) * 1000, "store_ms": (done - encoded) * 1000, "total_ms": total * 1000,
+               "real_time_ratio": CLIP_S / total}
+    return {**figures, **await bench_access(kafka, start)}
+
+
+async def bench_access(kafka: KafkaSettings, start: int) -> dict[str, float]:
+    """An access export of the ``ACCESS_S`` s published from ``start`` (people as foreground blobs), and a plain
+    clip of the same frames (the reference)."""
+    from vigie.core.authorisations import authorise_cameras
+    from vigie.core.cameras import CamerasFile
+    from vigie.detector.analytics.base import Box
+    from vigie.evidence.access import access_export
+
+    import yaml
+
+    cameras = CamerasFile.model_validate(yaml.safe_load(authorise_cameras(
+        "cameras:\n  - id: bench\n    source: synthetic://scene\n")))
+    topics, end = Topics(kafka.namespace), start + ACCESS_S * 10**9
+    began = time.perf_counter()
+    frames = await frames_between(kafka, topics.frames, "bench", start, end)
+    await asyncio.to_thread(encode_clip, frames)
+    plain_s = time.perf_counter() - began
+    began = time.perf_counter()
+    clip, manifest = await access_export(kafka, topics, cameras, "bench", start, end, start + end >> 1,
+                                         Box(300, 180, 60, 140), now_ns=time.time_ns(), objects=False)
+    access_s = time.perf_counter() - began
+    return {"access_frames": clip.frames, "access_s": access_s, "access_plain_s": plain_s,
+            "access_ratio": access_s / plain_s, "access_boxes": manifest["boxes_anonymised"]}
 
 
 async def bench_purge(folder: Path, items: int) -> dict[str, float]:
@@ -149,6 +177,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         (f"evidence per incident: {CLIP_S} s clip of 640x480 at {FPS} fps (cut, encode, store, list)",
          f"{clip['total_ms']:.0f} ms ({clip['cut_ms']:.0f} + {clip['encode_ms']:.0f} + {clip['store_ms']:.0f}), "
          f"{clip['bytes'] / 1024:.0f} KiB, {clip['real_time_ratio']:.0f}x real time", ""),
+        (f"right-of-access export, {ACCESS_S} s of 640x480 at {FPS} fps, people as foreground blobs",
+         f"{clip['access_s']:.1f} s ({clip['access_ratio']:.1f}x a plain clip of it; {clip['access_boxes']} boxes "
+         "hidden)", ""),
         (f"evidence purge of {purge['items']:,} items (SQLite, folder)",
          f"{purge['purge_s']:.1f} s ({purge['per_s']:,.0f}/s; {purge['ratio_to_unlink']:.1f}x plain unlink)", ""),
     ]
