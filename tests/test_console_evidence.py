@@ -104,7 +104,7 @@ def test_a_supervisor_plays_the_clip_and_places_a_hold_others_cannot(broker, tmp
             card.locator("button.hold-button").click()
             card.locator(".evidence", has_text="held: PV 2026/118 Lyon (sup-main)").wait_for(timeout=10000)
             answers = iter(["PV 2026/118 Lyon", "Parquet de Lyon"])
-            page.on("dialog", lambda dialog: dialog.accept(next(answers)))
+            page.on("dialog", lambda dialog: dialog.accept(next(answers, "")))  # then: the lift's confirmation
             with page.expect_download(timeout=20000) as download:
                 card.locator("button.transmit-button").click()
             bundle = zipfile.ZipFile(download.value.path())
@@ -113,10 +113,21 @@ def test_a_supervisor_plays_the_clip_and_places_a_hold_others_cannot(broker, tmp
             assert any(n.endswith(f"items/{item_id}.mp4") for n in names)
             manifest = json.loads(bundle.read(next(n for n in names if n.endswith("manifest.json"))))
             assert manifest["authority"] == "Parquet de Lyon" and manifest["made_by"] == "sup-main"
+            page.locator("#holds-toggle").click()
+            hold = page.locator("#holds li.hold")
+            hold.wait_for(timeout=10000)
+            assert "PV 2026/118 Lyon" in hold.inner_text() and f"incident {incident_id}" in hold.inner_text()
+            hold.locator("button").click()
+            page.locator("#holds", has_text="No active legal hold.").wait_for(timeout=10000)
         cookie = login_cookie(port, "sup-main")
         status, body = get_json(port, "/api/holds", cookie)
-        assert status == 200 and [h["requisition"] for h in body["holds"]] == ["PV 2026/118 Lyon"]
+        assert status == 200 and body["holds"] == []  # placed, then lifted in the page
     entries = asyncio.run(read_topic(kafka, topics.audit))
     views = [e for e in entries if e.kind == AuditEntry.KIND_VIEW and e.detail == f"evidence clip {item_id}"]
     assert views and all(v.operator == "sup-main" and v.incident_id == incident_id for v in views)
     assert not [e for e in entries if e.kind == AuditEntry.KIND_VIEW and e.operator in ("op-east", "audit-1")]
+    holds = [(e.kind, e.operator, e.incident_id) for e in entries
+             if e.kind in (AuditEntry.KIND_HOLD, AuditEntry.KIND_HOLD_RELEASED, AuditEntry.KIND_TRANSMISSION)]
+    assert sorted(holds) == sorted([(AuditEntry.KIND_HOLD, "sup-main", incident_id),
+                                    (AuditEntry.KIND_HOLD_RELEASED, "sup-main", incident_id),
+                                    (AuditEntry.KIND_TRANSMISSION, "sup-main", "")]), holds

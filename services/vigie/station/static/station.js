@@ -227,6 +227,35 @@ async function transmitEvidence(id) {
   URL.revokeObjectURL(link.href);
 }
 
+// The active legal holds (supervisors): requisition, scope, who placed them; each may be lifted.
+async function showHolds() {
+  const list = document.getElementById("holds");
+  const response = await call("/api/holds");
+  if (!response.ok) {
+    list.textContent = `legal holds: ${await response.text()}`;
+    return;
+  }
+  const { holds } = await response.json();
+  list.replaceChildren(...holds.map((hold) => {
+    const item = document.createElement("li");
+    item.className = "hold";
+    item.dataset.holdId = hold.id;
+    item.textContent = `${hold.requisition}: ${hold.scope}, placed by ${hold.placedBy} ${hold.placed} `;
+    const lift = document.createElement("button");
+    lift.type = "button";
+    lift.textContent = "Lift";
+    lift.addEventListener("click", async () => {
+      if (!confirm(`Lift the legal hold for ${hold.requisition}? Its evidence is then destroyed when due.`)) return;
+      const done = await call(`/api/holds/${encodeURIComponent(hold.id)}/release`, { method: "POST", body: "{}" });
+      if (!done.ok) alert(`not lifted: ${await done.text()}`);
+      await showHolds();
+    });
+    item.append(lift);
+    return item;
+  }));
+  if (!holds.length) list.textContent = "No active legal hold.";
+}
+
 function connect() {
   const link = document.getElementById("link");
   const source = new EventSource("/api/events");
@@ -279,6 +308,13 @@ async function start() {
   document.getElementById("station").textContent = "station " + me.station;
   document.getElementById("whoami").textContent = `${me.user} (${me.roles.join(", ")})`;
   document.getElementById("register-link").hidden = !me.register;
+  const holdsToggle = document.getElementById("holds-toggle");
+  holdsToggle.hidden = !me.roles.includes("supervisor");
+  holdsToggle.addEventListener("click", () => {
+    const view = document.getElementById("holds-view");
+    view.hidden = !view.hidden;
+    if (!view.hidden) showHolds();
+  });
   if (!me.views) {
     document.getElementById("no-view").hidden = false;
     document.getElementById("empty").hidden = true;
