@@ -131,3 +131,99 @@ def test_a_supervisor_plays_the_clip_and_places_a_hold_others_cannot(broker, tmp
     assert sorted(holds) == sorted([(AuditEntry.KIND_HOLD, "sup-main", incident_id),
                                     (AuditEntry.KIND_HOLD_RELEASED, "sup-main", incident_id),
                                     (AuditEntry.KIND_TRANSMISSION, "sup-main", "")]), holds
+
+
+def test_a_supervisor_draws_the_requester_and_downloads_the_access_export(broker, tmp_path: Path) -> None:
+    """Right of access in the console: the supervisor draws the requester's box on the incident's snapshot and
+    downloads the export (MP4 and manifest: the range asked, the requester's box as drawn, in frame pixels);
+    it is recorded in the register; an operator is refused."""
+    import time
+
+    import simplejpeg
+
+    from tests.station_console import read_topic
+    from tests.station_support import publish
+    from vigie.contracts.v1 import Frame
+    from vigie.core.authorisations import authorise_cameras
+    from vigie.core.kafka import make_producer
+
+    kafka = KafkaSettings(bootstrap=broker, namespace=f"t{uuid.uuid4().hex[:10]}.")
+    topics = Topics(kafka.namespace)
+    asyncio.run(apply_topics(kafka, topics.all(["main"])))
+    db = f"sqlite:///{tmp_path}/accounts.db"
+    add_user(db, "sup-main", "supervisor", "main")
+    add_user(db, "op-main", "operator", "main")
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text(authorise_cameras("cameras:\n  - id: cam-1\n    source: synthetic://scene\n"))
+    start = time.time_ns() - 12 * 10**9
+
+    def picture(n: int) -> bytes:
+        image = np.full((240, 320, 3), 90, np.uint8)
+        image[100:180, 40 + 4 * n:70 + 4 * n] = (200, 60, 60)  # someone walking right
+        return simplejpeg.encode_jpeg(image, 90, colorspace="RGB")
+
+    async def prepare() -> tuple[str, str]:
+        producer = make_producer(kafka)
+        await producer.start()
+        for n in range(50):
+            at = start + n * 200_000_000
+            frame = Frame(camera_id="cam-1", seq=n, capture_ns=at, pts=n / 5, width=320, height=240,
+                          encoding=Frame.ENCODING_JPEG, data=picture(n), fps=5)
+            await producer.send_and_wait(topics.frames.name, topics.frames.encode(frame), key=b"cam-1",
+                                         timestamp_ms=at // 10**6)
+        await producer.stop()
+        item = incident(11, cameras=10)  # camera cam-1
+        await publish(kafka, topics.alerts("main"), [item])
+        engine = make_engine(DatabaseSettings(url=db))
+        try:
+            catalogue = Catalogue(engine, FolderStore(tmp_path / "evidence"))
+            data, at = picture(25), start + 25 * 200_000_000
+            digest = catalogue.store.put("cam-1/snap.jpg", data)
+            await catalogue.record([NewItem(item.id, "cam-1", "snapshot", "cam-1/snap.jpg", digest, len(data), 1,
+                                            at, at, at + DAY_NS, "drill")], at)
+        finally:
+            await engine.dispose()
+        return item.id, iso_of(start)
+
+    from vigie.register.query import iso_of
+
+    incident_id, _ = asyncio.run(prepare())
+    with service(kafka, "station", "--database", db, "--evidence-store", str(tmp_path / "evidence"),
+                 "--cameras", str(cameras), log_dir=tmp_path) as (_, port):
+        base = f"http://127.0.0.1:{port}"
+        with chromium_page() as page:
+            browser_login(page, base, "sup-main")
+            card = page.locator(f"[data-incident-id='{incident_id}']")
+            card.wait_for(timeout=15000)
+            card.locator("button.evidence-button").click()
+            card.locator("button.access-button").click()
+            img = card.locator(".access-frame img")
+            page.wait_for_function("i => i.complete && i.naturalWidth === 320", arg=img.element_handle(), timeout=10000)
+            shown = img.bounding_box()
+            scale = shown["width"] / 320
+            x0, y0 = shown["x"] + (40 + 100) * scale, shown["y"] + 100 * scale  # the walker on frame 25
+            page.mouse.move(x0, y0)
+            page.mouse.down()
+            page.mouse.move(x0 + 30 * scale, y0 + 80 * scale, steps=5)
+            page.mouse.up()
+            form = card.locator(".access-form")
+            form.locator("input[name=from]").fill(iso_of(start + 2 * 10**9))
+            form.locator("input[name=to]").fill(iso_of(start + 8 * 10**9))
+            with page.expect_download(timeout=120000) as download:
+                form.locator("button[type=submit]").click()
+            bundle = zipfile.ZipFile(download.value.path())
+        names = bundle.namelist()
+        manifest = json.loads(bundle.read(next(n for n in names if n.endswith(".json"))))
+        video = bundle.read(next(n for n in names if n.endswith(".mp4")))
+        assert manifest["camera"] == "cam-1" and manifest["by"] == "sup-main" and manifest["frames"] >= 25
+        x, y, w, h = manifest["requester"]["box"]
+        assert abs(x - 140) <= 3 and abs(y - 100) <= 3 and abs(w - 30) <= 3 and abs(h - 80) <= 3, manifest
+        with av.open(io.BytesIO(video)) as container:
+            assert sum(1 for _ in container.decode(video=0)) == manifest["frames"]
+        cookie = login_cookie(port, "op-main")
+        status, _ = get_json(port, f"/api/incidents/{incident_id}/evidence", cookie)
+        assert status == 200  # an operator sees the evidence...
+    entries = asyncio.run(read_topic(kafka, topics.audit))
+    exports = [e for e in entries if e.kind == AuditEntry.KIND_EXPORT]
+    assert len(exports) == 1 and exports[0].operator == "sup-main" and exports[0].camera_id == "cam-1"
+    assert json.loads(exports[0].detail)["sha256"] == manifest["sha256"]

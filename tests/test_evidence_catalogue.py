@@ -292,5 +292,23 @@ def test_the_purge_bench_destroys_every_item_it_lists(tmp_path: Path) -> None:
     figures = asyncio.run(bench_purge(tmp_path, 300))
     assert figures["items"] == 300 and figures["purge_s"] > 0 and figures["unlink_s"] > 0
     assert not [p for p in (tmp_path / "purge").rglob("*.jpg")]
-    clip = {"total_ms": 1.0, "cut_ms": 0.2, "encode_ms": 0.7, "store_ms": 0.1, "bytes": 2048, "real_time_ratio": 30}
-    assert "300 items" in rows({"clip": clip, "purge": figures})[1][0]
+    clip = {"total_ms": 1.0, "cut_ms": 0.2, "encode_ms": 0.7, "store_ms": 0.1, "bytes": 2048, "real_time_ratio": 30,
+            "access_s": 2.0, "access_ratio": 3.0, "access_boxes": 12}
+    assert "300 items" in rows({"clip": clip, "purge": figures})[-1][0]
+
+
+def test_a_store_location_is_a_folder_or_an_s3_url() -> None:
+    """`s3://BUCKET[/PREFIX][?endpoint=&region=]` opens object storage; a location without a bucket or with an
+    unknown parameter is refused naming what is expected (never echoing a query that could hold a secret)."""
+    from vigie.evidence.s3 import S3Store
+    from vigie.evidence.store import open_store
+
+    store = open_store("s3://vigie-evidence/lyon/north?endpoint=http://127.0.0.1:9&region=eu-west-3")
+    assert isinstance(store, S3Store) and store.describe() == "s3://vigie-evidence/lyon/north at http://127.0.0.1:9"
+    assert store.client.meta.region_name == "eu-west-3"
+    for bad in ("s3:///lyon", "s3://bucket?secret_key=hunter2"):
+        with pytest.raises(StoreError, match="expected s3://BUCKET") as refused:
+            open_store(bad)
+        assert "hunter2" not in str(refused.value)
+    with pytest.raises(StoreError, match="outside the store"):
+        store.put("../escape.mp4", b"x")

@@ -83,20 +83,27 @@ def _decode(data: bytes) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def test_an_incident_gets_its_clip_and_snapshot_once_and_they_are_destroyed_on_time(kafka, tmp_path: Path) -> None:
+
+def _scene(kafka, tmp_path: Path, location: str, **settings) -> tuple[EvidenceSettings, Topics, dict, int, int]:  # noqa: ANN001
+    """Topics, the cameras file, the service's settings (the store at ``location``, 4 s before and after) and
+    15 s of frames of both cameras published 20 s ago: ``(settings, topics, cam-1's refs, start_ns, at_ns)``
+    with ``at_ns`` the capture time of frame 40, the trigger."""
     topics = Topics(kafka.namespace)
     asyncio.run(apply_topics(kafka, topics.all([])))
     cameras = tmp_path / "cameras.yaml"
     cameras.write_text(CAMERAS)
-    url = f"sqlite:///{tmp_path / 'vigie.db'}"
-    now = [dt.datetime.now(dt.timezone.utc)]
-    settings = EvidenceSettings(kafka=kafka, database=DatabaseSettings(url=url), cameras_file=str(cameras),
-                                store=StoreSettings(folder=str(tmp_path / "evidence")), before_s=4, after_s=4,
-                                grace_s=1, http_port=0)
+    options = {"before_s": 4, "after_s": 4, "grace_s": 1, "http_port": 0, **settings}
+    configured = EvidenceSettings(kafka=kafka, database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'vigie.db'}"),
+                                  cameras_file=str(cameras), store=StoreSettings(location=location), **options)
     start_ns = time.time_ns() - 20 * 10**9
-    refs = asyncio.run(_publish(kafka, start_ns, 75))  # 15 s of both cameras, 20 s ago
+    refs = asyncio.run(_publish(kafka, start_ns, 75))
+    return configured, topics, refs, start_ns, start_ns + 40 * 10**9 // FPS
+
+def test_an_incident_gets_its_clip_and_snapshot_once_and_they_are_destroyed_on_time(kafka, tmp_path: Path) -> None:
+    settings, topics, refs, start_ns, at_ns = _scene(kafka, tmp_path, str(tmp_path / "evidence"))
+    url = settings.database.url
+    now = [dt.datetime.now(dt.timezone.utc)]
     trigger = 40  # the 40th frame, 8 s into the stream
-    at_ns = start_ns + trigger * 10**9 // FPS
 
     async def scenario() -> tuple[list, bytes, list]:
         producer = make_producer(kafka)
@@ -188,17 +195,7 @@ def test_a_full_disk_lists_nothing_then_the_evidence_is_stored_once_space_is_bac
                     out.flush()
         except OSError:
             pass
-        topics = Topics(kafka.namespace)
-        asyncio.run(apply_topics(kafka, topics.all([])))
-        cameras = tmp_path / "cameras.yaml"
-        cameras.write_text(CAMERAS)
-        url = f"sqlite:///{tmp_path / 'vigie.db'}"
-        settings = EvidenceSettings(kafka=kafka, database=DatabaseSettings(url=url), cameras_file=str(cameras),
-                                    store=StoreSettings(folder=str(mount / "evidence")), before_s=4, after_s=4,
-                                    grace_s=1, retry_s=1, http_port=0)
-        start_ns = time.time_ns() - 20 * 10**9
-        refs = asyncio.run(_publish(kafka, start_ns, 75))
-        at_ns = start_ns + 40 * 10**9 // FPS
+        settings, topics, refs, _, at_ns = _scene(kafka, tmp_path, str(mount / "evidence"), retry_s=1)
 
         async def scenario() -> tuple[dict, list]:
             producer = make_producer(kafka)
@@ -233,3 +230,57 @@ def test_a_full_disk_lists_nothing_then_the_evidence_is_stored_once_space_is_bac
 
 async def _refused(service: EvidenceService) -> bool:
     return bool(service.store_error)
+
+
+def test_evidence_in_object_storage_waits_out_an_unreachable_store(kafka, tmp_path: Path, monkeypatch) -> None:
+    """The store is an S3 bucket whose server is down when the incident comes: nothing is listed, the service
+    says degraded naming the bucket and its endpoint (never a credential); once the server answers the clip
+    and snapshot are stored there once, their SHA-256 that of the objects; the purge removes the objects."""
+    import boto3
+
+    from tests.s3_server import CREDENTIALS, need_server, s3_server
+    from tests.stack import free_port
+
+    need_server()
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    location = f"s3://vigie-evidence/lyon?endpoint=http://127.0.0.1:{port}"
+    settings, topics, refs, _, at_ns = _scene(kafka, tmp_path, location, retry_s=1)
+    now = [dt.datetime.now(dt.timezone.utc)]
+
+    async def scenario() -> tuple[dict, list, dict]:
+        producer = make_producer(kafka)
+        await producer.start()
+        await producer.send_and_wait(topics.incidents.name, topics.incidents.encode(_incident(refs[40], at_ns)),
+                                     key=topics.incidents.key("cam-1"))
+        await producer.stop()
+        service = EvidenceService(settings, clock=lambda: now[0])
+        await service.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        try:
+            await wait_for(lambda: _refused(service), timeout_s=60)
+            degraded = service.degraded()
+            assert await service.catalogue.items() == []
+            with s3_server(port) as endpoint:
+                await wait_for(lambda: _stored(service), timeout_s=60)
+                items = await service.catalogue.items()
+                client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+                objects = {o["Key"]: client.get_object(Bucket="vigie-evidence", Key=o["Key"])["Body"].read()
+                           for o in client.list_objects_v2(Bucket="vigie-evidence").get("Contents", [])}
+                now[0] += dt.timedelta(days=3, minutes=1)
+                assert await service.purge() == 2
+                left = client.list_objects_v2(Bucket="vigie-evidence").get("KeyCount", 0)
+            assert left == 0
+            return degraded, items, objects
+        finally:
+            stop.set()
+            await task
+            await service.stop()
+
+    degraded, items, objects = asyncio.run(scenario())
+    assert f"s3://vigie-evidence/lyon at http://127.0.0.1:{port}" in degraded["store"]
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in json.dumps(degraded)
+    assert sorted(objects) == sorted(f"lyon/{i.key}" for i in items)
+    assert {hashlib.sha256(data).hexdigest() for data in objects.values()} == {i.sha256 for i in items}

@@ -183,7 +183,7 @@ def _cmd_station(args: argparse.Namespace) -> int:
                                     for loc, message in validation_issues(exc))) from None
     settings = StationSettings(
         kafka=_kafka(args), station=args.station, http_host=args.http_host, database=database, auth=auth,
-        evidence_store=args.evidence_store,
+        evidence_store=args.evidence_store, cameras_file=args.cameras,
         http_port=args.http_port, max_incidents=args.max_incidents, keep_closed_s=args.keep_closed_s,
         event_queue=args.event_queue, snapshot_cache_bytes=args.snapshot_cache_mib << 20,
     )
@@ -303,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "sqlite:///var/vigie.db); create accounts with `vigie users add`")
     p.add_argument("--evidence-store", default="var/evidence",
                    help="folder of the evidence store, where incidents' clips are played from (default var/evidence)")
+    p.add_argument("--cameras", help="cameras YAML: lets supervisors make right-of-access exports in the console")
     p.add_argument("--session-idle-s", type=bounded(float, 1, 7 * 86400), default=1800.0,
                    help="seconds without a request before a console session ends (default 1800)")
     p.add_argument("--session-max-s", type=bounded(float, 1, 30 * 86400), default=43200.0,

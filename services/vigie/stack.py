@@ -169,7 +169,7 @@ def run_stack(args: argparse.Namespace) -> int:
         ("evidence", args.evidence_port, _command(args, "evidence", "serve", "--cameras", args.cameras, "--store",
                                                   args.evidence_store, "--http-port", str(args.evidence_port))),
         ("station", args.station_port, _command(args, "station", "--evidence-store", args.evidence_store,
-                                                "--http-port", str(args.station_port))),
+                                                "--cameras", args.cameras, "--http-port", str(args.station_port))),
         ("correlator", correlator_port, _command(args, "correlator", *routing, "--http-port", str(correlator_port))),
         ("detector", detector_port, _command(args, "detector", "--cameras", args.cameras,
                                              "--http-port", str(detector_port))),

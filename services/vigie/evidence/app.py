@@ -50,7 +50,7 @@ from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.evidence.catalogue import Catalogue, NewItem
 from vigie.evidence.clip import encode_clip, frames_between
 from vigie.evidence.models import CLIP, SNAPSHOT
-from vigie.evidence.store import FolderStore, StoreError, StoreSettings
+from vigie.evidence.store import StoreError, StoreSettings, open_store
 
 log = logging.getLogger(__name__)
 GROUP = "evidence"
@@ -137,10 +137,10 @@ class EvidenceService(Service):
         store = self.settings.store
         shortest = min(self.cameras.authorisations, key=lambda a: a.max_retention_days)
         if store.retention_days is not None and store.retention_days > shortest.max_retention_days:
-            raise ConfigError(f"evidence store {store.folder} keeps evidence {store.retention_days} days, beyond the "
+            raise ConfigError(f"evidence store {store.location.split('?')[0]} keeps evidence {store.retention_days} days, beyond the "
                               f"{shortest.max_retention_days} day(s) authorised by {shortest.id} ({shortest.reference})")
         try:
-            folder = FolderStore(store.folder)
+            folder = open_store(store.location)
         except StoreError as exc:
             raise ConfigError(str(exc)) from None
         database = self.settings.database

@@ -33,7 +33,7 @@ from vigie.contracts.v1 import AuditEntry
 from vigie.core.audit import entry
 from vigie.core.errors import VigieError
 from vigie.evidence.models import EvidenceItem, LegalHold, Transmission
-from vigie.evidence.store import FolderStore, StoreError
+from vigie.evidence.store import Store, StoreError
 
 __all__ = ["Catalogue", "EvidenceError", "NewItem", "active_holds", "covers", "hold_scope", "iso", "parse_time"]
 
@@ -115,7 +115,7 @@ class Catalogue:
         store: where the items' files lie.
     """
 
-    def __init__(self, engine: AsyncEngine, store: FolderStore) -> None:
+    def __init__(self, engine: AsyncEngine, store: Store) -> None:
         self.engine = engine
         self.store = store
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)

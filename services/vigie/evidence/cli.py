@@ -46,14 +46,14 @@ async def _with_catalogue(args: argparse.Namespace, work: Callable[[Any, Any], A
 
     from vigie.core.db import DatabaseUnavailable, check_reachable, describe_db_error, make_engine, migrate
     from vigie.evidence.catalogue import Catalogue
-    from vigie.evidence.store import FolderStore
+    from vigie.evidence.store import open_store
 
     database = _database(args)
     engine = make_engine(database)
     try:
         await check_reachable(engine, database)
         await migrate(engine, database)
-        return await work(Catalogue(engine, FolderStore(args.store)), engine)
+        return await work(Catalogue(engine, open_store(args.store)), engine)
     except SQLAlchemyError as exc:
         raise DatabaseUnavailable(describe_db_error(database, exc)) from None
     finally:
@@ -191,43 +191,33 @@ def parse_requester(text: str) -> tuple[int, tuple[int, int, int, int]]:
 def _access_export(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     import json
     import os
-    import uuid
     from pathlib import Path
 
     from vigie.core.cameras import load_cameras
-    from vigie.core.topics import Topics
-    from vigie.evidence.access import Box, access_export
     from vigie.evidence.catalogue import parse_time
+    from vigie.evidence.exports import make_access_export
 
     start, end = parse_time(args.start), parse_time(args.end)
     marked_at, box = parse_requester(args.requester)
     cameras = load_cameras(args.cameras)
     folder = Path(args.output)
-    export_id = uuid.uuid4().hex[:16]
-    paths = {ext: folder / f"access-{export_id}.{ext}" for ext in ("mp4", "json")}
+    folder.mkdir(parents=True, exist_ok=True)
 
     async def work(catalogue, engine):  # noqa: ANN001, ANN202
         by = await _supervisor(args, engine)
-        clip, manifest = await access_export(kafka, Topics(kafka.namespace), cameras, args.camera, start, end,
-                                             marked_at, Box(*box), now_ns=time.time_ns(), method=args.method,
-                                             objects={"objects": True, "foreground": False}.get(args.persons))
-        manifest = {"export": export_id, **manifest, "by": by}
-        folder.mkdir(parents=True, exist_ok=True)
-        staged = {ext: path.with_name(path.name + ".part") for ext, path in paths.items()}
-        staged["mp4"].write_bytes(clip.data)
-        staged["json"].write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        try:  # listed in the register before the files appear under their names
-            await catalogue.record_access_export(export_id, manifest, by)
-        except BaseException:
-            for path in staged.values():
-                path.unlink(missing_ok=True)
-            raise
-        for ext, path in staged.items():
-            os.replace(path, paths[ext])
-        return manifest
+        export_id, clip, manifest = await make_access_export(kafka, catalogue, cameras, args.camera, start, end,
+                                                             marked_at, box, by=by, method=args.method,
+                                                             persons=args.persons)
+        paths = {ext: folder / f"access-{export_id}.{ext}" for ext in ("mp4", "json")}
+        for ext, data in (("mp4", clip.data), ("json", (json.dumps(manifest, indent=2, sort_keys=True,
+                                                                   ensure_ascii=False) + "\n").encode())):
+            staged = paths[ext].with_name(paths[ext].name + ".part")
+            staged.write_bytes(data)
+            os.replace(staged, paths[ext])
+        return manifest, paths
 
-    manifest = asyncio.run(_with_catalogue(args, work))
-    print(f"access export {export_id}: {manifest['frames']} frame(s) of {args.camera}, "
+    manifest, paths = asyncio.run(_with_catalogue(args, work))
+    print(f"access export {manifest['export']}: {manifest['frames']} frame(s) of {args.camera}, "
           f"{manifest['boxes_anonymised']} person box(es) {'blurred' if args.method == 'blur' else 'blacked out'} "
           f"({manifest['person_source']}), requester followed on {manifest['requester']['frames_followed']} "
           f"frame(s): {paths['mp4']} and {paths['json']} (sha256:{manifest['sha256']}; recorded in the register)")
@@ -249,7 +239,7 @@ def _serve(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     from vigie.evidence.store import StoreSettings
 
     settings = EvidenceSettings(kafka=kafka, database=_database(args), cameras_file=args.cameras,
-                                store=StoreSettings(folder=args.store, retention_days=args.retention_days),
+                                store=StoreSettings(location=args.store, retention_days=args.retention_days),
                                 http_host=args.http_host, http_port=args.http_port)
     return asyncio.run(serve(EvidenceService(settings), settings.http_host, settings.http_port))
 
@@ -281,7 +271,8 @@ def add_arguments(parser: argparse.ArgumentParser, kafka: Callable[[argparse.Nam
     """The ``evidence`` sub-commands on ``parser``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database", help="database (default $VIGIE_DATABASE_URL, else sqlite:///var/vigie.db)")
-    common.add_argument("--store", default="var/evidence", help="folder of the evidence store (default var/evidence)")
+    common.add_argument("--store", default="var/evidence", help="the evidence store: a folder (default var/evidence) or "
+                        "s3://BUCKET[/PREFIX][?endpoint=URL] (credentials from AWS_* variables or files)")
     supervised = argparse.ArgumentParser(add_help=False)
     supervised.add_argument("--supervisor", required=True, help="the supervisor's account name")
     supervised.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")

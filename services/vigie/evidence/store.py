@@ -1,4 +1,5 @@
-"""The evidence store: where clips and snapshots lie, a folder by default.
+"""The evidence store: where clips and snapshots lie, a folder by default, S3-compatible object storage by URL
+(:mod:`vigie.evidence.s3`; :func:`open_store` picks one from the location).
 
 An item is written whole or not at all: into a temporary file beside its final place, flushed
 to disk (``fsync``), then renamed (atomic on POSIX), and the folder flushed too. A full disk or
@@ -12,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import Field
 
 from vigie.core.settings import StrictModel
 
-__all__ = ["FolderStore", "StoreError", "StoreSettings"]
+__all__ = ["FolderStore", "Store", "StoreError", "StoreSettings", "open_store"]
 
 
 class StoreError(Exception):
@@ -28,11 +30,32 @@ class StoreError(Exception):
 class StoreSettings(StrictModel):
     """Where evidence lies and how long it may be kept."""
 
-    folder: str = Field("var/evidence", min_length=1, description="folder of the evidence store (created if missing)")
+    location: str = Field("var/evidence", min_length=1, description="folder of the evidence store (created if "
+                          "missing), or s3://BUCKET[/PREFIX][?endpoint=URL] for S3-compatible object storage")
     retention_days: int | None = Field(
         None, ge=1, le=30,
         description="keep evidence at most this many days (lower than the authorisations allow, never higher; "
         "absent: each camera's authorised retention)")
+
+
+class Store(Protocol):
+    """What the catalogue needs of a store (blocking calls: run them in a thread)."""
+
+    def describe(self) -> str: ...
+    def put(self, key: str, data: bytes) -> str: ...
+    def read(self, key: str) -> bytes: ...
+    def delete(self, key: str) -> bool: ...
+
+
+def open_store(location: str) -> Store:
+    """The store at ``location``: ``s3://...`` (:class:`vigie.evidence.s3.S3Store`), else a folder.
+
+    Raises StoreError for a folder that cannot be created or a malformed ``s3://`` location."""
+    if location.startswith("s3://"):
+        from vigie.evidence.s3 import S3Store
+
+        return S3Store(location)
+    return FolderStore(location)
 
 
 class FolderStore:

@@ -17,6 +17,7 @@ catalogue with its ``transmission`` entry in the same transaction, once the bund
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -73,7 +74,7 @@ async def build_bundle(catalogue: Catalogue, engine: AsyncEngine, items: Sequenc
     files: dict[str, bytes] = {}
     listed = []
     for item in items:
-        data = catalogue.store.read(item.key)
+        data = await asyncio.to_thread(catalogue.store.read, item.key)
         if hashlib.sha256(data).hexdigest() != item.sha256:
             raise EvidenceError(f"evidence {item.id}: its file no longer matches the SHA-256 listed when it was "
                                 "stored: not transmitted (report it)")

@@ -43,10 +43,11 @@ from vigie.accounts.sessions import SessionStore
 from vigie.accounts.store import LockoutPolicy
 from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction
 from vigie.core.audit import AuditLog
+from vigie.core.cameras import load_cameras
 from vigie.core.db import DatabaseSettings, check_reachable, make_engine, migrate
 from vigie.core.errors import BrokerUnavailable, ConfigError, MalformedMessage
-from vigie.core.kafka import (describe_broker_error, fetch_record, make_consumer, make_producer, require_topics,
-                              retriable)
+from vigie.core.kafka import (check_image_retention, describe_broker_error, fetch_record, make_consumer,
+                              make_producer, require_topics, retriable)
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import station_topic_base
@@ -99,6 +100,8 @@ class StationSettings(StrictModel):
                              "is dropped and it gets the whole list again (a resync).")
     evidence_store: str = Field("var/evidence", min_length=1, description="Folder of the evidence store "
                                 "(`vigie evidence serve --store`): the console plays incidents' clips from it.")
+    cameras_file: str | None = Field(None, description="Cameras YAML: its authorisations and privacy masks, for "
+                                     "the supervisors' right-of-access exports (without it they are refused).")
     snapshot_cache_bytes: int = Field(32 << 20, ge=0, le=4 << 30, description="Bytes of snapshot JPEGs kept in "
                                       "memory (least recently viewed evicted first).")
 
@@ -139,12 +142,17 @@ class StationService(Service):
         self._engine = None
 
     async def prepare(self) -> None:
-        """Reach the accounts database and migrate its schema, before anything listens.
+        """Read the cameras file when given; reach the accounts database and migrate its schema, before anything
+        listens.
 
-        Raises DatabaseUnavailable naming the database (password hidden) when it cannot be reached or written.
+        Raises ConfigError for a bad cameras file, DatabaseUnavailable naming the database (password hidden)
+        when it cannot be reached or written.
         """
         if self._engine is not None:
             return
+        if self.settings.cameras_file:
+            self.evidence.cameras = await asyncio.to_thread(load_cameras, self.settings.cameras_file)
+        self.evidence.kafka = self.settings.kafka
         engine = make_engine(self.settings.database)
         try:
             await check_reachable(engine, self.settings.database)
@@ -161,6 +169,8 @@ class StationService(Service):
         await self.prepare()
         await require_topics(self.settings.kafka, [self.alerts, self.topics.actions, self.topics.audit],
                              [self.settings.station])
+        if self.evidence.cameras is not None:  # it shows frames (snapshots): they too must not outlive the orders
+            await check_image_retention(self.settings.kafka, self.topics.frames, self.evidence.cameras.authorisations)
         auth = self.settings.auth
         self.auth.sessions = SessionStore(self._engine, idle_s=auth.session_idle_s, max_s=auth.session_max_s,
                                           cache_s=auth.session_cache_s)

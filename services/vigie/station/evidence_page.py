@@ -11,6 +11,10 @@ Routes (all :attr:`~vigie.station.auth.Access.VIEWER`: operators and supervisors
   evidence for a judicial requisition (recorded in the register);
 - ``POST /api/incidents/{id}/transmissions`` ``{"requisition": "...", "authority": "..."}``: a supervisor
   downloads the judicial bundle of the incident's evidence as a ZIP (:mod:`vigie.evidence.transmit`; recorded);
+- ``POST /api/incidents/{id}/access-exports`` ``{"from", "to", "requester": {"at", "box": [x, y, w, h]},
+  "method"}``: a supervisor's right-of-access export of the incident's camera (the requester's box drawn
+  on a frame in the console; :mod:`vigie.evidence.access`), downloaded as a ZIP (MP4 and manifest) once
+  recorded; needs the console started with the cameras file (``--cameras``: retention, privacy masks);
 - ``GET /api/holds`` and ``POST /api/holds/{hold}/release``: a supervisor lists and lifts holds.
 
 Only items of incidents this station shows are served: an operator of another station gets 404.
@@ -18,7 +22,9 @@ Only items of incidents this station shows are served: an operator of another st
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import time
 import zipfile
 from collections.abc import Callable
@@ -29,9 +35,12 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vigie.contracts.v1 import AuditEntry, Incident
-from vigie.evidence.catalogue import Catalogue, EvidenceError, covers, hold_scope, iso
+from vigie.core.cameras import CamerasFile
+from vigie.core.settings import KafkaSettings
+from vigie.evidence.catalogue import Catalogue, EvidenceError, covers, hold_scope, iso, parse_time
 from vigie.evidence.models import CLIP, EvidenceItem, LegalHold
-from vigie.evidence.store import FolderStore, StoreError
+from vigie.evidence.store import StoreError, open_store
+from vigie.register.query import iso_of
 from vigie.evidence.transmit import build_bundle, items_for
 from vigie.station.auth import SESSION, Access, StationAuth
 from vigie.station.login import read_json
@@ -42,7 +51,7 @@ CONTENT_TYPES = {CLIP: "video/mp4", "snapshot": "image/jpeg"}
 def item_json(item: EvidenceItem, holds: list[LegalHold]) -> dict[str, Any]:
     """The console's view of an item and of the holds covering it."""
     return {"id": item.id, "kind": item.kind, "camera": item.camera_id, "incident": item.incident_id,
-            "from": iso(item.start_ns), "to": iso(item.end_ns), "bytes": item.bytes, "frames": item.frames,
+            "from": iso_of(item.start_ns), "to": iso_of(item.end_ns),  # to the ms: a snapshot names its frame "bytes": item.bytes, "frames": item.frames,
             "sha256": item.sha256, "due": iso(item.due_ns), "holds": [hold_json(h) for h in holds],
             "url": f"/api/evidence/{item.id}"}
 
@@ -50,6 +59,16 @@ def item_json(item: EvidenceItem, holds: list[LegalHold]) -> dict[str, Any]:
 def hold_json(hold: LegalHold) -> dict[str, Any]:
     return {"id": hold.id, "requisition": hold.requisition, "scope": hold_scope(hold), "placedBy": hold.placed_by,
             "placed": iso(hold.placed_ns)}
+
+
+def _zip(name: str, files: dict[str, bytes]) -> web.Response:
+    """``files`` in a ZIP named ``name`` (their folder inside it too), sent as an attachment, never cached."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
+        for path, data in files.items():
+            bundle.writestr(f"{name}/{path}", data)
+    return web.Response(body=archive.getvalue(), content_type="application/zip", headers={
+        "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="{name}.zip"'})
 
 
 class EvidencePage:
@@ -72,10 +91,13 @@ class EvidencePage:
         self.audit = audit
         self.publish = publish
         self.catalogue: Catalogue | None = None
+        #: Set by the station when it was given the cameras file (access exports need it).
+        self.cameras: CamerasFile | None = None
+        self.kafka: KafkaSettings | None = None
 
     def open(self, engine: AsyncEngine) -> None:
         """Use the database of ``engine`` (migrated) and the store. Raises StoreError for an unusable folder."""
-        self.catalogue = Catalogue(engine, FolderStore(self.store_folder))
+        self.catalogue = Catalogue(engine, open_store(self.store_folder))
 
     def routes(self, app: web.Application) -> None:
         add = self.auth.add
@@ -83,6 +105,7 @@ class EvidencePage:
         add(app, "GET", "/api/evidence/{item}", self._item, Access.VIEWER)
         add(app, "POST", "/api/incidents/{id}/holds", self._hold, Access.VIEWER)
         add(app, "POST", "/api/incidents/{id}/transmissions", self._transmit, Access.VIEWER)
+        add(app, "POST", "/api/incidents/{id}/access-exports", self._access_export, Access.VIEWER)
         add(app, "GET", "/api/holds", self._holds, Access.VIEWER)
         add(app, "POST", "/api/holds/{hold}/release", self._release, Access.VIEWER)
 
@@ -113,7 +136,7 @@ class EvidencePage:
         item = items[0]
         incident = self._known(item.incident_id)
         try:
-            data = self.catalogue.store.read(item.key)
+            data = await asyncio.to_thread(self.catalogue.store.read, item.key)
         except StoreError:
             raise web.HTTPGone(text="this evidence is no longer in the store") from None
         try:  # recorded before it is sent: no entry, no image
@@ -158,13 +181,38 @@ class EvidencePage:
         except StoreError as exc:
             raise web.HTTPGone(text=str(exc)) from None
         await self.publish(f"transmission {transmission_id}")
-        archive = io.BytesIO()
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
-            for name, data in files.items():
-                bundle.writestr(f"transmission-{transmission_id}/{name}", data)
-        return web.Response(body=archive.getvalue(), content_type="application/zip", headers={
-            "Cache-Control": "no-store",
-            "Content-Disposition": f'attachment; filename="transmission-{transmission_id}.zip"'})
+        return _zip(f"transmission-{transmission_id}", files)
+
+    async def _access_export(self, request: web.Request) -> web.Response:
+        by = self._supervisor(request)
+        incident = self._known(request.match_info["id"])
+        if self.cameras is None:
+            raise web.HTTPServiceUnavailable(text="this console was started without the cameras file (--cameras): "
+                                                  "use `vigie evidence access-export`")
+        expected = ('expected JSON {"from": ISO, "to": ISO, "requester": {"at": ISO, "box": [x, y, w, h]}, '
+                    '"method": "blur|black"}')
+        body = await read_json(request, expected)
+        try:
+            requester = body["requester"]
+            box = tuple(int(v) for v in requester["box"])
+            start, end, marked_at = parse_time(body["from"]), parse_time(body["to"]), parse_time(requester["at"])
+            method = body.get("method", "blur")
+            if len(box) != 4 or method not in ("blur", "black") or set(body) - {"from", "to", "requester", "method"}:
+                raise ValueError(expected)
+        except (KeyError, TypeError, ValueError, AttributeError, EvidenceError):
+            raise web.HTTPBadRequest(text=expected) from None
+        from vigie.evidence.exports import make_access_export  # the analytics (torch): loaded on the first export
+
+        try:
+            export_id, clip, manifest = await make_access_export(
+                self.kafka, self.catalogue, self.cameras, incident.camera_id, start, end, marked_at, box, by=by,
+                method=method, client=self.auth.client(request))
+        except EvidenceError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        await self.publish(f"access export {export_id}")
+        manifest_json = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        return _zip(f"access-{export_id}", {f"access-{export_id}.mp4": clip.data,
+                                            f"access-{export_id}.json": manifest_json})
 
     async def _holds(self, request: web.Request) -> web.Response:
         self._supervisor(request)

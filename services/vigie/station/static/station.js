@@ -189,6 +189,93 @@ async function showEvidence(card, id) {
     row.append(facts);
     box.append(row);
   }
+  const snapshot = items.find((i) => i.kind === "snapshot");
+  const clip = items.find((i) => i.kind === "clip");
+  if (snapshot && me.roles.includes("supervisor")) {
+    const start = document.createElement("button");
+    start.type = "button";
+    start.className = "access-button";
+    start.textContent = "Right of access";
+    start.title = "export a requester's images, everyone else hidden: draw the requester's box on the snapshot";
+    start.addEventListener("click", () => accessForm(box, id, snapshot, clip || snapshot));
+    box.append(start);
+  }
+}
+
+// Right of access: the supervisor draws the requester's box on the snapshot; the console exports the camera's
+// images over the range, everyone else hidden, the requester followed by box overlap (never recognised).
+function accessForm(box, id, snapshot, range) {
+  const form = document.createElement("form");
+  form.className = "access-form";
+  const frame = document.createElement("div");
+  frame.className = "access-frame";
+  const img = document.createElement("img");
+  img.src = snapshot.url;
+  img.alt = "draw the requester's box on this frame";
+  img.draggable = false;
+  const mark = document.createElement("div");
+  mark.className = "access-mark";
+  mark.hidden = true;
+  frame.append(img, mark);
+  let drawn = null;
+  let origin = null;
+  const point = (event) => {
+    const r = img.getBoundingClientRect();
+    return [Math.max(0, Math.min(r.width, event.clientX - r.left)), Math.max(0, Math.min(r.height, event.clientY - r.top))];
+  };
+  frame.addEventListener("mousedown", (event) => { event.preventDefault(); origin = point(event); });
+  frame.addEventListener("mousemove", (event) => {
+    if (!origin) return;
+    const [x, y] = point(event);
+    const [left, top, w, h] = [Math.min(x, origin[0]), Math.min(y, origin[1]), Math.abs(x - origin[0]), Math.abs(y - origin[1])];
+    Object.assign(mark.style, { left: `${left}px`, top: `${top}px`, width: `${w}px`, height: `${h}px` });
+    mark.hidden = false;
+    const scale = img.naturalWidth / img.getBoundingClientRect().width;
+    drawn = [left, top, w, h].map((v) => Math.round(v * scale));
+  });
+  window.addEventListener("mouseup", () => { origin = null; });
+  const field = (name, label, value) => {
+    const wrap = document.createElement("label");
+    wrap.textContent = label + " ";
+    const input = document.createElement("input");
+    input.name = name;
+    input.value = value;
+    wrap.append(input);
+    return wrap;
+  };
+  const method = document.createElement("select");
+  method.name = "method";
+  for (const [value, text] of [["blur", "others pixelated"], ["black", "others blacked out"]]) {
+    method.append(new Option(text, value));
+  }
+  const submit = document.createElement("button");
+  submit.type = "submit";
+  submit.textContent = "Export";
+  const status = document.createElement("p");
+  status.className = "muted access-status";
+  form.append(frame, field("from", "From", range.from), field("to", "To", range.to), method, submit, status);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!drawn || drawn[2] < 2 || drawn[3] < 2) {
+      status.textContent = "Draw the requester's box on the frame first.";
+      return;
+    }
+    submit.disabled = true;
+    status.textContent = "Exporting (the requester is followed frame to frame; this takes a while)…";
+    const response = await call(`/api/incidents/${encodeURIComponent(id)}/access-exports`, {
+      method: "POST",
+      body: JSON.stringify({ from: form.elements.from.value, to: form.elements.to.value, method: method.value,
+                             requester: { at: snapshot.from, box: drawn } }),
+    });
+    submit.disabled = false;
+    if (!response.ok) {
+      status.textContent = `export refused: ${await response.text()}`;
+      return;
+    }
+    await download(response, "access.zip");
+    status.textContent = "Exported (recorded in the register). Watch it before handing it over.";
+  });
+  box.append(form);
 }
 
 async function placeHold(card, id) {
@@ -219,12 +306,17 @@ async function transmitEvidence(id) {
     alert(`transmission refused: ${await response.text()}`);
     return;
   }
+  await download(response, "transmission.zip");
+}
+
+// Save a response's body as the file its Content-Disposition names.
+async function download(response, fallback) {
   const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
   const link = document.createElement("a");
   link.href = URL.createObjectURL(await response.blob());
-  link.download = name ? name[1] : "transmission.zip";
+  link.download = name ? name[1] : fallback;
   link.click();
-  URL.revokeObjectURL(link.href);
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000);
 }
 
 // The active legal holds (supervisors): requisition, scope, who placed them; each may be lifted.
