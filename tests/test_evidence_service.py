@@ -99,6 +99,18 @@ def _scene(kafka, tmp_path: Path, location: str, **settings) -> tuple[EvidenceSe
     refs = asyncio.run(_publish(kafka, start_ns, 75))
     return configured, topics, refs, start_ns, start_ns + 40 * 10**9 // FPS
 
+async def _send_incident(kafka, incident: Incident, times: int = 1) -> None:  # noqa: ANN001
+    """Publish ``incident`` to the incidents topic ``times`` times (as the correlator republishes revisions)."""
+    topic = Topics(kafka.namespace).incidents
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        for _ in range(times):
+            await producer.send_and_wait(topic.name, topic.encode(incident), key=topic.key(incident.camera_id))
+    finally:
+        await producer.stop()
+
+
 def test_an_incident_gets_its_clip_and_snapshot_once_and_they_are_destroyed_on_time(kafka, tmp_path: Path) -> None:
     settings, topics, refs, start_ns, at_ns = _scene(kafka, tmp_path, str(tmp_path / "evidence"))
     url = settings.database.url
@@ -106,14 +118,8 @@ def test_an_incident_gets_its_clip_and_snapshot_once_and_they_are_destroyed_on_t
     trigger = 40  # the 40th frame, 8 s into the stream
 
     async def scenario() -> tuple[list, bytes, list]:
-        producer = make_producer(kafka)
-        await producer.start()
-        await producer.send_and_wait(topics.incidents.name, topics.incidents.encode(_incident(refs[trigger], at_ns)),
-                                     key=topics.incidents.key("cam-1"))
-        # the same incident again (a new revision): still one set of evidence
-        await producer.send_and_wait(topics.incidents.name, topics.incidents.encode(_incident(refs[trigger], at_ns)),
-                                     key=topics.incidents.key("cam-1"))
-        await producer.stop()
+        # the same incident twice (a new revision): still one set of evidence
+        await _send_incident(kafka, _incident(refs[trigger], at_ns), times=2)
         for _ in range(2):  # a restart reads the incidents again: nothing stored twice
             service = EvidenceService(settings, clock=lambda: now[0])
             await service.start()
@@ -250,11 +256,7 @@ def test_evidence_in_object_storage_waits_out_an_unreachable_store(kafka, tmp_pa
     now = [dt.datetime.now(dt.timezone.utc)]
 
     async def scenario() -> tuple[dict, list, dict]:
-        producer = make_producer(kafka)
-        await producer.start()
-        await producer.send_and_wait(topics.incidents.name, topics.incidents.encode(_incident(refs[40], at_ns)),
-                                     key=topics.incidents.key("cam-1"))
-        await producer.stop()
+        await _send_incident(kafka, _incident(refs[40], at_ns))
         service = EvidenceService(settings, clock=lambda: now[0])
         await service.start()
         stop = asyncio.Event()
