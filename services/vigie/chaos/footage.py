@@ -59,9 +59,15 @@ def _camera_event(cameras: int):  # noqa: ANN202
     return which
 
 
-async def _frames_done(detector: ServiceProcess) -> int:
+async def _furthest_camera(detector: ServiceProcess) -> int:
+    """Frames the detector analysed of the camera it is furthest into (its /healthz; 0 while it does not answer).
+
+    The fault comes when the furthest camera reaches ``fault_after_s``: every camera is then before its bag
+    (a total over the cameras could be reached with one camera already past its bag, whose restarted cold
+    detector could then never raise it)."""
     answer = await asyncio.to_thread(health, detector.port)
-    return int(answer[1].get("frames", 0)) if answer else 0
+    cameras = answer[1].get("cameras", {}) if answer else {}
+    return max((int(c.get("frames", 0)) for c in cameras.values()), default=0)
 
 
 async def _partitions(detector: ServiceProcess) -> list:
@@ -95,7 +101,8 @@ async def run_footage_fault(fault: str, plan: ChaosPlan, broker: PrivateBroker, 
 async def _run(fault: str, plan: ChaosPlan, broker: PrivateBroker, kafka, logs: Path,  # noqa: ANN001
                cameras_file: Path, servers: list[RtspServer], cameras: int, frames_before: float,
                realtime: bool) -> Outcome:
-    detector_args = ["--cameras", str(cameras_file), "--no-object-classes"]
+    # small batches: the detector's progress (when the fault comes) moves a few frames at a time
+    detector_args = ["--cameras", str(cameras_file), "--no-object-classes", "--batch", "4"]
     correlator = ServiceProcess(kafka, "correlator", [], logs)
     first = ServiceProcess(kafka, "detector", detector_args, logs, label="detector-1")
     second = ServiceProcess(kafka, "detector", detector_args, logs, label="detector-2")
@@ -110,9 +117,9 @@ async def _run(fault: str, plan: ChaosPlan, broker: PrivateBroker, kafka, logs: 
         for proc in (correlator, first):
             await asyncio.to_thread(proc.wait_ready)
         grabber.start()
-        progress = (lambda: _frames_done(first)) if fault.startswith("detector") else (
-            lambda: asyncio.to_thread(health_of, grabber))
-        while await progress() < cameras * frames_before:
+        progress, needed = ((lambda: _furthest_camera(first)), frames_before) if fault.startswith("detector") else (
+            (lambda: asyncio.to_thread(health_of, grabber)), cameras * frames_before)
+        while await progress() < needed:
             for proc in (first, grabber):
                 if proc.proc.poll() is not None:
                     raise RuntimeError(f"{proc.label} exited before the fault:\n{proc.tail()}")
