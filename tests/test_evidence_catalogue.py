@@ -26,6 +26,7 @@ from vigie.evidence.store import FolderStore, StoreError
 from vigie.register.query import list_entries, verify_chain
 
 from tests.test_register_service import service as register_service, wait_for
+from tests.filesystems import small_tmpfs
 from tests.station_support import add_user_async
 
 T0 = 1_780_000_000 * 10**9  # 2026-05-28T20:26:40Z
@@ -121,12 +122,7 @@ def test_a_hold_needs_a_requisition_and_existing_evidence(tmp_path: Path) -> Non
 def test_a_full_disk_leaves_no_partial_item(tmp_path: Path) -> None:
     """The store on a 64 KiB filesystem: a 200 KiB clip is refused whole (StoreError naming it), no file or
     temporary file is left, and a small one still fits."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here (root needed): {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "64k") as mount:
         store = FolderStore(mount / "evidence")
         with pytest.raises(StoreError, match=r"cam-1/inc-1.mp4: not written to folder .*No space left"):
             store.put("cam-1/inc-1.mp4", os.urandom(200 * 1024))
@@ -134,8 +130,6 @@ def test_a_full_disk_leaves_no_partial_item(tmp_path: Path) -> None:
         assert store.put("cam-1/inc-2.jpg", b"\xff\xd8small\xff\xd9")
         with pytest.raises(StoreError, match="outside the store"):
             store.put("../escape.mp4", b"x")
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 @pytest.mark.broker

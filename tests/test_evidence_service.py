@@ -6,6 +6,7 @@ day their retention ends, the register's chain still verifies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -185,14 +186,9 @@ async def _kinds(url: str, kind: str, n: int) -> bool:
 def test_a_full_disk_lists_nothing_then_the_evidence_is_stored_once_space_is_back(kafka, tmp_path: Path) -> None:
     """The store on a small filesystem filled up: the clip is refused whole, nothing is listed, no partial file
     is left, the service says degraded with the reason; once space is freed the next try stores it, once."""
-    import subprocess
+    from tests.filesystems import small_tmpfs
 
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here (root needed): {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "512k") as mount:
         filler = mount / "filler"
         try:  # the filesystem filled up: not a byte left
             with open(filler, "wb") as out:
@@ -201,19 +197,11 @@ def test_a_full_disk_lists_nothing_then_the_evidence_is_stored_once_space_is_bac
                     out.flush()
         except OSError:
             pass
-        settings, topics, refs, _, at_ns = _scene(kafka, tmp_path, str(mount / "evidence"), retry_s=1)
+        settings, _, refs, _, at_ns = _scene(kafka, tmp_path, str(mount / "evidence"), retry_s=1)
 
         async def scenario() -> tuple[dict, list]:
-            producer = make_producer(kafka)
-            await producer.start()
-            await producer.send_and_wait(topics.incidents.name, topics.incidents.encode(_incident(refs[40], at_ns)),
-                                         key=topics.incidents.key("cam-1"))
-            await producer.stop()
-            service = EvidenceService(settings)
-            await service.start()
-            stop = asyncio.Event()
-            task = asyncio.create_task(service.run(stop))
-            try:
+            await _send_incident(kafka, _incident(refs[40], at_ns))
+            async with _running(EvidenceService(settings)) as service:
                 await wait_for(lambda: _refused(service), timeout_s=60)
                 degraded = service.degraded()
                 assert await service.catalogue.items() == [] and service.jobs
@@ -222,16 +210,23 @@ def test_a_full_disk_lists_nothing_then_the_evidence_is_stored_once_space_is_bac
                 await wait_for(lambda: _stored(service), timeout_s=60)
                 assert service.degraded() == {}
                 return degraded, await service.catalogue.items()
-            finally:
-                stop.set()
-                await task
-                await service.stop()
 
         degraded, items = asyncio.run(scenario())
         assert "No space left on device" in degraded["store"] and ".mp4" in degraded["store"]
         assert sorted(i.kind for i in items) == ["clip", "snapshot"]
+
+@contextlib.asynccontextmanager
+async def _running(service: EvidenceService):  # noqa: ANN202
+    """``service`` started and running in this loop until the block ends, then drained and stopped."""
+    await service.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        yield service
     finally:
-        subprocess.run(["umount", str(mount)], check=False)
+        stop.set()
+        await task
+        await service.stop()
 
 
 async def _refused(service: EvidenceService) -> bool:
@@ -257,11 +252,7 @@ def test_evidence_in_object_storage_waits_out_an_unreachable_store(kafka, tmp_pa
 
     async def scenario() -> tuple[dict, list, dict]:
         await _send_incident(kafka, _incident(refs[40], at_ns))
-        service = EvidenceService(settings, clock=lambda: now[0])
-        await service.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(service.run(stop))
-        try:
+        async with _running(EvidenceService(settings, clock=lambda: now[0])) as service:
             await wait_for(lambda: _refused(service), timeout_s=60)
             degraded = service.degraded()
             assert await service.catalogue.items() == []
@@ -276,10 +267,6 @@ def test_evidence_in_object_storage_waits_out_an_unreachable_store(kafka, tmp_pa
                 left = client.list_objects_v2(Bucket="vigie-evidence").get("KeyCount", 0)
             assert left == 0
             return degraded, items, objects
-        finally:
-            stop.set()
-            await task
-            await service.stop()
 
     degraded, items, objects = asyncio.run(scenario())
     assert f"s3://vigie-evidence/lyon at http://127.0.0.1:{port}" in degraded["store"]
