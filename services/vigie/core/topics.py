@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from vigie.contracts.v1 import Anomaly, AuditEntry, DeadLetter, Frame, Incident, OperatorAction
+from vigie.contracts.v1 import Anomaly, AuditEntry, CameraStatus, DeadLetter, Frame, Incident, OperatorAction
 from vigie.core.errors import ConfigError, MalformedMessage
 from vigie.core.settings import MAX_RETENTION_MS
 
@@ -134,6 +134,9 @@ class Topics:
         self.actions = Topic(TopicSpec("actions", CAMERA_PARTITIONS, LONGEST_RETENTION_MS), OperatorAction, namespace)
         self.deadletter = Topic(TopicSpec("deadletter", 1, LONGEST_RETENTION_MS), DeadLetter, namespace)
         self.audit = Topic(TopicSpec("audit", 1, LONGEST_RETENTION_MS), AuditEntry, namespace)
+        # Latest status per camera (compacted; a camera gone from every grabber ages out after 7 days).
+        self.camera_status = Topic(TopicSpec("camera-status", CAMERA_PARTITIONS, 7 * 24 * HOUR_MS,
+                                             cleanup_policy="compact,delete"), CameraStatus, namespace)
 
     def alerts(self, station: str) -> Topic[Incident]:
         """Alert topic of ``station``: incidents routed to it."""
@@ -141,5 +144,6 @@ class Topics:
 
     def all(self, stations: list[str] = ()) -> list[Topic]:
         """Every topic of the catalogue, with the alert topics of ``stations``."""
-        fixed = [self.frames, self.anomalies, self.incidents, self.actions, self.deadletter, self.audit]
+        fixed = [self.frames, self.anomalies, self.incidents, self.actions, self.deadletter, self.audit,
+                 self.camera_status]
         return fixed + [self.alerts(s) for s in stations]

@@ -22,17 +22,18 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from vigie.contracts.v1 import incident_pb2 as vigie_dot_contracts_dot_v1_dot_incident__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvigie/contracts/v1/action.proto\x12\x08vigie.v1\"\x9d\x02\n\x0eOperatorAction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bincident_id\x18\x02 \x01(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12+\n\x04kind\x18\x04 \x01(\x0e\x32\x1d.vigie.v1.OperatorAction.Kind\x12\x10\n\x08operator\x18\x05 \x01(\t\x12\x0f\n\x07station\x18\x06 \x01(\t\x12\r\n\x05\x61t_ns\x18\x07 \x01(\x03\x12\x0f\n\x07\x63omment\x18\x08 \x01(\t\"g\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10KIND_ACKNOWLEDGE\x10\x01\x12\x11\n\rKIND_ESCALATE\x10\x02\x12\x10\n\x0cKIND_COMMENT\x10\x03\x12\x0e\n\nKIND_CLOSE\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvigie/contracts/v1/action.proto\x12\x08vigie.v1\x1a!vigie/contracts/v1/incident.proto\"\xc7\x03\n\x0eOperatorAction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bincident_id\x18\x02 \x01(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12+\n\x04kind\x18\x04 \x01(\x0e\x32\x1d.vigie.v1.OperatorAction.Kind\x12\x10\n\x08operator\x18\x05 \x01(\t\x12\x0f\n\x07station\x18\x06 \x01(\t\x12\r\n\x05\x61t_ns\x18\x07 \x01(\x03\x12\x0f\n\x07\x63omment\x18\x08 \x01(\t\x12\x10\n\x08\x61ssignee\x18\t \x01(\t\x12\'\n\x07verdict\x18\n \x01(\x0e\x32\x16.vigie.v1.Verdict.Kind\x12(\n\x06reason\x18\x0b \x01(\x0e\x32\x18.vigie.v1.Verdict.Reason\x12\x11\n\tautomatic\x18\x0c \x01(\x08\"\x98\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10KIND_ACKNOWLEDGE\x10\x01\x12\x11\n\rKIND_ESCALATE\x10\x02\x12\x10\n\x0cKIND_COMMENT\x10\x03\x12\x0e\n\nKIND_CLOSE\x10\x04\x12\r\n\tKIND_HOLD\x10\x05\x12\x0f\n\x0bKIND_RESUME\x10\x06\x12\x0f\n\x0bKIND_ASSIGN\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vigie.contracts.v1.action_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATORACTION']._serialized_start=46
-  _globals['_OPERATORACTION']._serialized_end=331
-  _globals['_OPERATORACTION_KIND']._serialized_start=228
-  _globals['_OPERATORACTION_KIND']._serialized_end=331
+  _globals['_OPERATORACTION']._serialized_start=81
+  _globals['_OPERATORACTION']._serialized_end=536
+  _globals['_OPERATORACTION_KIND']._serialized_start=384
+  _globals['_OPERATORACTION_KIND']._serialized_end=536
 # @@protoc_insertion_point(module_scope)
