@@ -186,6 +186,8 @@ def _cmd_station(args: argparse.Namespace) -> int:
         evidence_store=args.evidence_store, cameras_file=args.cameras,
         http_port=args.http_port, max_incidents=args.max_incidents, keep_closed_s=args.keep_closed_s,
         event_queue=args.event_queue, snapshot_cache_bytes=args.snapshot_cache_mib << 20,
+        rates_window_s=args.rates_window_s, false_alarm_flag_rate=args.false_alarm_flag_rate,
+        false_alarm_min_verdicts=args.false_alarm_min_verdicts,
     )
     return asyncio.run(serve(StationService(settings), settings.http_host, settings.http_port))
 
@@ -330,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events waiting per console before it is resynchronised (default 1000)")
     p.add_argument("--snapshot-cache-mib", type=bounded(int, 0, 4096), default=32,
                    help="MiB of snapshot JPEGs kept in memory (default 32)")
+    p.add_argument("--rates-window-s", type=bounded(float, 3600, 30 * 86400), default=7 * 86400.0,
+                   help="seconds of closing time of the false-alarm rates' window (default 604800: 7 days)")
+    p.add_argument("--false-alarm-flag-rate", type=bounded(float, 0, 1), default=0.5,
+                   help="flag a camera-kind pair whose false-alarm rate is over this (default 0.5) ...")
+    p.add_argument("--false-alarm-min-verdicts", type=bounded(int, 1, 1_000_000), default=10,
+                   help="... with at least this many verdicts, confirmed + false alarms (default 10)")
     p.set_defaults(func=_cmd_station)
 
     # Console accounts (vigie.accounts.cli): add, list, disable, enable, passwd, assign.

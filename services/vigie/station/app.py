@@ -16,7 +16,8 @@ queue is bounded and a console that falls behind gets the whole list again inste
 
 Only logged-in users reach the console (:mod:`vigie.station.auth`, :mod:`vigie.station.login`):
 operators and supervisors assigned the station see its incidents and act on them (escalated ones:
-supervisors only); auditors read the register (:mod:`vigie.station.register_page`) and land there.
+supervisors only; the false-alarm rates of the operators' verdicts, :mod:`vigie.station.rates_page`: supervisors
+only); auditors read the register (:mod:`vigie.station.register_page`) and land there.
 Viewing a snapshot is an image view: each one is written to the ``audit`` topic with the user, the
 station, the client's address and the frame viewed, before the image is sent (503 and no image when
 it cannot be written); so is every action.
@@ -57,8 +58,10 @@ from vigie.station.history import CursorError, closed_page
 from vigie.station.login import ConsoleAccounts, read_json
 from vigie.evidence.store import StoreError
 from vigie.station.evidence_page import EvidencePage
+from vigie.station.rates_page import RatesPage
 from vigie.station.register_page import RegisterPage
 from vigie.station.store import IncidentStore, SnapshotCache
+from vigie.station.verdicts import MAX_WINDOW_S, MIN_WINDOW_S, VerdictStats
 
 log = logging.getLogger(__name__)
 DAY_S = 86400.0
@@ -104,6 +107,12 @@ class StationSettings(StrictModel):
                                      "the supervisors' right-of-access exports (without it they are refused).")
     snapshot_cache_bytes: int = Field(32 << 20, ge=0, le=4 << 30, description="Bytes of snapshot JPEGs kept in "
                                       "memory (least recently viewed evicted first).")
+    rates_window_s: float = Field(7 * DAY_S, ge=MIN_WINDOW_S, le=MAX_WINDOW_S, description="Seconds of closing "
+                                  "time over which false-alarm rates are shown and exported (1 h to 30 days).")
+    false_alarm_flag_rate: float = Field(0.5, ge=0, le=1, description="A camera-kind pair is flagged when its "
+                                         "false-alarm rate is over this, with false_alarm_min_verdicts verdicts.")
+    false_alarm_min_verdicts: int = Field(10, ge=1, le=1_000_000, description="Fewest verdicts (confirmed + false "
+                                          "alarms; tests are left out) for a camera-kind pair to be flagged.")
 
     def model_post_init(self, _: Any) -> None:
         station_topic_base(self.station)
@@ -139,6 +148,9 @@ class StationService(Service):
         self.register = RegisterPage(self.auth, self.login.audit)
         self.evidence = EvidencePage(self.auth, settings.evidence_store, self.incidents.get, self.login.audit,
                                      self.login.publish_outbox)
+        self.verdicts = VerdictStats(settings.rates_window_s, settings.false_alarm_flag_rate,
+                                     settings.false_alarm_min_verdicts, self.registry)
+        self.rates = RatesPage(self.auth, self.verdicts, settings.station)
         self._engine = None
 
     async def prepare(self) -> None:
@@ -223,6 +235,7 @@ class StationService(Service):
             self.metrics.errors("decode").inc()
             log.warning("skipping alert: %s", exc)
             return
+        self.verdicts.observe(incident)
         if self.incidents.put(incident):
             if incident.revision == 1:
                 self.metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - incident.first_seen_ns) / 1e9))
@@ -256,7 +269,7 @@ class StationService(Service):
     def health(self) -> dict[str, Any]:
         self.incidents.prune()
         return {"station": self.settings.station, "incidents": len(self.incidents), "consoles": len(self.events),
-                "store": self.incidents.counts(), "resyncs": self.events.resyncs,
+                "store": self.incidents.counts(), "verdicts": len(self.verdicts), "resyncs": self.events.resyncs,
                 "snapshot_cache": self._snapshots.stats(), "database": self.settings.database.redacted(),
                 "https": bool(self.settings.auth.tls_cert), "trusted_proxy": bool(self.settings.auth.trusted_proxies)}
 
@@ -273,6 +286,7 @@ class StationService(Service):
         self.login.routes(app)
         self.register.routes(app)
         self.evidence.routes(app)
+        self.rates.routes(app)
 
     async def _index(self, request: web.Request) -> web.FileResponse:
         """The incidents page; an auditor who does not see this station's incidents lands on the register."""
