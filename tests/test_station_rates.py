@@ -5,6 +5,10 @@ operators are refused."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from contextlib import ExitStack
@@ -25,7 +29,7 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture(scope="module")
 def station(broker, tmp_path_factory):
-    """A station over the scripted verdicts; yields (port, supervisor's cookie, operator's cookie)."""
+    """A station over the scripted verdicts; yields (port, supervisor's cookie, operator's cookie, Kafka settings)."""
     kafka = KafkaSettings(bootstrap=broker, namespace=f"t{uuid.uuid4().hex[:10]}.")
     topics = Topics(kafka.namespace)
     asyncio.run(apply_topics(kafka, topics.all(["main"])))
@@ -39,13 +43,13 @@ def station(broker, tmp_path_factory):
         while health(port)["verdicts"] < 30:  # 29 closed in the week, one 8 days ago
             assert time.monotonic() < deadline, health(port)
             time.sleep(0.2)
-        yield port, cookie, login_cookie(port, "op-main")
+        yield port, cookie, login_cookie(port, "op-main"), kafka
 
 
 def test_supervisors_read_exact_rates_and_metrics_operators_are_refused(station) -> None:
     """/api/rates gives the scripted figures over 7 days (the default) and 24 h; the gauges and the counter
     agree; an operator gets 403 on the API and the page, no session 401; a window under 1 h is a 400."""
-    port, supervisor, operator = station
+    port, supervisor, operator, _ = station
     status, body = get_json(port, "/api/rates", supervisor)
     assert status == 200 and body["station"] == "main" and body["window_s"] == 7 * 86400
     pairs = {(p["camera"], p["kind"]): p for p in body["pairs"]}
@@ -73,7 +77,7 @@ def test_supervisors_read_exact_rates_and_metrics_operators_are_refused(station)
 def test_rates_page_shows_the_flagged_pair(station) -> None:
     """The page (under the console's Content-Security-Policy) marks cam-1/abandoned flagged with its dominant
     reason; over 24 h it has too few verdicts and is no longer flagged."""
-    port, _, _ = station
+    port, _, _, _ = station
     base = f"http://127.0.0.1:{port}"
     with chromium_page(bypass_csp=False) as page:
         errors: list[str] = []
@@ -94,3 +98,20 @@ def test_rates_page_shows_the_flagged_pair(station) -> None:
         cameras = page.locator("#pairs [data-testid='pair']").evaluate_all("rows => rows.map(r => r.dataset.camera)")
         assert cameras == sorted(cameras, reverse=True)
         assert not errors, errors
+
+
+def test_cli_prints_the_same_figures(station) -> None:
+    """``vigie rates --json`` reads the topic to the same figures as the console; over 30 days the table also
+    flags cam-2/abandoned (with the 8-day-old false alarm: 6 of 11); a window under 1 h is bad usage."""
+    kafka = station[3]
+    command = [sys.executable, "-m", "vigie", "--namespace", kafka.namespace, "rates", "--bootstrap", kafka.bootstrap,
+               "--station", "main"]
+    out = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120, check=True).stdout
+    pairs = {(p["camera"], p["kind"]): (counts(p), p["flagged"]) for p in json.loads(out)["pairs"]}
+    assert pairs == {key: (figures, flagged) for key, (figures, _, _, flagged) in WEEK.items()}
+    out = subprocess.run([*command, "--window", "30d"], capture_output=True, text=True, timeout=120, check=True,
+                         env={**os.environ, "COLUMNS": "200"}).stdout
+    flagged = [line.split() for line in out.splitlines() if "FLAGGED" in line]  # over 30 days cam-2 has 6 of 11
+    assert [cells[1] for cells in flagged] == ["cam-1", "cam-2"] and "7/9" in flagged[0] and "3/6" in flagged[1], out
+    bad = subprocess.run([*command, "--window", "10m"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "1h to 30d" in bad.stderr

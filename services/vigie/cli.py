@@ -346,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     users_arguments(sub)
     sub.choices["users"].set_defaults(func=lambda args: users_main(args, _kafka(args)))
 
+    from vigie.station.rates_cli import add_arguments as rates_arguments  # argparse only: a light import
+
+    rates_arguments(sub, _kafka)
+
     p = sub.add_parser("up", help="run the six services locally (Ctrl-C stops them cleanly)")
     p.add_argument("--cameras", required=True, help="cameras YAML")
     p.add_argument("--routing", help="routing YAML")
