@@ -21,7 +21,8 @@ by default) are dropped as time moves (:meth:`VerdictStats.prune`, called by eve
 One record costs about 380 bytes (measured with tracemalloc by the tests, 36-character incident ids):
 a slotted object of seven fields, its dictionary slot and id, one heap entry; camera, kind and zone strings
 are interned, so shared by all the records that name them. 1 000 incidents closed a day keep about 11 MB
-for 30 days.
+for 30 days. A query (the API, the page, a scrape of the gauges) counts the records by camera, kind, zone,
+verdict and reason in one pass: about 40-80 ms for 100 000 records and 600 camera-kind pairs.
 
 Prometheus (the station's registry): ``vigie_station_verdicts_total{camera,kind,verdict,reason}`` counts the
 verdicts read (after a restart, those of the last ``keep_s`` again); ``vigie_station_false_alarm_rate{camera,
@@ -110,16 +111,16 @@ class Tally:
     tests: int = 0
     reasons: Counter = field(default_factory=Counter)
 
-    def add(self, verdict: int, reason: int) -> None:
-        """Count one closed incident with its verdict kind and reason."""
-        self.closed += 1
+    def add(self, verdict: int, reason: int, n: int = 1) -> None:
+        """Count ``n`` closed incidents with this verdict kind and reason."""
+        self.closed += n
         if verdict == CONFIRMED:
-            self.confirmed += 1
+            self.confirmed += n
         elif verdict == FALSE_ALARM:
-            self.false_alarms += 1
-            self.reasons[reason_name(reason)] += 1
+            self.false_alarms += n
+            self.reasons[reason_name(reason)] += n
         elif verdict == TEST:
-            self.tests += 1
+            self.tests += n
 
     @property
     def judged(self) -> int:
@@ -159,12 +160,12 @@ class Rates:
 
     def as_json(self) -> dict[str, Any]:
         """The JSON of ``/api/rates``: pairs (worst rate first) with their zones, kinds, overall."""
-        pairs = []
-        for (camera, kind), tally in sorted(self.pairs.items(), key=lambda i: (-(i[1].rate or 0.0), i[0])):
-            zones = [{"zone": zone, **t.as_json()} for (c, k, zone), t in sorted(self.zones.items())
-                     if (c, k) == (camera, kind)]
-            pairs.append({"camera": camera, "kind": kind, **tally.as_json(), "flagged": self.flagged(tally),
-                          "zones": zones})
+        zones: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for (camera, kind, zone), tally in sorted(self.zones.items()):
+            zones.setdefault((camera, kind), []).append({"zone": zone, **tally.as_json()})
+        pairs = [{"camera": camera, "kind": kind, **tally.as_json(), "flagged": self.flagged(tally),
+                  "zones": zones[camera, kind]}
+                 for (camera, kind), tally in sorted(self.pairs.items(), key=lambda i: (-(i[1].rate or 0.0), i[0]))]
         return {"window_s": self.window_s, "to_ns": self.now_ns, "from_ns": self.now_ns - int(self.window_s * NS),
                 "flag_rate": self.flag_rate, "min_verdicts": self.min_verdicts, "pairs": pairs,
                 "kinds": [{"kind": kind, **t.as_json()} for kind, t in sorted(self.kinds.items())],
@@ -252,11 +253,6 @@ class VerdictStats:
             self._expiry = [(r.closed_ns, i) for i, r in self._records.items()]
             heapq.heapify(self._expiry)
 
-    def records(self) -> Iterator[_Closed]:
-        """The records kept (after pruning)."""
-        self.prune()
-        return iter(list(self._records.values()))
-
     def rates(self, window_s: float | None = None) -> Rates:
         """The figures of the incidents closed in the last ``window_s`` seconds (default: the configured window).
 
@@ -267,14 +263,17 @@ class VerdictStats:
             raise ValueError(f"window_s must be in (0, {self.keep_ns / NS:g}], got {window_s}")
         now = self._clock_ns()
         since = now - int(window_s * NS)
+        self.prune()
         out = Rates(window_s, now, self.flag_rate, self.min_verdicts)
-        for r in self.records():
-            if r.closed_ns < since:
-                continue
-            for tally in (out.pairs.setdefault((r.camera, r.kind), Tally()),
-                          out.zones.setdefault((r.camera, r.kind, r.zone), Tally()),
-                          out.kinds.setdefault(r.kind, Tally()), out.overall):
-                tally.add(r.verdict, r.reason)
+        same = Counter((r.camera, r.kind, r.zone, r.verdict, r.reason) for r in self._records.values()
+                       if r.closed_ns >= since)  # a few thousand keys for a hundred thousand records
+        for (camera, kind, zone, verdict, reason), n in same.items():
+            for groups, key in ((out.pairs, (camera, kind)), (out.zones, (camera, kind, zone)), (out.kinds, kind)):
+                tally = groups.get(key)
+                if tally is None:
+                    tally = groups[key] = Tally()
+                tally.add(verdict, reason, n)
+            out.overall.add(verdict, reason, n)
         return out
 
 
