@@ -152,12 +152,14 @@ def _cmd_detector(args: argparse.Namespace) -> int:
 
 
 def _cmd_correlator(args: argparse.Namespace) -> int:
+    from vigie.core.config import load_yaml_model
     from vigie.correlator.app import run
-    from vigie.correlator.config import CorrelatorSettings
+    from vigie.correlator.config import CorrelatorPolicy, CorrelatorSettings
 
+    policy = load_yaml_model(Path(args.policy), CorrelatorPolicy) if args.policy else CorrelatorPolicy()
     settings = CorrelatorSettings(
         kafka=_kafka(args), routing=_load_routing(args.routing), http_host=args.http_host, http_port=args.http_port,
-        session_timeout_s=args.session_timeout,
+        session_timeout_s=args.session_timeout, merge=policy.merge, priority=policy.priority,
     )
     return run(settings, loglevel=args.log_level.lower())
 
@@ -294,7 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_detector)
 
     p = service("correlator", 8093, "merge anomalies into incidents and route alerts (faust)")
-    p.add_argument("--routing", help="routing YAML (camera patterns to stations); default: all to 'main'")
+    p.add_argument("--routing", help="routing YAML (camera patterns to stations, escalation steps); default: all "
+                   "to 'main', no escalation")
+    p.add_argument("--policy", help="policy YAML: 'merge' (merging, reactivation thresholds) and 'priority' "
+                   "(per kind, per camera); default: the built-in policy")
     p.add_argument("--session-timeout", type=bounded(float, 6, 300), default=15.0,
                    help="seconds without a heartbeat before a worker's partitions go to the others (6-300, default 15)")
     p.set_defaults(func=_cmd_correlator)

@@ -42,7 +42,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from vigie.accounts.passwords import verify_dummy
 from vigie.accounts.sessions import SessionStore
 from vigie.accounts.store import LockoutPolicy
-from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction
+from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction, Verdict
 from vigie.core.audit import AuditLog
 from vigie.core.cameras import load_cameras
 from vigie.core.db import DatabaseSettings, check_reachable, make_engine, migrate
@@ -52,6 +52,8 @@ from vigie.core.kafka import (check_image_retention, describe_broker_error, fetc
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import station_topic_base
+from vigie.correlator.incidents import refusal
+from vigie.station.actions import REASONS, REFUSED, SHAPE, VERDICTS, action_body, describe
 from vigie.station.auth import SESSION, STATIC, Access, AuthSettings, StationAuth, reads_register
 from vigie.station.events import CLOSE, RESYNC, EventHub, sse
 from vigie.station.history import CursorError, closed_page
@@ -74,12 +76,6 @@ SESSION_CHECK_S = 2.0
 KEEP_ALIVE_S = 15.0
 #: Seconds between two deletions of expired console sessions.
 PURGE_EVERY_S = 600.0
-ACTIONS = {
-    "acknowledge": OperatorAction.KIND_ACKNOWLEDGE,
-    "escalate": OperatorAction.KIND_ESCALATE,
-    "comment": OperatorAction.KIND_COMMENT,
-    "close": OperatorAction.KIND_CLOSE,
-}
 
 
 class StationSettings(StrictModel):
@@ -119,9 +115,17 @@ class StationSettings(StrictModel):
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
-    """The console's view of an incident: protobuf fields in camelCase, the state as a short word."""
+    """The console's view of an incident: protobuf fields in camelCase, the state as a short word (new,
+    acknowledged, on_hold, escalated, closed), the verdict as ``{"kind": "false_alarm", "reason": "reflection",
+    "author": ..., "atNs": ...}`` (``reason`` "" unless a false alarm; null while open)."""
     data = MessageToDict(incident, always_print_fields_with_no_presence=True)
     data["state"] = Incident.State.Name(incident.state).removeprefix("STATE_").lower()
+    verdict = incident.verdict
+    data["verdict"] = {
+        "kind": Verdict.Kind.Name(verdict.kind).removeprefix("KIND_").lower(),
+        "reason": Verdict.Reason.Name(verdict.reason).removeprefix("REASON_").lower() if verdict.reason else "",
+        "author": verdict.author, "atNs": str(verdict.at_ns),
+    } if incident.HasField("verdict") else None
     return data
 
 
@@ -389,13 +393,14 @@ class StationService(Service):
         incident = self._incident(request)
         if incident.snapshot.topic != self.topics.frames.name:
             raise web.HTTPNotFound(text="this incident has no snapshot in the frames topic")
-        data = self._snapshots.get(incident.id)
+        key = f"{incident.id}@{incident.snapshot.partition}:{incident.snapshot.offset}"  # the snapshot follows
+        data = self._snapshots.get(key)
         if data is None:
             record = await fetch_record(self.settings.kafka, incident.snapshot)
             if record is None:
                 raise web.HTTPGone(text="the frame is no longer kept (retention)")
             data = self.topics.frames.decode(record.value).data
-            self._snapshots.put(incident.id, data)
+            self._snapshots.put(key, data)
         try:
             await self._audit(request, AuditEntry.KIND_VIEW, incident, "snapshot")
         except KafkaError:
@@ -409,44 +414,52 @@ class StationService(Service):
                                incident_id=incident.id, record=incident.snapshot, detail=detail)
 
     async def _action(self, request: web.Request) -> web.Response:
-        """POST ``{"action": "acknowledge|close|comment|escalate", "comment": "text"}``: 202 once published.
+        """POST ``{"action": "acknowledge|hold|resume|assign|escalate|comment|close", "comment": "text",
+        "assignee": "user", "verdict": "confirmed|false_alarm|test", "reason": "shadow_or_light|..."}``: 202 once
+        published.
 
-        400 (nothing published) for a body that is not such an object, an unknown key
-        (named, with the accepted ones), or a ``comment`` action without comment text.
+        400 (nothing published) for a body that is not such an object, an unknown key (named, with the
+        accepted ones), or a field the action needs missing (named): ``comment`` for a comment, ``assignee``
+        for assign, ``verdict`` for close, ``reason`` for a false alarm; or an assignee who is not an enabled
+        operator or supervisor of this station. 403: assign by a non-supervisor, any action on an escalated
+        incident by a non-supervisor. 409: a closed incident, or a transition the correlator's table refuses
+        (:func:`vigie.correlator.incidents.refusal`).
         """
         incident = self._incident(request)
         user = request[SESSION].user
-        expected = {"action": " | ".join(sorted(ACTIONS)), "comment": "text (needed by 'comment')"}
-        body = await read_json(request, f"expected JSON {json.dumps(expected)}")
-        try:
-            kind = ACTIONS[body["action"]]
-            comment = body.get("comment", "")
-            if not isinstance(comment, str):
-                raise TypeError("comment")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise web.HTTPBadRequest(text=f"expected JSON {json.dumps(expected)}") from None
-        unknown = sorted(str(key) for key in body if key not in expected)
-        if unknown:
-            raise web.HTTPBadRequest(text=f"unknown key {unknown[0]!r} in the action; accepted keys: "
-                                          f"{', '.join(expected)} (expected JSON {json.dumps(expected)})")
-        if kind == OperatorAction.KIND_COMMENT and not comment.strip():
-            raise web.HTTPBadRequest(text="a 'comment' action needs a non-empty 'comment' text")
-        if incident.state == Incident.STATE_CLOSED:  # the correlator would refuse it: nothing to record
-            raise web.HTTPConflict(text="this incident is closed: no action applies to it any more")
-        if incident.state == Incident.STATE_ESCALATED and not user.supervisor:
-            raise web.HTTPForbidden(text="this incident is escalated: only a supervisor acts on it")
-        try:  # recorded before it is done: the register never misses an action
-            await self._audit(request, AuditEntry.KIND_ACTION, incident, body["action"])
-        except KafkaError:
-            raise web.HTTPServiceUnavailable(text="the action could not be written to the register: "
-                                                  "nothing was done; try again") from None
+        body, kind = action_body(await read_json(request, SHAPE))
         action = OperatorAction(
             id=uuid.uuid4().hex, incident_id=incident.id, camera_id=incident.camera_id, kind=kind,
             operator=user.name, station=self.settings.station, at_ns=time.time_ns(),
-            comment=comment[:2000],
+            comment=body.get("comment", "")[:2000], assignee=body.get("assignee", ""),
+            verdict=VERDICTS.get(body.get("verdict", ""), 0), reason=REASONS.get(body.get("reason", ""), 0),
         )
+        if kind == OperatorAction.KIND_ASSIGN:
+            if not user.supervisor:
+                raise web.HTTPForbidden(text="only a supervisor assigns an incident")
+            await self._check_assignee(action.assignee)
+        why = refusal(incident, action)
+        if why:  # the correlator would refuse it: nothing to record
+            raise web.HTTPConflict(text=REFUSED.get(why, f"'{body['action']}' does not apply to an incident "
+                                                         f"{incident_json(incident)['state']} ({why})"))
+        if incident.state == Incident.STATE_ESCALATED and not user.supervisor:
+            raise web.HTTPForbidden(text="this incident is escalated: only a supervisor acts on it")
+        try:  # recorded before it is done: the register never misses an action
+            await self._audit(request, AuditEntry.KIND_ACTION, incident, describe(body))
+        except KafkaError:
+            raise web.HTTPServiceUnavailable(text="the action could not be written to the register: "
+                                                  "nothing was done; try again") from None
         topic = self.topics.actions
         await self._producer.send_and_wait(topic.name, topic.encode(action), key=topic.key(incident.camera_id))
         self.metrics.records_out(topic.name).inc()
         log.info("operator action", extra={"action": body["action"], "incident": incident.id})
         return web.json_response({"id": action.id, "incident": incident.id, "action": body["action"]}, status=202)
+
+    async def _check_assignee(self, name: str) -> None:
+        """Raise HTTPBadRequest unless ``name`` is an enabled operator or supervisor account of this station."""
+        account = await self.login.accounts.get(name[:64])
+        if (account is None or account.disabled or self.settings.station not in account.stations
+                or not {"operator", "supervisor"} & set(account.roles)):
+            raise web.HTTPBadRequest(text=f"assignee {name[:64]!r}: no enabled operator or supervisor account "
+                                          f"of station {self.settings.station} has this name")
+
