@@ -284,7 +284,9 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         now, clock = clock_ns(), time.monotonic()
         for old in [k for k, at in sent.items() if clock - at > RESEND_S]:
             del sent[old]
-        for key, raw in list(table.items()):
+        for n, (key, raw) in enumerate(list(table.items()), 1):
+            if n % 500 == 0:
+                await asyncio.sleep(0)  # let the agents run during a long table (about 10 ms per 500 cameras)
             if not raw or is_guard_key(key) or partition_of(key) not in owned:
                 continue
             book = CameraIncidents()

@@ -128,7 +128,10 @@ class EscalationStep(StrictModel):
                            "escalation without an acknowledgement.")
     to: list[str] = Field(min_length=1, description="Stations added to the incident's (e.g. 'supervisors').")
 
-    _ids = field_validator("to")(classmethod(lambda cls, v: _station_ids(v)))
+    @field_validator("to")
+    @classmethod
+    def _ids(cls, stations: list[str]) -> list[str]:
+        return _station_ids(stations)
 
 
 class Route(StrictModel):
@@ -139,7 +142,10 @@ class Route(StrictModel):
     escalation: list[EscalationStep] = Field(
         default_factory=list, description="Escalation steps, in order, of the incidents nobody acknowledges.")
 
-    _ids = field_validator("stations")(classmethod(lambda cls, v: _station_ids(v)))
+    @field_validator("stations")
+    @classmethod
+    def _ids(cls, stations: list[str]) -> list[str]:
+        return _station_ids(stations)
 
 
 class Routing(StrictModel):
@@ -153,7 +159,10 @@ class Routing(StrictModel):
         "Stations that only receive escalations (e.g. 'supervisors'); an escalation step may name a station only "
         "when it is here or in some route's stations."))
 
-    _ids = field_validator("stations")(classmethod(lambda cls, v: _station_ids(v)))
+    @field_validator("stations")
+    @classmethod
+    def _ids(cls, stations: list[str]) -> list[str]:
+        return _station_ids(stations)
 
     @model_validator(mode="after")
     def _escalations_reach_known_stations(self) -> "Routing":
