@@ -247,3 +247,14 @@ def test_an_escalation_to_an_unknown_station_is_refused_naming_route_and_station
     routing = load_yaml_model(path, Routing)
     assert routing.all_stations() == ["supervisors", "transit"]  # its alert topic is created and published to
     assert routing.escalation_for("metro-1")[0].to == ["supervisors"] and routing.escalation_for("bus-1") == []
+
+
+def test_the_timer_finds_a_cameras_partition_as_the_producers_put_it() -> None:
+    """The escalation timer reads only the entries of the partitions its worker owns: a camera's partition is the
+    one the Kafka clients' default partitioner gives its key (the detectors' and stations' producers)."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from vigie.correlator.app import partition_of
+
+    for camera in (b"cam-a", b"metro-12", b"chaos-cam-07"):
+        assert partition_of(camera) == DefaultPartitioner()(camera, list(range(6)), list(range(6)))
