@@ -16,8 +16,10 @@ queue is bounded and a console that falls behind gets the whole list again inste
 
 Only logged-in users reach the console (:mod:`vigie.station.auth`, :mod:`vigie.station.login`):
 operators and supervisors assigned the station see its incidents and act on them (escalated ones:
-supervisors only; the false-alarm rates of the operators' verdicts, :mod:`vigie.station.rates_page`: supervisors
-only); auditors read the register (:mod:`vigie.station.register_page`) and land there.
+supervisors only; assigning: supervisors only), as the correlator's transition table allows
+(:mod:`vigie.station.actions`, :func:`vigie.correlator.incidents.refusal`); the false-alarm rates of the
+operators' verdicts (:mod:`vigie.station.rates_page`) are for supervisors only; auditors read the register
+(:mod:`vigie.station.register_page`) and land there.
 Viewing a snapshot is an image view: each one is written to the ``audit`` topic with the user, the
 station, the client's address and the frame viewed, before the image is sent (503 and no image when
 it cannot be written); so is every action.
