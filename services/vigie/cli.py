@@ -190,6 +190,7 @@ def _cmd_station(args: argparse.Namespace) -> int:
         event_queue=args.event_queue, snapshot_cache_bytes=args.snapshot_cache_mib << 20,
         rates_window_s=args.rates_window_s, false_alarm_flag_rate=args.false_alarm_flag_rate,
         false_alarm_min_verdicts=args.false_alarm_min_verdicts,
+        max_live_views=args.max_live_views,
     )
     return asyncio.run(serve(StationService(settings), settings.http_host, settings.http_port))
 
@@ -343,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flag a camera-kind pair whose false-alarm rate is over this (default 0.5) ...")
     p.add_argument("--false-alarm-min-verdicts", type=bounded(int, 1, 1_000_000), default=10,
                    help="... with at least this many verdicts, confirmed + false alarms (default 10)")
+    p.add_argument("--max-live-views", type=bounded(int, 0, 256), default=8,
+                   help="live views (WebRTC video of a camera) open at a time; 503 beyond (default 8)")
     p.set_defaults(func=_cmd_station)
 
     # Console accounts (vigie.accounts.cli): add, list, disable, enable, passwd, assign.

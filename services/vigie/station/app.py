@@ -22,7 +22,7 @@ operators' verdicts (:mod:`vigie.station.rates_page`) are for supervisors only; 
 (:mod:`vigie.station.register_page`) and land there.
 Viewing a snapshot is an image view: each one is written to the ``audit`` topic with the user, the
 station, the client's address and the frame viewed, before the image is sent (503 and no image when
-it cannot be written); so is every action.
+it cannot be written); so is every action, and every live view of a camera (:mod:`vigie.station.live`).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from vigie.station.login import ConsoleAccounts, read_json
 from vigie.evidence.store import StoreError
 from vigie.station.evidence_page import EvidencePage
 from vigie.station.rates_page import RatesPage
+from vigie.station.live import LivePage
 from vigie.station.register_page import RegisterPage
 from vigie.station.store import IncidentStore, SnapshotCache
 from vigie.station.verdicts import MAX_WINDOW_S, MIN_WINDOW_S, VerdictStats
@@ -111,6 +112,8 @@ class StationSettings(StrictModel):
                                          "false-alarm rate is over this, with false_alarm_min_verdicts verdicts.")
     false_alarm_min_verdicts: int = Field(10, ge=1, le=1_000_000, description="Fewest verdicts (confirmed + false "
                                           "alarms; tests are left out) for a camera-kind pair to be flagged.")
+    max_live_views: int = Field(8, ge=0, le=256, description="Live views (WebRTC video of a camera, "
+                                ":mod:`vigie.station.live`) open at a time; 503 beyond.")
 
     def model_post_init(self, _: Any) -> None:
         station_topic_base(self.station)
@@ -157,6 +160,8 @@ class StationService(Service):
         self.verdicts = VerdictStats(settings.rates_window_s, settings.false_alarm_flag_rate,
                                      settings.false_alarm_min_verdicts, self.registry)
         self.rates = RatesPage(self.auth, self.verdicts, settings.station)
+        self.live = LivePage(self.auth, settings.station, settings.kafka, self.topics.frames, self.incidents,
+                             self.login.audit, self._still_allowed, self.registry, settings.max_live_views)
         self._engine = None
 
     async def prepare(self) -> None:
@@ -250,6 +255,7 @@ class StationService(Service):
 
     async def stop(self) -> None:
         self.events.close()
+        await self.live.close()  # before the producer stops: the views' end entries are written
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
@@ -276,7 +282,8 @@ class StationService(Service):
         self.incidents.prune()
         return {"station": self.settings.station, "incidents": len(self.incidents), "consoles": len(self.events),
                 "store": self.incidents.counts(), "verdicts": len(self.verdicts), "resyncs": self.events.resyncs,
-                "snapshot_cache": self._snapshots.stats(), "database": self.settings.database.redacted(),
+                "snapshot_cache": self._snapshots.stats(), "live": self.live.stats(),
+                "database": self.settings.database.redacted(),
                 "https": bool(self.settings.auth.tls_cert), "trusted_proxy": bool(self.settings.auth.trusted_proxies)}
 
     def routes(self, app: web.Application) -> None:
@@ -293,6 +300,7 @@ class StationService(Service):
         self.register.routes(app)
         self.evidence.routes(app)
         self.rates.routes(app)
+        self.live.routes(app)
 
     async def _index(self, request: web.Request) -> web.FileResponse:
         """The incidents page; an auditor who does not see this station's incidents lands on the register."""
