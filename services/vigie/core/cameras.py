@@ -45,7 +45,7 @@ __all__ = [
     "ReconnectConfig", "SourceKind", "check_polygon", "credential_problems", "load_cameras", "source_kind",
 ]
 
-SourceKind = Literal["file", "rtsp", "http", "synthetic"]
+SourceKind = Literal["file", "rtsp", "http", "whep", "synthetic"]
 
 Coordinate = Annotated[float, Field(ge=0, le=16384, description="pixels of the masks' reference frame")]
 Side = Annotated[int, Field(ge=16, le=16384, description="pixels")]
@@ -108,7 +108,8 @@ def parse_synthetic_url(url: str) -> SyntheticParams:
 
 def source_kind(source: str) -> SourceKind:
     """Classify a source string: ``rtsp``/``rtsps`` -> 'rtsp', ``http``/``https`` ->
-    'http', ``synthetic://`` -> 'synthetic', ``file://`` or a plain path -> 'file'.
+    'http', ``whep``/``wheps`` -> 'whep' (WebRTC-HTTP egress: the endpoint's URL over http or https),
+    ``synthetic://`` -> 'synthetic', ``file://`` or a plain path -> 'file'.
 
     Raises ``ValueError`` for another URL scheme.
     """
@@ -120,11 +121,14 @@ def source_kind(source: str) -> SourceKind:
         return "rtsp"
     if scheme in ("http", "https"):
         return "http"
+    if scheme in ("whep", "wheps"):
+        return "whep"
     if scheme == "synthetic":
         return "synthetic"
     if scheme == "file":
         return "file"
-    raise ValueError(f"unsupported source scheme {scheme!r}: use a file path, rtsp://, http(s):// or synthetic://")
+    raise ValueError(f"unsupported source scheme {scheme!r}: use a file path, rtsp://, http(s)://, whep(s):// or "
+                     "synthetic://")
 
 
 def check_polygon(polygon: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -164,7 +168,7 @@ class PrivacyMask(BaseModel):
 
 
 class ReconnectConfig(BaseModel):
-    """Back-off between reconnection attempts of a live source (rtsp, http)."""
+    """Back-off between reconnection attempts of a live source (rtsp, http, whep)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
@@ -238,7 +242,8 @@ class CameraConfig(BaseModel):
     )
     source: str = Field(
         ..., min_length=1, max_length=2048,
-        description="file path, rtsp://, http(s):// URL, or synthetic://scene?params",
+        description="file path, rtsp://, http(s):// URL, whep(s):// URL of a WHEP endpoint (WebRTC), or "
+        "synthetic://scene?params",
     )
     fps: float = Field(5.0, gt=0, le=30, description="target sampling rate, frames per second of video (PTS)")
     width: int = Field(640, ge=64, le=3840, description="analysis width in pixels, aspect kept; never upscaled")
@@ -295,8 +300,8 @@ class CameraConfig(BaseModel):
     def check_credentials_fit_the_source(self) -> "CameraConfig":
         register_url_password(self.source)
         if self.credentials is not None:
-            if self.kind not in ("rtsp", "http"):
-                raise ValueError(f"credentials are for rtsp:// and http(s):// sources, not {self.kind}")
+            if self.kind not in ("rtsp", "http", "whep"):
+                raise ValueError(f"credentials are for rtsp://, http(s):// and whep(s):// sources, not {self.kind}")
             if urlsplit(self.source).username is not None:
                 raise ValueError("source already holds a user (user@host): remove it from the URL or the credentials")
         return self
@@ -312,7 +317,7 @@ class CameraConfig(BaseModel):
 
     @property
     def kind(self) -> SourceKind:
-        """'file', 'rtsp', 'http' or 'synthetic'."""
+        """'file', 'rtsp', 'http', 'whep' or 'synthetic'."""
         return source_kind(self.source)
 
     def open_url(self) -> str:
