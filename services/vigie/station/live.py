@@ -23,7 +23,7 @@ Frames: each view reads the camera's partition of the ``frames`` topic from its 
 other cameras' records skipped by key), keeps only the latest frame, and hands it to the encoder when aiortc
 asks for the next one: a slow browser or encoder skips frames, it never falls behind. The frames are the
 grabber's, privacy masks already blacked out. Each frame sent is also described on the data channel
-(``{"seq", "capture_ns", "sent_ns"}``) so the page shows how far behind capture it is.
+(``{"seq", "capture_ns", "sent_ns", "pts"}``) so the page shows how far behind capture it is.
 
 Metrics: ``vigie_station_live_views`` (open), ``vigie_station_live_frames_sent_total``,
 ``vigie_station_live_delay_seconds`` (capture to encoder, histogram).
@@ -149,12 +149,13 @@ class CameraTrack(MediaStreamTrack):
     """The video track of a live view: the camera's latest JPEG frame decoded into an ``av.VideoFrame``, its
     timestamp the wall time since the view started (real time, whatever the frames' rate).
 
-    ``on_sent(frame, sent_ns)`` is called for each frame handed to the encoder.
+    ``on_sent(frame, sent_ns, pts)`` is called for each frame handed to the encoder (``pts`` in
+    1/:data:`VIDEO_CLOCK` s: the RTP timestamp of the frame, less the sender's random origin).
     """
 
     kind = "video"
 
-    def __init__(self, feed: LatestFrame, on_sent: Callable[[Frame, int], None]) -> None:
+    def __init__(self, feed: LatestFrame, on_sent: Callable[[Frame, int, int], None]) -> None:
         super().__init__()
         self.feed = feed
         self.on_sent = on_sent
@@ -179,7 +180,7 @@ class CameraTrack(MediaStreamTrack):
             self._started = now
         video.pts = int((now - self._started) * VIDEO_CLOCK)
         video.time_base = fractions.Fraction(1, VIDEO_CLOCK)
-        self.on_sent(frame, time.time_ns())
+        self.on_sent(frame, time.time_ns(), video.pts)
         return video
 
 
@@ -196,11 +197,12 @@ class LiveView:
         self.sent = 0
         self.ended = asyncio.Event()
 
-    def describe(self, frame: Frame, sent_ns: int) -> None:
+    def describe(self, frame: Frame, sent_ns: int, pts: int) -> None:
         """Tell the page which frame went to the encoder (when its data channel is open)."""
         self.sent += 1
         if self.channel is not None and self.channel.readyState == "open":
-            self.channel.send(json.dumps({"seq": frame.seq, "capture_ns": frame.capture_ns, "sent_ns": sent_ns}))
+            self.channel.send(json.dumps({"seq": frame.seq, "capture_ns": frame.capture_ns, "sent_ns": sent_ns,
+                                          "pts": pts}))
 
 
 class LivePage:
@@ -296,10 +298,10 @@ class LivePage:
         try:
             await feed.start()
 
-            def sent(frame: Frame, sent_ns: int) -> None:
+            def sent(frame: Frame, sent_ns: int, pts: int) -> None:
                 self.metrics.frames.inc()
                 self.metrics.delay.observe(max(0.0, (sent_ns - frame.capture_ns) / 1e9))
-                view.describe(frame, sent_ns)
+                view.describe(frame, sent_ns, pts)
 
             @pc.on("datachannel")
             def on_channel(channel: Any) -> None:
