@@ -9,6 +9,7 @@ as the most frequent difference), so its delay is its decoding here less its cap
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import time
@@ -22,6 +23,8 @@ from aiortc.mediastreams import MediaStreamError
 
 #: RTP timestamps wrap at 2**32.
 _WRAP = 1 << 32
+#: Largest difference, in 1/90000 s, between a decoded frame's timestamp and its description's (rounding).
+_TOLERANCE = 900
 
 
 class LiveRefused(Exception):
@@ -128,9 +131,12 @@ class LiveClient:
             return []
         origins = Counter((pts - sent) % _WRAP for pts, _ in self.decoded for sent in self.described)
         origin, _ = origins.most_common(1)[0]
+        sent = sorted(self.described)
         out = []
         for pts, decoded_ns in self.decoded:
-            described = self.described.get((pts - origin) % _WRAP)
-            if described is not None:
-                out.append((decoded_ns - described[0]) / 1e9)
+            at = (pts - origin) % _WRAP
+            i = bisect.bisect_left(sent, at)
+            near = min(sent[max(0, i - 1):i + 1], key=lambda s: abs(s - at))
+            if abs(near - at) <= _TOLERANCE:
+                out.append((decoded_ns - self.described[near][0]) / 1e9)
         return out
