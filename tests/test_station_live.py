@@ -64,6 +64,7 @@ def test_an_operator_watches_a_masked_camera_live_and_the_register_has_it(kafka,
     asyncio.run(publish(kafka, Topics(kafka.namespace).alerts("main"), [item]))
     db = f"sqlite:///{tmp_path}/accounts.db"
     add_user(db, "op-main", "operator", "main")
+    add_user(db, "op-east", "operator", "east")
     with (service(kafka, "grabber", "--cameras", str(cameras), log_dir=tmp_path),
           service(kafka, "station", "--database", db, log_dir=tmp_path) as (_, port)):
         base = f"http://127.0.0.1:{port}"
@@ -87,10 +88,15 @@ def test_an_operator_watches_a_masked_camera_live_and_the_register_has_it(kafka,
             assert behind[len(behind) // 2] < 2000, stats  # generous: the target is 500 ms on a quiet machine
             assert "ms" in page.locator("#behind").inner_text()
             page.goto(f"{base}/")  # leaving the page ends the view
-        entries = _audit(kafka, 3)
-    refused, opened, ended = entries[:3]
+        entries = _audit(kafka, 4)
+    # keyed by camera: cam-9's refusal and cam-1's entries may be in different partitions
+    refused = next(e for e in entries if e.camera_id == "cam-9")
+    elsewhere, opened, ended = [e for e in entries if e.camera_id == "cam-1"]
     assert refused.kind == AuditEntry.KIND_VIEW_REFUSED and refused.camera_id == "cam-9"
     assert refused.operator == "op-main" and refused.client == "127.0.0.1"
+    assert refused.detail == "live: camera cam-9 has no incident at station main"
+    assert (elsewhere.kind, elsewhere.operator, elsewhere.camera_id) == (AuditEntry.KIND_VIEW_REFUSED, "op-east", "cam-1")
+    assert elsewhere.detail == "live: op-east does not see station main's incidents"
     assert (opened.kind, opened.detail, opened.operator, opened.camera_id, opened.incident_id, opened.station) == (
         AuditEntry.KIND_VIEW, "live", "op-main", "cam-1", item.id, "main")
     assert opened.client == "127.0.0.1"
@@ -101,7 +107,8 @@ def test_an_operator_watches_a_masked_camera_live_and_the_register_has_it(kafka,
 
 
 async def _refused(base: str) -> None:
-    """A camera without an incident at the station: 403, recorded; no CSRF token: 403; no SDP: 400."""
+    """A camera without an incident at the station, or another station's operator: 403, recorded; no CSRF
+    token: 403; no SDP: 400."""
     async with console_http() as http:
         me = await login(http, base, "op-main")
         async with http.post(f"{base}/api/cameras/cam-9/live", json={"type": "offer", "sdp": "v=0\r\n"},
@@ -114,6 +121,13 @@ async def _refused(base: str) -> None:
         async with http.post(f"{base}/api/cameras/cam-1/live", json={"sdp": 3},
                              headers=write_headers(base, me)) as response:
             assert response.status == 400
+    async with console_http() as http:
+        me = await login(http, base, "op-east")
+        async with http.post(f"{base}/api/cameras/cam-1/live", json={"type": "offer", "sdp": "v=0\r\n"},
+                             headers=write_headers(base, me)) as response:
+            assert response.status == 403, await response.text()
+        async with http.get(f"{base}/live?camera=cam-1") as response:
+            assert response.status == 403
 
 
 async def test_a_live_view_ends_with_its_session_and_with_the_station_and_views_are_bounded(kafka, tmp_path) -> None:

@@ -1,16 +1,17 @@
 """Live video of a camera in the operator's browser, over WebRTC (aiortc).
 
-Routes (both :attr:`~vigie.station.auth.Access.VIEWER`: operators and supervisors of the station):
+Routes, for operators and supervisors of the station only (:attr:`~vigie.station.auth.Access.VIEWER`):
 
 - ``GET /live?camera=<id>&incident=<id>``: the live page (``static/live.html``, ``static/live.js``);
 - ``POST /api/cameras/{id}/live`` ``{"type": "offer", "sdp": "...", "incident": "<id>"}``: the browser's SDP
   offer (receive-only video, and a data channel) -> ``{"type": "answer", "sdp": "..."}``. Same origin and
-  CSRF token, as every change.
+  CSRF token, as every change. Its viewer check is made by the handler (the route is
+  :attr:`~vigie.station.auth.Access.USER`), so that a refusal is written to the register too.
 
 Which cameras: only a camera with an incident this station holds (open, or closed within ``keep_closed_s``;
 :class:`~vigie.station.store.IncidentStore`): the station receives that camera's incidents, so its operators
-may look at it while they handle them. Any other camera is a 403, and the refusal is written to the register
-(``AuditEntry.KIND_VIEW_REFUSED``, detail ``live``).
+may look at it while they handle them. Any other camera, or a user who does not see the station's incidents,
+is a 403, and the refusal is written to the register (``AuditEntry.KIND_VIEW_REFUSED``, detail ``live: why``).
 
 A live view is an image view: an ``AuditEntry.KIND_VIEW`` entry (detail ``live``, the user, the station, the
 client's address, the camera and the incident) is in the ``audit`` topic before the answer is sent, hence
@@ -52,6 +53,7 @@ from aiortc.sdp import SessionDescription
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from vigie.contracts.v1 import AuditEntry, Frame
+from vigie.core.errors import BrokerUnavailable
 from vigie.core.kafka import make_consumer, partitions_of
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topic
@@ -235,7 +237,7 @@ class LivePage:
     def routes(self, app: web.Application) -> None:
         add = self.auth.add
         add(app, "GET", "/live", self._page, Access.VIEWER)
-        add(app, "POST", "/api/cameras/{id}/live", self._offer, Access.VIEWER)
+        add(app, "POST", "/api/cameras/{id}/live", self._offer, Access.USER)  # viewers: checked by _offer
 
     async def _page(self, _: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "live.html")
@@ -253,6 +255,8 @@ class LivePage:
         views or the view not recorded."""
         camera_id = request.match_info["id"][:63]
         user = request[SESSION].user.name
+        if not request[SESSION].user.views(self.station):
+            await self._refuse(request, camera_id, f"{user} does not see station {self.station}'s incidents")
         expected = 'expected JSON {"type": "offer", "sdp": "...", "incident": "<id> (optional)"}'
         body = await read_json(request, expected)
         if (not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str)
@@ -260,14 +264,7 @@ class LivePage:
             raise web.HTTPBadRequest(text=expected)
         incident_id = self._incident_of(camera_id, body.get("incident", ""))
         if incident_id is None:
-            try:
-                await self.audit(AuditEntry.KIND_VIEW_REFUSED, request, user, camera_id=camera_id,
-                                 detail=f"live: camera {camera_id} has no incident at station {self.station}")
-            except KafkaError as exc:
-                log.error("refused live view of %s by %s not written to the register: %s", camera_id, user,
-                          type(exc).__name__)
-            raise web.HTTPForbidden(text=f"camera {camera_id} has no incident at station {self.station}: "
-                                         "its live view is not shown here")
+            await self._refuse(request, camera_id, f"camera {camera_id} has no incident at station {self.station}")
         if self._closing or len(self.views) >= self.max_views:
             raise web.HTTPServiceUnavailable(text=f"{len(self.views)} live views are open at this station, the "
                                                   f"most allowed ({self.max_views}): close one and try again")
@@ -284,6 +281,16 @@ class LivePage:
             raise web.HTTPServiceUnavailable(text="the live view could not be written to the register: "
                                                   "it is not shown; try again") from None
         return await self._open(request, camera_id, incident_id, user, offer)
+
+    async def _refuse(self, request: web.Request, camera_id: str, why: str) -> None:
+        """Write the refusal to the register (logged when it cannot be), then raise 403 saying ``why``."""
+        user = request[SESSION].user.name
+        try:
+            await self.audit(AuditEntry.KIND_VIEW_REFUSED, request, user, camera_id=camera_id, detail=f"live: {why}")
+        except KafkaError as exc:
+            log.error("refused live view of %s by %s not written to the register: %s", camera_id, user,
+                      type(exc).__name__)
+        raise web.HTTPForbidden(text=f"{why}: the live view is not shown")
 
     async def _open(self, request: web.Request, camera_id: str, incident_id: str, user: str,
                     offer: RTCSessionDescription) -> web.Response:
@@ -325,6 +332,9 @@ class LivePage:
         except ValueError as exc:
             view.ended.set()
             raise web.HTTPBadRequest(text=f"unusable SDP offer: {str(exc)[:200]}") from None
+        except (BrokerUnavailable, KafkaError) as exc:
+            view.ended.set()
+            raise web.HTTPServiceUnavailable(text=f"the camera's frames cannot be read now: {exc}") from None
         except BaseException:
             view.ended.set()
             raise
@@ -375,8 +385,5 @@ class LivePage:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def stats(self) -> dict[str, object]:
-        """For /healthz: the open views (camera, user, seconds, frames sent)."""
-        now = time.monotonic()
-        return {"open": len(self.views), "max": self.max_views,
-                "views": [{"camera": v.camera_id, "user": v.user, "seconds": round(now - v.started, 1),
-                           "sent": v.sent} for v in self.views.values()]}
+        """For /healthz (public: counts only, never who watches which camera): open views and the limit."""
+        return {"open": len(self.views), "max": self.max_views}
