@@ -233,6 +233,7 @@ class LivePage:
         self.views: dict[str, LiveView] = {}
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
+        self._opening = 0  # views past the capacity check, not in self.views yet
 
     def routes(self, app: web.Application) -> None:
         add = self.auth.add
@@ -265,22 +266,26 @@ class LivePage:
         incident_id = self._incident_of(camera_id, body.get("incident", ""))
         if incident_id is None:
             await self._refuse(request, camera_id, f"camera {camera_id} has no incident at station {self.station}")
-        if self._closing or len(self.views) >= self.max_views:
-            raise web.HTTPServiceUnavailable(text=f"{len(self.views)} live views are open at this station, the "
-                                                  f"most allowed ({self.max_views}): close one and try again")
         try:
             if not any(m.kind == "video" for m in SessionDescription.parse(body["sdp"]).media):
                 raise ValueError("no video")
         except (ValueError, KeyError, IndexError):
             raise web.HTTPBadRequest(text="unusable SDP offer: expected one that receives video") from None
+        if self._closing or len(self.views) + self._opening >= self.max_views:
+            raise web.HTTPServiceUnavailable(text=f"{len(self.views)} live views are open at this station, the "
+                                                  f"most allowed ({self.max_views}): close one and try again")
         offer = RTCSessionDescription(sdp=body["sdp"], type="offer")
-        try:  # recorded before anything is shown
-            await self.audit(AuditEntry.KIND_VIEW, request, user, camera_id=camera_id, incident_id=incident_id,
-                             detail="live")
-        except KafkaError:
-            raise web.HTTPServiceUnavailable(text="the live view could not be written to the register: "
-                                                  "it is not shown; try again") from None
-        return await self._open(request, camera_id, incident_id, user, offer)
+        self._opening += 1
+        try:
+            try:  # recorded before anything is shown
+                await self.audit(AuditEntry.KIND_VIEW, request, user, camera_id=camera_id, incident_id=incident_id,
+                                 detail="live")
+            except KafkaError:
+                raise web.HTTPServiceUnavailable(text="the live view could not be written to the register: "
+                                                      "it is not shown; try again") from None
+            return await self._open(request, camera_id, incident_id, user, offer)
+        finally:
+            self._opening -= 1
 
     async def _refuse(self, request: web.Request, camera_id: str, why: str) -> None:
         """Write the refusal to the register (logged when it cannot be), then raise 403 saying ``why``."""
@@ -298,6 +303,8 @@ class LivePage:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # host candidates: the console's own network
         view = LiveView(camera_id, incident_id, user, request, feed, pc)
         self.views[view.id] = view
+        if self._closing:  # the station began stopping during the audit write
+            view.ended.set()
         self.metrics.views.set(len(self.views))
         task = asyncio.create_task(self._watch(view))
         self._tasks.add(task)
