@@ -89,6 +89,7 @@ async function start() {
   pc.onconnectionstatechange = () => {
     const state = pc.connectionState;
     setLink(state === "connected" ? "live" : state, state === "connected");
+    if (state === "failed" || state === "closed") call("/api/me"); // a session that ended: to the login page
   };
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc);
