@@ -136,6 +136,7 @@ def _cmd_grabber(args: argparse.Namespace) -> int:
     settings = GrabberSettings(
         kafka=_kafka(args), cameras_file=args.cameras, as_fast_as_possible=args.as_fast_as_possible,
         http_host=args.http_host, http_port=args.http_port, buffer_frames=args.buffer_frames,
+        heartbeat_s=args.heartbeat_s,
     )
     return asyncio.run(serve(GrabberService(settings), settings.http_host, settings.http_port))
 
@@ -284,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-fast-as-possible", action="store_true", help="files: do not pace to real time")
     p.add_argument("--buffer-frames", type=bounded(int, 1, 10000), default=50,
                    help="frames kept per camera while the broker is away, the oldest dropped first (default 50)")
+    p.add_argument("--heartbeat-s", type=bounded(float, 0.1, 300), default=10.0,
+                   help="seconds between two statuses of an unchanged camera on the camera-status topic "
+                   "(0.1-300, default 10); a change is published at once")
     p.set_defaults(func=_cmd_grabber)
 
     p = service("detector", 8092, "run the analytics on frames and publish anomalies")

@@ -4,7 +4,8 @@ Stages, in order (:meth:`StationService.start`):
 
 1. a producer, for operator actions and the audit register;
 2. a consumer of ``alerts.<station>`` outside any consumer group, read from the
-   beginning, so every console process rebuilds the station's whole current view;
+   beginning, so every console process rebuilds the station's whole current view; likewise one of
+   ``camera-status``, the health of the cameras (:mod:`vigie.station.cameras_page`, ``/api/cameras``);
 3. the HTTP routes: the console page, ``/api/incidents``, ``/api/events`` (server-sent
    events), the snapshot of an incident's frame with its regions, and operator actions.
 
@@ -56,6 +57,7 @@ from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import station_topic_base
 from vigie.correlator.incidents import refusal
 from vigie.station.actions import REASONS, REFUSED, SHAPE, VERDICTS, action_body, describe
+from vigie.station.cameras_page import CamerasPage
 from vigie.station.auth import SESSION, STATIC, Access, AuthSettings, StationAuth, reads_register
 from vigie.station.events import CLOSE, RESYNC, EventHub, sse
 from vigie.station.history import CursorError, closed_page
@@ -162,6 +164,8 @@ class StationService(Service):
         self.rates = RatesPage(self.auth, self.verdicts, settings.station)
         self.live = LivePage(self.auth, settings.station, settings.kafka, self.topics.frames, self.incidents,
                              self.login.audit, self._still_allowed, self.registry, settings.max_live_views)
+        self.cameras = CamerasPage(self.auth, settings.kafka, self.topics.camera_status, self.events.publish,
+                                   self.metrics)
         self._engine = None
 
     async def prepare(self) -> None:
@@ -175,6 +179,7 @@ class StationService(Service):
             return
         if self.settings.cameras_file:
             self.evidence.cameras = await asyncio.to_thread(load_cameras, self.settings.cameras_file)
+            self.cameras.only = {c.id for c in self.evidence.cameras.cameras}
         self.evidence.kafka = self.settings.kafka
         engine = make_engine(self.settings.database)
         try:
@@ -190,7 +195,8 @@ class StationService(Service):
         if self._producer is not None:
             return
         await self.prepare()
-        await require_topics(self.settings.kafka, [self.alerts, self.topics.actions, self.topics.audit],
+        await require_topics(self.settings.kafka, [self.alerts, self.topics.actions, self.topics.audit,
+                                                   self.topics.camera_status],
                              [self.settings.station])
         if self.evidence.cameras is not None:  # it shows frames (snapshots): they too must not outlive the orders
             await check_image_retention(self.settings.kafka, self.topics.frames, self.evidence.cameras.authorisations)
@@ -208,6 +214,7 @@ class StationService(Service):
         # No consumer group: every console process reads all partitions from the beginning.
         self._consumer = make_consumer(self.settings.kafka, self.alerts, group=None)
         await self._consumer.start()
+        await self.cameras.start()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Show the alerts as they come. While the broker is away the consumer waits (aiokafka reconnects
@@ -256,6 +263,7 @@ class StationService(Service):
     async def stop(self) -> None:
         self.events.close()
         await self.live.close()  # before the producer stops: the views' end entries are written
+        await self.cameras.stop()
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
@@ -282,7 +290,7 @@ class StationService(Service):
         self.incidents.prune()
         return {"station": self.settings.station, "incidents": len(self.incidents), "consoles": len(self.events),
                 "store": self.incidents.counts(), "verdicts": len(self.verdicts), "resyncs": self.events.resyncs,
-                "snapshot_cache": self._snapshots.stats(), "live": self.live.stats(),
+                "cameras": self.cameras.counts(), "snapshot_cache": self._snapshots.stats(), "live": self.live.stats(),
                 "database": self.settings.database.redacted(),
                 "https": bool(self.settings.auth.tls_cert), "trusted_proxy": bool(self.settings.auth.trusted_proxies)}
 
@@ -301,6 +309,7 @@ class StationService(Service):
         self.evidence.routes(app)
         self.rates.routes(app)
         self.live.routes(app)
+        self.cameras.routes(app)
 
     async def _index(self, request: web.Request) -> web.FileResponse:
         """The incidents page; an auditor who does not see this station's incidents lands on the register."""
@@ -386,12 +395,15 @@ class StationService(Service):
         return info is not None and info.user.views(self.settings.station) and not info.user.must_change_password
 
     async def _send_all(self, response: web.StreamResponse, reason: str, dropped: int) -> None:
-        """Write ``resync`` then every incident held, oldest first, straight to the socket (not via the queue)."""
+        """Write ``resync``, every incident held, oldest first, then every camera shown, straight to the socket
+        (not via the queue)."""
         await response.write(sse("resync", {"reason": reason, "dropped": dropped}).encode())
         for n, incident in enumerate(self.incidents.live(), 1):
             await response.write(sse("incident", incident_json(incident)).encode())
             if n % 200 == 0:
                 await asyncio.sleep(0)  # let the consumer and the other consoles run during a long list
+        for camera in self.cameras.items():
+            await response.write(sse("camera", camera).encode())
 
     def _incident(self, request: web.Request) -> Incident:
         incident = self.incidents.get(request.match_info["id"])

@@ -1,0 +1,94 @@
+"""Camera health in the console, real broker and processes: a grabber publishes its cameras' statuses to
+``camera-status``, the station shows them at ``/api/cameras`` and as ``camera`` events, worst first; when
+the grabber is gone its cameras turn stale after three heartbeats."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.clips import data_path
+from tests.stack import consume, free_port, service
+from tests.station_support import get_json, logged_in_station, metric
+from vigie.core.authorisations import authorise_cameras
+from vigie.core.topics import Topics
+
+pytestmark = pytest.mark.broker
+
+PASSWORD = "Pw-of-the-gate-camera-7"
+HEARTBEAT_S = 0.5
+
+
+def _cameras_until(port: int, cookie: str, done, timeout_s: float = 40.0) -> list[dict]:  # noqa: ANN001
+    """``/api/cameras``'s list once ``done(by_id)`` holds (polled), else AssertionError with the last list."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, body = get_json(port, "/api/cameras", cookie)
+        assert status == 200, body
+        if done({c["cameraId"]: c for c in body["cameras"]}):
+            return body["cameras"]
+        assert time.monotonic() < deadline, body
+        time.sleep(0.3)
+
+
+def _camera_events(stream, until) -> list[dict]:  # noqa: ANN001
+    """``camera`` events read from an open ``/api/events`` response until ``until(events)`` holds."""
+    events, event = [], ""
+    while not until(events):
+        line = stream.readline().decode()
+        assert line, "the event stream ended"
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:") and event == "camera":
+            events.append(json.loads(line[5:]))
+    return events
+
+
+def test_console_shows_streaming_failing_and_stale_cameras(kafka, tmp_path: Path) -> None:
+    clip = data_path("aboda_video4", "video4.avi")
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text(authorise_cameras(
+        "cameras:\n"
+        f"  - id: good\n    source: {clip}\n    fps: 5\n    loop: true\n"
+        f"  - id: gate\n    source: rtsp://viewer:{PASSWORD}@127.0.0.1:{free_port()}/cam\n    timeout_s: 1\n"
+        "    reconnect: {initial_s: 0.2, max_s: 1}\n"
+        f"  - id: gone\n    source: {tmp_path / 'no-such-clip.avi'}\n"))
+    with logged_in_station(kafka, log_dir=tmp_path) as (station, port, cookie):
+        with service(kafka, "grabber", "--cameras", str(cameras), "--heartbeat-s", str(HEARTBEAT_S),
+                     log_dir=tmp_path):
+            shown = _cameras_until(port, cookie, lambda c: len(c) == 3 and c["good"]["state"] == "streaming"
+                                   and c["gate"]["state"] == "reconnecting" and c["gone"]["state"] == "failed")
+            assert [c["cameraId"] for c in shown] == ["gone", "gate", "good"]  # worst first
+            by_id = {c["cameraId"]: c for c in shown}
+            assert not any(c["stale"] for c in shown)
+            assert "file not found" in by_id["gone"]["error"] and by_id["gate"]["error"]
+            assert by_id["good"]["error"] == "" and by_id["good"]["lastCaptureNs"] > 0
+            assert 0 < by_id["good"]["sinceNs"] <= by_id["good"]["updatedNs"]
+            first_update = by_id["good"]["updatedNs"]
+            _cameras_until(port, cookie, lambda c: c["good"]["updatedNs"] > first_update)  # the heartbeat
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/events", headers={"Cookie": cookie})
+            stream = urllib.request.urlopen(request, timeout=30)
+            connected = _camera_events(stream, lambda events: len(events) == 3)  # the whole list on connecting
+            assert {e["cameraId"]: e["stale"] for e in connected} == {"good": False, "gate": False, "gone": False}
+        stopped = time.monotonic()
+        with stream:
+            stale = _camera_events(stream, lambda events: {e["cameraId"] for e in events if e["stale"]} == {
+                "good", "gate", "gone"})
+        took_s = time.monotonic() - stopped
+        assert took_s < 20, took_s
+        assert {e["cameraId"]: e["state"] for e in stale if e["stale"]} == {
+            "good": "streaming", "gate": "reconnecting", "gone": "failed"}  # the last word, but blind
+        shown = _cameras_until(port, cookie, lambda c: all(i["stale"] for i in c.values()), timeout_s=5)
+        api_text = json.dumps(shown)
+        assert metric(port, "vigie_station_cameras", 'state="stale"') == 3
+        assert metric(port, "vigie_station_cameras", 'state="streaming"') == 0
+    records = consume(kafka, Topics(kafka.namespace).camera_status.name, lambda rs: False, timeout_s=1.5)
+    assert {r.key for r in records} == {b"good", b"gate", b"gone"}
+    assert len([r for r in records if r.key == b"good"]) >= 3  # on change and every heartbeat
+    for where, text in (("topic", b"".join(r.value for r in records)), ("api", api_text.encode())):
+        assert PASSWORD.encode() not in text, where
+    assert b"viewer:***@127.0.0.1" in b"".join(r.value for r in records if r.key == b"gate")
