@@ -77,8 +77,9 @@ def _load_routing(path: str | None):  # noqa: ANN202
 def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
     """Load and check the cameras and routing files; returns what to report (warnings included).
 
-    Every problem of the cameras file, its analytics sections and its cameras' password variables and
-    files included, is reported as ``FILE:LINE: location: message``, one per line. Raises ConfigError.
+    Every problem of the cameras file, its analytics sections, its cameras' password variables and
+    files, missing source files, and privacy masks or zones wholly outside frames of a size the file gives
+    included, is reported as ``FILE:LINE: location: message``, one per line. Raises ConfigError.
     """
     from vigie.core.authorisations import utc_now
     from vigie.core.cameras import load_cameras
@@ -90,7 +91,7 @@ def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
     cameras = None
     if cameras_path:
         cameras = load_cameras(Path(cameras_path), analytics_problems, check_credentials=True,
-                               authorisations_at=utc_now())
+                               authorisations_at=utc_now(), check_files=True, check_zones=True)
         AnalyticsPlan({c.id: c.analytics for c in cameras.cameras}, DEFAULT_KINDS, "cpu")
         _, refusals = authorised_sections(cameras, DEFAULT_KINDS)
         index = {c.id: i for i, c in enumerate(cameras.cameras)}
@@ -108,8 +109,6 @@ def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
         for refusal in refusals:
             lines.append(f"  note: default {refusal.reason}: it will not run there")
         for camera in cameras.cameras:
-            if camera.kind == "file" and not Path(camera.source.removeprefix("file://")).exists():
-                lines.append(f"  warning: camera {camera.id}: file not found: {camera.source}")
             if camera.privacy_masks and camera.privacy_masks_reference_size is None:
                 lines.append(f"  warning: camera {camera.id}: privacy masks without privacy_masks_reference_size: "
                              "the size of its first frame will be assumed")

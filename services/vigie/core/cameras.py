@@ -433,16 +433,22 @@ def authorisation_problems(text: str, cameras: CamerasFile, at: dt.datetime | No
 
 
 def load_cameras(path: str | os.PathLike[str], analytics_check: AnalyticsCheck | None = None, *,
-                 check_credentials: bool = False, authorisations_at: dt.datetime | None = None) -> CamerasFile:
+                 check_credentials: bool = False, authorisations_at: dt.datetime | None = None,
+                 check_files: bool = False, check_zones: bool = False) -> CamerasFile:
     """Read and validate a cameras YAML file (blocking; call at start-up).
 
     Relative file sources are resolved against the YAML file's directory. With
     ``analytics_check`` (the detector's, :data:`AnalyticsCheck`), every camera's
     ``analytics`` section is checked too; with ``check_credentials``, every camera's password
     variable or file must be readable (:func:`credential_problems`; ``vigie validate`` asks it, the
-    grabber does not: a camera without its password fails alone). Raises ``ConfigError`` whose
+    grabber does not: a camera without its password fails alone); with ``check_files``, every file source must
+    exist (:func:`~vigie.core.camera_frames.file_problems`; ``vigie validate`` again: the grabber lets a missing file fail alone); privacy
+    masks wholly outside frames of a size the file gives are refused, and with ``check_zones`` analytics zones
+    too (:func:`~vigie.core.camera_frames.frame_problems`). Raises ``ConfigError`` whose
     message lists ``path:line: cameras[1].fps: ...`` for each problem of the file, one per line.
     """
+    from vigie.core.camera_frames import file_of, file_problems, frame_problems  # they use this module's models
+
     text = read_config_text(path)
     loaded: CamerasFile | None = None
     problems: list[ConfigProblem] = []
@@ -454,14 +460,17 @@ def load_cameras(path: str | os.PathLike[str], analytics_check: AnalyticsCheck |
         problems += _analytics_problems(text, loaded, analytics_check)
     if check_credentials and loaded is not None:
         problems += credential_problems(text, loaded)
+    base = Path(path).resolve().parent
     if loaded is not None:
         problems += authorisation_problems(text, loaded, authorisations_at)
+        problems += frame_problems(text, loaded, zones=check_zones)
+        if check_files:
+            problems += file_problems(text, loaded, base)
     if problems or loaded is None:
         raise ConfigError(path, sorted(problems, key=lambda p: (p.line, p.location)))
-    base = Path(path).resolve().parent
     cams = []
     for cam in loaded.cameras:
-        if cam.kind == "file" and not cam.source.startswith("file://") and not os.path.isabs(cam.source):
-            cam = cam.model_copy(update={"source": str(base / cam.source)})
+        if cam.kind == "file" and not cam.source.startswith("file://"):
+            cam = cam.model_copy(update={"source": file_of(cam.source, base)})
         cams.append(cam)
     return loaded.model_copy(update={"cameras": cams})
