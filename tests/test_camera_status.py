@@ -4,16 +4,20 @@ the grabber is gone its cameras turn stale after three heartbeats."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from tests.browser import chromium_page
 from tests.clips import data_path
 from tests.stack import consume, free_port, service
-from tests.station_support import get_json, logged_in_station, metric
+from tests.station_support import NS, browser_login, get_json, logged_in_station, metric, publish
+from vigie.contracts.v1 import CameraStatus
 from vigie.core.authorisations import authorise_cameras
 from vigie.core.topics import Topics
 
@@ -92,3 +96,47 @@ def test_console_shows_streaming_failing_and_stale_cameras(kafka, tmp_path: Path
     for where, text in (("topic", b"".join(r.value for r in records)), ("api", api_text.encode())):
         assert PASSWORD.encode() not in text, where
     assert b"viewer:***@127.0.0.1" in b"".join(r.value for r in records if r.key == b"gate")
+
+
+def _publish(kafka, statuses: list[CameraStatus]) -> None:  # noqa: ANN001
+    """Publish ``statuses`` to camera-status as a grabber would (in a thread: Playwright holds this one's loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, publish(kafka, Topics(kafka.namespace).camera_status, statuses)).result()
+
+
+def _chips(page, expected: list[str], timeout_s: float = 20.0) -> list[str]:  # noqa: ANN001
+    """The console's camera chips (text and blind/seeing), polled until they read ``expected``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        chips = page.locator("#cameras li")
+        texts = [f"{text} [{'blind' if 'blind' in cls else 'seeing'}]"
+                 for text, cls in zip(chips.all_inner_texts(), [chips.nth(i).get_attribute("class")
+                                                                for i in range(chips.count())])]
+        if texts == expected:
+            return texts
+        assert time.monotonic() < deadline, texts
+        time.sleep(0.2)
+
+
+def test_console_lists_blind_cameras_first_and_live(kafka, tmp_path: Path) -> None:
+    """In the browser: the camera chips, worst first, the blind ones marked, the error in the tooltip; a camera
+    whose grabber falls silent turns blind by itself (a `camera` event), without reloading the page."""
+    now = time.time_ns()
+    statuses = [
+        CameraStatus(camera_id="north", state="streaming", since_ns=now - 60 * NS, updated_ns=now, heartbeat_s=600,
+                     last_capture_ns=now, grabber="host-a:12"),
+        CameraStatus(camera_id="gate", state="unauthorised", error="rtsp://viewer:***@10.0.0.7/cam: 401",
+                     since_ns=now - 30 * NS, updated_ns=now, heartbeat_s=600, grabber="host-a:12"),
+        CameraStatus(camera_id="old", state="streaming", since_ns=now - 7200 * NS, updated_ns=now - 3600 * NS,
+                     heartbeat_s=10, grabber="host-b:7"),  # its grabber went an hour ago
+    ]
+    _publish(kafka, statuses)
+    with logged_in_station(kafka, log_dir=tmp_path) as (_, port, _cookie), chromium_page() as page:
+        browser_login(page, f"http://127.0.0.1:{port}", "op-main")
+        _chips(page, ["old: no news (grabber gone) [blind]", "gate: unauthorised [blind]", "north: streaming [seeing]"])
+        assert "401" in page.locator("#cameras li[data-camera=gate]").get_attribute("title")
+        assert page.locator("#cameras-summary").inner_text() == "3 shown, 2 blind"
+        _publish(kafka, [CameraStatus(camera_id="north", state="streaming", since_ns=now - 60 * NS,
+                                      updated_ns=time.time_ns(), heartbeat_s=0.5)])
+        _chips(page, ["old: no news (grabber gone) [blind]", "north: no news (grabber gone) [blind]",
+                      "gate: unauthorised [blind]"])  # stale ones first, the longest in their state first

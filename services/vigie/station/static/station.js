@@ -365,7 +365,9 @@ function connect() {
     incidents.clear();
     list.replaceChildren();
     showEmpty();
+    cameraHealth.clear();
   });
+  source.addEventListener("camera", (event) => cameraHealth.apply(JSON.parse(event.data)));
   source.addEventListener("gone", (event) => {
     const { id } = JSON.parse(event.data);
     incidents.delete(id);
@@ -409,6 +411,7 @@ async function start() {
   });
   if (!me.views) {
     document.getElementById("no-view").hidden = false;
+    document.getElementById("cameras-view").hidden = true;
     document.getElementById("empty").hidden = true;
     document.getElementById("history-toggle").disabled = true;
     return;
