@@ -20,6 +20,7 @@ from tests.station_support import NS, browser_login, get_json, logged_in_station
 from vigie.contracts.v1 import CameraStatus
 from vigie.core.authorisations import authorise_cameras
 from vigie.core.topics import Topics
+from vigie.grabber.status import StatusBeacon
 
 pytestmark = pytest.mark.broker
 
@@ -120,7 +121,11 @@ def _chips(page, expected: list[str], timeout_s: float = 20.0) -> list[str]:  # 
 
 def test_console_lists_blind_cameras_first_and_live(kafka, tmp_path: Path) -> None:
     """In the browser: the camera chips, worst first, the blind ones marked, the error in the tooltip; a camera
-    whose grabber falls silent turns blind by itself (a `camera` event), without reloading the page."""
+    whose grabber falls silent turns blind by itself (a `camera` event), without reloading the page. The station
+    has a cameras file: it shows those cameras only, one that never reported as stale."""
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text(authorise_cameras("cameras:\n" + "".join(
+        f"  - id: {camera_id}\n    source: synthetic://scene\n" for camera_id in ("north", "gate", "quiet"))))
     now = time.time_ns()
     statuses = [
         CameraStatus(camera_id="north", state="streaming", since_ns=now - 60 * NS, updated_ns=now, heartbeat_s=600,
@@ -131,12 +136,38 @@ def test_console_lists_blind_cameras_first_and_live(kafka, tmp_path: Path) -> No
                      heartbeat_s=10, grabber="host-b:7"),  # its grabber went an hour ago
     ]
     _publish(kafka, statuses)
-    with logged_in_station(kafka, log_dir=tmp_path) as (_, port, _cookie), chromium_page() as page:
+    with (logged_in_station(kafka, "--cameras", str(cameras), log_dir=tmp_path) as (_, port, _cookie),
+          chromium_page() as page):
         browser_login(page, f"http://127.0.0.1:{port}", "op-main")
-        _chips(page, ["old: no news (grabber gone) [blind]", "gate: unauthorised [blind]", "north: streaming [seeing]"])
+        _chips(page, ["quiet: never reported [blind]", "gate: unauthorised [blind]",
+                      "north: streaming [seeing]"])  # not "old": another station's camera
         assert "401" in page.locator("#cameras li[data-camera=gate]").get_attribute("title")
         assert page.locator("#cameras-summary").inner_text() == "3 shown, 2 blind"
         _publish(kafka, [CameraStatus(camera_id="north", state="streaming", since_ns=now - 60 * NS,
                                       updated_ns=time.time_ns(), heartbeat_s=0.5)])
-        _chips(page, ["old: no news (grabber gone) [blind]", "north: no news (grabber gone) [blind]",
-                      "gate: unauthorised [blind]"])  # stale ones first, the longest in their state first
+        _chips(page, ["quiet: never reported [blind]", "north: no news (grabber gone) [blind]",
+                      "gate: unauthorised [blind]"])  # stale ones first
+
+
+async def test_a_status_not_published_is_counted_and_sent_at_a_later_tick(kafka) -> None:
+    """Publishing never raises nor waits in the grabber's loop: with no broker at the address, each round fails,
+    is counted and stays due; the statuses go out at the first tick that reaches a broker."""
+    failures: list[str] = []
+    topic = Topics(kafka.namespace).camera_status
+    nowhere = kafka.model_copy(update={"bootstrap": f"127.0.0.1:{free_port()}"})
+    beacon = StatusBeacon(nowhere, topic, heartbeat_s=60, on_failed=failures.append)
+    beacon.observe("cam", "failed", f"rtsp://viewer:{PASSWORD}@10.0.0.9/cam: refused", 0)
+    for _ in range(2):
+        beacon.tick()  # returns at once
+        await beacon.settle(30)
+    assert beacon.failures == 2 and len(failures) == 2
+    await beacon.close()
+    beacon.settings = kafka  # the broker is back
+    beacon.tick()
+    await beacon.settle(30)
+    await beacon.close()
+    assert beacon.failures == 2
+    records = await asyncio.to_thread(consume, kafka, topic.name, lambda rs: len(rs) >= 1, 20)
+    [status] = [topic.decode(r.value) for r in records]
+    assert (status.camera_id, status.state, status.heartbeat_s) == ("cam", "failed", 60)
+    assert status.error == "rtsp://viewer:***@10.0.0.9/cam: refused" and status.since_ns <= status.updated_ns

@@ -314,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "sqlite:///var/vigie.db); create accounts with `vigie users add`")
     p.add_argument("--evidence-store", default="var/evidence",
                    help="folder of the evidence store, where incidents' clips are played from (default var/evidence)")
-    p.add_argument("--cameras", help="cameras YAML: lets supervisors make right-of-access exports in the console")
+    p.add_argument("--cameras", help="cameras YAML: lets supervisors make right-of-access exports in the console, "
+                   "and limits the camera health it shows to these cameras (default: every camera that reports)")
     p.add_argument("--session-idle-s", type=bounded(float, 1, 7 * 86400), default=1800.0,
                    help="seconds without a request before a console session ends (default 1800)")
     p.add_argument("--session-max-s", type=bounded(float, 1, 30 * 86400), default=43200.0,

@@ -144,11 +144,16 @@ class StatusBeacon:
             if (camera.state, camera.error) == (message.state, message.error):  # not changed again meanwhile
                 camera.changed = False
 
-    async def close(self) -> None:
-        """Wait a little for the round in flight, then stop the producer (bounded; safe to call twice)."""
+    async def settle(self, timeout_s: float = SEND_TIMEOUT_S) -> None:
+        """Wait up to ``timeout_s`` seconds for the round of statuses in flight, if any, to end (never raises)."""
         if self._task is not None:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), SEND_TIMEOUT_S)
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+
+    async def close(self) -> None:
+        """Wait a little for the round in flight, then stop the producer (bounded; safe to call twice)."""
+        await self.settle()
+        if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None

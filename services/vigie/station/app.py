@@ -105,7 +105,8 @@ class StationSettings(StrictModel):
     evidence_store: str = Field("var/evidence", min_length=1, description="Folder of the evidence store "
                                 "(`vigie evidence serve --store`): the console plays incidents' clips from it.")
     cameras_file: str | None = Field(None, description="Cameras YAML: its authorisations and privacy masks, for "
-                                     "the supervisors' right-of-access exports (without it they are refused).")
+                                     "the supervisors' right-of-access exports (without it they are refused); "
+                                     "its cameras are those the camera health shows (without it: all that report).")
     snapshot_cache_bytes: int = Field(32 << 20, ge=0, le=4 << 30, description="Bytes of snapshot JPEGs kept in "
                                       "memory (least recently viewed evicted first).")
     rates_window_s: float = Field(7 * DAY_S, ge=MIN_WINDOW_S, le=MAX_WINDOW_S, description="Seconds of closing "

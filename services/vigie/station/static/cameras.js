@@ -28,7 +28,7 @@ const cameraHealth = (() => {
     item.className = "camera-chip " + (blind(c) ? "blind" : "seeing");
     item.dataset.camera = c.cameraId;
     item.dataset.testid = "camera";
-    const state = c.stale ? "no news (grabber gone)" : c.state;
+    const state = !c.stale ? c.state : c.updatedNs ? "no news (grabber gone)" : "never reported";
     item.textContent = `${c.cameraId}: ${state}`;
     item.title = [c.error, `since ${since(c.sinceNs)}`, `last status ${since(c.updatedNs)}`,
                   `last frame ${since(c.lastCaptureNs)}`].filter(Boolean).join("\n");
