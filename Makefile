@@ -6,6 +6,7 @@ VIGIE := .venv/bin/vigie
 # Real footage when ../shared/data is there, else the synthetic scenes the project renders.
 CAMERAS ?= $(if $(wildcard ../shared/data/aboda_video4/video4.avi),deploy/demo/cameras.yaml,deploy/demo/cameras-synthetic.yaml)
 ROUTING ?= deploy/demo/routing.yaml
+POLICY ?= deploy/demo/policy.yaml
 STATION_PORT ?= 8080
 PORTS ?= 8091,8092,8093
 REGISTER_PORT ?= 8094
@@ -42,7 +43,7 @@ topics: venv broker ## create the topics with their partitions and retention
 	$(VIGIE) topics apply --routing $(ROUTING)
 
 demo: venv broker topics ## run the whole stack on real footage; Ctrl-C stops it cleanly
-	$(VIGIE) up --cameras $(CAMERAS) --routing $(ROUTING) --station-port $(STATION_PORT) --ports $(PORTS) --register-port $(REGISTER_PORT) --evidence-port $(EVIDENCE_PORT) --demo-accounts
+	$(VIGIE) up --cameras $(CAMERAS) --routing $(ROUTING) --policy $(POLICY) --station-port $(STATION_PORT) --ports $(PORTS) --register-port $(REGISTER_PORT) --evidence-port $(EVIDENCE_PORT) --demo-accounts
 
 test: venv system-deps-test ## run the test suite (starts the broker when needed)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)

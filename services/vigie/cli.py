@@ -74,8 +74,15 @@ def _load_routing(path: str | None):  # noqa: ANN202
     return load_yaml_model(Path(path), Routing) if path else Routing()
 
 
-def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
-    """Load and check the cameras and routing files; returns what to report (warnings included).
+def _load_policy(path: str | None):  # noqa: ANN202
+    from vigie.core.config import load_yaml_model
+    from vigie.correlator.config import CorrelatorPolicy
+
+    return load_yaml_model(Path(path), CorrelatorPolicy) if path else CorrelatorPolicy()
+
+
+def _validate(cameras_path: str | None, routing_path: str | None, policy_path: str | None = None) -> list[str]:
+    """Load and check the cameras, routing and correlator policy files; returns what to report (warnings included).
 
     Every problem of the cameras file, its analytics sections, its cameras' password variables and
     files, missing source files, and privacy masks or zones wholly outside frames of a size the file gives
@@ -118,13 +125,17 @@ def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
         for camera in cameras.cameras if cameras is not None else []:
             if not routing.stations_for(camera.id):
                 lines.append(f"  warning: camera {camera.id} matches no route: its incidents reach no station")
+    if policy_path:
+        policy = _load_policy(policy_path)
+        kinds = ", ".join(f"{kind} {level}" for kind, level in sorted(policy.priority.kinds.items()))
+        lines.append(f"{policy_path}: policy valid; priorities {kinds}; other kinds {policy.priority.default}")
     return lines
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    if not (args.cameras or args.routing):
-        raise ConfigError("give a cameras file and/or --routing FILE")
-    print("\n".join(_validate(args.cameras, args.routing)))
+    if not (args.cameras or args.routing or args.policy):
+        raise ConfigError("give a cameras file, --routing FILE and/or --policy FILE")
+    print("\n".join(_validate(args.cameras, args.routing, args.policy)))
     return 0
 
 
@@ -152,11 +163,10 @@ def _cmd_detector(args: argparse.Namespace) -> int:
 
 
 def _cmd_correlator(args: argparse.Namespace) -> int:
-    from vigie.core.config import load_yaml_model
     from vigie.correlator.app import run
-    from vigie.correlator.config import CorrelatorPolicy, CorrelatorSettings
+    from vigie.correlator.config import CorrelatorSettings
 
-    policy = load_yaml_model(Path(args.policy), CorrelatorPolicy) if args.policy else CorrelatorPolicy()
+    policy = _load_policy(args.policy)
     settings = CorrelatorSettings(
         kafka=_kafka(args), routing=_load_routing(args.routing), http_host=args.http_host, http_port=args.http_port,
         session_timeout_s=args.session_timeout, merge=policy.merge, priority=policy.priority,
@@ -274,9 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "below the replication factor so that a broker may be down")
     p.set_defaults(func=_cmd_topics)
 
-    p = sub.add_parser("validate", help="check a cameras file and/or a routing file; errors name the field and line")
+    p = sub.add_parser("validate", help="check a cameras file, a routing file and/or a correlator policy file; "
+                       "errors name the field and line")
     p.add_argument("cameras", nargs="?", help="cameras YAML")
     p.add_argument("--routing", help="routing YAML")
+    p.add_argument("--policy", help="correlator policy YAML (merging, reactivation, priorities)")
     p.set_defaults(func=_cmd_validate)
 
     p = service("grabber", 8091, "decode, sample, mask and publish camera frames")
@@ -365,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="run the six services locally (Ctrl-C stops them cleanly)")
     p.add_argument("--cameras", required=True, help="cameras YAML")
     p.add_argument("--routing", help="routing YAML")
+    p.add_argument("--policy", help="correlator policy YAML (merging, reactivation, priorities)")
     p.add_argument("--as-fast-as-possible", action="store_true")
     p.add_argument("--station-port", type=int, default=8080, help="port of the operator console (default 8080)")
     p.add_argument("--ports", default="8091,8092,8093",

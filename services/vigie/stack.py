@@ -153,7 +153,7 @@ def run_stack(args: argparse.Namespace) -> int:
     from vigie.cli import _validate
 
     grabber_port, detector_port, correlator_port = _ports(args.ports)
-    _validate(args.cameras, args.routing)
+    _validate(args.cameras, args.routing, args.policy)
     _check_free(args.station_port, "console", "--station-port N (make demo STATION_PORT=N)")
     for port, name in ((grabber_port, "grabber"), (detector_port, "detector"), (correlator_port, "correlator")):
         _check_free(port, f"{name}'s /healthz and /metrics", "--ports G,D,C (make demo PORTS=G,D,C)")
@@ -162,6 +162,7 @@ def run_stack(args: argparse.Namespace) -> int:
     if args.database:
         os.environ["VIGIE_DATABASE_URL"] = args.database
     routing = ["--routing", args.routing] if args.routing else []
+    routing += ["--policy", args.policy] if args.policy else []
     logins = demo_accounts(_load_routing_stations(args.routing)) if args.demo_accounts else []
     fast = ["--as-fast-as-possible"] if args.as_fast_as_possible else []
     plan = [
