@@ -139,6 +139,18 @@ def test_routing_needs_at_least_one_route(tmp_path) -> None:
     assert result.returncode == 2 and f"{path}:1: routes: " in result.stderr
 
 
+def test_validate_names_the_line_of_a_bad_policy(tmp_path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("merge:\n  reactivation_default_s: 300\npriority:\n  kinds: {fire: 9}\n")
+    result = subprocess.run([sys.executable, "-m", "vigie", "validate", "--policy", str(policy)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and f"{policy}:4: priority.kinds: " in result.stderr, result.stderr
+    policy.write_text("priority:\n  kinds: {fire: 1}\n  default: 2\n")
+    result = subprocess.run([sys.executable, "-m", "vigie", "validate", "--policy", str(policy)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "fire 1; other kinds 2" in result.stdout, result.stderr
+
+
 def test_validate_warns_of_cameras_that_reach_no_station(tmp_path) -> None:
     cameras = tmp_path / "cameras.yaml"
     cameras.write_text(authorise_cameras("cameras:\n  - {id: metro-1, source: synthetic://scene}\n"

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from vigie.cli import build_parser
 from vigie.core.config import load_yaml_model, validate_yaml_text
-from vigie.correlator.config import Routing
+from vigie.correlator.config import CorrelatorPolicy, Routing
 from vigie.core.cameras import CamerasFile
 from vigie.core.lifecycle import Service, http_app
 from vigie.core.settings import KafkaSettings
@@ -70,11 +70,15 @@ def test_kubernetes_manifests_run_valid_vigie_commands() -> None:
         build_parser().parse_args(container["args"])
     files = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "vigie-files")
     validate_yaml_text(files["data"]["cameras.yaml"], CamerasFile)
-    Routing.model_validate(yaml.safe_load(files["data"]["routing.yaml"]))
+    routing = Routing.model_validate(yaml.safe_load(files["data"]["routing.yaml"]))
+    assert "supervisors" in routing.all_stations()  # the escalation station gets its alert topic
+    CorrelatorPolicy.model_validate(yaml.safe_load(files["data"]["policy.yaml"]))
 
 
 def test_demo_files_are_valid() -> None:
     assert load_yaml_model(ROOT / "deploy" / "demo" / "routing.yaml", Routing).all_stations() == ["main"]
+    policy = load_yaml_model(ROOT / "deploy" / "demo" / "policy.yaml", CorrelatorPolicy)
+    assert policy.priority.kinds["fire"] == 1 and policy.merge.reactivation_s["colour_query"] == 0
     for name in ("cameras.yaml", "cameras-synthetic.yaml"):
         validate_yaml_text((ROOT / "deploy" / "demo" / name).read_text(), CamerasFile)
 
