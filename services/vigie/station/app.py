@@ -53,6 +53,7 @@ from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import station_topic_base
 from vigie.station.auth import SESSION, STATIC, Access, AuthSettings, StationAuth, reads_register
 from vigie.station.events import CLOSE, RESYNC, EventHub, sse
+from vigie.station.geometry import geometry_handler
 from vigie.station.history import CursorError, closed_page
 from vigie.station.login import ConsoleAccounts, read_json
 from vigie.evidence.store import StoreError
@@ -101,7 +102,8 @@ class StationSettings(StrictModel):
     evidence_store: str = Field("var/evidence", min_length=1, description="Folder of the evidence store "
                                 "(`vigie evidence serve --store`): the console plays incidents' clips from it.")
     cameras_file: str | None = Field(None, description="Cameras YAML: its authorisations and privacy masks, for "
-                                     "the supervisors' right-of-access exports (without it they are refused).")
+                                     "the supervisors' right-of-access exports (without it they are refused), and "
+                                     "the zones and headings drawn on snapshots (without it: none drawn).")
     snapshot_cache_bytes: int = Field(32 << 20, ge=0, le=4 << 30, description="Bytes of snapshot JPEGs kept in "
                                       "memory (least recently viewed evicted first).")
 
@@ -270,6 +272,7 @@ class StationService(Service):
         add(app, "GET", "/api/events", self._events, Access.VIEWER)
         add(app, "GET", "/api/incidents/{id}/snapshot.jpg", self._snapshot, Access.VIEWER)
         add(app, "POST", "/api/incidents/{id}/actions", self._action, Access.VIEWER)
+        add(app, "GET", "/api/cameras/{id}/geometry", geometry_handler(lambda: self.evidence.cameras), Access.VIEWER)
         self.login.routes(app)
         self.register.routes(app)
         self.evidence.routes(app)
@@ -375,13 +378,15 @@ class StationService(Service):
         incident = self._incident(request)
         if incident.snapshot.topic != self.topics.frames.name:
             raise web.HTTPNotFound(text="this incident has no snapshot in the frames topic")
-        data = self._snapshots.get(incident.id)
+        ref = incident.snapshot
+        key = f"{incident.id}@{ref.partition}:{ref.offset}"  # a new snapshot frame is a new image
+        data = self._snapshots.get(key)
         if data is None:
-            record = await fetch_record(self.settings.kafka, incident.snapshot)
+            record = await fetch_record(self.settings.kafka, ref)
             if record is None:
                 raise web.HTTPGone(text="the frame is no longer kept (retention)")
             data = self.topics.frames.decode(record.value).data
-            self._snapshots.put(incident.id, data)
+            self._snapshots.put(key, data)
         try:
             await self._audit(request, AuditEntry.KIND_VIEW, incident, "snapshot")
         except KafkaError:
