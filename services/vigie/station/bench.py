@@ -5,18 +5,26 @@ own on the real broker. A client then logs in ``n`` times in a row (each login: 
 session row, audit entry acknowledged by the broker) and opens the console's first page after each
 (the page, ``/api/me`` and ``/api/incidents``, as a browser does). The reference, measured in the same
 run, is one argon2id verification in this process: the login's cost over it is what the console adds.
+
+Then the console at scale (:mod:`vigie.station.scale`): a station holding 10,000 incidents opened in headless
+Chromium (first row, all rows, a filter applied, the longest main-thread task) and the incidents per minute
+a station passes from the alerts topic to a console's event stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -57,29 +65,42 @@ async def _run(base: str, password: str, n: int) -> dict[str, Any]:
 
 def bench_console(bootstrap: str, n: int = 100) -> dict[str, Any]:
     """Log in ``n`` times to a fresh station and open its first page; returns p50/p99 in ms of both and the
-    argon2id reference. Raises RuntimeError when the station does not start or refuses the login."""
-    from vigie.accounts.store import provision
-    from vigie.core.db import DatabaseSettings
-
+    argon2id reference, and under ``scale`` the figures of :func:`bench_console_scale`. Raises RuntimeError when
+    the station does not start or refuses the login."""
     password = generate_password()
     digest = hash_password(password)
     began = time.perf_counter()
     for _ in range(10):
         verify_password(digest, password)
     reference_ms = (time.perf_counter() - began) / 10 * 1000
+    with _station(bootstrap, password) as (base, _, _):
+        figures = asyncio.run(_run(base, password, n))
+    figures["argon2id_verify_ms"] = reference_ms
+    figures["scale"] = bench_console_scale(bootstrap)
+    return figures
+
+
+@contextmanager
+def _station(bootstrap: str, password: str, *args: str) -> Iterator[tuple[str, KafkaSettings, Topics]]:
+    """A ``vigie station <args>`` process in a namespace of its own on a scratch SQLite database with account
+    :data:`USER` (``password``); yields (base URL, kafka settings, topics). Raises RuntimeError when it does not
+    start within 60 s."""
+    from vigie.accounts.store import provision
+    from vigie.core.db import DatabaseSettings
+
     namespace = f"bench-console-{uuid.uuid4().hex[:8]}."
     kafka = KafkaSettings(bootstrap=bootstrap, namespace=namespace)
+    topics = Topics(namespace)
     asyncio.run(wait_for_broker(kafka, timeout_s=60))
-    asyncio.run(apply_topics(kafka, Topics(namespace).all(["main"])))
+    asyncio.run(apply_topics(kafka, topics.all(["main"])))
     with tempfile.TemporaryDirectory(prefix="vigie-bench-console-") as tmp:
         url = f"sqlite:///{tmp}/accounts.db"
         asyncio.run(provision(DatabaseSettings(url=url), USER, ["operator"], ["main"], by="bench", password=password))
         port = _free_port()
         proc = subprocess.Popen([sys.executable, "-m", "vigie", "--kafka", bootstrap, "--namespace", namespace,
-                                 "--log-level", "WARNING", "station", "--database", url, "--http-port", str(port)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ})
-        base = f"http://127.0.0.1:{port}"
+                                 "--log-level", "WARNING", "station", "--database", url, "--http-port", str(port),
+                                 *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ})
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -91,12 +112,49 @@ def bench_console(bootstrap: str, n: int = 100) -> dict[str, Any]:
                         raise RuntimeError(f"the bench station did not start (exit {proc.poll()})") from None
                     time.sleep(0.3)
             time.sleep(2.0)  # let it reach 'running'
-            figures = asyncio.run(_run(base, password, n))
+            yield f"http://127.0.0.1:{port}", kafka, topics
         finally:
             proc.terminate()
             proc.wait(30)
-    figures["argon2id_verify_ms"] = reference_ms
-    return figures
+
+
+def bench_console_scale(bootstrap: str, held: int = 10_000) -> dict[str, Any]:
+    """The console with ``held`` incidents (:mod:`vigie.station.scale`): its load in headless Chromium (None when
+    Playwright or Debian's chromium is missing) and the incidents per minute a station passes on to a console."""
+    from vigie.station.scale import CHROMIUM, measure_console, publish_all, storm, sustained_rate
+
+    password = generate_password()
+    with _station(bootstrap, password, "--max-incidents", str(3 * held)) as (base, kafka, topics):
+        alerts = topics.alerts("main")
+        asyncio.run(publish_all(kafka, alerts, storm(held)))
+        deadline = time.monotonic() + 120
+        while _held(base) < held:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the bench station holds {_held(base)} of {held} incidents after 120 s")
+            time.sleep(0.5)
+        browser = None
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            sync_playwright = None
+        if sync_playwright is not None and os.path.exists(CHROMIUM):
+            with sync_playwright() as p:
+                chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+                page = chromium.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{base}/login")
+                page.fill("#user", USER)
+                page.fill("#password", password)
+                page.click("#login-button")
+                page.wait_for_url(f"{base}/")
+                browser = measure_console(page, base, held, "cam-007", held // 200)
+                chromium.close()
+        rate = asyncio.run(sustained_rate(base, USER, password, kafka, alerts, storm(2000, first=2 * held)))
+    return {"held": held, "browser": browser, "incidents_per_minute": rate}
+
+
+def _held(base: str) -> int:
+    with urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer:
+        return int(json.loads(answer.read())["store"]["open"])
 
 
 def rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -109,7 +167,24 @@ def rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"ref {ref:.0f} ms"),
         ("console first page after login (page, /api/me, /api/incidents), p50 / p99",
          f"{page['p50_ms']:.0f} / {page['p99_ms']:.0f} ms", ""),
+        *scale_rows(figures.get("scale")),
     ]
+
+
+def scale_rows(scale: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """Table rows of :func:`bench_console_scale`'s results (none when it did not run)."""
+    if not scale:
+        return []
+    held, browser = f"{scale['held']:,}", scale["browser"]
+    out = [(f"station → console event stream, new incidents per minute ({held} held)",
+            f"{scale['incidents_per_minute']:,.0f} / min", ">= 100 / min")]
+    if browser is None:
+        return [*out, (f"console with {held} incidents (Chromium)", "not measured: no Playwright or chromium", "")]
+    return [*out,
+            (f"console with {held} incidents: first row / all rows / interactive (a filter applied)",
+             f"{browser['first_row_s']:.1f} / {browser['all_rows_s']:.1f} / {browser['interactive_s']:.1f} s", "< 20 s"),
+            (f"console with {held} incidents: a filter, the longest main-thread task",
+             f"{browser['filter_ms']:.0f} ms, {browser['longest_task_ms']:.0f} ms", "")]
 
 
 if __name__ == "__main__":
