@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from aiokafka import AIOKafkaProducer
 
 from vigie.accounts.store import provision
 from vigie.contracts.v1 import HistoryItem, Incident, Note, Region
@@ -71,15 +70,9 @@ def publish_now(kafka: KafkaSettings, topic: Topic[Incident], incidents: list[In
 
 async def publish(kafka: KafkaSettings, topic: Topic[Incident], incidents: list[Incident]) -> None:
     """Send ``incidents`` to ``topic``, keyed by camera id like the correlator, and wait for every acknowledgement."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=5,
-                                max_request_size=4 << 20)
-    await producer.start()
-    try:
-        for item in incidents:
-            await producer.send(topic.name, topic.encode(item), key=topic.key(item.camera_id))
-        await producer.flush()
-    finally:
-        await producer.stop()
+    from vigie.station.scale import publish_all
+
+    await publish_all(kafka, topic, incidents)
 
 
 @dataclass
