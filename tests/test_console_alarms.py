@@ -197,33 +197,38 @@ def test_new_priority_one_alarm_beeps_and_flashes_and_mute_is_remembered(console
 
 
 def test_camera_strip_shows_each_camera_state_in_words(console) -> None:
-    """The strip's UI alone (GET /api/cameras is served by the camera-status work): the answer is given here."""
+    """The strip's UI alone (the station's camera events are the camera-status work's): the event stream is
+    given here, a resync then one `camera` event per camera, as the station sends them."""
     base, _, _ = console
     now = time.time_ns()
-    cameras = [{"cameraId": "cam-a", "state": "streaming", "sinceNs": str(now), "error": "", "stale": False},
-               {"cameraId": "cam-b", "state": "reconnecting", "sinceNs": str(now), "error": "timeout", "stale": False},
-               {"cameraId": "cam-c", "state": "streaming", "sinceNs": str(now), "error": "", "stale": True},
-               {"cameraId": "cam-d", "state": "unauthorised", "sinceNs": str(now), "error": "401", "stale": False}]
+    cameras = [{"cameraId": "cam-a", "state": "streaming", "sinceNs": now, "error": "", "stale": False},
+               {"cameraId": "cam-b", "state": "reconnecting", "sinceNs": now, "error": "timeout", "stale": False},
+               {"cameraId": "cam-c", "state": "streaming", "sinceNs": now, "error": "", "stale": True},
+               {"cameraId": "cam-d", "state": "unauthorised", "sinceNs": now, "error": "401", "stale": False}]
+    stream = 'event: resync\ndata: {"reason": "connect", "dropped": 0}\n\n' + "".join(
+        f"event: camera\ndata: {json.dumps(c)}\n\n" for c in cameras)
+
     def answer(page) -> None:  # noqa: ANN001
-        page.route("**/api/cameras", lambda route: route.fulfill(status=200, content_type="application/json",
-                                                                 body=json.dumps({"cameras": cameras})))
+        page.route("**/api/events", lambda route: route.fulfill(status=200, content_type="text/event-stream",
+                                                                body=stream))
 
     with console_page(base, "op-main", answer) as (page, errors):
         page.locator("#camera-strip").wait_for()
         chips = page.locator("#cameras li").evaluate_all(
-            "cs => cs.map(c => [c.dataset.camera, c.className, c.textContent])")
-        assert [c[0] for c in chips] == ["cam-c", "cam-d", "cam-b", "cam-a"]  # down first, then degraded
-        levels = {c[0]: c[1] for c in chips}
-        assert levels == {"cam-a": "chip ok", "cam-b": "chip warn", "cam-c": "chip bad", "cam-d": "chip bad"}
-        text = {c[0]: c[2] for c in chips}
-        assert "streaming, stale" in text["cam-c"] and "unauthorised" in text["cam-d"]
-        assert re.search(r"streaming since \d\d/\d\d \d\d:\d\d:\d\d", text["cam-a"]), text["cam-a"]
-        assert page.inner_text("#camera-summary") == "Cameras: 1 streaming, 1 degraded, 2 down"
+            "cs => cs.map(c => [c.dataset.camera, c.className, c.innerText, getComputedStyle(c, '::after').content])")
+        assert [c[0] for c in chips] == ["cam-c", "cam-d", "cam-b", "cam-a"]  # stale, then worst state first
+        assert {c[0]: c[1] for c in chips} == {"cam-a": "chip ok seeing", "cam-b": "chip warn blind",
+                                               "cam-c": "chip bad blind", "cam-d": "chip bad blind"}
+        assert [c[2] for c in chips] == ["cam-c: no news (grabber gone)", "cam-d: unauthorised", "cam-b: reconnecting",
+                                         "cam-a: streaming"]  # the state in words, not by colour alone
+        assert re.fullmatch(r'" since \d\d/\d\d \d\d:\d\d:\d\d"', chips[3][3]), chips[3][3]
+        assert "401" in page.get_attribute("#cameras li[data-camera=cam-d]", "title")
+        assert page.inner_text("#cameras-summary") == "4 shown, 3 blind"
         assert not errors, errors
 
 
 def test_without_camera_status_there_is_no_strip(console) -> None:
-    """Until the station serves camera status (404), the console shows no strip and no error."""
+    """A station that sends no camera event (no camera status): no strip, no error."""
     base, _, _ = console
     with console_page(base, "op-main") as (page, errors):
         page.locator("#link[data-synced='true']").wait_for(timeout=15000)

@@ -378,11 +378,10 @@ class StationService(Service):
         incident = self._incident(request)
         if incident.snapshot.topic != self.topics.frames.name:
             raise web.HTTPNotFound(text="this incident has no snapshot in the frames topic")
-        ref = incident.snapshot
-        key = f"{incident.id}@{ref.partition}:{ref.offset}"  # a new snapshot frame is a new image
+        key = f"{incident.id}@{incident.snapshot.partition}:{incident.snapshot.offset}"  # the snapshot follows
         data = self._snapshots.get(key)
         if data is None:
-            record = await fetch_record(self.settings.kafka, ref)
+            record = await fetch_record(self.settings.kafka, incident.snapshot)
             if record is None:
                 raise web.HTTPGone(text="the frame is no longer kept (retention)")
             data = self.topics.frames.decode(record.value).data

@@ -12,8 +12,10 @@ was given the cameras file (``StationSettings.cameras_file``)::
 frames (the regions' space), ``index`` their position in the analytic's list (the ``zone`` of its
 incidents); ``headingDeg`` (0 = rightwards, 90 = downwards) only for directed zones. ``headings`` are
 the whole-frame allowed headings of analytics without zones (wrong way). The console draws them on
-the snapshot. 404 when the station has no cameras file or the camera is not in it. Read-only; the
-file is read once at start-up (:meth:`vigie.station.app.StationService.prepare`).
+the snapshot. Without a cameras file the answer is ``{"cameraId": ..., "zones": [], "headings": [],
+"configured": false}`` (nothing to draw, and no failed request in the browser's console); 404 when the file
+does not list the camera. Read-only; the file is read once at start-up
+(:meth:`vigie.station.app.StationService.prepare`).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def camera_geometry(cameras: CamerasFile, camera_id: str) -> dict[str, Any] | No
             heading = _number(settings.get("heading_deg"))
             headings.append({"kind": kind, "headingDeg": WHOLE_FRAME_HEADING[kind] if heading is None else heading,
                              "toleranceDeg": _number(settings.get("tolerance_deg"))})
-    return {"cameraId": camera.id, "zones": zones, "headings": headings}
+    return {"cameraId": camera.id, "zones": zones, "headings": headings, "configured": True}
 
 
 def geometry_handler(cameras: Callable[[], CamerasFile | None]) -> Callable[[web.Request], Any]:
@@ -83,7 +85,8 @@ def geometry_handler(cameras: Callable[[], CamerasFile | None]) -> Callable[[web
     async def handle(request: web.Request) -> web.Response:
         loaded = cameras()
         if loaded is None:
-            raise web.HTTPNotFound(text="this station was not given the cameras file: no zones to show")
+            return web.json_response({"cameraId": request.match_info["id"], "zones": [], "headings": [],
+                                      "configured": False})
         geometry = camera_geometry(loaded, request.match_info["id"])
         if geometry is None:
             raise web.HTTPNotFound(text="no such camera in the station's cameras file")

@@ -118,7 +118,8 @@ function frame() {
   if (dirty) {
     const wait = lastBuild + REBUILD_MS - performance.now();
     if (wait > 0 && view.length) {
-      setTimeout(schedule, wait); // a burst: one rebuild per REBUILD_MS, rows drawn meanwhile
+      if (!frame.later) frame.later = setTimeout(() => { frame.later = 0; schedule(); }, wait); // a burst: one
+      // rebuild per REBUILD_MS, the rows drawn meanwhile
     } else {
       dirty = false;
       rebuild();

@@ -1,33 +1,32 @@
-// The camera health strip: one chip per camera from GET /api/cameras and the `camera` server-sent events,
-// problems first. The state is written in words and with a symbol, not by colour alone. A station without
-// camera status (the endpoint answers 404) shows no strip.
+// The camera health strip: one chip per camera, worst first, from the `camera` server-sent events: after each
+// resync the station sends every camera again (what GET /api/cameras answers), then each change. A chip says the camera and its state in words
+// ("gate: unauthorised", "old: no news (grabber gone)" when stale), its colour (green streaming, amber
+// reconnecting or stalled, red otherwise) with a symbol and since when; a blind camera is marked `blind`.
+// A station without camera status sends no camera event: no strip (and no failed request).
 "use strict";
-// Uses console.js (`call`) and format.js (`when`).
+// Uses format.js (`when`, `msOf`).
 
-const cameraStates = new Map(); // camera id -> {cameraId, state, sinceNs, error, stale}
-const CAMERA_LEVEL = {
-  streaming: "ok", starting: "warn", reconnecting: "warn", stalled: "warn",
-  unauthorised: "bad", refused: "bad", failed: "bad", ended: "bad",
-};
-const LEVEL_SYMBOL = { ok: "●", warn: "▲", bad: "✕" };
-const LEVEL_RANK = { bad: 0, warn: 1, ok: 2 };
+const cameraStates = new Map(); // camera id -> {cameraId, state, sinceNs, error, updatedNs, lastCaptureNs, stale}
+const CAMERA_ORDER = ["failed", "unauthorised", "refused", "stalled", "reconnecting", "unknown", "ended", "starting",
+  "streaming"];
+const CAMERA_LEVEL = { streaming: "ok", starting: "warn", reconnecting: "warn", stalled: "warn" }; // else: bad
+const SEEING = new Set(["streaming", "starting", "ended"]);
 let stripScheduled = false;
 
 function cameraLevel(status) {
-  return status.stale ? "bad" : CAMERA_LEVEL[status.state] || "warn";
+  return status.stale ? "bad" : CAMERA_LEVEL[status.state] || "bad";
 }
 
-async function loadCameras() {
-  let response;
-  try {
-    response = await call("/api/cameras");
-  } catch (_) {
-    return;
-  }
-  if (!response.ok) return; // 404 until the station reads camera status: no strip
-  const body = await response.json();
-  for (const status of body.cameras || []) cameraStates.set(status.cameraId, status);
-  drawStrip();
+// Stale first, then by state from worst to best, the oldest trouble first.
+function cameraRank(s) {
+  const order = CAMERA_ORDER.includes(s.state) ? CAMERA_ORDER.indexOf(s.state) : CAMERA_ORDER.indexOf("unknown");
+  return [s.stale ? 0 : 1, order, msOf(s.sinceNs)];
+}
+
+function compareCameras(a, b) {
+  const [x, y] = [cameraRank(a), cameraRank(b)];
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+  return a.cameraId < b.cameraId ? -1 : 1;
 }
 
 function putCamera(status) {
@@ -39,27 +38,30 @@ function putCamera(status) {
   }
 }
 
+function clearCameras() {
+  cameraStates.clear();
+  drawStrip();
+}
+
+function cameraChip(s) {
+  const level = cameraLevel(s);
+  const chip = document.createElement("li");
+  chip.className = `chip ${level} ${s.stale || !SEEING.has(s.state) ? "blind" : "seeing"}`;
+  chip.dataset.camera = s.cameraId;
+  chip.dataset.testid = "camera";
+  chip.dataset.state = s.stale ? "stale" : s.state;
+  chip.dataset.since = msOf(s.sinceNs) ? `since ${when(msOf(s.sinceNs))}` : "";
+  chip.textContent = `${s.cameraId}: ${s.stale ? "no news (grabber gone)" : s.state}`;
+  const at = (label, ns) => (msOf(ns) ? `${label} ${when(msOf(ns))}` : "");
+  chip.title = [s.error, at("since", s.sinceNs), at("last status", s.updatedNs), at("last frame", s.lastCaptureNs)]
+    .filter(Boolean).join("\n");
+  return chip;
+}
+
 function drawStrip() {
-  const strip = document.getElementById("camera-strip");
-  const items = [...cameraStates.values()].map((s) => ({ s, level: cameraLevel(s) }));
-  items.sort((a, b) => LEVEL_RANK[a.level] - LEVEL_RANK[b.level] || (a.s.cameraId < b.s.cameraId ? -1 : 1));
-  const counts = { ok: 0, warn: 0, bad: 0 };
-  document.getElementById("cameras").replaceChildren(...items.map(({ s, level }) => {
-    counts[level] += 1;
-    const chip = document.createElement("li");
-    chip.className = `chip ${level}`;
-    chip.dataset.camera = s.cameraId;
-    chip.dataset.state = s.stale ? "stale" : s.state;
-    const word = s.stale ? `${s.state}, stale` : s.state;
-    chip.textContent = `${LEVEL_SYMBOL[level]} ${s.cameraId} ${word}`;
-    const since = document.createElement("span");
-    since.className = "since";
-    since.textContent = s.sinceNs && s.sinceNs !== "0" ? ` since ${when(s.sinceNs)}` : "";
-    chip.append(since);
-    chip.title = `${s.cameraId}: ${word}${s.error ? ` (${s.error})` : ""}${since.textContent}`;
-    return chip;
-  }));
-  document.getElementById("camera-summary").textContent =
-    `Cameras: ${counts.ok} streaming, ${counts.warn} degraded, ${counts.bad} down`;
-  strip.hidden = items.length === 0;
+  const shown = [...cameraStates.values()].sort(compareCameras);
+  document.getElementById("cameras").replaceChildren(...shown.map(cameraChip));
+  const blind = shown.filter((s) => s.stale || !SEEING.has(s.state)).length;
+  document.getElementById("cameras-summary").textContent = `${shown.length} shown, ${blind} blind`;
+  document.getElementById("camera-strip").hidden = shown.length === 0;
 }

@@ -72,7 +72,8 @@ function fillButtons(incident) {
     button.dataset.why = enabled ? "" : why;
   };
   const why = !open ? "closed or no longer held" : "escalated: supervisors only";
-  set("button.ack", allowed && (state === "new" || (state === "escalated" && incident.owner !== me.user)), why);
+  const unacknowledgedEscalation = state === "escalated" && msOf(incident.acknowledgedNs) < msOf(incident.escalatedNs);
+  set("button.ack", allowed && (state === "new" || unacknowledgedEscalation), why);
   pane.querySelector("button.hold").hidden = state === "on_hold";
   pane.querySelector("button.resume").hidden = state !== "on_hold";
   set("button.hold", allowed && state === "acknowledged", why);

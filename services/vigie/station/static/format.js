@@ -47,15 +47,16 @@ function priorityText(p) {
   return p >= 1 && p <= 5 ? `P${p}` : "—";
 }
 
-// Milliseconds since the epoch of an int64 ns JSON value (a string), 0 when absent.
+// Milliseconds since the epoch of an int64 ns JSON value (a string, or a number), 0 when absent.
 function msOf(ns) {
   if (!ns || ns === "0") return 0;
-  return Number(BigInt(ns) / 1000000n);
+  return Number(BigInt(typeof ns === "number" ? Math.trunc(ns) : ns) / 1000000n);
 }
 
 const pad = (n) => String(n).padStart(2, "0");
 
-// "05/12 14:03:21": local day/month and time; the year too when it is not this year's.
+// "05/12 14:03:21": local day/month and time; the year too when it is not this year's. `ns`: an int64 ns JSON
+// string, or a number of milliseconds.
 function when(ns) {
   const ms = typeof ns === "number" ? ns : msOf(ns);
   if (!ms) return "—";

@@ -47,6 +47,7 @@ function connect() {
   // What follows a resync is the whole live list: start it again, quietly until it has streamed in.
   source.addEventListener("resync", () => {
     clearLive();
+    clearCameras(); // every camera comes again, after the incidents
     settle();
   });
   source.addEventListener("gone", (event) => {
@@ -102,7 +103,6 @@ async function start() {
     document.getElementById("manager").hidden = true;
     return;
   }
-  loadCameras();
   connect();
 }
 start();
