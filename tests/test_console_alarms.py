@@ -87,7 +87,7 @@ def test_table_orders_by_priority_folds_storms_filters_and_hides_closed(console)
         assert re.fullmatch(r"\d\d/\d\d \d\d:\d\d:\d\d", rows[0][6]), rows[0][6]  # local date and time
         assert not page.locator("#rows tr.row.closed").count()
         # Keyboard: down to the group, Enter unfolds it; Enter on the first row opens its detail.
-        page.focus("#table-scroll")
+        page.focus("#alarms")
         page.keyboard.press("ArrowDown")
         page.keyboard.press("ArrowDown")
         page.keyboard.press("ArrowDown")

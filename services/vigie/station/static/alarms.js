@@ -17,6 +17,7 @@ const FLASH_MS = 9000;
 const MUTE_KEY = "vigie.console.mute";
 
 const scroller = document.getElementById("table-scroll");
+const grid = document.getElementById("alarms"); // takes the focus and the keys
 const tbody = document.getElementById("rows");
 const filters = {
   state: document.getElementById("filter-state"),
@@ -202,10 +203,10 @@ function draw() {
   const now = Date.now();
   for (let i = first; i < last; i++) fillRow(rows[i - first + 1], view[i], i, now);
   spacer(rows[rows.length - 1], (view.length - last) * ROW_H);
-  scroller.setAttribute("aria-rowcount", String(view.length + 1));
+  grid.setAttribute("aria-rowcount", String(view.length + 1));
   const active = cursor >= first && cursor < last ? rows[cursor - first + 1] : null;
-  if (active) scroller.setAttribute("aria-activedescendant", active.id);
-  else scroller.removeAttribute("aria-activedescendant");
+  if (active) grid.setAttribute("aria-activedescendant", active.id);
+  else grid.removeAttribute("aria-activedescendant");
 }
 
 function newRow() {
@@ -305,7 +306,7 @@ function moveCursor(index) {
 
 scroller.addEventListener("scroll", schedule, { passive: true });
 window.addEventListener("resize", schedule);
-scroller.addEventListener("keydown", (event) => {
+grid.addEventListener("keydown", (event) => {
   const page = Math.max(1, Math.floor(scroller.clientHeight / ROW_H) - 2);
   const row = view[cursor];
   const moves = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page };
@@ -414,5 +415,5 @@ function openIncident(id) {
     index = view.findIndex((r) => r.key === `i:${id}`);
   }
   if (index >= 0) activate(index);
-  scroller.focus();
+  grid.focus();
 }

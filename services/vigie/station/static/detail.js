@@ -297,3 +297,8 @@ closeDialog.addEventListener("close", async () => {
   if (comment) body.comment = comment;
   await act(body);
 });
+
+// Escape in the pane goes back to the table (the keyboard's place).
+pane.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") document.getElementById("alarms").focus();
+});
