@@ -6,7 +6,8 @@ Stages, in order (:meth:`StationService.start`):
 2. a consumer of ``alerts.<station>`` outside any consumer group, read from the
    beginning, so every console process rebuilds the station's whole current view;
 3. the HTTP routes: the console page, ``/api/incidents``, ``/api/events`` (server-sent
-   events), the snapshot of an incident's frame with its regions, and operator actions.
+   events), the snapshot of an incident's frame with its regions, a camera's zones and headings
+   (:mod:`vigie.station.geometry`), and operator actions.
 
 Memory is bounded: the incidents held are the open ones and those closed in the last
 ``keep_closed_s``, at most ``max_incidents`` (:mod:`vigie.station.store`); older closed ones are read
