@@ -127,7 +127,7 @@ def test_grabber_leaks_no_camera_password(kafka, tmp_path: Path) -> None:
     assert proc.returncode == 0
     outputs["log"] = (tmp_path / "grabber.log").read_text()
     topics = Topics(kafka.namespace)
-    for topic in (topics.audit, topics.deadletter):  # records a service may write about a camera
+    for topic in (topics.audit, topics.deadletter, topics.camera_status):  # records a service writes about a camera
         records = consume(kafka, topic.name, lambda rs: False, timeout_s=1.5)
         outputs[topic.name] = "\n".join(repr(r.key) + repr(r.value) for r in records)
     assert "from-file" in outputs[topics.audit.name]  # the register's entries on the cameras were searched

@@ -1,12 +1,11 @@
 """The console as an alarm manager, in headless Chromium against a real station and broker: the table ordered by
 priority then last seen, storms folded, filters and search, closed rows hidden, keyboard navigation; the detail
 pane (snapshot with regions and the camera's zones, comment box, the close dialog that needs a verdict, Live);
-a new priority 1 alarm beeps and flashes, Mute is remembered; the camera health strip."""
+a new priority 1 alarm beeps and flashes, Mute is remembered; the camera health strip, live."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from pathlib import Path
@@ -18,11 +17,12 @@ import simplejpeg
 from tests.stack import service
 from tests.station_console import publish_frame, read_topic
 from tests.station_support import alarm, console_page, publish_now, station_namespace
-from vigie.contracts.v1 import Incident, OperatorAction, Region
+from vigie.contracts.v1 import CameraStatus, Incident, OperatorAction, Region
 from vigie.core.authorisations import authorise_cameras
 from vigie.core.topics import Topics
 
 pytestmark = [pytest.mark.broker, pytest.mark.browser]
+NS = 1_000_000_000
 STORM = 19  # intrusions of one junction camera, zone 1
 CAMERAS = """cameras:
   - id: cam-fire
@@ -196,40 +196,28 @@ def test_new_priority_one_alarm_beeps_and_flashes_and_mute_is_remembered(console
         assert not errors, errors
 
 
-def test_camera_strip_shows_each_camera_state_in_words(console) -> None:
-    """The strip's UI alone (the station's camera events are the camera-status work's): the event stream is
-    given here, a resync then one `camera` event per camera, as the station sends them."""
-    base, _, _ = console
+def test_camera_strip_shows_each_camera_state_in_words_and_live(console) -> None:
+    """The strip from the station's camera status: the cameras of its cameras file, worst first, each state in
+    words, with a symbol, a colour and since when; a change comes without reloading the page."""
+    base, kafka, _ = console
     now = time.time_ns()
-    cameras = [{"cameraId": "cam-a", "state": "streaming", "sinceNs": now, "error": "", "stale": False},
-               {"cameraId": "cam-b", "state": "reconnecting", "sinceNs": now, "error": "timeout", "stale": False},
-               {"cameraId": "cam-c", "state": "streaming", "sinceNs": now, "error": "", "stale": True},
-               {"cameraId": "cam-d", "state": "unauthorised", "sinceNs": now, "error": "401", "stale": False}]
-    stream = 'event: resync\ndata: {"reason": "connect", "dropped": 0}\n\n' + "".join(
-        f"event: camera\ndata: {json.dumps(c)}\n\n" for c in cameras)
-
-    def answer(page) -> None:  # noqa: ANN001
-        page.route("**/api/events", lambda route: route.fulfill(status=200, content_type="text/event-stream",
-                                                                body=stream))
-
-    with console_page(base, "op-main", answer) as (page, errors):
-        page.locator("#camera-strip").wait_for()
-        chips = page.locator("#cameras li").evaluate_all(
-            "cs => cs.map(c => [c.dataset.camera, c.className, c.innerText, getComputedStyle(c, '::after').content])")
-        assert [c[0] for c in chips] == ["cam-c", "cam-d", "cam-b", "cam-a"]  # stale, then worst state first
-        assert {c[0]: c[1] for c in chips} == {"cam-a": "chip ok seeing", "cam-b": "chip warn blind",
-                                               "cam-c": "chip bad blind", "cam-d": "chip bad blind"}
-        assert [c[2] for c in chips] == ["cam-c: no news (grabber gone)", "cam-d: unauthorised", "cam-b: reconnecting",
-                                         "cam-a: streaming"]  # the state in words, not by colour alone
-        assert re.fullmatch(r'" since \d\d/\d\d \d\d:\d\d:\d\d"', chips[3][3]), chips[3][3]
-        assert "401" in page.get_attribute("#cameras li[data-camera=cam-d]", "title")
-        assert page.inner_text("#cameras-summary") == "4 shown, 3 blind"
-        assert not errors, errors
-
-
-def test_without_camera_status_there_is_no_strip(console) -> None:
-    """A station that sends no camera event (no camera status): no strip, no error."""
-    base, _, _ = console
+    status = Topics(kafka.namespace).camera_status
+    publish_now(kafka, status, [
+        CameraStatus(camera_id="cam-fire", state="streaming", since_ns=now - 60 * NS, updated_ns=now, heartbeat_s=600),
+        CameraStatus(camera_id="cam-park", state="unauthorised", error="rtsp://viewer:***@10.0.0.7/park: 401",
+                     since_ns=now - 30 * NS, updated_ns=now, heartbeat_s=600)])
     with console_page(base, "op-main") as (page, errors):
-        page.locator("#link[data-synced='true']").wait_for(timeout=15000)
-        assert page.locator("#camera-strip").is_hidden() and not errors
+        page.locator("#cameras li[data-camera='cam-fire'].ok").wait_for(timeout=15000)
+        chips = page.locator("#cameras li").evaluate_all(
+            "cs => cs.map(c => [c.className, c.innerText, getComputedStyle(c, '::before').content,"
+            " getComputedStyle(c, '::after').content])")
+        assert [c[:3] for c in chips] == [["chip bad blind", "cam-park: unauthorised", '"✕ "'],
+                                          ["chip ok seeing", "cam-fire: streaming", '"● "']]  # not by colour alone
+        assert re.fullmatch(r'" since \d\d/\d\d \d\d:\d\d:\d\d"', chips[1][3]), chips[1][3]
+        assert "401" in page.get_attribute("#cameras li[data-camera=cam-park]", "title")
+        assert page.inner_text("#cameras-summary") == "2 shown, 1 blind"
+        publish_now(kafka, status, [CameraStatus(camera_id="cam-fire", state="reconnecting", error="timeout",
+                                                 since_ns=time.time_ns(), updated_ns=time.time_ns(), heartbeat_s=600)])
+        page.locator("#cameras li[data-camera='cam-fire'].warn").wait_for(timeout=15000)
+        assert page.inner_text("#cameras li[data-camera='cam-fire']") == "cam-fire: reconnecting"
+        assert not errors, errors

@@ -1,4 +1,5 @@
-"""Incident lifecycle rules of the correlator (pure functions; the faust app is tested end to end)."""
+"""Merging rules of the correlator (pure functions; the transitions are in test_correlator_lifecycle.py, the faust
+app is tested end to end)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from vigie.core.authorisations import authorise_cameras
 from vigie.contracts.v1 import Anomaly, CameraIncidents, Incident, OperatorAction, Region
 from vigie.core.config import ConfigError, load_yaml_model
 from vigie.correlator.config import MergePolicy, Route, Routing
-from vigie.correlator.incidents import TRANSITIONS, apply_action, merge_anomaly, track_run
+from vigie.correlator.incidents import apply_action, merge_anomaly, track_run
 
 S = 1_000_000_000
 POLICY = MergePolicy(window_s=60, min_iou=0.1, update_interval_s=10)
@@ -87,92 +88,18 @@ def test_every_replayed_anomaly_counts_once_even_after_a_restart() -> None:
     assert len(restored.recent_anomalies) == 16  # bounded
 
 
-NEW, ACKED, ESCALATED, CLOSED = (Incident.STATE_NEW, Incident.STATE_ACKNOWLEDGED, Incident.STATE_ESCALATED,
-                                 Incident.STATE_CLOSED)
-ACK, ESCALATE, COMMENT, CLOSE = (OperatorAction.KIND_ACKNOWLEDGE, OperatorAction.KIND_ESCALATE,
-                                 OperatorAction.KIND_COMMENT, OperatorAction.KIND_CLOSE)
-
-
-def _book_in(state: int) -> tuple[CameraIncidents, str]:
-    """A camera entry with one incident brought to ``state`` by allowed actions."""
-    book = CameraIncidents()
-    incident_id = merge_anomaly(book, anomaly(1, 0), POLICY, [], 0).incident.id
-    path = {NEW: [], ACKED: [ACK], ESCALATED: [ESCALATE], CLOSED: [CLOSE]}[state]
-    for n, kind in enumerate(path):
-        change = apply_action(book, OperatorAction(id=f"setup{n}", incident_id=incident_id, camera_id="cam",
-                                                   kind=kind, operator="setup"), S)
-        assert not change.refused
-    return book, incident_id
-
-
-def _act(book: CameraIncidents, incident_id: str, kind: int, action_id: str = "x", at_s: float = 2,
-         comment: str = "noted") -> object:
+def _act(book: CameraIncidents, incident_id: str, kind: int, action_id: str, comment: str) -> object:
     return apply_action(book, OperatorAction(id=action_id, incident_id=incident_id, camera_id="cam", kind=kind,
-                                             operator="agent7", comment=comment), int(at_s * S))
-
-
-@pytest.mark.parametrize(("state", "kind", "after", "refused"), [
-    (NEW, ACK, ACKED, ""), (NEW, ESCALATE, ESCALATED, ""), (NEW, COMMENT, NEW, ""), (NEW, CLOSE, CLOSED, ""),
-    (ACKED, ACK, ACKED, "already_acknowledged"), (ACKED, ESCALATE, ESCALATED, ""), (ACKED, COMMENT, ACKED, ""),
-    (ACKED, CLOSE, CLOSED, ""),
-    (ESCALATED, ACK, ESCALATED, ""), (ESCALATED, ESCALATE, ESCALATED, "already_escalated"),
-    (ESCALATED, COMMENT, ESCALATED, ""), (ESCALATED, CLOSE, CLOSED, ""),
-    (CLOSED, ACK, CLOSED, "closed"), (CLOSED, ESCALATE, CLOSED, "closed"), (CLOSED, COMMENT, CLOSED, "closed"),
-    (CLOSED, CLOSE, CLOSED, "closed"),
-    (NEW, OperatorAction.KIND_UNSPECIFIED, NEW, "unknown_kind"),
-])
-def test_lifecycle_transition(state: int, kind: int, after: int, refused: str) -> None:
-    """Defect: any action set any state (acknowledging an escalated incident de-escalated it, a closed one
-    could be acted on). Each (state, action) pair either moves as the table says or is refused with a reason."""
-    book, incident_id = _book_in(state)
-    before = CameraIncidents.FromString(book.SerializeToString())
-    change = _act(book, incident_id, kind)
-    assert change.refused == refused
-    assert ((state, kind) in TRANSITIONS) == (not refused)
-    if refused:
-        assert not change.publish and book == before, "a refused action changes nothing and is not published"
-    else:
-        assert change.publish and change.incident.state == after and change.incident.operator == "agent7"
-        assert (book.incidents[0].state == after) if after != CLOSED else (not book.incidents)
-
-
-def test_acknowledging_an_escalated_incident_records_who_and_keeps_it_escalated() -> None:
-    book, incident_id = _book_in(ACKED)
-    _act(book, incident_id, ESCALATE, "esc", at_s=2)
-    change = _act(book, incident_id, ACK, "ack-supervisor", at_s=3)
-    assert change.incident.state == ESCALATED and change.incident.acknowledged_by == "agent7"
-    assert _act(book, incident_id, ACK, "ack-again", at_s=4).refused == "already_acknowledged"
-    assert _act(book, incident_id, COMMENT, "c1", at_s=5, comment=" ").refused == "empty_comment"
-
-
-def test_acknowledge_escalate_comment_close() -> None:
-    book = CameraIncidents()
-    incident = merge_anomaly(book, anomaly(1, 0), POLICY, [], 0).incident
-    steps = iter(range(1, 100))
-
-    def act(kind: int, comment: str = "") -> object:
-        n = next(steps)
-        return apply_action(book, OperatorAction(id=f"act{n}", incident_id=incident.id, camera_id="cam", kind=kind,
-                                                 operator="agent7", comment=comment), n * S)
-
-    assert act(OperatorAction.KIND_ACKNOWLEDGE).incident.state == Incident.STATE_ACKNOWLEDGED
-    assert act(OperatorAction.KIND_COMMENT, "bag checked").incident.comments == ["agent7: bag checked"]
-    change = act(OperatorAction.KIND_ESCALATE)
-    assert change.incident.state == Incident.STATE_ESCALATED and change.incident.revision == 4
-    assert act(OperatorAction.KIND_CLOSE).incident.state == Incident.STATE_CLOSED
-    assert not book.incidents  # closed incidents leave the table
-    assert act(OperatorAction.KIND_COMMENT, "late").refused == "closed"  # and nothing acts on them
-    assert merge_anomaly(book, anomaly(2, 1), POLICY, [], S).opened  # and never reopen
-    unknown = apply_action(book, OperatorAction(id="z", incident_id="nope", camera_id="cam", kind=1), S)
-    assert unknown.refused == "unknown_incident" and unknown.incident is None
+                                             operator="agent7", comment=comment), 2 * S)
 
 
 def test_replayed_action_applies_once_even_after_a_restart() -> None:
     """Defect: actions were applied again when delivered again (a comment appended twice, a revision bumped)."""
-    book, incident_id = _book_in(NEW)
-    assert not _act(book, incident_id, COMMENT, "c1", comment="bag checked").refused
+    book = CameraIncidents()
+    incident_id = merge_anomaly(book, anomaly(1, 0), POLICY, [], 0).incident.id
+    assert not _act(book, incident_id, OperatorAction.KIND_COMMENT, "c1", "bag checked").refused
     restored = CameraIncidents.FromString(book.SerializeToString())
-    assert _act(restored, incident_id, COMMENT, "c1", comment="bag checked").refused == "duplicate"
+    assert _act(restored, incident_id, OperatorAction.KIND_COMMENT, "c1", "bag checked").refused == "duplicate"
     assert list(restored.incidents[0].comments) == ["agent7: bag checked"] and restored.incidents[0].revision == 2
 
 

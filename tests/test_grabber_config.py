@@ -219,3 +219,76 @@ def test_validate_warns_of_masks_without_a_reference_size(tmp_path):
     warnings = [line.strip() for line in result.stdout.splitlines() if "warning" in line]
     assert warnings == ["warning: camera a: privacy masks without privacy_masks_reference_size: the size of its "
                         "first frame will be assumed"]
+
+
+def _validate(path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vigie", "validate", str(path)], capture_output=True, text=True)
+
+
+def test_validate_refuses_masks_and_zones_wholly_outside_a_known_frame(tmp_path):
+    """Defect: `vigie validate` passed a privacy mask wholly outside the frame (exit 0), which the grabber then
+    refused. Where the file gives the frame size (a synthetic source's w and h, or the masks' reference size), a
+    mask (source pixels) or a zone (pixels of the published frame, here 1280x720 scaled to 640x360) that covers
+    no pixel of it is an error naming the file, the line and the field."""
+    text = authorise_cameras(
+        "cameras:\n"
+        "  - id: a\n"
+        "    source: synthetic://scene?w=1280&h=720\n"
+        "    privacy_masks:\n"
+        "      - {name: inside, polygon: [[1200, 700], [1300, 700], [1300, 800]]}\n"
+        "      - {name: beyond, polygon: [[1300, 0], [1400, 0], [1400, 100]]}\n"
+        "    analytics:\n"
+        "      intrusion:\n"
+        "        zones:\n"
+        "          - {name: door, polygon: [[600, 300], [700, 300], [700, 400]]}\n"
+        "          - {name: car-park, polygon: [[700, 400], [1200, 400], [1200, 700]]}\n")
+    path = write(tmp_path, text)
+    lines = text.splitlines()
+    mask_line = next(n for n, line in enumerate(lines, 1) if "beyond" in line)
+    zone_line = next(n for n, line in enumerate(lines, 1) if "car-park" in line)
+    result = _validate(path)
+    assert result.returncode == 2, result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith(str(path))]
+    assert errors == [
+        f"{path}:{mask_line}: cameras[0].privacy_masks[1].polygon: camera a: privacy mask 'beyond' covers no pixel "
+        "of its 1280x720 frames (wholly outside them): it would hide nothing; check its coordinates (pixels, "
+        "origin top-left)",
+        f"{path}:{zone_line}: cameras[0].analytics.intrusion.zones[1].polygon: camera a: intrusion zone 'car-park' "
+        "covers no pixel of its 640x360 published frames (wholly outside them): it would watch nothing; zones are "
+        "in pixels of the published frame (the source scaled to the camera's width)"], result.stderr
+    with pytest.raises(ConfigError) as caught:  # the grabber refuses the mask at start-up (zones: the detector's)
+        load_cameras(path)
+    assert [p.location for p in caught.value.problems] == ["cameras[0].privacy_masks[1].polygon"]
+    path.write_text(text.replace("[1300, 0], [1400, 0], [1400, 100]", "[1200, 0], [1400, 0], [1400, 100]")
+                    .replace("[700, 400], [1200, 400]", "[600, 350], [1200, 400]"))
+    result = _validate(path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_validate_refuses_a_missing_source_file(tmp_path):
+    """Defect: `vigie validate` passed a file source that does not exist (a warning, exit 0), which the grabber
+    then failed. It is an error naming the camera, the path, the file and the line, for a path relative to the
+    cameras file, an absolute one and a file:// URL; files that exist pass."""
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "here.avi").write_bytes(b"not checked here")
+    text = authorise_cameras(
+        "cameras:\n"
+        "  - id: here\n    source: clips/here.avi\n"
+        "  - id: relative\n    source: clips/gone.avi\n"
+        f"  - id: absolute\n    source: {tmp_path}/nowhere.mp4\n"
+        f"  - id: url\n    source: file://{tmp_path}/clips/lost.mp4\n")
+    path = write(tmp_path, text)
+    source_line = {camera: n + 2 for n, line in enumerate(text.splitlines(), 1)  # id, authorisation, source
+                   for camera in ("relative", "absolute", "url") if line.strip() == f"- id: {camera}"}
+    result = _validate(path)
+    assert result.returncode == 2, result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith(str(path))]
+    assert errors == [
+        f"{path}:{source_line['relative']}: cameras[1].source: camera relative: file not found: "
+        f"{tmp_path}/clips/gone.avi (source: clips/gone.avi)",
+        f"{path}:{source_line['absolute']}: cameras[2].source: camera absolute: file not found: {tmp_path}/nowhere.mp4",
+        f"{path}:{source_line['url']}: cameras[3].source: camera url: file not found: {tmp_path}/clips/lost.mp4 "
+        f"(source: file://{tmp_path}/clips/lost.mp4)"], result.stderr
+    path.write_text(authorise_cameras("cameras:\n  - id: here\n    source: clips/here.avi\n"))
+    result = _validate(path)
+    assert result.returncode == 0 and "warning" not in result.stdout, result.stdout + result.stderr

@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.stack import free_port
 from vigie.core.authorisations import authorise_cameras
+from vigie.core.errors import ConfigError
+from vigie.stack import _check_free
 from vigie.station.client import login_cookie as client_login
 
 
@@ -31,6 +35,39 @@ def test_vigie_up_checks_the_service_ports_first(tmp_path: Path) -> None:
     for bad in ("8091,8092", "a,b,c", "8091,8092,70000"):
         result = _up(cameras, "--ports", bad)
         assert result.returncode == 2 and f"--ports {bad}: give three ports" in result.stderr
+
+
+def _time_wait_port() -> int:
+    """A port on 127.0.0.1 no one listens on any more, with a connection in TIME_WAIT: a server (SO_REUSEADDR, as
+    aiohttp's and so the services') accepted a connection, closed it first (the side that closes first keeps
+    TIME_WAIT), then closed its listening socket: a stack just stopped."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end of the connection goes to TIME_WAIT
+        assert client.recv(1) == b""  # the client saw the FIN
+        client.close()
+    return port
+
+
+def test_port_check_counts_only_a_port_listened_on_as_taken() -> None:
+    """Defect: restarting the demo right after Ctrl-C failed with 'port ... taken' for a minute: the check bound
+    without SO_REUSEADDR, so a port whose connections were in TIME_WAIT looked taken. Only a listened port is."""
+    port = _time_wait_port()
+    with socket.socket() as plain:  # what the check did before: a bind without SO_REUSEADDR fails
+        with pytest.raises(OSError):
+            plain.bind(("127.0.0.1", port))
+    _check_free(port, "console", "--station-port N")  # free: no error
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        taken = listening.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"port {taken} for the console is taken"):
+            _check_free(taken, "console", "--station-port N")
 
 
 def test_vigie_up_restarts_a_service_that_dies(kafka, tmp_path: Path) -> None:

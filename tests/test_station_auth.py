@@ -7,6 +7,7 @@ with aiohttp's client, as a browser would (cookies, Origin, CSRF header).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 
@@ -20,6 +21,9 @@ from vigie.contracts.v1 import AuditEntry, Incident
 from vigie.core.db import DatabaseSettings, make_engine
 from vigie.core.topics import Topics
 from vigie.station.auth import PUBLIC_PATHS
+
+#: A close action with its verdict (required).
+CLOSE = {"action": "close", "verdict": "confirmed"}
 
 pytestmark = pytest.mark.broker
 
@@ -132,7 +136,7 @@ async def test_forged_requests_are_refused_and_change_nothing(kafka, db_url) -> 
         await wait_for_incident(station, escalated.id)
         me = await login(http, base, "op-main")
         url = f"{base}/api/incidents/inc-00001/actions"
-        body = '{"action": "close"}'
+        body = json.dumps(CLOSE)
         forged = [
             ({"Origin": "http://evil.example", "X-CSRF-Token": me["csrf"], "Content-Type": "application/json"}, 403),
             ({"X-CSRF-Token": me["csrf"], "Content-Type": "application/json"}, 403),
@@ -143,7 +147,7 @@ async def test_forged_requests_are_refused_and_change_nothing(kafka, db_url) -> 
         for headers, status in forged:
             async with http.post(url, data=body, headers=headers) as response:
                 assert response.status == status, (headers, await response.text())
-        async with http.post(f"{base}/api/incidents/{escalated.id}/actions", json={"action": "close"},
+        async with http.post(f"{base}/api/incidents/{escalated.id}/actions", json=CLOSE,
                              headers=write_headers(base, me)) as response:
             assert response.status == 403 and "supervisor" in await response.text()
         assert await read_topic(kafka, Topics(kafka.namespace).actions, settle_s=1.0) == []
@@ -152,7 +156,7 @@ async def test_forged_requests_are_refused_and_change_nothing(kafka, db_url) -> 
             assert response.status == 202
         async with console_http() as other:
             sup = await login(other, base, "sup-main")
-            async with other.post(f"{base}/api/incidents/{escalated.id}/actions", json={"action": "close"},
+            async with other.post(f"{base}/api/incidents/{escalated.id}/actions", json=CLOSE,
                                   headers=write_headers(base, sup)) as response:
                 assert response.status == 202
     actions = await read_topic(kafka, Topics(kafka.namespace).actions)

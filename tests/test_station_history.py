@@ -124,3 +124,16 @@ def test_history_without_a_broker_raises_broker_unavailable() -> None:
     kafka = KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}", namespace="nobroker.", request_timeout_s=2)
     with pytest.raises(BrokerUnavailable):
         asyncio.run(closed_page(kafka, Topics(kafka.namespace).alerts("main"), None, 50))
+
+
+@pytest.mark.broker
+async def test_an_incident_reopened_and_closed_again_shows_once_at_its_last_closing(kafka) -> None:
+    """A closed incident is not final: reopened by an anomaly at the same place, then closed again, it has two
+    closed revisions in the topic; the page shows it once, the newest."""
+    topic = Topics(kafka.namespace).alerts("main")
+    revisions = [incident(1, age_s=50), incident(1, state=Incident.STATE_CLOSED, revision=2, age_s=40),
+                 incident(1, revision=3, age_s=30), incident(1, state=Incident.STATE_CLOSED, revision=4, age_s=20),
+                 incident(2, state=Incident.STATE_CLOSED, revision=2, age_s=10)]
+    await publish(kafka, topic, revisions)
+    page = await closed_page(kafka, topic, None, 50)
+    assert [(i.id, i.revision) for i in page.incidents] == [("inc-00002", 2), ("inc-00001", 4)]

@@ -3,7 +3,7 @@
 #   kafka.sh resolve | start | stop | status | reset
 # Env: VIGIE_VAR (default <repo>/var), VIGIE_KAFKA_PORT (9092),
 #      VIGIE_KAFKA_CONTROLLER_PORT (9093), VIGIE_PYTHON (optional, readiness fallback),
-#      VIGIE_KAFKA_HEAP (default "-Xmx512m -Xms256m"),
+#      VIGIE_KAFKA_HEAP (default "-Xmx1g -Xms256m": a test run leaves thousands of partitions),
 #      VIGIE_KAFKA_EXTRA_PROPERTIES (optional file appended to the rendered config: its keys override,
 #        e.g. one more listener with SASL or TLS; the PLAINTEXT one on VIGIE_KAFKA_PORT stays for readiness),
 #      VIGIE_KAFKA_SCRAM_FILE (optional file, one `--add-scram` argument a line such as
@@ -90,7 +90,7 @@ start() {
   if [[ -n "${VIGIE_KAFKA_EXTRA_PROPERTIES:-}" ]]; then
     { echo; echo "# from $VIGIE_KAFKA_EXTRA_PROPERTIES"; cat "$VIGIE_KAFKA_EXTRA_PROPERTIES"; } >>"$PROPS"
   fi
-  local jvm=(java ${VIGIE_KAFKA_HEAP:--Xmx512m -Xms256m} -XX:+UseG1GC -Djava.awt.headless=true
+  local jvm=(java ${VIGIE_KAFKA_HEAP:--Xmx1g -Xms256m} -XX:+UseG1GC -Djava.awt.headless=true
              -Dkafka.logs.dir="$DATA/logs" -Dlog4j2.configurationFile="$HERE/log4j2.properties"
              -cp "$LIB/*")
   # Format the storage once (meta.properties marks a formatted log dir).

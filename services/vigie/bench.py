@@ -13,7 +13,8 @@ Figures (targets from the project's issues, checked here, never in timed tests):
   and to the station's alert topic for every incident opened (target p99 <= 300 ms);
   the peak resident memory (VmHWM) of each service process;
 - register: append throughput and the verify time of 1,000,000 entries (:mod:`vigie.register.bench`);
-- console: login and first page p50/p99, against one argon2id check (:mod:`vigie.station.bench`);
+- console: login and first page p50/p99, against one argon2id check; live view delay behind capture p50/p99,
+  at the station's encoder and decoded by an aiortc client (:mod:`vigie.station.bench`);
 - evidence: a clip per incident (ms, bytes), a purge of 100,000 items (:mod:`vigie.evidence.bench`).
 """
 
@@ -223,6 +224,10 @@ def main(args: argparse.Namespace) -> int:
     from vigie.station.bench import bench_console, rows as console_rows
 
     results["console"] = bench_console(bootstrap, n=20 if quick else 100)
+    console.print("[bold]live view[/] (a camera watched over WebRTC by an aiortc client)")
+    from vigie.station.bench import bench_live, live_rows
+
+    results["live"] = bench_live(bootstrap, frames=100 if quick else 300)
     console.print("[bold]evidence[/] (a 30 s clip cut, encoded, stored and listed; a purge of 100,000 items)")
     from vigie.evidence.bench import bench_evidence, rows as evidence_rows
 
@@ -255,7 +260,7 @@ def main(args: argparse.Namespace) -> int:
                   f"{bare['alert_p50_s'] * 1000:.0f} / {bare['alert_p99_s'] * 1000:.0f} ms", "p99 <= 300 ms")
     for name, mb in e2e["peak_rss_mb"].items():
         table.add_row(f"peak RSS, {name}", f"{mb:.0f} MiB", "")
-    for row in [*register_rows(results["register"]), *console_rows(results["console"]),
+    for row in [*register_rows(results["register"]), *console_rows(results["console"]), *live_rows(results["live"]),
                 *evidence_rows(results["evidence"])]:
         table.add_row(*row)
     console.print(table)

@@ -77,8 +77,9 @@ def _load_routing(path: str | None):  # noqa: ANN202
 def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
     """Load and check the cameras and routing files; returns what to report (warnings included).
 
-    Every problem of the cameras file, its analytics sections and its cameras' password variables and
-    files included, is reported as ``FILE:LINE: location: message``, one per line. Raises ConfigError.
+    Every problem of the cameras file, its analytics sections, its cameras' password variables and
+    files, missing source files, and privacy masks or zones wholly outside frames of a size the file gives
+    included, is reported as ``FILE:LINE: location: message``, one per line. Raises ConfigError.
     """
     from vigie.core.authorisations import utc_now
     from vigie.core.cameras import load_cameras
@@ -90,7 +91,7 @@ def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
     cameras = None
     if cameras_path:
         cameras = load_cameras(Path(cameras_path), analytics_problems, check_credentials=True,
-                               authorisations_at=utc_now())
+                               authorisations_at=utc_now(), check_files=True, check_zones=True)
         AnalyticsPlan({c.id: c.analytics for c in cameras.cameras}, DEFAULT_KINDS, "cpu")
         _, refusals = authorised_sections(cameras, DEFAULT_KINDS)
         index = {c.id: i for i, c in enumerate(cameras.cameras)}
@@ -108,8 +109,6 @@ def _validate(cameras_path: str | None, routing_path: str | None) -> list[str]:
         for refusal in refusals:
             lines.append(f"  note: default {refusal.reason}: it will not run there")
         for camera in cameras.cameras:
-            if camera.kind == "file" and not Path(camera.source.removeprefix("file://")).exists():
-                lines.append(f"  warning: camera {camera.id}: file not found: {camera.source}")
             if camera.privacy_masks and camera.privacy_masks_reference_size is None:
                 lines.append(f"  warning: camera {camera.id}: privacy masks without privacy_masks_reference_size: "
                              "the size of its first frame will be assumed")
@@ -136,6 +135,7 @@ def _cmd_grabber(args: argparse.Namespace) -> int:
     settings = GrabberSettings(
         kafka=_kafka(args), cameras_file=args.cameras, as_fast_as_possible=args.as_fast_as_possible,
         http_host=args.http_host, http_port=args.http_port, buffer_frames=args.buffer_frames,
+        heartbeat_s=args.heartbeat_s,
     )
     return asyncio.run(serve(GrabberService(settings), settings.http_host, settings.http_port))
 
@@ -152,12 +152,14 @@ def _cmd_detector(args: argparse.Namespace) -> int:
 
 
 def _cmd_correlator(args: argparse.Namespace) -> int:
+    from vigie.core.config import load_yaml_model
     from vigie.correlator.app import run
-    from vigie.correlator.config import CorrelatorSettings
+    from vigie.correlator.config import CorrelatorPolicy, CorrelatorSettings
 
+    policy = load_yaml_model(Path(args.policy), CorrelatorPolicy) if args.policy else CorrelatorPolicy()
     settings = CorrelatorSettings(
         kafka=_kafka(args), routing=_load_routing(args.routing), http_host=args.http_host, http_port=args.http_port,
-        session_timeout_s=args.session_timeout,
+        session_timeout_s=args.session_timeout, merge=policy.merge, priority=policy.priority,
     )
     return run(settings, loglevel=args.log_level.lower())
 
@@ -186,6 +188,9 @@ def _cmd_station(args: argparse.Namespace) -> int:
         evidence_store=args.evidence_store, cameras_file=args.cameras,
         http_port=args.http_port, max_incidents=args.max_incidents, keep_closed_s=args.keep_closed_s,
         event_queue=args.event_queue, snapshot_cache_bytes=args.snapshot_cache_mib << 20,
+        rates_window_s=args.rates_window_s, false_alarm_flag_rate=args.false_alarm_flag_rate,
+        false_alarm_min_verdicts=args.false_alarm_min_verdicts,
+        max_live_views=args.max_live_views,
     )
     return asyncio.run(serve(StationService(settings), settings.http_host, settings.http_port))
 
@@ -279,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-fast-as-possible", action="store_true", help="files: do not pace to real time")
     p.add_argument("--buffer-frames", type=bounded(int, 1, 10000), default=50,
                    help="frames kept per camera while the broker is away, the oldest dropped first (default 50)")
+    p.add_argument("--heartbeat-s", type=bounded(float, 0.1, 300), default=10.0,
+                   help="seconds between two statuses of an unchanged camera on the camera-status topic "
+                   "(0.1-300, default 10); a change is published at once")
     p.set_defaults(func=_cmd_grabber)
 
     p = service("detector", 8092, "run the analytics on frames and publish anomalies")
@@ -292,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_detector)
 
     p = service("correlator", 8093, "merge anomalies into incidents and route alerts (faust)")
-    p.add_argument("--routing", help="routing YAML (camera patterns to stations); default: all to 'main'")
+    p.add_argument("--routing", help="routing YAML (camera patterns to stations, escalation steps); default: all "
+                   "to 'main', no escalation")
+    p.add_argument("--policy", help="policy YAML: 'merge' (merging, reactivation thresholds) and 'priority' "
+                   "(per kind, per camera); default: the built-in policy")
     p.add_argument("--session-timeout", type=bounded(float, 6, 300), default=15.0,
                    help="seconds without a heartbeat before a worker's partitions go to the others (6-300, default 15)")
     p.set_defaults(func=_cmd_correlator)
@@ -303,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "sqlite:///var/vigie.db); create accounts with `vigie users add`")
     p.add_argument("--evidence-store", default="var/evidence",
                    help="folder of the evidence store, where incidents' clips are played from (default var/evidence)")
-    p.add_argument("--cameras", help="cameras YAML: lets supervisors make right-of-access exports in the console")
+    p.add_argument("--cameras", help="cameras YAML: lets supervisors make right-of-access exports in the console, "
+                   "and limits the camera health it shows to these cameras (default: every camera that reports)")
     p.add_argument("--session-idle-s", type=bounded(float, 1, 7 * 86400), default=1800.0,
                    help="seconds without a request before a console session ends (default 1800)")
     p.add_argument("--session-max-s", type=bounded(float, 1, 30 * 86400), default=43200.0,
@@ -330,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events waiting per console before it is resynchronised (default 1000)")
     p.add_argument("--snapshot-cache-mib", type=bounded(int, 0, 4096), default=32,
                    help="MiB of snapshot JPEGs kept in memory (default 32)")
+    p.add_argument("--rates-window-s", type=bounded(float, 3600, 30 * 86400), default=7 * 86400.0,
+                   help="seconds of closing time of the false-alarm rates' window (default 604800: 7 days)")
+    p.add_argument("--false-alarm-flag-rate", type=bounded(float, 0, 1), default=0.5,
+                   help="flag a camera-kind pair whose false-alarm rate is over this (default 0.5) ...")
+    p.add_argument("--false-alarm-min-verdicts", type=bounded(int, 1, 1_000_000), default=10,
+                   help="... with at least this many verdicts, confirmed + false alarms (default 10)")
+    p.add_argument("--max-live-views", type=bounded(int, 0, 256), default=8,
+                   help="live views (WebRTC video of a camera) open at a time; 503 beyond (default 8)")
     p.set_defaults(func=_cmd_station)
 
     # Console accounts (vigie.accounts.cli): add, list, disable, enable, passwd, assign.
@@ -337,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     users_arguments(sub)
     sub.choices["users"].set_defaults(func=lambda args: users_main(args, _kafka(args)))
+
+    from vigie.station.rates_cli import add_arguments as rates_arguments  # argparse only: a light import
+
+    rates_arguments(sub, _kafka)
 
     p = sub.add_parser("up", help="run the six services locally (Ctrl-C stops them cleanly)")
     p.add_argument("--cameras", required=True, help="cameras YAML")

@@ -45,7 +45,7 @@ __all__ = [
     "ReconnectConfig", "SourceKind", "check_polygon", "credential_problems", "load_cameras", "source_kind",
 ]
 
-SourceKind = Literal["file", "rtsp", "http", "synthetic"]
+SourceKind = Literal["file", "rtsp", "http", "whep", "synthetic"]
 
 Coordinate = Annotated[float, Field(ge=0, le=16384, description="pixels of the masks' reference frame")]
 Side = Annotated[int, Field(ge=16, le=16384, description="pixels")]
@@ -108,7 +108,8 @@ def parse_synthetic_url(url: str) -> SyntheticParams:
 
 def source_kind(source: str) -> SourceKind:
     """Classify a source string: ``rtsp``/``rtsps`` -> 'rtsp', ``http``/``https`` ->
-    'http', ``synthetic://`` -> 'synthetic', ``file://`` or a plain path -> 'file'.
+    'http', ``whep``/``wheps`` -> 'whep' (WebRTC-HTTP egress: the endpoint's URL over http or https),
+    ``synthetic://`` -> 'synthetic', ``file://`` or a plain path -> 'file'.
 
     Raises ``ValueError`` for another URL scheme.
     """
@@ -120,11 +121,14 @@ def source_kind(source: str) -> SourceKind:
         return "rtsp"
     if scheme in ("http", "https"):
         return "http"
+    if scheme in ("whep", "wheps"):
+        return "whep"
     if scheme == "synthetic":
         return "synthetic"
     if scheme == "file":
         return "file"
-    raise ValueError(f"unsupported source scheme {scheme!r}: use a file path, rtsp://, http(s):// or synthetic://")
+    raise ValueError(f"unsupported source scheme {scheme!r}: use a file path, rtsp://, http(s)://, whep(s):// or "
+                     "synthetic://")
 
 
 def check_polygon(polygon: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -164,7 +168,7 @@ class PrivacyMask(BaseModel):
 
 
 class ReconnectConfig(BaseModel):
-    """Back-off between reconnection attempts of a live source (rtsp, http)."""
+    """Back-off between reconnection attempts of a live source (rtsp, http, whep)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
@@ -238,7 +242,8 @@ class CameraConfig(BaseModel):
     )
     source: str = Field(
         ..., min_length=1, max_length=2048,
-        description="file path, rtsp://, http(s):// URL, or synthetic://scene?params",
+        description="file path, rtsp://, http(s):// URL, whep(s):// URL of a WHEP endpoint (WebRTC), or "
+        "synthetic://scene?params",
     )
     fps: float = Field(5.0, gt=0, le=30, description="target sampling rate, frames per second of video (PTS)")
     width: int = Field(640, ge=64, le=3840, description="analysis width in pixels, aspect kept; never upscaled")
@@ -295,8 +300,8 @@ class CameraConfig(BaseModel):
     def check_credentials_fit_the_source(self) -> "CameraConfig":
         register_url_password(self.source)
         if self.credentials is not None:
-            if self.kind not in ("rtsp", "http"):
-                raise ValueError(f"credentials are for rtsp:// and http(s):// sources, not {self.kind}")
+            if self.kind not in ("rtsp", "http", "whep"):
+                raise ValueError(f"credentials are for rtsp://, http(s):// and whep(s):// sources, not {self.kind}")
             if urlsplit(self.source).username is not None:
                 raise ValueError("source already holds a user (user@host): remove it from the URL or the credentials")
         return self
@@ -312,7 +317,7 @@ class CameraConfig(BaseModel):
 
     @property
     def kind(self) -> SourceKind:
-        """'file', 'rtsp', 'http' or 'synthetic'."""
+        """'file', 'rtsp', 'http', 'whep' or 'synthetic'."""
         return source_kind(self.source)
 
     def open_url(self) -> str:
@@ -428,16 +433,22 @@ def authorisation_problems(text: str, cameras: CamerasFile, at: dt.datetime | No
 
 
 def load_cameras(path: str | os.PathLike[str], analytics_check: AnalyticsCheck | None = None, *,
-                 check_credentials: bool = False, authorisations_at: dt.datetime | None = None) -> CamerasFile:
+                 check_credentials: bool = False, authorisations_at: dt.datetime | None = None,
+                 check_files: bool = False, check_zones: bool = False) -> CamerasFile:
     """Read and validate a cameras YAML file (blocking; call at start-up).
 
     Relative file sources are resolved against the YAML file's directory. With
     ``analytics_check`` (the detector's, :data:`AnalyticsCheck`), every camera's
     ``analytics`` section is checked too; with ``check_credentials``, every camera's password
     variable or file must be readable (:func:`credential_problems`; ``vigie validate`` asks it, the
-    grabber does not: a camera without its password fails alone). Raises ``ConfigError`` whose
+    grabber does not: a camera without its password fails alone); with ``check_files``, every file source must
+    exist (:func:`~vigie.core.camera_frames.file_problems`; ``vigie validate`` again: the grabber lets a missing file fail alone); privacy
+    masks wholly outside frames of a size the file gives are refused, and with ``check_zones`` analytics zones
+    too (:func:`~vigie.core.camera_frames.frame_problems`). Raises ``ConfigError`` whose
     message lists ``path:line: cameras[1].fps: ...`` for each problem of the file, one per line.
     """
+    from vigie.core.camera_frames import file_of, file_problems, frame_problems  # they use this module's models
+
     text = read_config_text(path)
     loaded: CamerasFile | None = None
     problems: list[ConfigProblem] = []
@@ -449,14 +460,17 @@ def load_cameras(path: str | os.PathLike[str], analytics_check: AnalyticsCheck |
         problems += _analytics_problems(text, loaded, analytics_check)
     if check_credentials and loaded is not None:
         problems += credential_problems(text, loaded)
+    base = Path(path).resolve().parent
     if loaded is not None:
         problems += authorisation_problems(text, loaded, authorisations_at)
+        problems += frame_problems(text, loaded, zones=check_zones)
+        if check_files:
+            problems += file_problems(text, loaded, base)
     if problems or loaded is None:
         raise ConfigError(path, sorted(problems, key=lambda p: (p.line, p.location)))
-    base = Path(path).resolve().parent
     cams = []
     for cam in loaded.cameras:
-        if cam.kind == "file" and not cam.source.startswith("file://") and not os.path.isabs(cam.source):
-            cam = cam.model_copy(update={"source": str(base / cam.source)})
+        if cam.kind == "file" and not cam.source.startswith("file://"):
+            cam = cam.model_copy(update={"source": file_of(cam.source, base)})
         cams.append(cam)
     return loaded.model_copy(update={"cameras": cams})

@@ -8,7 +8,13 @@ Stages, in order (see :func:`create_app`):
    (a faust table: state survives restarts through its changelog topic);
 3. publish new and changed incidents to ``incidents`` and to ``alerts.<station>`` for
    every station the routing table gives the camera;
-4. consume ``actions`` (acknowledge, escalate, comment, close) and publish the result the same way.
+4. consume ``actions`` (acknowledge, assign, hold, resume, escalate, comment, close) and publish the
+   result the same way;
+5. every second, send the escalations due after a delay (:mod:`vigie.correlator.escalation`) of the
+   cameras whose table partitions this worker owns to ``actions``, where stage 4 applies them.
+
+What the correlator does itself (an escalation after a delay, a reopening) is written to the
+``audit`` topic with operator ``vigie``, after the incident is published.
 
 The anomalies and actions topics are both keyed by camera id with the same partition
 count, so one worker owns a camera's table entry and both streams of it. For each record
@@ -28,8 +34,10 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 
 import faust
+from aiokafka.partitioner import murmur2
 from google.protobuf.message import DecodeError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
@@ -42,19 +50,31 @@ from vigie.core.logs import logging_config
 from vigie.core.metrics import ServiceMetrics
 from vigie.core.topics import CAMERA_PARTITIONS, LONGEST_RETENTION_MS, Topic, Topics
 from vigie.correlator.config import CorrelatorSettings
-from vigie.correlator.offsets import OffsetGuard
+from vigie.correlator.offsets import OffsetGuard, is_guard_key
 from vigie.correlator.health import STALLED_S, WorkerHealth
-from vigie.correlator.incidents import REFUSALS, Change, apply_action, merge_anomaly
+from vigie.correlator.escalation import due_escalations
+from vigie.correlator.incidents import REFUSALS, SYSTEM, Change, apply_action, merge_anomaly
 from vigie.correlator.startup import check_topics, wait_to_start
 from vigie.correlator.table import DurableTable
 
 log = logging.getLogger(__name__)
 
 SERVICE = "correlator"
+#: Seconds between two sends of the same automatic escalation while it waits to be applied.
+RESEND_S = 30.0
 
 
-def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None = None) -> faust.App:
-    """Build the faust app for ``settings``; run it with ``faust.Worker(app).execute_from_commandline()``."""
+def partition_of(key: bytes, partitions: int = CAMERA_PARTITIONS) -> int:
+    """The partition of a keyed record, as the Kafka clients' default partitioner (murmur2) puts it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None = None,
+               clock_ns: Callable[[], int] = time.time_ns) -> faust.App:
+    """Build the faust app for ``settings``; run it with ``faust.Worker(app).execute_from_commandline()``.
+
+    ``clock_ns``: the correlator's clock, ns since the epoch (tests pass their own).
+    """
     ns = settings.kafka.namespace
     catalogue = Topics(ns)
     metrics = ServiceMetrics(SERVICE, registry or CollectorRegistry())
@@ -92,6 +112,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
 
     anomalies, actions = raw_topic(catalogue.anomalies), raw_topic(catalogue.actions)
     incidents_out, deadletter = raw_topic(catalogue.incidents), raw_topic(catalogue.deadletter)
+    audit = raw_topic(catalogue.audit)
     alerts = {s: raw_topic(catalogue.alerts(s)) for s in settings.routing.all_stations()}
     # Keys and values are bytes (camera id, serialized CameraIncidents). faust writes and reads
     # the changelog with the table's own key/value serializers, derived from key_type and
@@ -161,6 +182,15 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             log.info("incident opened", extra={"incident": incident.id, "kind": incident.kind,
                                                "camera": incident.camera_id, "stations": list(incident.stations)})
 
+    async def register(incident: Incident, detail: str) -> None:
+        """Write what the correlator did to ``incident`` to the register (operator "vigie"); waits for the broker.
+
+        Before the table write: a crash in between writes the entry again on the replay (same text)."""
+        message = entry(AuditEntry.KIND_ACTION, service=SERVICE, user=SYSTEM, camera_id=incident.camera_id,
+                        incident_id=incident.id, record=incident.snapshot, detail=detail, at_ns=clock_ns())
+        await (await audit.send(key=incident.camera_id.encode(), value=catalogue.audit.encode(message)))
+        metrics.records_out(catalogue.audit.name).inc()
+
     async def parse(event: faust.EventT, topic: Topic, *required: str):  # noqa: ANN202
         """The event's message, or None once it is dead-lettered (unparsable, or a required field empty)."""
         metrics.records_in(topic.name).inc()
@@ -182,12 +212,16 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         key = event.key or catalogue.anomalies.key(anomaly.camera_id)
         book = load(key)
         stations = settings.routing.stations_for(anomaly.camera_id)
-        change = merge_anomaly(book, anomaly, settings.merge, stations, time.time_ns())
+        priority = settings.priority.priority_for(anomaly.kind, anomaly.camera_id)
+        change = merge_anomaly(book, anomaly, settings.merge, stations, clock_ns(), priority)
         if change.refused:  # delivered again: the table has it already
             refuse("anomaly", change, anomaly.id, "")
             return
         if change.publish:
             await publish(change, key)
+        if change.reopened:
+            await register(change.incident, f"reopened by anomaly {anomaly.id} (reopened "
+                                            f"{change.incident.reopened} time(s))")
         table[key] = book.SerializeToString()
         metrics.stage_seconds("correlate").observe(time.perf_counter() - started)
 
@@ -197,12 +231,15 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             return
         key = event.key or catalogue.actions.key(action.camera_id)
         book = load(key)
-        change = apply_action(book, action, time.time_ns(), settings.merge.remember_actions)
+        steps = settings.routing.escalation_for(action.camera_id)
+        change = apply_action(book, action, clock_ns(), settings.merge, steps)
         if change.refused:  # logged and counted, never published as a state change
             refuse("action", change, action.id, action.incident_id)
             return
         if change.publish:
             await publish(change, key)
+        if action.automatic:
+            await register(change.incident, change.incident.history[-1].detail)
         table[key] = book.SerializeToString()
         if change.publish:
             log.info("operator %s: %s, incident now %s", action.operator, OperatorAction.Kind.Name(action.kind),
@@ -234,6 +271,35 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         """The Kafka client's repeated connection errors, one line per kind every 30 s (once faust's
         worker has set up logging, which replaces the handlers)."""
         throttle_client_logs()
+
+    sent: dict[str, float] = {}  # automatic escalation id -> monotonic time sent
+
+    @app.timer(interval=1.0)
+    async def escalate_by_delay() -> None:
+        """Send the escalations due in the camera entries of the partitions this worker owns (it never writes the
+        table: the action agent applies them, in order with the operators' actions, once each)."""
+        if health.state()["state"] not in ("running", "degraded"):
+            return
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == catalogue.actions.name}
+        now, clock = clock_ns(), time.monotonic()
+        for old in [k for k, at in sent.items() if clock - at > RESEND_S]:
+            del sent[old]
+        for n, (key, raw) in enumerate(list(table.items()), 1):
+            if n % 500 == 0:
+                await asyncio.sleep(0)  # let the agents run during a long table (about 10 ms per 500 cameras)
+            if not raw or is_guard_key(key) or partition_of(key) not in owned:
+                continue
+            book = CameraIncidents()
+            try:
+                book.ParseFromString(raw)
+            except DecodeError:  # the agents report it (load) when the camera's next record comes
+                continue
+            camera = key.decode(errors="replace")
+            for action in due_escalations(book, settings.routing.escalation_for(camera), now):
+                if action.id not in sent:
+                    sent[action.id] = clock
+                    await actions.send(key=key, value=catalogue.actions.encode(action))
+                    log.info("escalation due: %s", action.id, extra={"incident": action.incident_id})
 
     probe = BrokerProbe(settings.kafka)
 

@@ -21,6 +21,9 @@ While the broker is away the cameras go on: each outbox keeps the newest
 ``degraded`` with ``publishing: reconnecting``, and publishing resumes, oldest frame
 first, as soon as the broker answers again. A camera that fails or reconnects also makes
 the grabber ``degraded``, named under ``degraded.cameras`` with its error.
+
+Each camera's state and error also go to the compacted ``camera-status`` topic, on change and every
+``heartbeat_s`` (:mod:`vigie.grabber.status`), for the operators' console.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from vigie.core.secrets import redact
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline, CapturedFrame
 from vigie.grabber.publisher import FramePublisher, Outbox, Outgoing
+from vigie.grabber.status import StatusBeacon
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,10 @@ class GrabberSettings(StrictModel):
         50, ge=1, le=10000,
         description="Frames kept per camera while the broker does not take them (10 s at 5 fps); when full, "
         "the oldest is dropped (counted as buffer_dropped).")
+    heartbeat_s: float = Field(
+        10.0, ge=0.1, le=300,
+        description="Seconds between two statuses of an unchanged camera on the camera-status topic (a change "
+        "is published at once); the station calls a camera stale after three heartbeats without one.")
 
 
 @dataclass(slots=True)
@@ -140,6 +148,8 @@ class GrabberService(Service):
         self._configs_audited = False
         self.publisher = FramePublisher(settings.kafka, self.topics.frames.name, on_published=self._published,
                                         on_failed=self._not_published)
+        self.beacon = StatusBeacon(settings.kafka, self.topics.camera_status, settings.heartbeat_s,
+                                   on_failed=lambda _: self.metrics.errors("status_publish").inc())
 
     async def prepare(self) -> None:
         """Read the cameras file (once). Raises ConfigError naming file, line and field."""
@@ -151,7 +161,7 @@ class GrabberService(Service):
 
     async def start(self) -> None:
         await self.prepare()
-        await require_topics(self.settings.kafka, [self.topics.frames, self.topics.audit])
+        await require_topics(self.settings.kafka, [self.topics.frames, self.topics.audit, self.topics.camera_status])
         await check_image_retention(self.settings.kafka, self.topics.frames, self.cameras_file.authorisations)
         await self.publisher.start()
         if not self._configs_audited:  # once, however often a start is retried
@@ -167,11 +177,13 @@ class GrabberService(Service):
         drains = [asyncio.create_task(self.publisher.drain(c.id, self.outboxes[c.id], closing), name=f"publish.{c.id}")
                   for c in self.cameras]
         tasks = [asyncio.create_task(self._camera(c), name=f"camera.{c.id}") for c in self.cameras]
+        tick_s = min(1.0, self.settings.heartbeat_s / 2)  # a heartbeat goes out within 1.5 of them at worst
         while not stop.is_set():
             self._check_authorisations()
             self._sync_metrics()
+            self._report_status()
             try:
-                await asyncio.wait_for(stop.wait(), 1.0)
+                await asyncio.wait_for(stop.wait(), tick_s)
             except asyncio.TimeoutError:
                 pass
         for status in self.status.values():
@@ -215,6 +227,13 @@ class GrabberService(Service):
                     self.camera_refusals.labels(camera_id, reason).inc(value - seen)
                     self.metrics.errors(reason).inc(value - seen)
                     status.counted[stage] = value
+
+    def _report_status(self) -> None:
+        """Hand every camera's state and error (as ``/healthz`` shows them) to the camera-status beacon."""
+        for camera_id, status in self.status.items():
+            state, error = self._camera_state(status, self._camera_stats(status))
+            self.beacon.observe(camera_id, state, error, status.last_capture_ns)
+        self.beacon.tick()
 
     def _audit_streaming(self, camera_id: str, status: CameraStatus, up: bool) -> None:
         """Tell the register when a camera starts or stops streaming (checked once a second)."""
@@ -321,6 +340,7 @@ class GrabberService(Service):
         self.metrics.errors("publish").inc()
 
     async def stop(self) -> None:
+        await self.beacon.close()
         await self.publisher.close()
 
     def _camera_state(self, status: CameraStatus, stats: dict[str, Any]) -> tuple[str, str]:

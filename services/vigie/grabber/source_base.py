@@ -5,7 +5,7 @@ synthetic scenes, real-time pacing) in one dedicated daemon thread that hands
 frames to the event loop through an ``asyncio.Queue``:
 
 * files and synthetic scenes: bounded by a semaphore (back-pressure, no frame lost);
-* live sources (rtsp, http): bounded, the oldest frame is dropped when the consumer
+* live sources (rtsp, http, whep): bounded, the oldest frame is dropped when the consumer
   lags (``stats.dropped``), so a slow consumer never stalls the camera connection.
 
 Clocks: files and synthetic scenes are timed by their PTS. Live sources whose

@@ -1,7 +1,8 @@
 """Camera sources: decoded frames as an async iterator, decoding off the event loop.
 
 :func:`open_source` picks the source for a camera: :class:`AvSource` (files, rtsp,
-http, decoded with PyAV) or :class:`SyntheticSource` (``synthetic://scene?...``).
+http, decoded with PyAV), :class:`~.whep.WhepSource` (``whep(s)://``: WebRTC, aiortc) or
+:class:`SyntheticSource` (``synthetic://scene?...``).
 All share :class:`~.source_base.FrameSource`: blocking work in one thread per
 camera, frames handed to the event loop through a bounded queue.
 
@@ -32,9 +33,10 @@ from .keyframes import KeyframeGate
 from .orientation import Upright
 from .source_base import Backoff, FrameSource, SourceFrame, SourceStats, _reason
 from .synthetic import SyntheticScene, parse_synthetic_url
+from .whep import WhepSource
 
 __all__ = ["AvSource", "Backoff", "FrameSource", "HttpSource", "SourceFrame", "SourceStats", "SyntheticSource",
-           "open_source"]
+           "WhepSource", "open_source"]
 
 log = logging.getLogger("vigie.grabber.sources")
 
@@ -435,4 +437,6 @@ def open_source(camera: CameraConfig, *, select: Callable[[float], bool] | None 
         return SyntheticSource(camera, **kwargs)
     if camera.kind == "http":
         return HttpSource(camera, **kwargs)
+    if camera.kind == "whep":
+        return WhepSource(camera, **kwargs)
     return AvSource(camera, **kwargs)

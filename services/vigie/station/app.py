@@ -4,7 +4,8 @@ Stages, in order (:meth:`StationService.start`):
 
 1. a producer, for operator actions and the audit register;
 2. a consumer of ``alerts.<station>`` outside any consumer group, read from the
-   beginning, so every console process rebuilds the station's whole current view;
+   beginning, so every console process rebuilds the station's whole current view; likewise one of
+   ``camera-status``, the health of the cameras (:mod:`vigie.station.cameras_page`, ``/api/cameras``);
 3. the HTTP routes: the console page, ``/api/incidents``, ``/api/events`` (server-sent
    events), the snapshot of an incident's frame with its regions, a camera's zones and headings
    (:mod:`vigie.station.geometry`), and operator actions.
@@ -17,10 +18,13 @@ queue is bounded and a console that falls behind gets the whole list again inste
 
 Only logged-in users reach the console (:mod:`vigie.station.auth`, :mod:`vigie.station.login`):
 operators and supervisors assigned the station see its incidents and act on them (escalated ones:
-supervisors only); auditors read the register (:mod:`vigie.station.register_page`) and land there.
+supervisors only; assigning: supervisors only), as the correlator's transition table allows
+(:mod:`vigie.station.actions`, :func:`vigie.correlator.incidents.refusal`); the false-alarm rates of the
+operators' verdicts (:mod:`vigie.station.rates_page`) are for supervisors only; auditors read the register
+(:mod:`vigie.station.register_page`) and land there.
 Viewing a snapshot is an image view: each one is written to the ``audit`` topic with the user, the
 station, the client's address and the frame viewed, before the image is sent (503 and no image when
-it cannot be written); so is every action.
+it cannot be written); so is every action, and every live view of a camera (:mod:`vigie.station.live`).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from vigie.accounts.passwords import verify_dummy
 from vigie.accounts.sessions import SessionStore
 from vigie.accounts.store import LockoutPolicy
-from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction
+from vigie.contracts.v1 import AuditEntry, Incident, OperatorAction, Verdict
 from vigie.core.audit import AuditLog
 from vigie.core.cameras import load_cameras
 from vigie.core.db import DatabaseSettings, check_reachable, make_engine, migrate
@@ -52,6 +56,9 @@ from vigie.core.kafka import (check_image_retention, describe_broker_error, fetc
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.topics import station_topic_base
+from vigie.correlator.incidents import refusal
+from vigie.station.actions import REASONS, REFUSED, SHAPE, VERDICTS, action_body, describe
+from vigie.station.cameras_page import CamerasPage
 from vigie.station.auth import SESSION, STATIC, Access, AuthSettings, StationAuth, reads_register
 from vigie.station.events import CLOSE, RESYNC, EventHub, sse
 from vigie.station.geometry import geometry_handler
@@ -59,8 +66,11 @@ from vigie.station.history import CursorError, closed_page
 from vigie.station.login import ConsoleAccounts, read_json
 from vigie.evidence.store import StoreError
 from vigie.station.evidence_page import EvidencePage
+from vigie.station.rates_page import RatesPage
+from vigie.station.live import LivePage
 from vigie.station.register_page import RegisterPage
 from vigie.station.store import IncidentStore, SnapshotCache
+from vigie.station.verdicts import MAX_WINDOW_S, MIN_WINDOW_S, VerdictStats
 
 log = logging.getLogger(__name__)
 DAY_S = 86400.0
@@ -73,12 +83,6 @@ SESSION_CHECK_S = 2.0
 KEEP_ALIVE_S = 15.0
 #: Seconds between two deletions of expired console sessions.
 PURGE_EVERY_S = 600.0
-ACTIONS = {
-    "acknowledge": OperatorAction.KIND_ACKNOWLEDGE,
-    "escalate": OperatorAction.KIND_ESCALATE,
-    "comment": OperatorAction.KIND_COMMENT,
-    "close": OperatorAction.KIND_CLOSE,
-}
 
 
 class StationSettings(StrictModel):
@@ -103,19 +107,36 @@ class StationSettings(StrictModel):
     evidence_store: str = Field("var/evidence", min_length=1, description="Folder of the evidence store "
                                 "(`vigie evidence serve --store`): the console plays incidents' clips from it.")
     cameras_file: str | None = Field(None, description="Cameras YAML: its authorisations and privacy masks, for "
-                                     "the supervisors' right-of-access exports (without it they are refused), and "
-                                     "the zones and headings drawn on snapshots (without it: none drawn).")
+                                     "the supervisors' right-of-access exports (without it they are refused); "
+                                     "its cameras are those the camera health shows (without it: all that report); "
+                                     "its zones and headings are drawn on snapshots (without it: none drawn).")
     snapshot_cache_bytes: int = Field(32 << 20, ge=0, le=4 << 30, description="Bytes of snapshot JPEGs kept in "
                                       "memory (least recently viewed evicted first).")
+    rates_window_s: float = Field(7 * DAY_S, ge=MIN_WINDOW_S, le=MAX_WINDOW_S, description="Seconds of closing "
+                                  "time over which false-alarm rates are shown and exported (1 h to 30 days).")
+    false_alarm_flag_rate: float = Field(0.5, ge=0, le=1, description="A camera-kind pair is flagged when its "
+                                         "false-alarm rate is over this, with false_alarm_min_verdicts verdicts.")
+    false_alarm_min_verdicts: int = Field(10, ge=1, le=1_000_000, description="Fewest verdicts (confirmed + false "
+                                          "alarms; tests are left out) for a camera-kind pair to be flagged.")
+    max_live_views: int = Field(8, ge=0, le=256, description="Live views (WebRTC video of a camera, "
+                                ":mod:`vigie.station.live`) open at a time; 503 beyond.")
 
     def model_post_init(self, _: Any) -> None:
         station_topic_base(self.station)
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
-    """The console's view of an incident: protobuf fields in camelCase, the state as a short word."""
+    """The console's view of an incident: protobuf fields in camelCase, the state as a short word (new,
+    acknowledged, on_hold, escalated, closed), the verdict as ``{"kind": "false_alarm", "reason": "reflection",
+    "author": ..., "atNs": ...}`` (``reason`` "" unless a false alarm; null while open)."""
     data = MessageToDict(incident, always_print_fields_with_no_presence=True)
     data["state"] = Incident.State.Name(incident.state).removeprefix("STATE_").lower()
+    verdict = incident.verdict
+    data["verdict"] = {
+        "kind": Verdict.Kind.Name(verdict.kind).removeprefix("KIND_").lower(),
+        "reason": Verdict.Reason.Name(verdict.reason).removeprefix("REASON_").lower() if verdict.reason else "",
+        "author": verdict.author, "atNs": str(verdict.at_ns),
+    } if incident.HasField("verdict") else None
     return data
 
 
@@ -142,6 +163,13 @@ class StationService(Service):
         self.register = RegisterPage(self.auth, self.login.audit)
         self.evidence = EvidencePage(self.auth, settings.evidence_store, self.incidents.get, self.login.audit,
                                      self.login.publish_outbox)
+        self.verdicts = VerdictStats(settings.rates_window_s, settings.false_alarm_flag_rate,
+                                     settings.false_alarm_min_verdicts, self.registry)
+        self.rates = RatesPage(self.auth, self.verdicts, settings.station)
+        self.live = LivePage(self.auth, settings.station, settings.kafka, self.topics.frames, self.incidents,
+                             self.login.audit, self._still_allowed, self.registry, settings.max_live_views)
+        self.cameras = CamerasPage(self.auth, settings.kafka, self.topics.camera_status, self.events.publish,
+                                   self.metrics)
         self._engine = None
 
     async def prepare(self) -> None:
@@ -155,6 +183,7 @@ class StationService(Service):
             return
         if self.settings.cameras_file:
             self.evidence.cameras = await asyncio.to_thread(load_cameras, self.settings.cameras_file)
+            self.cameras.only = {c.id for c in self.evidence.cameras.cameras}
         self.evidence.kafka = self.settings.kafka
         engine = make_engine(self.settings.database)
         try:
@@ -170,7 +199,8 @@ class StationService(Service):
         if self._producer is not None:
             return
         await self.prepare()
-        await require_topics(self.settings.kafka, [self.alerts, self.topics.actions, self.topics.audit],
+        await require_topics(self.settings.kafka, [self.alerts, self.topics.actions, self.topics.audit,
+                                                   self.topics.camera_status],
                              [self.settings.station])
         if self.evidence.cameras is not None:  # it shows frames (snapshots): they too must not outlive the orders
             await check_image_retention(self.settings.kafka, self.topics.frames, self.evidence.cameras.authorisations)
@@ -188,6 +218,7 @@ class StationService(Service):
         # No consumer group: every console process reads all partitions from the beginning.
         self._consumer = make_consumer(self.settings.kafka, self.alerts, group=None)
         await self._consumer.start()
+        await self.cameras.start()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Show the alerts as they come. While the broker is away the consumer waits (aiokafka reconnects
@@ -226,6 +257,7 @@ class StationService(Service):
             self.metrics.errors("decode").inc()
             log.warning("skipping alert: %s", exc)
             return
+        self.verdicts.observe(incident)
         if self.incidents.put(incident):
             if incident.revision == 1:
                 self.metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - incident.first_seen_ns) / 1e9))
@@ -234,6 +266,8 @@ class StationService(Service):
 
     async def stop(self) -> None:
         self.events.close()
+        await self.live.close()  # before the producer stops: the views' end entries are written
+        await self.cameras.stop()
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
@@ -259,8 +293,9 @@ class StationService(Service):
     def health(self) -> dict[str, Any]:
         self.incidents.prune()
         return {"station": self.settings.station, "incidents": len(self.incidents), "consoles": len(self.events),
-                "store": self.incidents.counts(), "resyncs": self.events.resyncs,
-                "snapshot_cache": self._snapshots.stats(), "database": self.settings.database.redacted(),
+                "store": self.incidents.counts(), "verdicts": len(self.verdicts), "resyncs": self.events.resyncs,
+                "cameras": self.cameras.counts(), "snapshot_cache": self._snapshots.stats(), "live": self.live.stats(),
+                "database": self.settings.database.redacted(),
                 "https": bool(self.settings.auth.tls_cert), "trusted_proxy": bool(self.settings.auth.trusted_proxies)}
 
     def routes(self, app: web.Application) -> None:
@@ -277,6 +312,9 @@ class StationService(Service):
         self.login.routes(app)
         self.register.routes(app)
         self.evidence.routes(app)
+        self.rates.routes(app)
+        self.live.routes(app)
+        self.cameras.routes(app)
 
     async def _index(self, request: web.Request) -> web.FileResponse:
         """The incidents page; an auditor who does not see this station's incidents lands on the register."""
@@ -362,12 +400,15 @@ class StationService(Service):
         return info is not None and info.user.views(self.settings.station) and not info.user.must_change_password
 
     async def _send_all(self, response: web.StreamResponse, reason: str, dropped: int) -> None:
-        """Write ``resync`` then every incident held, oldest first, straight to the socket (not via the queue)."""
+        """Write ``resync``, every incident held, oldest first, then every camera shown, straight to the socket
+        (not via the queue)."""
         await response.write(sse("resync", {"reason": reason, "dropped": dropped}).encode())
         for n, incident in enumerate(self.incidents.live(), 1):
             await response.write(sse("incident", incident_json(incident)).encode())
             if n % 200 == 0:
                 await asyncio.sleep(0)  # let the consumer and the other consoles run during a long list
+        for camera in self.cameras.items():
+            await response.write(sse("camera", camera).encode())
 
     def _incident(self, request: web.Request) -> Incident:
         incident = self.incidents.get(request.match_info["id"])
@@ -400,44 +441,52 @@ class StationService(Service):
                                incident_id=incident.id, record=incident.snapshot, detail=detail)
 
     async def _action(self, request: web.Request) -> web.Response:
-        """POST ``{"action": "acknowledge|close|comment|escalate", "comment": "text"}``: 202 once published.
+        """POST ``{"action": "acknowledge|hold|resume|assign|escalate|comment|close", "comment": "text",
+        "assignee": "user", "verdict": "confirmed|false_alarm|test", "reason": "shadow_or_light|..."}``: 202 once
+        published.
 
-        400 (nothing published) for a body that is not such an object, an unknown key
-        (named, with the accepted ones), or a ``comment`` action without comment text.
+        400 (nothing published) for a body that is not such an object, an unknown key (named, with the
+        accepted ones), or a field the action needs missing (named): ``comment`` for a comment, ``assignee``
+        for assign, ``verdict`` for close, ``reason`` for a false alarm; or an assignee who is not an enabled
+        operator or supervisor of this station. 403: assign by a non-supervisor, any action on an escalated
+        incident by a non-supervisor. 409: a closed incident, or a transition the correlator's table refuses
+        (:func:`vigie.correlator.incidents.refusal`).
         """
         incident = self._incident(request)
         user = request[SESSION].user
-        expected = {"action": " | ".join(sorted(ACTIONS)), "comment": "text (needed by 'comment')"}
-        body = await read_json(request, f"expected JSON {json.dumps(expected)}")
-        try:
-            kind = ACTIONS[body["action"]]
-            comment = body.get("comment", "")
-            if not isinstance(comment, str):
-                raise TypeError("comment")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise web.HTTPBadRequest(text=f"expected JSON {json.dumps(expected)}") from None
-        unknown = sorted(str(key) for key in body if key not in expected)
-        if unknown:
-            raise web.HTTPBadRequest(text=f"unknown key {unknown[0]!r} in the action; accepted keys: "
-                                          f"{', '.join(expected)} (expected JSON {json.dumps(expected)})")
-        if kind == OperatorAction.KIND_COMMENT and not comment.strip():
-            raise web.HTTPBadRequest(text="a 'comment' action needs a non-empty 'comment' text")
-        if incident.state == Incident.STATE_CLOSED:  # the correlator would refuse it: nothing to record
-            raise web.HTTPConflict(text="this incident is closed: no action applies to it any more")
-        if incident.state == Incident.STATE_ESCALATED and not user.supervisor:
-            raise web.HTTPForbidden(text="this incident is escalated: only a supervisor acts on it")
-        try:  # recorded before it is done: the register never misses an action
-            await self._audit(request, AuditEntry.KIND_ACTION, incident, body["action"])
-        except KafkaError:
-            raise web.HTTPServiceUnavailable(text="the action could not be written to the register: "
-                                                  "nothing was done; try again") from None
+        body, kind = action_body(await read_json(request, SHAPE))
         action = OperatorAction(
             id=uuid.uuid4().hex, incident_id=incident.id, camera_id=incident.camera_id, kind=kind,
             operator=user.name, station=self.settings.station, at_ns=time.time_ns(),
-            comment=comment[:2000],
+            comment=body.get("comment", "")[:2000], assignee=body.get("assignee", ""),
+            verdict=VERDICTS.get(body.get("verdict", ""), 0), reason=REASONS.get(body.get("reason", ""), 0),
         )
+        if kind == OperatorAction.KIND_ASSIGN:
+            if not user.supervisor:
+                raise web.HTTPForbidden(text="only a supervisor assigns an incident")
+            await self._check_assignee(action.assignee)
+        why = refusal(incident, action)
+        if why:  # the correlator would refuse it: nothing to record
+            raise web.HTTPConflict(text=REFUSED.get(why, f"'{body['action']}' does not apply to an incident "
+                                                         f"{incident_json(incident)['state']} ({why})"))
+        if incident.state == Incident.STATE_ESCALATED and not user.supervisor:
+            raise web.HTTPForbidden(text="this incident is escalated: only a supervisor acts on it")
+        try:  # recorded before it is done: the register never misses an action
+            await self._audit(request, AuditEntry.KIND_ACTION, incident, describe(body))
+        except KafkaError:
+            raise web.HTTPServiceUnavailable(text="the action could not be written to the register: "
+                                                  "nothing was done; try again") from None
         topic = self.topics.actions
         await self._producer.send_and_wait(topic.name, topic.encode(action), key=topic.key(incident.camera_id))
         self.metrics.records_out(topic.name).inc()
         log.info("operator action", extra={"action": body["action"], "incident": incident.id})
         return web.json_response({"id": action.id, "incident": incident.id, "action": body["action"]}, status=202)
+
+    async def _check_assignee(self, name: str) -> None:
+        """Raise HTTPBadRequest unless ``name`` is an enabled operator or supervisor account of this station."""
+        account = await self.login.accounts.get(name[:64])
+        if (account is None or account.disabled or self.settings.station not in account.stations
+                or not {"operator", "supervisor"} & set(account.roles)):
+            raise web.HTTPBadRequest(text=f"assignee {name[:64]!r}: no enabled operator or supervisor account "
+                                          f"of station {self.settings.station} has this name")
+

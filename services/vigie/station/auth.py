@@ -65,6 +65,8 @@ class Access(enum.Enum):
     VIEWER = "viewer"
     #: Holders of a role of :data:`REGISTER_ROLES`, whatever their stations: the register's page and APIs.
     REGISTER = "register"
+    #: Supervisors assigned this station: its false-alarm rates (:mod:`vigie.station.rates_page`).
+    SUPERVISOR = "supervisor"
 
 
 #: Roles that read the register (:mod:`vigie.station.register_page`). The auditor only: the register says
@@ -246,6 +248,8 @@ class StationAuth:
             raise web.HTTPForbidden(text="change your password first (POST /api/password)")
         if access is Access.VIEWER and not info.user.views(self.station):
             raise web.HTTPForbidden(text=f"{info.user.name} does not see station {self.station}'s incidents")
+        if access is Access.SUPERVISOR and not (info.user.supervisor and info.user.views(self.station)):
+            raise web.HTTPForbidden(text=f"{info.user.name} is not a supervisor of station {self.station}")
         if access is Access.REGISTER and not reads_register(info.user):
             raise web.HTTPForbidden(text=f"{info.user.name} does not read the register (role "
                                          f"{' or '.join(sorted(REGISTER_ROLES))} needed)")

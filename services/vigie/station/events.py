@@ -18,6 +18,9 @@ The stream, as the browser sees it::
 
     event: gone            (an incident left the station's memory; it is in the history)
     data: {"id": "<incident id>"}
+
+    event: camera          (after the incidents of a resync, one per camera shown; then one per change of a
+    data: <camera JSON>     camera's state or staleness: vigie.station.cameras_page)
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """The station's history: closed incidents read back from the alerts topic, newest first, page by page.
 
 Closed incidents leave the station's memory (:mod:`vigie.station.store`), but the alerts topic
-keeps every revision for 30 days, and a closed incident is final: the correlator publishes
-exactly one closed revision of it (``vigie.correlator.incidents``). So the history is the
-closed revisions of the topic, read backwards on demand by a consumer outside any consumer
-group (nothing is kept between requests; read_committed, so aborted transactions never show).
+keeps every revision for 30 days. The history is the closed revisions of the topic, read
+backwards on demand by a consumer outside any consumer group (nothing is kept between requests;
+read_committed, so aborted transactions never show). A closed incident is not always final: an
+anomaly at the same place within its kind's reactivation threshold reopens it
+(``vigie.correlator.incidents``), and it may close again later, so one incident can have several
+closed revisions; a page shows each incident once, its newest closed revision (the scan meets it
+first), and an incident reopened and still open shows at its last closing.
 
 A page is ``limit`` closed incidents, newest closing first (``updated_ns``, the correlator's
 clock). Its cursor is exact, not a time: for each partition of the topic, the offset below which
@@ -13,11 +16,12 @@ partition is read backwards from its cursor offset, ``chunk`` records at a time,
 ``limit`` closed incidents or reached its first offset; the partitions' lists are then merged by
 closing time, each partition taken in offset order, so the next cursor of a partition is just
 above its newest closed incident not shown (or the lowest offset read, when all were shown).
-The order is by closing time as long as each partition holds its closed revisions in closing order,
-which it does: the correlator publishes a revision when it makes it. Every closed incident shows once, on one page,
-even when timestamps of partitions interleave; ids seen twice on a page (a republished revision)
-are shown once. The cost of a page is about ``limit / (share of closed revisions)`` records
-per partition.
+The order is by closing time as long as each partition holds its closed revisions in closing
+order, which it does: the correlator publishes a revision when it makes it. Every closing shows
+once, on one page, even when timestamps of partitions interleave; ids seen twice on a page (a
+republished revision, an incident closed again after a reopening) are shown once, at their newest
+closing (an older closing of an incident reopened and closed again may show on a later page).
+The cost of a page is about ``limit / (share of closed revisions)`` records per partition.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from vigie.contracts.v1 import common_pb2 as vigie_dot_contracts_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evigie/contracts/v1/audit.proto\x12\x08vigie.v1\x1a\x1fvigie/contracts/v1/common.proto\"\xcf\x05\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.vigie.v1.AuditEntry.Kind\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12\x10\n\x08operator\x18\x04 \x01(\t\x12\x0f\n\x07station\x18\x05 \x01(\t\x12\r\n\x05\x61t_ns\x18\x06 \x01(\x03\x12#\n\x06record\x18\x07 \x01(\x0b\x32\x13.vigie.v1.RecordRef\x12\x13\n\x0bincident_id\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x0f\n\x07service\x18\n \x01(\t\x12\x0e\n\x06\x63lient\x18\x0b \x01(\t\x12\x0f\n\x07subject\x18\x0c \x01(\t\"\xca\x03\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tKIND_VIEW\x10\x01\x12\x0f\n\x0bKIND_EXPORT\x10\x02\x12\x0e\n\nKIND_PURGE\x10\x03\x12\r\n\tKIND_HOLD\x10\x04\x12\x0f\n\x0bKIND_ACTION\x10\x05\x12\x0e\n\nKIND_LOGIN\x10\x06\x12\x15\n\x11KIND_LOGIN_FAILED\x10\x07\x12\x0f\n\x0bKIND_LOGOUT\x10\x08\x12\x17\n\x13KIND_ACCOUNT_CHANGE\x10\t\x12\x16\n\x12KIND_CAMERA_CONFIG\x10\n\x12\x17\n\x13KIND_CAMERA_STARTED\x10\x0b\x12\x17\n\x13KIND_CAMERA_STOPPED\x10\x0c\x12\x18\n\x14KIND_SERVICE_STARTED\x10\r\x12\x18\n\x14KIND_SERVICE_STOPPED\x10\x0e\x12\x17\n\x13KIND_CAMERA_REFUSED\x10\x0f\x12\x16\n\x12KIND_AUTHORISATION\x10\x10\x12\x19\n\x15KIND_ANALYTIC_REFUSED\x10\x11\x12\x12\n\x0eKIND_RECORDING\x10\x12\x12\x16\n\x12KIND_HOLD_RELEASED\x10\x13\x12\x15\n\x11KIND_TRANSMISSION\x10\x14\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evigie/contracts/v1/audit.proto\x12\x08vigie.v1\x1a\x1fvigie/contracts/v1/common.proto\"\xe6\x05\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.vigie.v1.AuditEntry.Kind\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12\x10\n\x08operator\x18\x04 \x01(\t\x12\x0f\n\x07station\x18\x05 \x01(\t\x12\r\n\x05\x61t_ns\x18\x06 \x01(\x03\x12#\n\x06record\x18\x07 \x01(\x0b\x32\x13.vigie.v1.RecordRef\x12\x13\n\x0bincident_id\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x0f\n\x07service\x18\n \x01(\t\x12\x0e\n\x06\x63lient\x18\x0b \x01(\t\x12\x0f\n\x07subject\x18\x0c \x01(\t\"\xe1\x03\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tKIND_VIEW\x10\x01\x12\x0f\n\x0bKIND_EXPORT\x10\x02\x12\x0e\n\nKIND_PURGE\x10\x03\x12\r\n\tKIND_HOLD\x10\x04\x12\x0f\n\x0bKIND_ACTION\x10\x05\x12\x0e\n\nKIND_LOGIN\x10\x06\x12\x15\n\x11KIND_LOGIN_FAILED\x10\x07\x12\x0f\n\x0bKIND_LOGOUT\x10\x08\x12\x17\n\x13KIND_ACCOUNT_CHANGE\x10\t\x12\x16\n\x12KIND_CAMERA_CONFIG\x10\n\x12\x17\n\x13KIND_CAMERA_STARTED\x10\x0b\x12\x17\n\x13KIND_CAMERA_STOPPED\x10\x0c\x12\x18\n\x14KIND_SERVICE_STARTED\x10\r\x12\x18\n\x14KIND_SERVICE_STOPPED\x10\x0e\x12\x17\n\x13KIND_CAMERA_REFUSED\x10\x0f\x12\x16\n\x12KIND_AUTHORISATION\x10\x10\x12\x19\n\x15KIND_ANALYTIC_REFUSED\x10\x11\x12\x12\n\x0eKIND_RECORDING\x10\x12\x12\x16\n\x12KIND_HOLD_RELEASED\x10\x13\x12\x15\n\x11KIND_TRANSMISSION\x10\x14\x12\x15\n\x11KIND_VIEW_REFUSED\x10\x15\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vigie.contracts.v1.audit_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUDITENTRY']._serialized_start=78
-  _globals['_AUDITENTRY']._serialized_end=797
+  _globals['_AUDITENTRY']._serialized_end=820
   _globals['_AUDITENTRY_KIND']._serialized_start=339
-  _globals['_AUDITENTRY_KIND']._serialized_end=797
+  _globals['_AUDITENTRY_KIND']._serialized_end=820
 # @@protoc_insertion_point(module_scope)

@@ -32,6 +32,7 @@ class AuditEntry(_message.Message):
         KIND_RECORDING: _ClassVar[AuditEntry.Kind]
         KIND_HOLD_RELEASED: _ClassVar[AuditEntry.Kind]
         KIND_TRANSMISSION: _ClassVar[AuditEntry.Kind]
+        KIND_VIEW_REFUSED: _ClassVar[AuditEntry.Kind]
     KIND_UNSPECIFIED: AuditEntry.Kind
     KIND_VIEW: AuditEntry.Kind
     KIND_EXPORT: AuditEntry.Kind
@@ -53,6 +54,7 @@ class AuditEntry(_message.Message):
     KIND_RECORDING: AuditEntry.Kind
     KIND_HOLD_RELEASED: AuditEntry.Kind
     KIND_TRANSMISSION: AuditEntry.Kind
+    KIND_VIEW_REFUSED: AuditEntry.Kind
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]

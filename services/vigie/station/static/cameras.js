@@ -1,6 +1,6 @@
 // The camera health strip: one chip per camera, worst first, from the `camera` server-sent events: after each
 // resync the station sends every camera again (what GET /api/cameras answers), then each change. A chip says the camera and its state in words
-// ("gate: unauthorised", "old: no news (grabber gone)" when stale), its colour (green streaming, amber
+// ("gate: unauthorised"; "old: no news (grabber gone)" when stale, "never reported"), its colour (green streaming, amber
 // reconnecting or stalled, red otherwise) with a symbol and since when; a blind camera is marked `blind`.
 // A station without camera status sends no camera event: no strip (and no failed request).
 "use strict";
@@ -51,7 +51,8 @@ function cameraChip(s) {
   chip.dataset.testid = "camera";
   chip.dataset.state = s.stale ? "stale" : s.state;
   chip.dataset.since = msOf(s.sinceNs) ? `since ${when(msOf(s.sinceNs))}` : "";
-  chip.textContent = `${s.cameraId}: ${s.stale ? "no news (grabber gone)" : s.state}`;
+  const word = !s.stale ? s.state : msOf(s.updatedNs) ? "no news (grabber gone)" : "never reported";
+  chip.textContent = `${s.cameraId}: ${word}`;
   const at = (label, ns) => (msOf(ns) ? `${label} ${when(msOf(ns))}` : "");
   chip.title = [s.error, at("since", s.sinceNs), at("last status", s.updatedNs), at("last frame", s.lastCaptureNs)]
     .filter(Boolean).join("\n");

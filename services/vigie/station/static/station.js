@@ -91,6 +91,7 @@ async function start() {
   document.getElementById("station").textContent = "station " + me.station;
   document.getElementById("whoami").textContent = `${me.user} (${me.roles.join(", ")})`;
   document.getElementById("register-link").hidden = !me.register;
+  document.getElementById("rates-link").hidden = !me.roles.includes("supervisor");
   const holdsToggle = document.getElementById("holds-toggle");
   holdsToggle.hidden = !me.roles.includes("supervisor");
   holdsToggle.addEventListener("click", () => {
