@@ -17,7 +17,7 @@ import simplejpeg
 from tests.stack import service
 from tests.station_console import publish_frame, read_topic
 from tests.station_support import alarm, console_page, publish_now, station_namespace
-from vigie.contracts.v1 import CameraStatus, Incident, OperatorAction, Region
+from vigie.contracts.v1 import CameraStatus, Incident, OperatorAction, Region, Verdict
 from vigie.core.authorisations import authorise_cameras
 from vigie.core.topics import Topics
 
@@ -127,7 +127,7 @@ def test_table_orders_by_priority_folds_storms_filters_and_hides_closed(console)
         assert not errors, errors
 
 
-def test_detail_draws_zones_posts_a_comment_and_closing_needs_a_verdict(console) -> None:
+def test_detail_draws_zones_comments_assigns_and_closing_needs_a_verdict(console) -> None:
     base, kafka, fire_id = console
     with console_page(base, "sup-main") as (page, errors):
         page.locator(f"#rows tr[data-incident-id='{fire_id}']").click()
@@ -158,13 +158,24 @@ def test_detail_draws_zones_posts_a_comment_and_closing_needs_a_verdict(console)
         assert send.is_enabled() and page.locator("#reason-field").is_hidden()
         page.click("#close-form button[value=cancel]")
         assert page.locator("#close-dialog").is_hidden()
+        detail.locator("form.assign input").fill("op-main")
+        detail.locator("form.assign button").click()
+        page.wait_for_function("() => document.querySelector('form.assign input').value === ''", timeout=10000)
+        detail.locator("button.close").click()
+        page.check("#close-form input[value=false_alarm]")
+        page.select_option("#close-form select[name=reason]", "reflection")
+        page.click("#close-send")
+        assert page.locator("#close-dialog").is_hidden()
+        detail.locator(".action-status", has_text="close sent").wait_for(timeout=10000)
         with page.expect_popup() as popup:
             detail.locator("button.live").click()
         assert re.search(rf"/live\?camera=cam-fire&incident={fire_id}$", popup.value.url), popup.value.url
         assert not errors, errors
     actions = asyncio.run(read_topic(kafka, Topics(kafka.namespace).actions))
-    assert [(a.kind, a.incident_id, a.comment, a.operator) for a in actions] == [
-        (OperatorAction.KIND_COMMENT, fire_id, "patrol 12 on its way", "sup-main")]
+    assert [(a.kind, a.incident_id, a.comment, a.assignee, a.verdict, a.reason, a.operator) for a in actions] == [
+        (OperatorAction.KIND_COMMENT, fire_id, "patrol 12 on its way", "", 0, 0, "sup-main"),
+        (OperatorAction.KIND_ASSIGN, fire_id, "", "op-main", 0, 0, "sup-main"),
+        (OperatorAction.KIND_CLOSE, fire_id, "", "", Verdict.KIND_FALSE_ALARM, Verdict.REASON_REFLECTION, "sup-main")]
 
 
 BEEPS = """window.__beeps = 0;

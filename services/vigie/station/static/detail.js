@@ -22,6 +22,7 @@ function showDetail(incident, held = true) {
   pane.hidden = false;
   if (other) {
     pane.querySelector(".action-error").hidden = true;
+    pane.querySelector(".action-status").textContent = "";
     const box = pane.querySelector(".evidence");
     box.dataset.incidentId = incident.id;
     box.replaceChildren();
@@ -232,13 +233,17 @@ function fillHistory(incident) {
 // POST an action on the incident shown; an error is said in the pane. Returns true once published.
 async function act(body) {
   const error = pane.querySelector(".action-error");
+  const status = pane.querySelector(".action-status");
   error.hidden = true;
+  status.textContent = "";
   const response = await call(`/api/incidents/${encodeURIComponent(shown.id)}/actions`, {
     method: "POST", body: JSON.stringify(body),
   });
   if (!response.ok) {
     error.textContent = `${body.action} refused: ${await response.text()}`;
     error.hidden = false;
+  } else {
+    status.textContent = `${body.action} sent at ${when(Date.now())}: the alarm changes when the correlator applies it.`;
   }
   return response.ok;
 }
