@@ -65,23 +65,18 @@ function fillDetail(incident) {
 
 function fillButtons(incident) {
   const open = incident._held && incident.state !== "closed";
-  const allowed = open && (incident.state !== "escalated" || isSupervisor());
+  const allowed = open && (incident.state !== "escalated" || isSupervisor()); // escalated: supervisors only
   const state = incident.state;
-  const set = (selector, enabled, why = "") => {
-    const button = pane.querySelector(selector);
-    button.disabled = !enabled;
-    button.dataset.why = enabled ? "" : why;
-  };
-  const why = !open ? "closed or no longer held" : "escalated: supervisors only";
+  const enable = (selector, enabled) => { pane.querySelector(selector).disabled = !enabled; };
   const unacknowledgedEscalation = state === "escalated" && msOf(incident.acknowledgedNs) < msOf(incident.escalatedNs);
-  set("button.ack", allowed && (state === "new" || unacknowledgedEscalation), why);
+  enable("button.ack", allowed && (state === "new" || unacknowledgedEscalation));
   pane.querySelector("button.hold").hidden = state === "on_hold";
   pane.querySelector("button.resume").hidden = state !== "on_hold";
-  set("button.hold", allowed && state === "acknowledged", why);
-  set("button.resume", allowed && state === "on_hold", why);
-  set("button.esc", allowed && state !== "escalated", why);
-  set("button.close", allowed, why);
-  set("button.live", incident._held);
+  enable("button.hold", allowed && state === "acknowledged");
+  enable("button.resume", allowed && state === "on_hold");
+  enable("button.esc", allowed && state !== "escalated");
+  enable("button.close", allowed);
+  enable("button.live", incident._held);
   pane.querySelector("form.assign").hidden = !(isSupervisor() && open);
   pane.querySelector(".comment-form button").disabled = !allowed;
   const supervisor = isSupervisor() && incident._held;
