@@ -27,12 +27,12 @@ from vigie.station.auth import AuthSettings
 
 @asynccontextmanager
 async def running_station(kafka: KafkaSettings, db_url: str, station: str = "main", *, apps: list | None = None,
-                          **auth: Any):
+                          cameras_file: str | None = None, **auth: Any):
     """A started station (its alert consumer running) served on a free port; yields ``(service, base URL)``.
 
     Its aiohttp application is appended to ``apps`` when given (to enumerate its routes)."""
     service = StationService(StationSettings(kafka=kafka, station=station, database=DatabaseSettings(url=db_url),
-                                             auth=AuthSettings(**auth)))
+                                             auth=AuthSettings(**auth), cameras_file=cameras_file))
     await service.start()
     service.state = State.RUNNING
     stop = asyncio.Event()

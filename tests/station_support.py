@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from aiokafka import AIOKafkaProducer
 
 from vigie.accounts.store import provision
-from vigie.contracts.v1 import Incident, Region
+from vigie.contracts.v1 import HistoryItem, Incident, Note, Region
 from vigie.core.db import DatabaseSettings
 from vigie.station.client import login_cookie as client_login
 from vigie.core.settings import KafkaSettings
-from vigie.core.topics import Topic
+from vigie.core.topics import Topic, Topics
 
 NS = 1_000_000_000
 #: Password of the users the tests create (it passes the policy).
@@ -46,17 +45,34 @@ def incident(n: int, *, state: int = Incident.STATE_NEW, revision: int = 1, age_
     )
 
 
+def alarm(n: int, camera: str, kind: str = "intrusion", *, priority: int = 3, zone: str = "",
+          state: int = Incident.STATE_NEW, age_s: float = 0.0, owner: str = "", note: str = "") -> Incident:
+    """Incident ``inc-<n>`` of :func:`incident` as the alarm manager's correlator publishes it: on ``camera``,
+    of ``kind``, with a priority, a zone, an owner, an opening in its history and ``note`` as a comment."""
+    item = incident(n, state=state, age_s=age_s)
+    item.camera_id, item.kind, item.priority, item.zone, item.owner = camera, kind, priority, zone, owner
+    del item.track_ids[:]
+    item.track_ids.append(f"{camera}/{kind}/{n}")
+    item.history.append(HistoryItem(at_ns=item.first_seen_ns, actor="vigie", what="opened", detail=f"by an-{n}"))
+    if note:
+        item.notes.append(Note(author="op-night", at_ns=item.last_seen_ns, text=note))
+    return item
+
+
+def publish_now(kafka: KafkaSettings, topic: Topic[Incident], incidents: list[Incident]) -> None:
+    """:func:`publish` from synchronous code, even inside another event loop (Playwright's)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, publish(kafka, topic, incidents)).result()
+
+
 async def publish(kafka: KafkaSettings, topic: Topic[Incident], incidents: list[Incident]) -> None:
     """Send ``incidents`` to ``topic``, keyed by camera id like the correlator, and wait for every acknowledgement."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=5,
-                                max_request_size=4 << 20)
-    await producer.start()
-    try:
-        for item in incidents:
-            await producer.send(topic.name, topic.encode(item), key=topic.key(item.camera_id))
-        await producer.flush()
-    finally:
-        await producer.stop()
+    from vigie.station.scale import publish_all
+
+    await publish_all(kafka, topic, incidents)
 
 
 @dataclass
@@ -184,3 +200,36 @@ def browser_login(page, base: str, user: str, password: str = PASSWORD) -> None:
     page.click("#login-button")
     page.wait_for_url(f"{base}/")
     page.locator("#whoami").wait_for()
+
+
+def station_namespace(broker: str, folder: Path, users: dict[str, str]) -> tuple[KafkaSettings, Topics, str]:
+    """A namespace of its own with every topic of station main, and a SQLite accounts database in ``folder``
+    with ``users`` (name -> roles, on station main); returns (kafka settings, topics, database URL)."""
+    import asyncio
+    import uuid
+
+    from vigie.core.kafka import apply_topics
+
+    kafka = KafkaSettings(bootstrap=broker, namespace=f"t{uuid.uuid4().hex[:10]}.")
+    topics = Topics(kafka.namespace)
+    asyncio.run(apply_topics(kafka, topics.all(["main"])))
+    db = f"sqlite:///{folder}/accounts.db"
+    for name, roles in users.items():
+        add_user(db, name, roles, "main")
+    return kafka, topics, db
+
+
+@contextmanager
+def console_page(base: str, user: str, prepare: Callable[[object], None] | None = None, **kw):  # noqa: ANN003
+    """A headless Chromium page (``tests.browser.chromium_page(**kw)``) logged in to the console at ``base`` as
+    ``user``, after ``prepare(page)`` when given (routes, init scripts); yields ``(page, errors)``, the
+    uncaught script errors of the page."""
+    from tests.browser import chromium_page
+
+    with chromium_page(**kw) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        if prepare is not None:
+            prepare(page)
+        browser_login(page, base, user)
+        yield page, errors

@@ -92,9 +92,9 @@ def test_a_supervisor_plays_the_clip_and_places_a_hold_others_cannot(broker, tmp
         assert get_json(port, "/api/evidence/no-such-item", cookie)[0] == 404
         with chromium_page() as page:
             browser_login(page, base, "sup-main")
-            card = page.locator(f"[data-incident-id='{incident_id}']")
-            card.wait_for(timeout=15000)
-            card.locator("button.evidence-button").click()
+            page.locator(f"#rows tr[data-incident-id='{incident_id}']").click(timeout=15000)
+            card = page.locator(f"#detail[data-incident-id='{incident_id}']")
+            card.locator(".evidence button.play").click(timeout=10000)  # listed on opening, played on demand
             video = card.locator(".evidence video")
             video.wait_for(timeout=10000)
             page.wait_for_function("v => v.readyState >= 1 && v.videoWidth === 160", arg=video.element_handle(),
@@ -193,10 +193,9 @@ def test_a_supervisor_draws_the_requester_and_downloads_the_access_export(broker
         base = f"http://127.0.0.1:{port}"
         with chromium_page() as page:
             browser_login(page, base, "sup-main")
-            card = page.locator(f"[data-incident-id='{incident_id}']")
-            card.wait_for(timeout=15000)
-            card.locator("button.evidence-button").click()
-            card.locator("button.access-button").click()
+            page.locator(f"#rows tr[data-incident-id='{incident_id}']").click(timeout=15000)
+            card = page.locator(f"#detail[data-incident-id='{incident_id}']")
+            card.locator("button.access-button").click(timeout=10000)
             img = card.locator(".access-frame img")
             page.wait_for_function("i => i.complete && i.naturalWidth === 320", arg=img.element_handle(), timeout=10000)
             shown = img.bounding_box()

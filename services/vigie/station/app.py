@@ -7,7 +7,8 @@ Stages, in order (:meth:`StationService.start`):
    beginning, so every console process rebuilds the station's whole current view; likewise one of
    ``camera-status``, the health of the cameras (:mod:`vigie.station.cameras_page`, ``/api/cameras``);
 3. the HTTP routes: the console page, ``/api/incidents``, ``/api/events`` (server-sent
-   events), the snapshot of an incident's frame with its regions, and operator actions.
+   events), the snapshot of an incident's frame with its regions, a camera's zones and headings
+   (:mod:`vigie.station.geometry`), and operator actions.
 
 Memory is bounded: the incidents held are the open ones and those closed in the last
 ``keep_closed_s``, at most ``max_incidents`` (:mod:`vigie.station.store`); older closed ones are read
@@ -60,6 +61,7 @@ from vigie.station.actions import REASONS, REFUSED, SHAPE, VERDICTS, action_body
 from vigie.station.cameras_page import CamerasPage
 from vigie.station.auth import SESSION, STATIC, Access, AuthSettings, StationAuth, reads_register
 from vigie.station.events import CLOSE, RESYNC, EventHub, sse
+from vigie.station.geometry import geometry_handler
 from vigie.station.history import CursorError, closed_page
 from vigie.station.login import ConsoleAccounts, read_json
 from vigie.evidence.store import StoreError
@@ -106,7 +108,8 @@ class StationSettings(StrictModel):
                                 "(`vigie evidence serve --store`): the console plays incidents' clips from it.")
     cameras_file: str | None = Field(None, description="Cameras YAML: its authorisations and privacy masks, for "
                                      "the supervisors' right-of-access exports (without it they are refused); "
-                                     "its cameras are those the camera health shows (without it: all that report).")
+                                     "its cameras are those the camera health shows (without it: all that report); "
+                                     "its zones and headings are drawn on snapshots (without it: none drawn).")
     snapshot_cache_bytes: int = Field(32 << 20, ge=0, le=4 << 30, description="Bytes of snapshot JPEGs kept in "
                                       "memory (least recently viewed evicted first).")
     rates_window_s: float = Field(7 * DAY_S, ge=MIN_WINDOW_S, le=MAX_WINDOW_S, description="Seconds of closing "
@@ -305,6 +308,7 @@ class StationService(Service):
         add(app, "GET", "/api/events", self._events, Access.VIEWER)
         add(app, "GET", "/api/incidents/{id}/snapshot.jpg", self._snapshot, Access.VIEWER)
         add(app, "POST", "/api/incidents/{id}/actions", self._action, Access.VIEWER)
+        add(app, "GET", "/api/cameras/{id}/geometry", geometry_handler(lambda: self.evidence.cameras), Access.VIEWER)
         self.login.routes(app)
         self.register.routes(app)
         self.evidence.routes(app)

@@ -9,17 +9,23 @@ run, is one argon2id verification in this process: the login's cost over it is w
 Live view (:func:`bench_live`): a ``vigie grabber`` publishes a synthetic 720x480 camera at 10 fps (640 pixels
 wide), the station holds one incident of it, and an aiortc client (:mod:`vigie.station.live_client`) watches
 its live view: how far behind capture each frame is handed to the station's encoder, and decoded by the client.
+
+The console at scale (:func:`bench_console_scale`, :mod:`vigie.station.scale`): a station holding 10,000
+incidents opened in headless Chromium (first row, all rows, a filter applied, the longest main-thread task) and
+the incidents per minute a station passes from the alerts topic to a console's event stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,7 +69,8 @@ async def _run(base: str, password: str, n: int) -> dict[str, Any]:
 
 def bench_console(bootstrap: str, n: int = 100) -> dict[str, Any]:
     """Log in ``n`` times to a fresh station and open its first page; returns p50/p99 in ms of both and the
-    argon2id reference. Raises RuntimeError when the station does not start or refuses the login."""
+    argon2id reference, and under ``scale`` the figures of :func:`bench_console_scale`. Raises RuntimeError when
+    the station does not start or refuses the login."""
     password = generate_password()
     digest = hash_password(password)
     began = time.perf_counter()
@@ -73,6 +80,7 @@ def bench_console(bootstrap: str, n: int = 100) -> dict[str, Any]:
     with _station(bootstrap, "console", password) as (base, _):
         figures = asyncio.run(_run(base, password, n))
     figures["argon2id_verify_ms"] = reference_ms
+    figures["scale"] = bench_console_scale(bootstrap)
     return figures
 
 
@@ -96,9 +104,9 @@ def _start(bootstrap: str, namespace: str, args: list[str]) -> tuple[subprocess.
 
 
 @contextmanager
-def _station(bootstrap: str, what: str, password: str) -> Iterator[tuple[str, KafkaSettings]]:
-    """A station with account :data:`USER` (``password``) in a fresh namespace; yields its base URL and the
-    namespace's settings, and stops it on exit."""
+def _station(bootstrap: str, what: str, password: str, *args: str) -> Iterator[tuple[str, KafkaSettings]]:
+    """A station (``vigie station <args>``) with account :data:`USER` (``password``) in a fresh namespace; yields
+    its base URL and the namespace's settings, and stops it on exit."""
     from vigie.accounts.store import provision
     from vigie.core.db import DatabaseSettings
 
@@ -109,13 +117,52 @@ def _station(bootstrap: str, what: str, password: str) -> Iterator[tuple[str, Ka
     with tempfile.TemporaryDirectory(prefix=f"vigie-bench-{what}-") as tmp:
         url = f"sqlite:///{tmp}/accounts.db"
         asyncio.run(provision(DatabaseSettings(url=url), USER, ["operator"], ["main"], by="bench", password=password))
-        proc, port = _start(bootstrap, namespace, ["station", "--database", url])
+        proc, port = _start(bootstrap, namespace, ["station", "--database", url, *args])
         try:
             time.sleep(2.0)  # let it reach 'running'
             yield f"http://127.0.0.1:{port}", kafka
         finally:
             proc.terminate()
             proc.wait(30)
+
+
+def bench_console_scale(bootstrap: str, held: int = 10_000) -> dict[str, Any]:
+    """The console with ``held`` incidents (:mod:`vigie.station.scale`): its load in headless Chromium (None when
+    Playwright or Debian's chromium is missing) and the incidents per minute a station passes on to a console."""
+    from vigie.station.scale import CHROMIUM, measure_console, publish_all, storm, sustained_rate
+
+    password = generate_password()
+    with _station(bootstrap, "console-scale", password, "--max-incidents", str(3 * held)) as (base, kafka):
+        alerts = Topics(kafka.namespace).alerts("main")
+        asyncio.run(publish_all(kafka, alerts, storm(held)))
+        deadline = time.monotonic() + 120
+        while _held(base) < held:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the bench station holds {_held(base)} of {held} incidents after 120 s")
+            time.sleep(0.5)
+        browser = None
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            sync_playwright = None
+        if sync_playwright is not None and os.path.exists(CHROMIUM):
+            with sync_playwright() as p:
+                chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+                page = chromium.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{base}/login")
+                page.fill("#user", USER)
+                page.fill("#password", password)
+                page.click("#login-button")
+                page.wait_for_url(f"{base}/")
+                browser = measure_console(page, base, held, "cam-007", held // 200)
+                chromium.close()
+        rate = asyncio.run(sustained_rate(base, USER, password, kafka, alerts, storm(2000, first=2 * held)))
+    return {"held": held, "browser": browser, "incidents_per_minute": rate}
+
+
+def _held(base: str) -> int:
+    with urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer:
+        return int(json.loads(answer.read())["store"]["open"])
 
 
 async def _watch_live(base: str, kafka: KafkaSettings, password: str, frames: int) -> dict[str, Any]:
@@ -191,7 +238,24 @@ def rows(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"ref {ref:.0f} ms"),
         ("console first page after login (page, /api/me, /api/incidents), p50 / p99",
          f"{page['p50_ms']:.0f} / {page['p99_ms']:.0f} ms", ""),
+        *scale_rows(figures.get("scale")),
     ]
+
+
+def scale_rows(scale: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """Table rows of :func:`bench_console_scale`'s results (none when it did not run)."""
+    if not scale:
+        return []
+    held, browser = f"{scale['held']:,}", scale["browser"]
+    out = [(f"station → console event stream, new incidents per minute ({held} held)",
+            f"{scale['incidents_per_minute']:,.0f} / min", ">= 100 / min")]
+    if browser is None:
+        return [*out, (f"console with {held} incidents (Chromium)", "not measured: no Playwright or chromium", "")]
+    return [*out,
+            (f"console with {held} incidents: first row / all rows / interactive (a filter applied)",
+             f"{browser['first_row_s']:.1f} / {browser['all_rows_s']:.1f} / {browser['interactive_s']:.1f} s", "< 20 s"),
+            (f"console with {held} incidents: a filter, the longest main-thread task",
+             f"{browser['filter_ms']:.0f} ms, {browser['longest_task_ms']:.0f} ms", "")]
 
 
 if __name__ == "__main__":

@@ -1,49 +1,68 @@
-// Camera health in the console: one chip per camera shown by the station, worst first, from the `camera`
-// server-sent events (station.js forwards them; a resync clears the list, which then comes again whole).
-// A blind camera (failed, reconnecting, refused, unauthorised, stalled, or stale: no status from its grabber
-// for three heartbeats) is marked; its chip's tooltip says why and since when.
+// The camera health strip: one chip per camera, worst first, from the `camera` server-sent events: after each
+// resync the station sends every camera again (what GET /api/cameras answers), then each change. A chip says the camera and its state in words
+// ("gate: unauthorised"; "old: no news (grabber gone)" when stale, "never reported"), its colour (green streaming, amber
+// reconnecting or stalled, red otherwise) with a symbol and since when; a blind camera is marked `blind`.
+// A station without camera status sends no camera event: no strip (and no failed request).
 "use strict";
+// Uses format.js (`when`, `msOf`).
 
-const cameraHealth = (() => {
-  const cameras = new Map(); // camera id -> latest item of /api/cameras
-  const list = document.getElementById("cameras");
-  const summary = document.getElementById("cameras-summary");
-  const ORDER = ["failed", "unauthorised", "refused", "stalled", "reconnecting", "unknown", "ended", "starting",
-                 "streaming"];
-  const SEEING = new Set(["streaming", "starting", "ended"]);
+const cameraStates = new Map(); // camera id -> {cameraId, state, sinceNs, error, updatedNs, lastCaptureNs, stale}
+const CAMERA_ORDER = ["failed", "unauthorised", "refused", "stalled", "reconnecting", "unknown", "ended", "starting",
+  "streaming"];
+const CAMERA_LEVEL = { streaming: "ok", starting: "warn", reconnecting: "warn", stalled: "warn" }; // else: bad
+const SEEING = new Set(["streaming", "starting", "ended"]);
+let stripScheduled = false;
 
-  const rank = (c) => [c.stale ? 0 : 1, ORDER.includes(c.state) ? ORDER.indexOf(c.state) : ORDER.indexOf("unknown"),
-                       c.sinceNs];
-  const blind = (c) => c.stale || !SEEING.has(c.state);
-  const since = (ns) => (ns ? new Date(ns / 1e6).toLocaleString() : "never");
+function cameraLevel(status) {
+  return status.stale ? "bad" : CAMERA_LEVEL[status.state] || "bad";
+}
 
-  function compare(a, b) {
-    const [x, y] = [rank(a), rank(b)];
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
-    return a.cameraId < b.cameraId ? -1 : 1;
+// Stale first, then by state from worst to best, the oldest trouble first.
+function cameraRank(s) {
+  const order = CAMERA_ORDER.includes(s.state) ? CAMERA_ORDER.indexOf(s.state) : CAMERA_ORDER.indexOf("unknown");
+  return [s.stale ? 0 : 1, order, msOf(s.sinceNs)];
+}
+
+function compareCameras(a, b) {
+  const [x, y] = [cameraRank(a), cameraRank(b)];
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+  return a.cameraId < b.cameraId ? -1 : 1;
+}
+
+function putCamera(status) {
+  if (!status || !status.cameraId) return;
+  cameraStates.set(status.cameraId, status);
+  if (!stripScheduled) {
+    stripScheduled = true;
+    requestAnimationFrame(() => { stripScheduled = false; drawStrip(); });
   }
+}
 
-  function chip(c) {
-    const item = document.createElement("li");
-    item.className = "camera-chip " + (blind(c) ? "blind" : "seeing");
-    item.dataset.camera = c.cameraId;
-    item.dataset.testid = "camera";
-    const state = !c.stale ? c.state : c.updatedNs ? "no news (grabber gone)" : "never reported";
-    item.textContent = `${c.cameraId}: ${state}`;
-    item.title = [c.error, `since ${since(c.sinceNs)}`, `last status ${since(c.updatedNs)}`,
-                  `last frame ${since(c.lastCaptureNs)}`].filter(Boolean).join("\n");
-    return item;
-  }
+function clearCameras() {
+  cameraStates.clear();
+  drawStrip();
+}
 
-  function render() {
-    const shown = [...cameras.values()].sort(compare);
-    list.replaceChildren(...shown.map(chip));
-    const blindCount = shown.filter(blind).length;
-    summary.textContent = shown.length ? `${shown.length} shown, ${blindCount} blind` : "no camera reports yet";
-  }
+function cameraChip(s) {
+  const level = cameraLevel(s);
+  const chip = document.createElement("li");
+  chip.className = `chip ${level} ${s.stale || !SEEING.has(s.state) ? "blind" : "seeing"}`;
+  chip.dataset.camera = s.cameraId;
+  chip.dataset.testid = "camera";
+  chip.dataset.state = s.stale ? "stale" : s.state;
+  chip.dataset.since = msOf(s.sinceNs) ? `since ${when(msOf(s.sinceNs))}` : "";
+  const word = !s.stale ? s.state : msOf(s.updatedNs) ? "no news (grabber gone)" : "never reported";
+  chip.textContent = `${s.cameraId}: ${word}`;
+  const at = (label, ns) => (msOf(ns) ? `${label} ${when(msOf(ns))}` : "");
+  chip.title = [s.error, at("since", s.sinceNs), at("last status", s.updatedNs), at("last frame", s.lastCaptureNs)]
+    .filter(Boolean).join("\n");
+  return chip;
+}
 
-  return {
-    apply(item) { cameras.set(item.cameraId, item); render(); },
-    clear() { cameras.clear(); render(); },
-  };
-})();
+function drawStrip() {
+  const shown = [...cameraStates.values()].sort(compareCameras);
+  document.getElementById("cameras").replaceChildren(...shown.map(cameraChip));
+  const blind = shown.filter((s) => s.stale || !SEEING.has(s.state)).length;
+  document.getElementById("cameras-summary").textContent = `${shown.length} shown, ${blind} blind`;
+  document.getElementById("camera-strip").hidden = shown.length === 0;
+}
