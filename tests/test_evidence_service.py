@@ -273,3 +273,30 @@ def test_evidence_in_object_storage_waits_out_an_unreachable_store(kafka, tmp_pa
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in json.dumps(degraded)
     assert sorted(objects) == sorted(f"lyon/{i.key}" for i in items)
     assert {hashlib.sha256(data).hexdigest() for data in objects.values()} == {i.sha256 for i in items}
+
+
+def test_the_folder_stores_free_space_is_a_gauge(kafka, tmp_path: Path) -> None:
+    """vigie_evidence_store_free_bytes / _size_bytes give the folder store's file system (what the alert
+    VigieEvidenceStoreNearlyFull divides); NaN before the store is opened."""
+    import math
+    import shutil
+
+    (tmp_path / "cameras.yaml").write_text(CAMERAS)
+    settings = EvidenceSettings(kafka=kafka, database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'vigie.db'}"),
+                                cameras_file=str(tmp_path / "cameras.yaml"),
+                                store=StoreSettings(location=str(tmp_path / "evidence")), http_port=0)
+    service = EvidenceService(settings)
+    value = service.registry.get_sample_value
+    assert math.isnan(value("vigie_evidence_store_free_bytes"))
+
+    async def opened() -> tuple[float, float]:
+        await service.prepare()
+        try:
+            return value("vigie_evidence_store_free_bytes"), value("vigie_evidence_store_size_bytes")
+        finally:
+            await service.stop()
+
+    free, size = asyncio.run(opened())
+    usage = shutil.disk_usage(tmp_path)
+    assert size == usage.total
+    assert 0 < free <= size and abs(free - usage.free) < 256 * 2**20  # other writers on the disk meanwhile

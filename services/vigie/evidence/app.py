@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +52,7 @@ from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.evidence.catalogue import Catalogue, NewItem
 from vigie.evidence.clip import encode_clip, frames_between
 from vigie.evidence.models import CLIP, SNAPSHOT
-from vigie.evidence.store import StoreError, StoreSettings, open_store
+from vigie.evidence.store import FolderStore, StoreError, StoreSettings, open_store
 
 log = logging.getLogger(__name__)
 GROUP = "evidence"
@@ -114,6 +116,14 @@ class EvidenceService(Service):
                                  registry=self.registry)
         self.pending = Gauge("vigie_evidence_pending", "Incidents whose evidence is not stored yet",
                              registry=self.registry)
+        #: The folder store's file system, bytes free to Vigie and in all (NaN before prepare, for S3 or when
+        #: the folder cannot be read: an alert on their ratio stays silent then).
+        self.store_free = Gauge("vigie_evidence_store_free_bytes", "Bytes free on the folder store's file system",
+                                registry=self.registry)
+        self.store_size = Gauge("vigie_evidence_store_size_bytes", "Bytes in all of the folder store's file system",
+                                registry=self.registry)
+        self.store_free.set(math.nan)
+        self.store_size.set(math.nan)
 
     def now_ns(self) -> int:
         """The clock's time, ns since the epoch."""
@@ -143,6 +153,10 @@ class EvidenceService(Service):
             folder = open_store(store.location)
         except StoreError as exc:
             raise ConfigError(str(exc)) from None
+        if isinstance(folder, FolderStore):
+            root = folder.root
+            self.store_free.set_function(lambda: _disk_usage(root, "free"))
+            self.store_size.set_function(lambda: _disk_usage(root, "total"))
         database = self.settings.database
         engine = make_engine(database)
         try:
@@ -331,3 +345,12 @@ class EvidenceService(Service):
         if self.db_error:
             problems["database"] = self.db_error
         return problems
+
+
+def _disk_usage(root: object, field: str) -> float:
+    """``shutil.disk_usage(root).<field>`` in bytes (``free``: free to an unprivileged user), NaN when the folder
+    cannot be read: a scrape never fails on it."""
+    try:
+        return float(getattr(shutil.disk_usage(root), field))
+    except OSError:
+        return math.nan
