@@ -8,7 +8,7 @@ pkgs=(default-jdk-headless maven kcat)
 if [ "$what" = test ]; then
   pkgs+=(protobuf-compiler chromium ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
          gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-         gstreamer1.0-plugins-ugly gstreamer1.0-libav postgresql)
+         gstreamer1.0-plugins-ugly gstreamer1.0-libav postgresql prometheus)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -28,3 +28,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The prometheus package (its promtool too) is for the monitoring tests, which run their own on a free port:
+# the daemon it enables on 9090 is not wanted.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+  $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
