@@ -28,8 +28,9 @@ PROMETHEUS = ROOT / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package prometheus, "
                                     "scripts/system-deps.sh)")
-#: Names Prometheus itself gives every target.
-PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+#: Names Prometheus itself makes: every target's ``up``, the rules' ``ALERTS``.
+PROMETHEUS_OWN = {"up", "ALERTS"}
+DASHBOARD = ROOT / "deploy" / "grafana" / "vigie-dashboard.json"
 #: What each kind of metric adds to its name in the exposition.
 SUFFIXES = {"Counter": ("_total", "_created"), "Histogram": ("_bucket", "_sum", "_count", "_created"),
             "Gauge": ("",), "GaugeMetricFamily": ("",)}
@@ -47,16 +48,25 @@ def declared_metrics() -> set[str]:
 
 
 def expression_metrics(expr: str) -> set[str]:
-    """The metric names a PromQL expression reads: ``vigie_...`` words and ``up``, not label values or functions."""
+    """The metric names a PromQL expression reads: ``vigie_...`` words, ``up`` and ``ALERTS``, not label values
+    or functions."""
     without_strings = re.sub(r'"[^"]*"', '""', expr)
-    return set(re.findall(r"\bvigie_\w+", without_strings)) | ({"up"} if re.search(r"\bup\b", without_strings)
-                                                               else set())
+    return set(re.findall(r"\bvigie_\w+|\bup\b(?!\s*\()|\bALERTS\b", without_strings))
 
 
 def rules() -> list[dict]:
     """The alert rules of deploy/prometheus/rules/vigie.yml."""
     groups = yaml.safe_load((PROMETHEUS / "rules" / "vigie.yml").read_text())["groups"]
     return [rule for group in groups for rule in group["rules"]]
+
+
+def dashboard_queries() -> list[str]:
+    """The PromQL of the dashboard's panels and its variables' ``label_values(...)``, ``$camera`` as ``.*``."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    exprs += [re.sub(r"^label_values\((\w+),.*\)$", r"\1", variable["definition"])
+              for variable in dashboard["templating"]["list"]]
+    return [expr.replace("$camera", ".*") for expr in exprs]
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
@@ -82,6 +92,46 @@ def test_every_rule_names_existing_metrics_and_says_what_to_do() -> None:
             "VigieConsoleCamerasNotStreaming", "VigieConsumerLag", "VigieAlertLatencyHigh", "VigieDeadLetters",
             "VigieRegisterBehind", "VigieRegisterDatabaseErrors", "VigieEvidenceStoreNearlyFull",
             "VigieFalseAlarmFlagged"} <= alerts
+
+
+def test_the_dashboard_names_existing_metrics_and_covers_the_pipeline() -> None:
+    queries = dashboard_queries()
+    known = declared_metrics() | PROMETHEUS_OWN
+    for expr in queries:
+        assert expression_metrics(expr) and expression_metrics(expr) <= known, expr
+    read = set().union(*map(expression_metrics, queries))
+    assert {"vigie_grabber_frames_total", "vigie_stage_seconds_bucket", "vigie_consumer_lag",
+            "vigie_end_to_end_seconds_bucket", "vigie_errors_total", "vigie_station_false_alarm_rate",
+            "vigie_station_verdicts_total", "ALERTS"} <= read
+    datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    uids = {panel["datasource"]["uid"] for panel in json.loads(DASHBOARD.read_text())["panels"] if "datasource" in panel}
+    assert uids == {datasource["datasources"][0]["uid"]}
+
+
+def test_compose_runs_prometheus_and_grafana_on_the_shipped_files() -> None:
+    """Their bind mounts name files of the repository; Prometheus reads the mounted config, which loads the mounted
+    rules; Grafana's provisioning finds the mounted dashboard and the compose Prometheus."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    mounted: dict[str, dict[str, Path]] = {}
+    for name in ("prometheus", "grafana"):
+        mounted[name] = {}
+        for volume in services[name]["volumes"]:
+            source, target = volume.split(":")[:2]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), volume
+                mounted[name][target] = ROOT / source
+    config = re.search(r"--config\.file=(\S+)", " ".join(services["prometheus"]["command"])).group(1)
+    assert mounted["prometheus"][config] == PROMETHEUS / "prometheus.yml"
+    for rule_file in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["rule_files"]:
+        assert (mounted["prometheus"]["/etc/prometheus/rules"] / Path(rule_file).relative_to("rules")).is_file()
+    for target in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]:
+        host = target["static_configs"][0]["targets"][0].split(":")[0]
+        assert host == target["job_name"] and host in services
+    provisioning = mounted["grafana"]["/etc/grafana/provisioning"]
+    path = yaml.safe_load((provisioning / "dashboards" / "vigie.yml").read_text())["providers"][0]["options"]["path"]
+    assert mounted["grafana"][f"{path}/{DASHBOARD.name}"] == DASHBOARD
+    url = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"][0]["url"]
+    assert url == "http://prometheus:9090"
 
 
 @needs_promtool
@@ -152,6 +202,8 @@ def test_a_real_prometheus_scrapes_a_station_and_fires_a_rule_on_it(kafka, tmp_p
             held = _api(port, "query", query="vigie_station_incidents_held")["result"]
             assert {series["metric"]["state"] for series in held} == {"open", "closed"}
             assert _api(port, "query", query='up{job="station"}')["result"][0]["value"][1] == "1"
+            for expr in dashboard_queries():  # every dashboard query parses and runs
+                _api(port, "query", query=expr)
             exported = {name for name in _api(port, "label/__name__/values") if name.startswith("vigie_")}
             assert "vigie_station_incidents_held" in exported and exported <= declared_metrics()
             def health() -> dict[str, str]:
