@@ -204,11 +204,16 @@ def test_a_full_disk_lists_nothing_then_the_evidence_is_stored_once_space_is_bac
             async with _running(EvidenceService(settings)) as service:
                 await wait_for(lambda: _refused(service), timeout_s=60)
                 degraded = service.degraded()
+                # what VigieEvidenceStoreNearlyFull divides: nothing free of the 512 KiB
+                value = service.registry.get_sample_value
+                assert value("vigie_evidence_store_free_bytes") == 0
+                assert value("vigie_evidence_store_size_bytes") == 512 * 1024
                 assert await service.catalogue.items() == [] and service.jobs
                 assert not [p.name for p in (mount / "evidence").rglob("*") if p.is_file()]
                 filler.unlink()
                 await wait_for(lambda: _stored(service), timeout_s=60)
                 assert service.degraded() == {}
+                assert value("vigie_evidence_store_free_bytes") > 0
                 return degraded, await service.catalogue.items()
 
         degraded, items = asyncio.run(scenario())
