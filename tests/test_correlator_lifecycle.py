@@ -258,3 +258,41 @@ def test_the_timer_finds_a_cameras_partition_as_the_producers_put_it() -> None:
 
     for camera in (b"cam-a", b"metro-12", b"chaos-cam-07"):
         assert partition_of(camera) == DefaultPartitioner()(camera, list(range(6)), list(range(6)))
+
+
+def test_a_reopening_starts_the_escalation_chain_again_with_ids_of_its_own() -> None:
+    book = CameraIncidents()
+    merge_anomaly(book, anomaly(1, 0), POLICY, ["main"], 0)
+    (first,) = due_escalations(book, STEPS, 31 * S)
+    apply_action(book, first, 31 * S, POLICY, STEPS)
+    assert not apply_action(book, action(ACK, n="ack"), 32 * S, POLICY, STEPS).refused  # a supervisor's
+    assert not apply_action(book, action(CLOSE, n="close"), 33 * S, POLICY, STEPS).refused
+    change = merge_anomaly(book, anomaly(2, 40), POLICY, ["main"], 40 * S)
+    incident = change.incident
+    assert change.reopened and incident.state == NEW and incident.escalation_level == 0
+    assert (incident.acknowledged_by, incident.acknowledged_ns, list(incident.stations)) == ("", 0, ["main"])
+    (again,) = due_escalations(book, STEPS, 71 * S)  # the wait restarts at the reopening
+    assert again.id == "auto-escalate-inc-a1-r1-1" and again.id != first.id
+    assert not apply_action(book, again, 71 * S, POLICY, STEPS).refused
+    assert (incident.state, incident.escalation_level, list(incident.stations)) == (ESCALATED, 1, ["main", "supervisors"])
+
+
+def test_the_closing_comment_is_a_note_and_in_the_history() -> None:
+    book = book_in(ACKED)
+    apply_action(book, action(CLOSE, n="close", comment="patrol on site: real intrusion"), 5 * S, POLICY)
+    (incident,) = book.incidents
+    assert [(n.author, n.text) for n in incident.notes] == [("agent7", "patrol on site: real intrusion")]
+    assert incident.history[-1].detail == "confirmed: patrol on site: real intrusion"
+
+
+def test_open_incidents_stay_until_closed_and_only_a_camera_nobody_works_sheds_its_oldest() -> None:
+    book = CameraIncidents()
+    merge_anomaly(book, anomaly(1, 0), POLICY, ["main"], 0)
+    merge_anomaly(book, anomaly(2, 86400, x=400), POLICY, ["main"], 86400 * S)  # a day later, elsewhere
+    assert [i.id for i in book.incidents] == ["inc-a1", "inc-a2"]
+    assert not apply_action(book, action(CLOSE, n="late-close"), 86401 * S, POLICY).refused  # still closable
+    capped = MergePolicy(window_s=60, min_iou=0.1, max_open=10)
+    book = CameraIncidents()
+    for n in range(12):
+        merge_anomaly(book, anomaly(n, n * 100, x=10 * n, kind=f"k{n}"), capped, ["main"], n * 100 * S)
+    assert len(book.incidents) == 10 and book.incidents[0].id == "inc-a2"  # the two oldest left

@@ -31,9 +31,11 @@ class MergePolicy(StrictModel):
         10.0, ge=0, le=3600, title="Update interval",
         description="Least seconds between two published updates of an incident that only grew its count.",
     )
-    forget_after_s: float = Field(
-        3600.0, gt=0, le=30 * 86400, title="Forget after",
-        description="Seconds after its last anomaly when an incident leaves the table (actions then no longer apply).",
+    max_open: int = Field(
+        500, ge=10, le=5000, title="Open incidents kept per camera",
+        description=("Open incidents stay in the table until an operator closes them, however old their last "
+                     "anomaly; over this many open incidents on one camera (a camera nobody works), the one "
+                     "unchanged for longest leaves the table, logged as an error (its actions are then refused)."),
     )
     remember_ids: int = Field(
         1024, ge=16, le=100_000, title="Anomaly ids remembered",

@@ -4,7 +4,7 @@ The correlator's timer (``app.py``) calls :func:`due_escalations` on each camera
 table partitions its worker owns, and sends the actions it returns to the ``actions`` topic,
 keyed by camera: the action agent applies them one by one with the operators' actions
 (:func:`vigie.correlator.incidents.apply_action`), so the table has one writer. An action's id
-is deterministic (``auto-escalate-<incident>-<level>``): sent twice (the next tick, another
+is deterministic (``auto-escalate-<incident>-<level>``, ``...-r<reopenings>-<level>`` after a reopening): sent twice (the next tick, another
 worker after a rebalance), it applies once; sent late, after an operator acknowledged the
 incident, it is refused (``not_due``).
 
@@ -23,9 +23,11 @@ from vigie.correlator.config import EscalationStep
 from vigie.correlator.incidents import NS, SYSTEM
 
 
-def escalation_id(incident_id: str, level: int) -> str:
-    """The id of the automatic escalation of ``incident_id`` to ``level`` (1 is the first)."""
-    return f"auto-escalate-{incident_id}-{level}"
+def escalation_id(incident_id: str, level: int, reopened: int = 0) -> str:
+    """The id of the automatic escalation of ``incident_id`` to ``level`` (1 is the first) in its episode
+    ``reopened`` (a reopening starts the chain again at level 0: its escalations need ids of their own)."""
+    episode = f"r{reopened}-" if reopened else ""
+    return f"auto-escalate-{incident_id}-{episode}{level}"
 
 
 def waiting_since(incident: Incident) -> int:
@@ -54,6 +56,6 @@ def due_escalations(book: CameraIncidents, steps: Sequence[EscalationStep], now_
             continue
         if now_ns - waiting_since(incident) > steps[level].after_s * NS:
             due.append(OperatorAction(
-                id=escalation_id(incident.id, level + 1), incident_id=incident.id, camera_id=incident.camera_id,
+                id=escalation_id(incident.id, level + 1, incident.reopened), incident_id=incident.id, camera_id=incident.camera_id,
                 kind=OperatorAction.KIND_ESCALATE, operator=SYSTEM, at_ns=now_ns, automatic=True))
     return due

@@ -40,12 +40,15 @@ record delivered twice (at-least-once delivery, a replay after a crash) changes 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vigie.contracts.v1 import (Anomaly, CameraIncidents, HistoryItem, Incident, Note, OperatorAction, Region,
                                 Verdict)
 from vigie.correlator.config import EscalationStep, MergePolicy
+
+log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 #: The actor of what the correlator does itself (opening, escalation after a delay, reopening).
@@ -223,7 +226,7 @@ def merge_anomaly(book: CameraIncidents, anomaly: Anomaly, policy: MergePolicy, 
     if key in book.recent_anomalies or any(i.opened_by == anomaly.id for i in book.incidents):
         return Change(None, publish=False, refused="duplicate")
     _remember(book.recent_anomalies, key, policy.remember_ids)
-    _forget_old(book, anomaly.capture_ns, now_ns, policy)
+    _forget_old(book, now_ns, policy)
     for incident in book.incidents:
         if _matches(incident, anomaly, policy):
             _grow(incident, anomaly)
@@ -234,19 +237,25 @@ def merge_anomaly(book: CameraIncidents, anomaly: Anomaly, policy: MergePolicy, 
             return Change(incident, publish=due)
     for incident in reversed(book.incidents):
         if incident.state == _CLOSED and _same_place(incident, anomaly, policy):
-            _reopen(book, incident, anomaly, now_ns)
+            _reopen(book, incident, anomaly, stations, now_ns)
             return Change(incident, publish=True, reopened=True)
     book.incidents.append(open_incident(anomaly, stations, now_ns, priority))
     return Change(book.incidents[-1], publish=True, opened=True)
 
 
-def _reopen(book: CameraIncidents, incident: Incident, anomaly: Anomaly, now_ns: int) -> None:
+def _reopen(book: CameraIncidents, incident: Incident, anomaly: Anomaly, stations: list[str], now_ns: int) -> None:
+    """A closed incident opened again by ``anomaly``: new, nobody's, its escalation chain started again from the
+    route's ``stations`` (an earlier escalation and its acknowledgement belonged to the closed episode)."""
     incident.state = _NEW
     incident.reopened += 1
     incident.reopened_ns = anomaly.capture_ns
     incident.ClearField("verdict")
     incident.closed_ns = 0
     incident.owner = ""
+    incident.escalation_level, incident.escalated_ns = 0, 0
+    incident.acknowledged_by, incident.acknowledged_ns = "", 0
+    del incident.stations[:]
+    incident.stations.extend(stations)
     _grow(incident, anomaly)
     _history(incident, now_ns, SYSTEM, "reopened", f"anomaly {anomaly.id}")
     incident.revision += 1
@@ -346,8 +355,12 @@ def _apply_effect(incident: Incident, action: OperatorAction, now_ns: int,
     if kind == _CLOSE:
         incident.verdict.CopyFrom(Verdict(kind=action.verdict, reason=action.reason, author=who, at_ns=now_ns))
         incident.closed_ns = now_ns
+        if action.comment.strip():  # the closing dialog's comment is a note like any other
+            incident.comments.append(f"{who}: {action.comment}")
+            incident.notes.append(Note(author=who, at_ns=now_ns, text=action.comment))
         reason = f" ({Verdict.Reason.Name(action.reason).removeprefix('REASON_').lower()})" if action.reason else ""
-        return Verdict.Kind.Name(action.verdict).removeprefix("KIND_").lower() + reason
+        said = f": {action.comment[:200]}" if action.comment.strip() else ""
+        return Verdict.Kind.Name(action.verdict).removeprefix("KIND_").lower() + reason + said
     if kind == _ESCALATE:
         return _escalate(incident, action, now_ns, escalation)
     return ""
@@ -375,6 +388,13 @@ def _forget_closed(book: CameraIncidents, now_ns: int, policy: MergePolicy) -> N
     _keep(book, lambda i: i.state != _CLOSED or now_ns - i.closed_ns < policy.reactivation_for(i.kind) * NS)
 
 
-def _forget_old(book: CameraIncidents, now_capture_ns: int, now_ns: int, policy: MergePolicy) -> None:
+def _forget_old(book: CameraIncidents, now_ns: int, policy: MergePolicy) -> None:
+    """Closed incidents past their reactivation threshold leave the entry; open ones only over ``policy.max_open``
+    (the one unchanged for longest first, logged: a camera nobody works)."""
     _forget_closed(book, now_ns, policy)
-    _keep(book, lambda i: now_capture_ns - i.last_seen_ns <= policy.forget_after_s * NS)
+    open_ones = [i for i in book.incidents if i.state != _CLOSED]
+    if len(open_ones) >= policy.max_open:
+        dropped = {i.id for i in sorted(open_ones, key=lambda i: i.updated_ns)[: len(open_ones) - policy.max_open + 1]}
+        log.error("camera %s has %d open incidents: %s leave the correlator's table (raise merge.max_open, or "
+                  "close them)", book.incidents[0].camera_id, len(open_ones), ", ".join(sorted(dropped)))
+        _keep(book, lambda i: i.id not in dropped)

@@ -100,8 +100,7 @@ class StationSettings(StrictModel):
     keep_closed_s: float = Field(1800.0, ge=0, le=DAY_S, description="Seconds a closed incident stays in the "
                                  "console's live list; after that it is in the history (read from the alerts topic).")
     keep_open_s: float = Field(7 * DAY_S, gt=0, le=30 * DAY_S, description="Seconds an open incident without any "
-                               "change stays in memory (the correlator stops applying actions to it after its "
-                               "forget_after_s).")
+                               "change stays in memory (the correlator keeps open incidents until they are closed).")
     event_queue: int = Field(1000, ge=1, le=100_000, description="Events waiting per console before its backlog "
                              "is dropped and it gets the whole list again (a resync).")
     evidence_store: str = Field("var/evidence", min_length=1, description="Folder of the evidence store "
