@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from tests.stack import health, service
 from tests.station_console import read_topic, running_station, wait_for_incident
 from tests.station_support import add_user_async, console_http, login, write_headers
-from vigie.contracts.v1 import Anomaly, AuditEntry, Incident, RecordRef, Region, Verdict
+from vigie.contracts.v1 import Anomaly, AuditEntry, Incident, OperatorAction, RecordRef, Region, Verdict
 from vigie.core.kafka import apply_topics
 from vigie.core.topics import Topics
 from vigie.station.app import StationService
@@ -43,6 +43,17 @@ async def send_anomalies(kafka, anomalies: list[Anomaly]) -> None:  # noqa: ANN0
     try:
         for anomaly in anomalies:
             await producer.send_and_wait(topic.name, topic.encode(anomaly), key=topic.key(anomaly.camera_id))
+    finally:
+        await producer.stop()
+
+
+async def send_actions(kafka, actions: list[OperatorAction]) -> None:  # noqa: ANN001
+    topic = Topics(kafka.namespace).actions
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for action in actions:
+            await producer.send_and_wait(topic.name, topic.encode(action), key=topic.key(action.camera_id))
     finally:
         await producer.stop()
 
@@ -91,6 +102,10 @@ async def test_take_hold_resume_close_reopen_and_escalate_after_a_delay(kafka, t
 
             assert (await act(op_http, base, op, "inc-a1", action="acknowledge"))[0] == 202
             await until(main, "inc-a1", lambda i: i.state == Incident.STATE_ACKNOWLEDGED and i.owner == "op")
+            # a second operator's Take that crossed the first (both consoles saw it new): the correlator refuses it
+            # and says so in the register, where the station recorded the request
+            await send_actions(kafka, [OperatorAction(id="late-take", incident_id="inc-a1", camera_id="cam-a",
+                                                      kind=OperatorAction.KIND_ACKNOWLEDGE, operator="op2")])
             assert (await act(op_http, base, op, "inc-a1", action="comment", comment="patrol sent"))[0] == 202
             assert (await act(op_http, base, op, "inc-a1", action="hold"))[0] == 202
             await until(main, "inc-a1", lambda i: i.state == Incident.STATE_ON_HOLD)
@@ -136,5 +151,7 @@ async def test_take_hold_resume_close_reopen_and_escalate_after_a_delay(kafka, t
     mine = [e for e in await read_topic(kafka, topics.audit) if e.service == "correlator"
             and e.kind == AuditEntry.KIND_ACTION]
     assert sorted((e.operator, e.incident_id, e.detail.split(" ")[0]) for e in mine) == [
-        ("vigie", "inc-a1", "reopened"), ("vigie", "inc-b1", "level")]
+        ("vigie", "inc-a1", "refused"), ("vigie", "inc-a1", "reopened"), ("vigie", "inc-b1", "level")]
+    assert [e.detail for e in mine if e.detail.startswith("refused")] == [
+        "refused acknowledge by op2: already_acknowledged"]
 

@@ -29,6 +29,12 @@ BAD = [
     ({"action": "close", "verdict": "false_alarm", "reason": "ghost"}, ["reason 'ghost'", "vegetation"]),
     ({"action": "assign"}, ["'assignee'"]),
     ({"action": "hold", "assignee": 3}, ["assignee"]),
+    ({}, ["'action' missing", "acknowledge"]),
+    ({"action": "acknowledge", "verdict": "confirmed"}, ["'verdict' does not apply to a 'acknowledge'"]),
+    ({"action": "assign", "assignee": "agent7", "comment": "x"}, ["'comment' does not apply", "assignee"]),
+    ({"action": "close", "verdict": "confirmed", "reason": "reflection"}, ["'reason' goes with", "false_alarm"]),
+    ({"action": "comment", "comment": "x" * 2001}, ["'comment' is longer than 2000"]),
+    ({"action": "assign", "assignee": "a" * 65}, ["'assignee' is longer than 64"]),
 ]
 
 

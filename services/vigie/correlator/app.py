@@ -182,13 +182,16 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             log.info("incident opened", extra={"incident": incident.id, "kind": incident.kind,
                                                "camera": incident.camera_id, "stations": list(incident.stations)})
 
-    async def register(incident: Incident, detail: str) -> None:
-        """Write what the correlator did to ``incident`` to the register (operator "vigie"); waits for the broker.
+    async def register(incident: Incident | None, detail: str, action: OperatorAction | None = None) -> None:
+        """Write what the correlator did to ``incident`` (or refused of ``action``) to the register (operator
+        "vigie"); waits for the broker.
 
         Before the table write: a crash in between writes the entry again on the replay (same text)."""
-        message = entry(AuditEntry.KIND_ACTION, service=SERVICE, user=SYSTEM, camera_id=incident.camera_id,
-                        incident_id=incident.id, record=incident.snapshot, detail=detail, at_ns=clock_ns())
-        await (await audit.send(key=incident.camera_id.encode(), value=catalogue.audit.encode(message)))
+        camera_id = incident.camera_id if incident is not None else action.camera_id
+        message = entry(AuditEntry.KIND_ACTION, service=SERVICE, user=SYSTEM, camera_id=camera_id,
+                        incident_id=incident.id if incident is not None else action.incident_id,
+                        record=incident.snapshot if incident is not None else None, detail=detail, at_ns=clock_ns())
+        await (await audit.send(key=camera_id.encode(), value=catalogue.audit.encode(message)))
         metrics.records_out(catalogue.audit.name).inc()
 
     async def parse(event: faust.EventT, topic: Topic, *required: str):  # noqa: ANN202
@@ -235,6 +238,9 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         change = apply_action(book, action, clock_ns(), settings.merge, steps)
         if change.refused:  # logged and counted, never published as a state change
             refuse("action", change, action.id, action.incident_id)
+            if change.refused != "duplicate" and not action.automatic:  # the station recorded the request
+                word = OperatorAction.Kind.Name(action.kind).removeprefix("KIND_").lower()
+                await register(change.incident, f"refused {word} by {action.operator}: {change.refused}", action)
             return
         if change.publish:
             await publish(change, key)

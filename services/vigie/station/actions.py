@@ -29,6 +29,15 @@ REASONS = {Verdict.Reason.Name(v).removeprefix("REASON_").lower(): v for v in Ve
 #: The field each action needs.
 NEEDS = {OperatorAction.KIND_COMMENT: "comment", OperatorAction.KIND_ASSIGN: "assignee",
          OperatorAction.KIND_CLOSE: "verdict"}
+#: The fields each action may carry besides ``action`` (a comment also with a hold, an escalation or a closing).
+ALLOWED = {
+    OperatorAction.KIND_ACKNOWLEDGE: set(), OperatorAction.KIND_RESUME: set(),
+    OperatorAction.KIND_HOLD: {"comment"}, OperatorAction.KIND_ESCALATE: {"comment"},
+    OperatorAction.KIND_COMMENT: {"comment"}, OperatorAction.KIND_ASSIGN: {"assignee"},
+    OperatorAction.KIND_CLOSE: {"comment", "verdict", "reason"},
+}
+#: Longest comment and user name accepted (longer ones are refused, never cut).
+MAX_COMMENT, MAX_NAME = 2000, 64
 #: What some of the correlator's refusals mean to a console user (409).
 REFUSED = {
     "closed": "this incident is closed: no action applies to it any more",
@@ -48,19 +57,33 @@ def action_body(body: Any) -> tuple[dict[str, str], int]:
     """``body`` (parsed JSON) checked, and its action kind.
 
     Raises HTTPBadRequest naming what is wrong: not an object of text fields with a known ``action``, an
-    unknown key, a field the action needs missing or blank (``comment``, ``assignee``, ``verdict``, and
-    ``reason`` for a false alarm), an unknown verdict or reason word.
+    unknown key, a field the action does not take (:data:`ALLOWED`; a ``reason`` without the false-alarm
+    verdict), a comment over :data:`MAX_COMMENT` or an assignee over :data:`MAX_NAME` characters, a field
+    the action needs missing or blank (``comment``, ``assignee``, ``verdict``, and ``reason`` for a false
+    alarm), an unknown verdict or reason word.
     """
-    try:
-        kind = ACTIONS[body["action"]]
-        if not all(isinstance(body.get(key, ""), str) for key in EXPECTED):
-            raise TypeError("a field is not text")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise web.HTTPBadRequest(text=SHAPE) from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=f"the body is not a JSON object: {SHAPE}")
+    for key in EXPECTED:
+        if not isinstance(body.get(key, ""), str):
+            raise web.HTTPBadRequest(text=f"'{key}' is not text: {SHAPE}")
+    if body.get("action") not in ACTIONS:
+        said = f"{body['action'][:40]!r}" if body.get("action") else "missing"
+        raise web.HTTPBadRequest(text=f"'action' {said}: expected {' | '.join(ACTIONS)}")
+    kind = ACTIONS[body["action"]]
     unknown = sorted(str(key) for key in body if key not in EXPECTED)
     if unknown:
         raise web.HTTPBadRequest(text=f"unknown key {unknown[0]!r} in the action; accepted keys: "
                                       f"{', '.join(EXPECTED)} ({SHAPE})")
+    stray = sorted(key for key in body if key != "action" and key not in ALLOWED[kind])
+    if stray:
+        raise web.HTTPBadRequest(text=f"'{stray[0]}' does not apply to a '{body['action']}' action "
+                                      f"(it takes {', '.join(sorted(ALLOWED[kind])) or 'no other field'})")
+    if body.get("reason") and body.get("verdict") != "false_alarm":
+        raise web.HTTPBadRequest(text="'reason' goes with the 'false_alarm' verdict only")
+    for field, longest in (("comment", MAX_COMMENT), ("assignee", MAX_NAME)):
+        if len(body.get(field, "")) > longest:
+            raise web.HTTPBadRequest(text=f"'{field}' is longer than {longest} characters")
     needed = [NEEDS.get(kind), "reason" if kind == OperatorAction.KIND_CLOSE and body.get("verdict") == "false_alarm"
               else None]
     for field in needed:

@@ -457,19 +457,19 @@ class StationService(Service):
         action = OperatorAction(
             id=uuid.uuid4().hex, incident_id=incident.id, camera_id=incident.camera_id, kind=kind,
             operator=user.name, station=self.settings.station, at_ns=time.time_ns(),
-            comment=body.get("comment", "")[:2000], assignee=body.get("assignee", ""),
+            comment=body.get("comment", ""), assignee=body.get("assignee", ""),
             verdict=VERDICTS.get(body.get("verdict", ""), 0), reason=REASONS.get(body.get("reason", ""), 0),
         )
         if kind == OperatorAction.KIND_ASSIGN:
             if not user.supervisor:
                 raise web.HTTPForbidden(text="only a supervisor assigns an incident")
             await self._check_assignee(action.assignee)
+        if incident.state == Incident.STATE_ESCALATED and not user.supervisor:
+            raise web.HTTPForbidden(text="this incident is escalated: only a supervisor acts on it")
         why = refusal(incident, action)
         if why:  # the correlator would refuse it: nothing to record
             raise web.HTTPConflict(text=REFUSED.get(why, f"'{body['action']}' does not apply to an incident "
                                                          f"{incident_json(incident)['state']} ({why})"))
-        if incident.state == Incident.STATE_ESCALATED and not user.supervisor:
-            raise web.HTTPForbidden(text="this incident is escalated: only a supervisor acts on it")
         try:  # recorded before it is done: the register never misses an action
             await self._audit(request, AuditEntry.KIND_ACTION, incident, describe(body))
         except KafkaError:
@@ -483,7 +483,7 @@ class StationService(Service):
 
     async def _check_assignee(self, name: str) -> None:
         """Raise HTTPBadRequest unless ``name`` is an enabled operator or supervisor account of this station."""
-        account = await self.login.accounts.get(name[:64])
+        account = await self.login.accounts.get(name)
         if (account is None or account.disabled or self.settings.station not in account.stations
                 or not {"operator", "supervisor"} & set(account.roles)):
             raise web.HTTPBadRequest(text=f"assignee {name[:64]!r}: no enabled operator or supervisor account "
