@@ -14,6 +14,7 @@ from tests.stack import service
 from tests.station_console import read_topic
 from tests.station_support import console_page, station_namespace
 from tests.test_alarm_lifecycle import anomaly, send_anomalies
+from tests.test_console_alarms import BEEPS
 from vigie.contracts.v1 import OperatorAction, Verdict
 
 pytestmark = [pytest.mark.broker, pytest.mark.browser]
@@ -48,7 +49,9 @@ def test_take_comment_hold_resume_close_escalate_and_reopen_through_the_console(
     with service(kafka, "correlator", "--routing", str(routing), log_dir=tmp_path), \
             service(kafka, "station", "--database", db, "--evidence-store", str(tmp_path / "evidence"),
                     log_dir=tmp_path) as (_, port), \
-            console_page(f"http://127.0.0.1:{port}", "op-main") as (page, errors):
+            console_page(f"http://127.0.0.1:{port}", "op-main",
+                         lambda page: page.add_init_script(BEEPS)) as (page, errors):
+        page.locator("#link[data-synced='true']").wait_for(timeout=15000)
         _send(kafka, [anomaly("a1", "cam-door", 1), anomaly("b1", "cam-late", 2)])
         _state(page, "inc-a1", "NEW")
         page.locator("#rows tr[data-incident-id='inc-a1']").click()
@@ -66,8 +69,12 @@ def test_take_comment_hold_resume_close_escalate_and_reopen_through_the_console(
         detail.locator("button.resume").click()
         _state(page, "inc-a1", "TAKEN")
 
-        # Nobody takes cam-late's incident: 2 s later the correlator escalates it; an operator may no longer act.
+        # Nobody takes cam-late's incident: 2 s later the correlator escalates it (the console beeps twice and says
+        # so, whatever its priority); an operator may no longer act.
+        beeps = page.evaluate("window.__beeps")
         _state(page, "inc-b1", "ESCALATED")
+        page.wait_for_function(f"() => window.__beeps >= {beeps + 2}", timeout=10000)
+        assert "Escalated (level 1" in page.locator("#alarm-banner").inner_text()
         page.locator("#rows tr[data-incident-id='inc-b1']").click()
         late = page.locator("#detail[data-incident-id='inc-b1']")
         late.wait_for()

@@ -380,15 +380,20 @@ function beep(times) {
   }
 }
 
-// An incident that just arrived (or came back from closed) with priority 1 or 2: beep, flash its row, say it.
+// An incident that just arrived (or came back from closed) with priority 1 or 2, or that was just escalated
+// (whatever its priority: nobody took it in time): beep, flash its row, say it.
 function announce(incident, previous) {
   const fresh = !previous || (previous.state === "closed" && incident.state !== "closed");
-  if (!fresh || incident.state !== "new" || incident._prio > 2) return;
+  const escalated = incident.state === "escalated" &&
+    (!previous || Number(incident.escalationLevel || 0) > Number(previous.escalationLevel || 0));
+  if (!escalated && (!fresh || incident.state !== "new" || incident._prio > 2)) return;
   flashUntil.set(incident.id, Date.now() + FLASH_MS);
   setTimeout(() => { flashUntil.delete(incident.id); schedule(); }, FLASH_MS + 50);
-  beep(incident._prio === 1 ? 2 : 1);
+  beep(incident._prio === 1 || escalated ? 2 : 1);
   const banner = document.getElementById("alarm-banner");
-  banner.textContent = `New ${priorityText(incident._prio)} alarm: ${kindLabel(incident.kind)} on ` +
+  const what = escalated ? `Escalated (level ${incident.escalationLevel}, not acknowledged in time)`
+    : "New";
+  banner.textContent = `${what} ${priorityText(incident._prio)} alarm: ${kindLabel(incident.kind)} on ` +
     `${incident.cameraId} (${zoneText(incident)}) at ${when(incident.firstSeenNs)}. `;
   const show = document.createElement("button");
   show.type = "button";
