@@ -17,7 +17,7 @@ from tests.stack import consume, service
 from tests.station_console import read_topic, running_station, wait_for_incident
 from tests.station_support import (add_user, add_user_async, browser_login, console_http, incident, login, publish,
                                    write_headers)
-from vigie.contracts.v1 import AuditEntry
+from vigie.contracts.v1 import AuditEntry, Incident
 from vigie.core.authorisations import authorise_cameras
 from vigie.core.topics import Topics
 from vigie.station.live_client import LiveClient, LiveRefused
@@ -172,3 +172,28 @@ async def test_a_live_view_ends_with_its_session_and_with_the_station_and_views_
                if e.kind == AuditEntry.KIND_VIEW and e.detail.startswith("live")]
     assert [e.detail.split(" after")[0] for e in entries] == ["live", "live ended", "live", "live ended"], entries
     assert all(e.operator == "op-main" and e.camera_id == "cam-1" for e in entries)
+
+
+async def test_a_live_view_ends_when_the_station_holds_no_incident_of_the_camera_any_more(kafka, tmp_path) -> None:
+    """The camera may be watched because the station holds one of its incidents: once that incident is closed
+    and gone from the station, the open view ends (within a few seconds) and its end is in the register."""
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text(authorise_cameras(
+        "cameras:\n  - id: cam-1\n    source: synthetic://scene?seed=1&w=320&h=240&fps=10\n    fps: 10\n"))
+    db = f"sqlite:///{tmp_path}/accounts.db"
+    await add_user_async(db, "op-main", "operator", "main")
+    alerts = Topics(kafka.namespace).alerts("main")
+    await publish(kafka, alerts, [incident(1)])
+    with service(kafka, "grabber", "--cameras", str(cameras), log_dir=tmp_path):
+        async with running_station(kafka, db) as (station, base), console_http() as http:
+            await wait_for_incident(station, incident(1).id)
+            station.incidents.keep_closed_ns = 0  # a closed incident leaves at once
+            me = await login(http, base, "op-main")
+            async with LiveClient(http, base, me["csrf"], "cam-1") as client:
+                assert (await client.watch(frames=3)).frames == 3
+                await publish(kafka, alerts, [incident(1, state=Incident.STATE_CLOSED, revision=2)])
+                assert (await client.watch(frames=10**6, timeout_s=20)).ended
+            assert incident(1).id not in station.incidents
+    entries = [e.detail.split(" after")[0] for e in await read_topic(kafka, Topics(kafka.namespace).audit)
+               if e.kind == AuditEntry.KIND_VIEW and e.detail.startswith("live")]
+    assert entries == ["live", "live ended"]

@@ -350,13 +350,18 @@ class LivePage:
                                   "view": view.id, "incident": incident_id})
 
     async def _watch(self, view: LiveView) -> None:
-        """Wait for the view's end (browser gone, session over, station stopping), close it, record its length."""
+        """Wait for the view's end (browser gone, session over, the station holding no incident of the camera any
+        more, station stopping), close it, record its length."""
         try:
             while not view.ended.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(view.ended.wait(), SESSION_CHECK_S)
                 if not view.ended.is_set() and not await self._allowed(view):
                     log.info("live view %s closed: the session of %s ended", view.id, view.user)
+                    break
+                if not view.ended.is_set() and self._incident_of(view.camera_id, view.incident_id) is None:
+                    log.info("live view %s closed: the station holds no incident of camera %s any more",
+                             view.id, view.camera_id)
                     break
         finally:
             await self._close(view)
