@@ -145,10 +145,13 @@ def test_validate_names_the_line_of_a_bad_policy(tmp_path) -> None:
     result = subprocess.run([sys.executable, "-m", "vigie", "validate", "--policy", str(policy)],
                             capture_output=True, text=True)
     assert result.returncode == 2 and f"{policy}:4: priority.kinds: " in result.stderr, result.stderr
-    policy.write_text("priority:\n  kinds: {fire: 1}\n  default: 2\n")
+    policy.write_text("priority:\n  kinds: {abandoned_object: 2, firee: 1}\n  default: 4\n")
     result = subprocess.run([sys.executable, "-m", "vigie", "validate", "--policy", str(policy)],
                             capture_output=True, text=True)
-    assert result.returncode == 0 and "fire 1; other kinds 2" in result.stdout, result.stderr
+    assert result.returncode == 0, result.stderr
+    # a partial list changes those kinds only: fire stays 1, not the default 4; a misspelt kind is pointed out
+    assert "abandoned_object 2" in result.stdout and "fire 1" in result.stdout and "other kinds 4" in result.stdout
+    assert "warning: kind 'firee' is no analytic's kind" in result.stdout, result.stdout
 
 
 def test_validate_warns_of_cameras_that_reach_no_station(tmp_path) -> None:

@@ -129,6 +129,13 @@ def _validate(cameras_path: str | None, routing_path: str | None, policy_path: s
         policy = _load_policy(policy_path)
         kinds = ", ".join(f"{kind} {level}" for kind, level in sorted(policy.priority.kinds.items()))
         lines.append(f"{policy_path}: policy valid; priorities {kinds}; other kinds {policy.priority.default}")
+        from vigie.core.authorisations import KIND_PURPOSES
+
+        named = set(policy.priority.kinds) | {k for o in policy.priority.cameras for k in o.kinds} | set(
+            policy.merge.reactivation_s)
+        for kind in sorted(named - set(KIND_PURPOSES)):
+            lines.append(f"  warning: kind {kind!r} is no analytic's kind ({', '.join(sorted(KIND_PURPOSES))}): "
+                         "a misspelling? (a plugin's kind is fine)")
     return lines
 
 

@@ -92,7 +92,8 @@ class PriorityPolicy(StrictModel):
     """Priority of a new incident: the first matching camera override, else the kind's, else ``default``."""
 
     kinds: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_PRIORITIES), title="Priority per kind",
-                                  description="Kind -> 1 (highest) to 5 (lowest); replaces the defaults when given.")
+                                  description="Kind -> 1 (highest) to 5 (lowest); the kinds given change the built-in "
+                                  "priorities (DEFAULT_PRIORITIES), the others keep theirs.")
     default: int = Field(3, ge=1, le=5, description="Priority of the kinds not listed.")
     cameras: list[PriorityOverride] = Field(default_factory=list, description="Per-camera overrides, first match wins.")
 
@@ -102,7 +103,7 @@ class PriorityPolicy(StrictModel):
         for kind, level in kinds.items():
             if not 1 <= level <= 5:
                 raise ValueError(f"kinds[{kind}]: priority {level}, expected 1 (highest) to 5 (lowest)")
-        return kinds
+        return {**DEFAULT_PRIORITIES, **kinds}  # a partial list never drops fire or person_down to the default
 
     def priority_for(self, kind: str, camera_id: str) -> int:
         """The priority of a ``kind`` incident of ``camera_id``, 1 (highest) to 5."""
