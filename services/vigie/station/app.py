@@ -30,7 +30,6 @@ it cannot be written); so is every action, and every live view of a camera (:mod
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 import time
