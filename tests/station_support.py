@@ -68,8 +68,9 @@ def publish_now(kafka: KafkaSettings, topic: Topic[Incident], incidents: list[In
         pool.submit(asyncio.run, publish(kafka, topic, incidents)).result()
 
 
-async def publish(kafka: KafkaSettings, topic: Topic[Incident], incidents: list[Incident]) -> None:
-    """Send ``incidents`` to ``topic``, keyed by camera id like the correlator, and wait for every acknowledgement."""
+async def publish(kafka: KafkaSettings, topic: Topic, incidents: list) -> None:
+    """Send ``incidents`` (or any messages with a ``camera_id``: anomalies, actions) to ``topic``, keyed by camera id
+    like the services, and wait for every acknowledgement."""
     from vigie.station.scale import publish_all
 
     await publish_all(kafka, topic, incidents)

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from tests.stack import health, service
 from tests.station_console import read_topic, running_station, wait_for_incident
-from tests.station_support import add_user_async, console_http, login, write_headers
+from tests.station_support import add_user_async, console_http, login, publish, write_headers
 from vigie.contracts.v1 import Anomaly, AuditEntry, Incident, OperatorAction, RecordRef, Region, Verdict
 from vigie.core.kafka import apply_topics
 from vigie.core.topics import Topics
@@ -37,25 +36,8 @@ stations: [supervisors]
 
 
 async def send_anomalies(kafka, anomalies: list[Anomaly]) -> None:  # noqa: ANN001
-    topic = Topics(kafka.namespace).anomalies
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
-    await producer.start()
-    try:
-        for anomaly in anomalies:
-            await producer.send_and_wait(topic.name, topic.encode(anomaly), key=topic.key(anomaly.camera_id))
-    finally:
-        await producer.stop()
-
-
-async def send_actions(kafka, actions: list[OperatorAction]) -> None:  # noqa: ANN001
-    topic = Topics(kafka.namespace).actions
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
-    await producer.start()
-    try:
-        for action in actions:
-            await producer.send_and_wait(topic.name, topic.encode(action), key=topic.key(action.camera_id))
-    finally:
-        await producer.stop()
+    """Send ``anomalies`` as the detector does (keyed by camera), acknowledged."""
+    await publish(kafka, Topics(kafka.namespace).anomalies, anomalies)
 
 
 def anomaly(name: str, camera: str, offset: int) -> Anomaly:
@@ -104,7 +86,7 @@ async def test_take_hold_resume_close_reopen_and_escalate_after_a_delay(kafka, t
             await until(main, "inc-a1", lambda i: i.state == Incident.STATE_ACKNOWLEDGED and i.owner == "op")
             # a second operator's Take that crossed the first (both consoles saw it new): the correlator refuses it
             # and says so in the register, where the station recorded the request
-            await send_actions(kafka, [OperatorAction(id="late-take", incident_id="inc-a1", camera_id="cam-a",
+            await publish(kafka, Topics(kafka.namespace).actions, [OperatorAction(id="late-take", incident_id="inc-a1", camera_id="cam-a",
                                                       kind=OperatorAction.KIND_ACKNOWLEDGE, operator="op2")])
             assert (await act(op_http, base, op, "inc-a1", action="comment", comment="patrol sent"))[0] == 202
             assert (await act(op_http, base, op, "inc-a1", action="hold"))[0] == 202
