@@ -1,4 +1,5 @@
-"""Kubernetes manifests rendered by kustomize and checked against real schemas, offline.
+"""Kubernetes manifests rendered by kustomize (``kubectl kustomize``, or the kustomize binary that
+scripts/kustomize.sh builds from the Go module proxy) and checked against real schemas, offline.
 
 * Built-in kinds (Deployment, Job, ConfigMap, HorizontalPodAutoscaler...): the JSON schemas of the
   Kubernetes API that the PyPI package ``kubernetes-validate`` ships, in their strict form (a field the
@@ -48,12 +49,21 @@ def go() -> str | None:
     return found
 
 
+def kustomize_command() -> list[str] | None:
+    """``kubectl kustomize``, or without kubectl ``kustomize build`` built by scripts/kustomize.sh; None
+    without either."""
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    built = ROOT / "var" / "bin" / "kustomize"
+    return [str(built), "build"] if built.is_file() else None
+
+
 def kustomize(folder: Path) -> list[dict]:
-    """The objects ``kubectl kustomize folder`` renders. Raises RuntimeError with kubectl's reason when the
-    kustomization does not build."""
-    done = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+    """The objects that kustomize renders from ``folder``. Raises RuntimeError with kustomize's reason when
+    the kustomization does not build."""
+    done = subprocess.run([*kustomize_command(), str(folder)], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise RuntimeError(f"kubectl kustomize {folder}: {done.stderr.strip()}")
+        raise RuntimeError(f"kustomize {folder}: {done.stderr.strip()}")
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.k8s_schemas import CRDS, STRIMZI, go, kustomize, problems
+from tests.k8s_schemas import CRDS, STRIMZI, go, kustomize, kustomize_command, problems
 from vigie.cli import build_parser
 from vigie.core.metrics import ServiceMetrics
 from vigie.core.topics import CAMERA_PARTITIONS, Topics
@@ -24,6 +24,8 @@ DEPLOY = ROOT / "deploy"
 #: Every folder whose kustomization.yaml is a Kustomization (Components are built through the overlays).
 KUSTOMIZATIONS = sorted(p.parent.relative_to(ROOT).as_posix() for p in DEPLOY.rglob("kustomization.yaml")
                         if yaml.safe_load(p.read_text())["kind"] == "Kustomization")
+pytestmark = pytest.mark.skipif(kustomize_command() is None, reason="neither kubectl nor kustomize (make "
+                                "system-deps-test builds kustomize with Go: scripts/kustomize.sh)")
 needs_go = pytest.mark.skipif(go() is None, reason="no Go toolchain: the CRDs of KEDA and CloudNativePG come from "
                               "their Go modules (go mod download)")
 
