@@ -110,7 +110,7 @@ class RegisterService(Service):
         self.verified_seq = Gauge("vigie_register_chain_verified_seq", "Head seq the last verification reached",
                                   registry=self.registry)
         self.verified_at = Gauge("vigie_register_chain_verified_timestamp_seconds", "Unix time the last "
-                                 "verification of the chain ended", registry=self.registry)
+                                 "verification of the chain ended (0 before the first ends)", registry=self.registry)
         #: The last verification's result (None before the first ends), and the one running.
         self.chain: VerifyResult | None = None
         self._verifying: asyncio.Task | None = None
