@@ -4,8 +4,8 @@ scripts/kustomize.sh builds from the Go module proxy) and checked against real s
 * Built-in kinds (Deployment, Job, ConfigMap, HorizontalPodAutoscaler...): the JSON schemas of the
   Kubernetes API that the PyPI package ``kubernetes-validate`` ships, in their strict form (a field the
   API does not know is an error, as ``kubectl apply`` refuses it by default since 1.27).
-* Custom resources whose operator publishes its CRDs in a Go module (KEDA's ScaledObject,
-  CloudNativePG's Cluster): the CRD's ``openAPIV3Schema`` from that module's ``config/crd/bases``,
+* Custom resources whose operator publishes its CRDs in a Go module (KEDA's ScaledObject and
+  TriggerAuthentication, CloudNativePG's Cluster): the CRD's ``openAPIV3Schema`` from that module's ``config/crd/bases``,
   fetched once with ``go mod download`` (the Go module cache keeps it: offline afterwards), turned into
   a JSON schema that refuses unknown fields as the API server's strict field validation does.
 * Strimzi's resources: Strimzi is a Java project whose CRDs are in no Go module or PyPI package, so
@@ -35,6 +35,8 @@ KUBERNETES_VERSION = "1.30"
 CRDS = {
     ("keda.sh/v1alpha1", "ScaledObject"): ("github.com/kedacore/keda/v2", "v2.18.0",
                                            "config/crd/bases/keda.sh_scaledobjects.yaml"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): ("github.com/kedacore/keda/v2", "v2.18.0",
+                                                    "config/crd/bases/keda.sh_triggerauthentications.yaml"),
     ("postgresql.cnpg.io/v1", "Cluster"): ("github.com/cloudnative-pg/cloudnative-pg", "v1.27.0",
                                            "config/crd/bases/postgresql.cnpg.io_clusters.yaml"),
 }

@@ -50,7 +50,7 @@ def test_every_kustomization_builds_and_every_object_is_valid(rendered: dict[str
     resources are those of KEDA, CloudNativePG (their CRDs) and Strimzi (checked structurally)."""
     assert set(KUSTOMIZATIONS) >= {"deploy/k8s", "deploy/k8s-sasl", "deploy/k8s/kafka", "deploy/k8s/postgres",
                                    "deploy/k8s-overlays/keda", "deploy/k8s-overlays/hpa", "deploy/k8s-overlays/gpu",
-                                   "deploy/k8s-overlays/gpu-keda"}
+                                   "deploy/k8s-overlays/gpu-keda", "deploy/k8s-overlays/sasl-keda"}
     kinds = set()
     for folder, docs in rendered.items():
         assert docs, folder
@@ -73,6 +73,9 @@ BROKEN = [
     ("deploy/k8s-overlays/keda", {"target": {"kind": "ScaledObject"}, "patch": yaml.safe_dump(
         [{"op": "replace", "path": "/spec/triggers/0/metadata/lagThreshold", "value": 300}])},
      "300 is not of type 'string'"),
+    ("deploy/k8s-overlays/sasl-keda", {"target": {"kind": "TriggerAuthentication"}, "patch": yaml.safe_dump(
+        [{"op": "add", "path": "/spec/secretTargetRef/0/secret", "value": "vigie-kafka"}])},
+     "'secret' was unexpected"),
     ("deploy/k8s/postgres", {"target": {"kind": "Cluster"}, "patch": yaml.safe_dump(
         [{"op": "add", "path": "/spec/instance", "value": 3}])}, "'instance' was unexpected"),
     ("deploy/k8s/kafka", {"target": {"kind": "KafkaNodePool"}, "patch": yaml.safe_dump(
@@ -131,6 +134,28 @@ def test_detectors_scale_on_the_lag_of_frames(rendered: dict[str, list[dict]]) -
         assert detector == expected, overlay
         assert [d for d in docs if d["kind"] not in ("ScaledObject", "HorizontalPodAutoscaler")
                 and d["metadata"]["name"] != "vigie-detector"] == [d for d in base if d["metadata"]["name"] != "vigie-detector"]
+
+
+def test_keda_logs_in_as_the_services_do_over_sasl(rendered: dict[str, list[dict]]) -> None:
+    """With deploy/k8s-sasl, KEDA's scaler reads the lag on the services' listener with their login: SCRAM-SHA-512
+    over TLS, the user name of the detector's vigie-config, the password and CA of the Secret the detector mounts."""
+    docs = rendered["deploy/k8s-overlays/sasl-keda"]
+    config = _by_name(docs, "ConfigMap", "vigie-config")["data"]
+    (trigger,) = _by_name(docs, "ScaledObject", "vigie-detector")["spec"]["triggers"]
+    assert trigger["metadata"]["bootstrapServers"] == config["VIGIE_KAFKA"]
+    assert (config["VIGIE_KAFKA_SECURITY_PROTOCOL"], config["VIGIE_KAFKA_SASL_MECHANISM"]) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert (trigger["metadata"]["sasl"], trigger["metadata"]["tls"]) == ("scram_sha512", "enable")
+    auth = _by_name(docs, "TriggerAuthentication", trigger["authenticationRef"]["name"])["spec"]
+    detector = _by_name(docs, "Deployment", "vigie-detector")["spec"]["template"]["spec"]
+    (env,) = auth["env"]
+    assert env["containerName"] == detector["containers"][0]["name"] and env["name"] in config
+    assert env["parameter"] == "username" and config[env["name"]] == "vigie"
+    mounts = {m["mountPath"]: m["name"] for m in detector["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v.get("secret", {}).get("secretName") for v in detector["volumes"]}
+    files = {config["VIGIE_KAFKA_SASL_PASSWORD_FILE"]: "password", config["VIGIE_KAFKA_SSL_CAFILE"]: "ca"}
+    for path, parameter in files.items():
+        folder, _, key = path.rpartition("/")
+        assert {"parameter": parameter, "name": volumes[mounts[folder]], "key": key} in auth["secretTargetRef"]
 
 
 def test_the_prometheus_adapter_rule_serves_the_hpa_metric(rendered: dict[str, list[dict]]) -> None:
