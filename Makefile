@@ -32,6 +32,7 @@ system-deps: ## install the Debian packages the demo needs (JDK, Maven) when mis
 system-deps-test: ## install the Debian packages the tests need (kcat, protoc, chromium, RTSP server...)
 	scripts/system-deps.sh test
 	scripts/s3-server.sh
+	scripts/kustomize.sh
 
 broker: system-deps ## resolve Kafka from Maven Central and start it on 127.0.0.1 (KRaft, one node)
 	VIGIE_PYTHON=$(if $(wildcard .venv/bin/python),$(abspath .venv/bin/python)) deploy/kafka/kafka.sh start

@@ -55,6 +55,7 @@ def test_correlator_dedupes_routes_and_applies_actions(kafka, tmp_path: Path) ->
             assert response.headers["Content-Type"].startswith("text/plain")
             text = response.read().decode()
         assert 'vigie_errors_total{kind="dead_letter"} 1.0' in text
+        assert 'vigie_stage_seconds_count{camera="cam-b",stage="correlate"} 1.0' in text  # per camera
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=5) as response:
             assert response.status == 200  # liveness: alive (a restart would not help a recovering worker)
         for page in ("table/incidents/", "router/"):  # faust's table and router pages are off

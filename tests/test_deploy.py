@@ -50,11 +50,12 @@ def test_compose_services_run_valid_vigie_commands() -> None:
     assert int(compose["services"]["kafka"]["environment"]["KAFKA_LOG_RETENTION_HOURS"]) <= 720
 
 
-def test_compose_config_when_the_plugin_exists() -> None:
+@pytest.mark.parametrize("files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.ha.yml"]])
+def test_compose_config_when_the_plugin_exists(files: list[str]) -> None:
     docker = shutil.which("docker")
     if not docker or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
-        pytest.skip("docker compose plugin not installed here; the YAML is checked by the test above")
-    subprocess.run([docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], check=True)
+        pytest.skip("docker compose plugin not installed here; the YAML is checked by the tests of this file")
+    subprocess.run([docker, "compose", *[a for f in files for a in ("-f", str(ROOT / f))], "config", "-q"], check=True)
 
 
 def test_kubernetes_manifests_run_valid_vigie_commands() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,11 @@ def test_malformed_frames_go_to_the_dead_letter_topic_and_the_detector_goes_on(k
         while health(port)["frames"] < 5:
             assert time.monotonic() < deadline, health(port)
             time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        # decoding is timed per frame, so per camera; the analytics run on a batch of cameras
+        assert 'vigie_stage_seconds_count{camera="cam",stage="decode"} 5.0' in text
+        assert 'vigie_stage_seconds_count{camera="",stage="analytics"}' in text
     assert proc.returncode == 0, (tmp_path / "detector.log").read_text()[-2000:]
 
 

@@ -102,10 +102,24 @@ def test_the_dashboard_names_existing_metrics_and_covers_the_pipeline() -> None:
     read = set().union(*map(expression_metrics, queries))
     assert {"vigie_grabber_frames_total", "vigie_stage_seconds_bucket", "vigie_consumer_lag",
             "vigie_end_to_end_seconds_bucket", "vigie_errors_total", "vigie_station_false_alarm_rate",
-            "vigie_station_verdicts_total", "ALERTS"} <= read
+            "vigie_station_verdicts_total", "vigie_register_chain_ok", "ALERTS"} <= read
     datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
     uids = {panel["datasource"]["uid"] for panel in json.loads(DASHBOARD.read_text())["panels"] if "datasource" in panel}
     assert uids == {datasource["datasources"][0]["uid"]}
+
+
+@needs_promtool
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    """promtool parses each panel's query (as the expression of a recording rule); a broken one is refused."""
+    def check(queries: list[str]) -> subprocess.CompletedProcess:
+        rules_file = tmp_path / "dashboard.yml"
+        rules_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+            {"record": f"dashboard:query{n}", "expr": expr} for n, expr in enumerate(queries)]}]}))
+        return promtool("check", "rules", str(rules_file))
+    queries = dashboard_queries()
+    done = check(queries)
+    assert done.returncode == 0 and f"SUCCESS: {len(queries)} rules found" in done.stdout, done.stdout + done.stderr
+    assert check(["sum by (camera) (rate(vigie_stage_seconds_count[5m])"]).returncode == 1
 
 
 def test_compose_runs_prometheus_and_grafana_on_the_shipped_files() -> None:

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.register_support import counts, keep_log_handlers, run, sample, seed
+from tests.register_support import counts, keep_log_handlers, run, sample, seed, sql
 from tests.stack import free_port
 from vigie.cli import main
 from vigie.contracts.v1 import AuditEntry
@@ -309,5 +309,38 @@ def test_retention_at_start_keeps_the_chain_verifiable(tmp_path) -> None:  # noq
             assert result.ok and (result.first_seq, result.head_seq, result.checked) == (31, 41, 11)
         finally:
             await register.stop()
+
+    run(scenario())
+
+
+def test_the_service_verifies_the_chain_and_exports_the_outcome(kafka: KafkaSettings, tmp_path) -> None:  # noqa: ANN001
+    """At start and every verify_interval_s the service verifies the chain: vigie_register_chain_ok is NaN
+    before, 1 while intact (with the head reached and when), 0 once an entry is edited, and /healthz names
+    the broken entry under `degraded`; the running service exports it on /metrics."""
+    url = f"sqlite:///{tmp_path / 'register.db'}"
+    run(seed(url, sample(20)))
+
+    async def scenario() -> None:
+        register = RegisterService(RegisterSettings(database=DatabaseSettings(url=url)))
+        value = register.registry.get_sample_value
+        await register.prepare()
+        try:
+            assert value("vigie_register_chain_ok") != value("vigie_register_chain_ok")  # NaN: not verified yet
+            assert (await register.verify_chain()).ok and register.degraded() == {}
+            assert (value("vigie_register_chain_ok"), value("vigie_register_chain_verified_seq")) == (1, 20)
+            assert abs(value("vigie_register_chain_verified_timestamp_seconds") - time.time()) < 60
+            entry = (await sql(url, "SELECT entry_id FROM register_entries WHERE seq = 7"))[0][0]
+            await sql(url, "UPDATE register_entries SET detail = 'nothing to see' WHERE seq = 7")
+            assert not (await register.verify_chain()).ok and value("vigie_register_chain_ok") == 0
+            chain = register.degraded()["chain"]
+            assert (chain["first_bad_seq"], chain["entry_id"]) == (7, entry) and chain["reason"].startswith("edited")
+        finally:
+            await register.stop()
+        async with service(kafka, url) as (_, base):  # the loop verifies at start: broken, on /metrics
+            async def exported() -> bool:
+                async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+                    return "vigie_register_chain_ok 0.0" in await response.text()
+            await wait_for(exported)
+            assert (await healthz(base))[1]["degraded"]["chain"]["first_bad_seq"] == 7
 
     run(scenario())

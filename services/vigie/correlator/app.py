@@ -226,7 +226,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             await register(change.incident, f"reopened by anomaly {anomaly.id} (reopened "
                                             f"{change.incident.reopened} time(s))")
         table[key] = book.SerializeToString()
-        metrics.stage_seconds("correlate").observe(time.perf_counter() - started)
+        metrics.stage_seconds("correlate", anomaly.camera_id).observe(time.perf_counter() - started)
 
     async def on_action(event: faust.EventT) -> None:
         action = await parse(event, catalogue.actions, "incident_id", "camera_id")

@@ -26,17 +26,20 @@ from vigie.detector.preprocess import to_batch
 
 @dataclass(slots=True)
 class Item:
-    """One decoded frame record: the record, its message and its image ``(H, W, 3) uint8 RGB``."""
+    """One decoded frame record: the record, its message, its image ``(H, W, 3) uint8 RGB`` and the seconds
+    its parsing and decoding took."""
 
     record: ConsumerRecord
     frame: Frame
     image: np.ndarray
+    decode_s: float = 0.0
 
 
 def decode_records(topic: Topic[Frame], records: list[ConsumerRecord]) -> tuple[list[Item], list[tuple[ConsumerRecord, str]]]:
     """Parse and JPEG-decode frame records; returns the good items and ``(record, reason)`` for the bad ones."""
     items, bad = [], []
     for record in records:
+        started = time.perf_counter()
         try:
             frame = topic.decode(record.value)
             if not frame.camera_id:
@@ -50,7 +53,7 @@ def decode_records(topic: Topic[Frame], records: list[ConsumerRecord]) -> tuple[
         except MalformedMessage as exc:
             bad.append((record, str(exc)))
             continue
-        items.append(Item(record, frame, image))
+        items.append(Item(record, frame, image, time.perf_counter() - started))
     return items, bad
 
 

@@ -23,6 +23,11 @@ audit outbox (:func:`vigie.accounts.outbox.flush_outbox`): the ``account_change`
 ``vigie users`` or a console wrote while the broker was away reach ``audit``, and so the register.
 Retention runs at start and every ``prune_interval_s``
 (a day): entries older than ``retention_days`` go, the chain stays verifiable from its anchor.
+The chain is verified (:func:`vigie.register.chain.verify`) at start and every ``verify_interval_s``
+(an hour), beside the appends: ``vigie_register_chain_ok`` (1 intact, 0 broken; NaN before the first
+verification ends), ``vigie_register_chain_verified_seq`` (the head it reached) and
+``vigie_register_chain_verified_timestamp_seconds`` (when it ended); a broken chain is named under
+``degraded`` on ``/healthz`` (seq, entry, what is wrong) and logged.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import DeadLetters, make_consumer, make_producer, require_topics, retry_delays, total_lag
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
+from vigie.register.chain import VerifyResult, verify
 from vigie.register.models import anchor
 from vigie.register.store import ChainConflict, append, entry_fields, prune
 
@@ -68,6 +74,8 @@ class RegisterSettings(StrictModel):
     outbox_interval_s: float = Field(5.0, gt=0, le=3600, description="Seconds between two publications of the "
                                      "accounts' audit outbox (entries written while the broker was away).")
     batch_size: int = Field(500, ge=1, le=10000, description="Most entries appended per database transaction.")
+    verify_interval_s: float = Field(3600.0, ge=10, le=86400, description="Seconds between two verifications of "
+                                     "the chain (the first at start).")
     http_host: str = "127.0.0.1"
     http_port: int = Field(8094, ge=0, le=65535)
 
@@ -96,6 +104,16 @@ class RegisterService(Service):
                                         "published to the audit topic", registry=self.registry)
         self.pruned = Counter("vigie_register_pruned", "Entries deleted by retention", registry=self.registry)
         self.head = Gauge("vigie_register_head_seq", "Seq of the last entry appended", registry=self.registry)
+        self.chain_ok = Gauge("vigie_register_chain_ok", "1 when the last verification found the chain intact, "
+                              "0 when broken (NaN before the first ends)", registry=self.registry)
+        self.chain_ok.set(float("nan"))
+        self.verified_seq = Gauge("vigie_register_chain_verified_seq", "Head seq the last verification reached",
+                                  registry=self.registry)
+        self.verified_at = Gauge("vigie_register_chain_verified_timestamp_seconds", "Unix time the last "
+                                 "verification of the chain ended (0 before the first ends)", registry=self.registry)
+        #: The last verification's result (None before the first ends), and the one running.
+        self.chain: VerifyResult | None = None
+        self._verifying: asyncio.Task | None = None
 
     async def prepare(self) -> None:
         """Stage 1: reach the database and migrate its schema.
@@ -134,8 +152,11 @@ class RegisterService(Service):
     async def run(self, stop: asyncio.Event) -> None:
         """Append batches until ``stop``; retention at start and every ``prune_interval_s``; the accounts'
         audit outbox published at start and every ``outbox_interval_s``."""
-        next_prune = next_outbox = 0.0
+        next_prune = next_outbox = next_verify = 0.0
         while not stop.is_set():
+            if time.monotonic() >= next_verify and (self._verifying is None or self._verifying.done()):
+                self._verifying = asyncio.create_task(self.verify_chain())
+                next_verify = time.monotonic() + self.settings.verify_interval_s
             if time.monotonic() >= next_prune:
                 done = await self.prune_once()
                 next_prune = time.monotonic() + (self.settings.prune_interval_s if done else 60.0)
@@ -232,8 +253,32 @@ class RegisterService(Service):
             log.info("register: retention deleted %d entries older than %d days", deleted, self.settings.retention_days)
         return True
 
+    async def verify_chain(self) -> VerifyResult | None:
+        """Verify the chain and export the outcome (see the module); None, counted in
+        ``vigie_register_db_errors``, when the database could not be read."""
+        try:
+            result = await verify(self.engine)
+        except DB_ERRORS as exc:
+            self.db_errors.inc()
+            log.warning("register: chain not verified: %s", describe_db_error(self.settings.database, exc))
+            return None
+        self.chain = result
+        self.chain_ok.set(1 if result.ok else 0)
+        self.verified_seq.set(result.head_seq)
+        self.verified_at.set(time.time())
+        if not result.ok:
+            log.error("register: chain broken at seq %s (entry %s): %s", result.first_bad_seq, result.entry_id,
+                      result.reason)
+        return result
+
     async def stop(self) -> None:
-        """Close the consumer (no commit), the producer and the database's connections."""
+        """Stop a verification in progress; close the consumer (no commit), the producer and the database's
+        connections."""
+        verifying, self._verifying = self._verifying, None
+        if verifying is not None:
+            verifying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await verifying
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         engine, self.engine = self.engine, None
@@ -245,12 +290,19 @@ class RegisterService(Service):
             await engine.dispose()
 
     def degraded(self) -> dict[str, Any]:
-        """``{"database": {...}}`` while the database does not take entries: why (redacted), since when, waiting."""
-        if not self.db_error:
-            return {}
-        return {"database": {"error": self.db_error, "since_ns": self.db_error_since_ns, "waiting": self.waiting}}
+        """``{"database": {...}}`` while the database does not take entries: why (redacted), since when, waiting;
+        ``{"chain": {...}}`` while the last verification found the chain broken: where and what."""
+        out: dict[str, Any] = {}
+        if self.db_error:
+            out["database"] = {"error": self.db_error, "since_ns": self.db_error_since_ns, "waiting": self.waiting}
+        if self.chain is not None and not self.chain.ok:
+            out["chain"] = {"first_bad_seq": self.chain.first_bad_seq, "entry_id": self.chain.entry_id,
+                            "reason": self.chain.reason}
+        return out
 
     def health(self) -> dict[str, Any]:
-        """The database (redacted URL), the head's seq, the consumer lag and the retention."""
+        """The database (redacted URL), the head's seq, the consumer lag, the retention and the last verification
+        of the chain (intact or not, the head it reached; null before the first ends)."""
+        chain = None if self.chain is None else {"ok": self.chain.ok, "verified_seq": self.chain.head_seq}
         return {"database": self.settings.database.redacted(), "head_seq": self.head_seq, "lag": self.lag,
-                "retention_days": self.settings.retention_days}
+                "retention_days": self.settings.retention_days, "chain": chain}

@@ -1,6 +1,7 @@
 """``vigie register``: run the register service, verify its chain, show and export its entries.
 
-* ``vigie register [serve] [--database URL] [--retention-days N] [--batch-size N] [--http-port 8094]``
+* ``vigie register [serve] [--database URL] [--retention-days N] [--batch-size N] [--verify-interval-s S]
+  [--http-port 8094]``
   runs the service until SIGTERM/SIGINT.
 * ``vigie register verify``: exit 0 and ``chain intact: N entries``, or exit 1 naming the first
   bad entry (seq, id, what is wrong).
@@ -88,7 +89,8 @@ def _serve(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     from vigie.register.app import RegisterService, RegisterSettings
 
     settings = RegisterSettings(kafka=kafka, database=_database(args), retention_days=args.retention_days,
-                                batch_size=args.batch_size, http_host=args.http_host, http_port=args.http_port)
+                                batch_size=args.batch_size, verify_interval_s=args.verify_interval_s,
+                                http_host=args.http_host, http_port=args.http_port)
     return asyncio.run(serve(RegisterService(settings), settings.http_host, settings.http_port))
 
 
@@ -215,6 +217,9 @@ def _serve_options(parser: argparse.ArgumentParser, default: Callable[[Any], Any
                         help="days an entry is kept (default 365; the register holds no image)")
     parser.add_argument("--batch-size", type=bounded(int, 1, 10000), default=default(500),
                         help="most entries appended per database transaction (default 500)")
+    parser.add_argument("--verify-interval-s", type=bounded(float, 10, 86400), default=default(3600.0),
+                        help="seconds between two verifications of the chain by the service (10-86400, default "
+                        "3600), exported as vigie_register_chain_ok and vigie_register_chain_verified_*")
     parser.add_argument("--http-host", default=default("127.0.0.1"), help="address of /healthz and /metrics")
     parser.add_argument("--http-port", type=int, default=default(8094), help="port of /healthz and /metrics (8094)")
 
