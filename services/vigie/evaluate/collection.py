@@ -19,6 +19,7 @@ and per kind the figures are summed over the clips labelled for it
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -207,7 +208,7 @@ def run_item(item: Item, options: Options) -> ClipResult:
         config = ev.configs.get(kind)
         result.settings[kind] = config.model_dump() if hasattr(config, "model_dump") else {}
     if options.plots:
-        result.plot = str(Path(options.plots) / (item.name.replace(os.sep, "__").replace("/", "__") + ".png"))
+        result.plot = str(Path(options.plots) / (re.sub(r"[^A-Za-z0-9._-]+", "_", item.name.replace("/", "__")) + ".png"))
         report.plot(result.summary, curves, result.plot)
     return result
 
@@ -336,16 +337,15 @@ def print_tables(root: str, results: Sequence[ClipResult], kinds: dict[str, dict
     console = console or (Console() if sys.stdout.isatty() else Console(width=160))
     for kind, fig in kinds.items():
         table = Table(title=f"{kind} over {root}: {fig['clips']} labelled clips, {fig['hours'] * 60:.1f} min",
-                      caption=f"alarms on clips not labelled for {kind}: {fig['unlabelled_alarms']} "
-                              f"({fig['unlabelled_clips']} clips); [..]: 95 % confidence interval")
+                      caption=f"listed: the clips with an event or an alarm; alarms on clips not labelled for "
+                              f"{kind}: {fig['unlabelled_alarms']} ({fig['unlabelled_clips']} clips); "
+                              "[..]: 95 % confidence interval")
         for name in ("clip", "events", "found", "missed", "false alarms", "false/h", "delay p50 s", "delay p90 s",
                      "AUC"):
             table.add_column(name, justify="left" if name == "clip" else "right")
-        quiet = 0
         for r in results:
             row = (r.summary or {}).get("kinds", {}).get(kind)
             if row is None or row["events"] is None or not (row["events"] or row["alarms"]):
-                quiet += row is not None and row["events"] is not None
                 continue
             delays = row["delays_s"]
             table.add_row(r.name, str(row["events"]), str(row["found"]), str(row["events"] - row["found"]),
@@ -353,7 +353,7 @@ def print_tables(root: str, results: Sequence[ClipResult], kinds: dict[str, dict
                           f"{np.percentile(delays, 50):.1f}" if delays else "—",
                           f"{np.percentile(delays, 90):.1f}" if delays else "—",
                           "—" if row["auc"] is None else f"{row['auc']:.3f}")
-        table.add_row(f"all ({quiet} more without event or alarm)", str(fig["events"]),
+        table.add_row(f"all {fig['clips']} clips", str(fig["events"]),
                       f"{fig['found']} ({_fmt(fig['recall'], percent=True)})", str(fig["missed"]),
                       str(fig["false_alarms"]), _fmt(fig["false_alarms_per_hour"], 1),
                       _fmt(fig["delay_p50_s"], 1), _fmt(fig["delay_p90_s"], 1), _fmt(fig["auc"], 3), style="bold")
