@@ -221,3 +221,16 @@ def test_malformed_suite_file_names_its_line(tmp_path) -> None:
     bad.write_text("cases:\n  - name: x\n    clip: a.mp4\n    targets:\n      - {measure: speed, kind: fire, max: 1}\n")
     with pytest.raises(ConfigError, match=rf"^{bad}:5: cases\[0\]\.targets\[0\]\.measure"):
         suite.load(bad)
+
+
+def test_clips_in_a_process_pool_give_the_same_figures_in_the_same_order(tmp_path) -> None:
+    root = _link(tmp_path / "two", a__gif=data_path("intel_sample_videos", "people-detection.gif"),
+                 b__gif=data_path("intel_sample_videos", "person-bicycle-car-detection.gif"))
+    (root / "a.labels.yaml").write_text("labelled_kinds: all\n")
+    items = collection.discover(root)
+    options = collection.Options(fps=4.0, kinds=["crowd_movement", "fire"], object_classes=False)
+    alone = collection.run(items, options, jobs=1, progress=False)
+    pooled = collection.run(items, options, jobs=2, progress=False)
+    assert [r.name for r in pooled] == ["a.gif", "b.gif"]
+    assert [r.summary for r in pooled] == [r.summary for r in alone]
+    assert collection.aggregate(pooled) == collection.aggregate(alone)

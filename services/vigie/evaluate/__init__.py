@@ -56,8 +56,9 @@ def _json_file(text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``vigie evaluate`` to ``parser``."""
-    parser.add_argument("path", help="clip: a video file, a folder of numbered stills, or a dataset folder "
-                        "(SOURCE.md with frames/, img1/ or one video); with --suite, the data folder")
+    parser.add_argument("path", help="clip: a video file, a folder of numbered stills, or a folder holding "
+                        "frames/, img1/ or one video; or a collection: a folder of several clips (any depth), "
+                        "each with its labels beside it; with --suite, the data folder")
     parser.add_argument("--suite", action="store_true",
                         help="run the project's quality measures on the clips of the data folder PATH "
                         "(e.g. ../shared/data) and check them against their targets; exit 1 if one is missed")
