@@ -88,6 +88,12 @@ def test_own_label_file_events_in_seconds_and_frames_and_where_it_is_found(tmp_p
         "  - {kind: abandoned_object, start: 5.5, unit: s, boxes: [[1, 2, 3, 4]]}\n")
     assert labels.label_file(tmp_path / "a.mp4", alone=False) == tmp_path / "a.labels.yaml"
     assert labels.label_file(tmp_path / "b.mp4", alone=False) is None  # a folder of several clips: by name only
+    stills = _link(tmp_path / "monday", Train001=data_path("ucsd_ped2_train", "Train001"),
+                   Train002=data_path("ucsd_ped2_train", "Train002"))
+    (stills / "labels.yaml").write_text("labelled_kinds: all\n")  # whose? not said: neither clip's
+    (stills / "Train002.labels.yaml").write_text("labelled_kinds: all\n")
+    assert labels.label_file(stills / "Train001", alone=True) is None
+    assert labels.label_file(stills / "Train002", alone=True) == stills / "Train002.labels.yaml"
     gt = groundtruth.load(tmp_path / "a.mp4")
     assert gt.format == "vigie-labels" and gt.file == str(tmp_path / "a.labels.yaml")
     fire = gt.truth("fire")

@@ -18,8 +18,9 @@ outside its events is a false alarm; an alarm of any other kind is counted apart
 judged by its bounding box) say where it is: an alarm whose boxes miss them is false.
 
 Where the file is looked for (:func:`label_file`): ``<clip stem>.labels.yaml`` beside a
-video, ``labels.yaml`` inside a folder of stills or beside ``frames/``/``img1/``, or
-``labels.yaml`` in a folder that holds only that clip (``.yml`` and ``.json`` too).
+video or ``<folder>.labels.yaml`` beside a folder of stills; ``labels.yaml`` inside a folder
+of stills, beside ``frames/``/``img1/``, or in a folder that holds only that video
+(``.yml`` and ``.json`` too).
 """
 
 from __future__ import annotations
@@ -96,12 +97,15 @@ def read(path: str | os.PathLike[str]) -> LabelFile:
 def label_file(clip: str | os.PathLike[str], alone: bool) -> Path | None:
     """The label file of ``clip`` (a video file or a folder of stills), None when it has none.
 
-    ``alone``: the clip is the only clip of its folder (a plain ``labels.yaml`` there is its).
+    ``alone``: a video is the only clip of its folder (a plain ``labels.yaml`` there is its);
+    a folder of stills is alone beside its labels when it is a ``frames/`` or ``img1/`` folder.
     """
+    from vigie.evaluate.groundtruth import STILLS_FOLDERS
+
     clip = Path(clip)
     if clip.is_dir():
         names = [clip / "labels", clip.parent / f"{clip.name}.labels"]
-        if alone:
+        if clip.name in STILLS_FOLDERS:
             names.append(clip.parent / "labels")
     else:
         names = [clip.parent / f"{clip.stem}.labels", clip.parent / f"{clip.name}.labels"]
