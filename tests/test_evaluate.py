@@ -14,6 +14,7 @@ from vigie.core.authorisations import authorise_cameras
 from vigie.evaluate import add_arguments, groundtruth, main, metrics
 from vigie.evaluate.metrics import Alarm, alarms_from, match_events, roc_auc
 from vigie.evaluate.runner import resolve_clip
+from vigie.evaluate.suite import LABELS_DIR
 
 # --- metrics --------------------------------------------------------------------------------
 
@@ -136,13 +137,13 @@ def test_ucsd_ground_truth_frames_and_masks() -> None:
     assert [bool(b) for b in boxes] == labels.tolist()  # masks are non-empty exactly on abnormal frames
     gt = groundtruth.load(folder / "frames", 10.0)
     truth = gt.truth("crowd_movement")
-    assert gt.kinds_present == {"crowd_movement"}
+    assert gt.kinds_present == {"crowd_movement"} and gt.format == "ucsd" and "gt_frames.txt" in gt.file
     assert truth.events(18.0) == [(6.0, 18.0)]
     assert not truth.label(5.9) and truth.label(6.0)
     x, y, w, h = truth.boxes_at(10.0, (720, 480))[0]  # scaled to a frame twice the size
     x0, y0, w0, h0 = truth.boxes_at(10.0, (360, 240))[0]
     assert (x, y, w, h) == (2 * x0, 2 * y0, 2 * w0, 2 * h0)
-    assert gt.truth("fire") is None  # not in the clip: its alarms are false
+    assert gt.truth("fire") is None and not gt.labelled("fire")  # not labelled: its alarms are counted apart
 
 
 @pytest.mark.data
@@ -155,7 +156,11 @@ def test_furg_xml_flame_boxes() -> None:
         for x, y, w, h in frame:
             assert 0 <= x and 0 <= y and x + w <= 426 + 1 and y + h <= 240 + 1
     gt = groundtruth.load(data_path("furg_fire_house6", "house6.mp4"))
-    assert gt.truth("fire").fps == pytest.approx(29.97) and gt.truth("smoke").label(25.0)
+    assert gt.format == "furg-xml" and gt.kinds_present == {"fire"} and gt.truth("fire").fps == pytest.approx(29.97)
+    # the suite's label file adds smoke over the whole clip, and labels every kind
+    gt = groundtruth.load(data_path("furg_fire_house6", "house6.mp4"), labels=LABELS_DIR / "furg_fire_house6.yaml")
+    assert gt.format == "furg-xml + vigie-labels" and gt.labelled_all and gt.truth("smoke").label(25.0)
+    assert gt.truth("fire").fps == pytest.approx(29.97)
 
 
 @pytest.mark.data
@@ -184,8 +189,9 @@ def test_mot_and_pets_person_boxes_give_intrusion_and_density_truth() -> None:
 
 
 @pytest.mark.data
-def test_aboda_timeline_is_builtin_and_approximate() -> None:
-    gt = groundtruth.load(data_path("aboda_video4", "video4.avi"))
+def test_aboda_timeline_is_a_label_file_of_the_suite_and_approximate() -> None:
+    assert groundtruth.load(data_path("aboda_video4", "video4.avi")).kinds_present is None  # nothing beside it
+    gt = groundtruth.load(data_path("aboda_video4", "video4.avi"), labels=LABELS_DIR / "aboda_video4.yaml")
     truth = gt.truth("abandoned_object")
     assert gt.approximate and truth.approximate and "APPROXIMATE" in gt.source
     assert not truth.label(15.0) and truth.label(25.0) and truth.label(60.0)
@@ -196,12 +202,14 @@ def test_aboda_timeline_is_builtin_and_approximate() -> None:
 @pytest.mark.data
 def test_normal_scenes_contain_no_event_and_stills_rates() -> None:
     for clip in ("intel_sample_videos/car-detection.mp4", "bgslibrary_traffic/video02.avi"):
-        gt = groundtruth.load(data_path(*clip.split("/")))
-        assert gt.kinds_present == frozenset() and gt.truth("crowd_movement") is None
+        assert groundtruth.load(data_path(*clip.split("/"))).kinds_present is None  # no labels beside it
+        gt = groundtruth.load(data_path(*clip.split("/")), labels=LABELS_DIR / f"{clip}.yaml")
+        assert gt.judge("fire") == (True, None)  # labelled, no event: every fire alarm is false
+        assert gt.judge("crowd_movement") == (False, None)  # not labelled: its alarms are counted apart
     assert groundtruth.stills_fps(data_path("mot15_tud_campus", "img1")) == 25.0  # seqinfo.ini
     assert groundtruth.stills_fps(data_path("ucsd_ped2_test001", "frames")) == 10.0  # SOURCE.md "~10 fps"
     assert groundtruth.stills_fps(data_path("bgslibrary_traffic", "wsdot_i5_frames")) == 10.0  # unknown: default
-    assert groundtruth.load("/tmp").kinds_present is None  # not a dataset: alarms are not judged
+    assert groundtruth.load("/tmp").kinds_present is None  # no label file: alarms are not judged
 
 
 @pytest.mark.data
@@ -236,7 +244,8 @@ def test_evaluate_ucsd_ped2_with_warmup_json_and_plot(tmp_path, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= {"path", "frames", "duration_s", "fps", "kinds"}
     assert out["frames"] == 90 and out["fps"] == 5.0 and out["duration_s"] == pytest.approx(18.0)
-    assert out["ground_truth"]["kinds_present"] == ["crowd_movement"]
+    assert out["ground_truth"]["kinds_present"] == ["crowd_movement"] and out["ground_truth"]["format"] == "ucsd"
+    assert out["ground_truth"]["file"].endswith("gt_frames.txt + " + str(data_path("ucsd_ped2_test001", "gt_masks")) + "/")
     assert out["warmup"]["frames"] == 60  # Train001: 120 stills at 10 fps, sampled at 5 fps
     assert set(out["kinds"]) == {"crowd_movement", "abandoned_object"}
     keys = {"auc", "precision", "recall", "delay_s", "false_alarms", "false_alarms_per_hour", "alarms"}
@@ -249,9 +258,10 @@ def test_evaluate_ucsd_ped2_with_warmup_json_and_plot(tmp_path, capsys) -> None:
     crowd = out["kinds"]["crowd_movement"]
     assert isinstance(crowd["auc"], float) and 0.0 <= crowd["auc"] <= 1.0
     assert crowd["recall"] in (0.0, 1.0)  # one event: frames 61-180
-    abandoned = out["kinds"]["abandoned_object"]  # not in this clip: every alarm is false
-    assert abandoned["auc"] is None and abandoned["recall"] is None
-    assert abandoned["false_alarms"] == len(abandoned["alarms"])
+    assert crowd["labelled"] and crowd["events"] == 1 and crowd["found"] == crowd["recall"]
+    abandoned = out["kinds"]["abandoned_object"]  # the UCSD files label crowd movement only: counted apart
+    assert abandoned["auc"] is None and abandoned["recall"] is None and not abandoned["labelled"]
+    assert abandoned["false_alarms"] is None and abandoned["unlabelled_alarms"] == len(abandoned["alarms"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -331,33 +341,38 @@ def test_suite_fails_when_no_clip_is_found_and_on_a_missing_folder(tmp_path, cap
         suite.main(str(tmp_path / "nonexistent"))
 
 
-def test_suite_skips_the_cases_whose_clips_are_absent(tmp_path, monkeypatch, capsys) -> None:
+def test_suite_skips_the_cases_whose_clips_are_absent(tmp_path, capsys) -> None:
     from vigie.evaluate import suite
 
-    (tmp_path / "present.mp4").write_bytes(b"")
-    ran = []
-    monkeypatch.setattr(suite, "run_case", lambda case, data, device="cpu", object_classes=True: ran.append(case.name) or [
-        ("measure", "1", "1", True)] if (data / case.clip).exists() else None)
-    cases = (suite.Case("present", "present.mp4", suite._normal), suite.Case("absent", "absent.mp4", suite._normal))
-    monkeypatch.setattr(suite, "CASES", cases)
-    assert suite.main(str(tmp_path), as_json=True) == 0
+    clip = tmp_path / "data" / "present.gif"
+    clip.parent.mkdir()
+    clip.symlink_to(data_path("intel_sample_videos", "people-detection.gif"))
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text("cases:\n"
+                          "  - {name: present, clip: present.gif, kinds: [fire],"
+                          " targets: [{measure: alarms, kind: fire, max: 0}]}\n"
+                          "  - {name: absent, clip: absent.mp4, targets: [{measure: alarms, kind: fire, max: 0}]}\n")
+    assert suite.main(str(tmp_path / "data"), as_json=True, suite_file=suite_file) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["cases"]["absent"] is None and out["cases"]["present"][0]["met"] is True and ran == ["present"]
+    assert out["cases"]["absent"] is None and out["cases"]["present"] == [
+        {"measure": "fire alarms", "value": "0", "target": "<= 0", "met": True}]
+    assert [c["name"] for c in out["collection"]["clips"]] == ["present"]
 
 
-def test_suite_checks_a_clip_and_fails_on_a_missed_target(monkeypatch, capsys) -> None:
+def test_suite_checks_a_clip_and_fails_on_a_missed_target(tmp_path, capsys) -> None:
     from vigie.evaluate import suite
 
     data = data_path()
-    tud = next(c for c in suite.CASES if c.clip == "mot15_tud_campus")
+    tud = next(c for c in suite.load().cases if c.clip == "mot15_tud_campus")
     (row,) = suite.run_case(tud, data)
-    assert row[0].startswith("abandoned_object / fire / person_down / tamper alarms") and row[1:] == (
-        "0 / 0 / 0 / 0", "0", True)
+    assert row == ("abandoned_object / fire / person_down / tamper alarms", "0 / 0 / 0 / 0", "<= 0", True)
     # a red query expected to find nothing on the clip with a red car: the target is missed, exit 1
-    wrong = suite.Case("red expected absent", "intel_sample_videos/car-detection.mp4", suite._colour(False),
-                       ["colour_query"], settings=suite._RED)
-    monkeypatch.setattr(suite, "CASES", (wrong,))
-    assert suite.main(str(data), as_json=True) == 1
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text("cases:\n  - name: red expected absent\n    clip: intel_sample_videos/car-detection.mp4\n"
+                          "    kinds: [colour_query]\n"
+                          "    settings: {colour_query: {queries: [{name: red, colour: red}]}}\n"
+                          "    targets: [{measure: alarms, kind: colour_query, max: 0}]\n")
+    assert suite.main(str(data), as_json=True, suite_file=suite_file) == 1
     out = json.loads(capsys.readouterr().out)
     (result,) = out["cases"]["red expected absent"]
     assert out["all_met"] is False and result["met"] is False and int(result["value"]) >= 1

@@ -1,17 +1,22 @@
-"""Ground truth of the evaluation clips in ``../shared/data`` (each folder's SOURCE.md describes it):
+"""Ground truth of an evaluated clip, read from the label files beside it, recognised by their content.
 
-* UCSD ped2 (Mahadevan et al., CVPR 2010): ``gt_frames.txt`` (abnormal frame ranges,
-  1-based, inclusive) and ``gt_masks/NNN.png`` (pixel masks; their component boxes);
-* FURG fire (Steffens et al., LARS 2015): ``house6.xml``, OpenCV FileStorage XML with
-  the flame rectangles of every frame (:func:`read_furg_xml`);
-* MOTChallenge / PETS 2009: ``gt/*.txt`` lines ``frame,id,x,y,w,h,...`` (person boxes),
-  turned into intrusion and density events for a given analytic's zones and limit;
-* ABODA video4: no annotation ships with it; :data:`ABODA_TIMELINE` encodes the *approximate*
-  observation of its SOURCE.md (bag unattended from ~19 s, box ~x 452 y 385 50x50 of 720x480).
+:func:`load` finds (:mod:`vigie.evaluate.formats`), wherever the clip's folder is and
+whatever it is called:
 
-:data:`KINDS_PRESENT` says which analytic kinds each dataset contains: an alarm of a
-kind the dataset does not contain is a false alarm. Times are seconds of the clip's
-stream time (its PTS); ground-truth frame ``k`` (0-based) is at ``k / fps``.
+* UCSD anomaly ground truth (Mahadevan et al., CVPR 2010): ``gt_frames.txt`` (abnormal
+  frame ranges, 1-based, inclusive) and ``gt_masks/NNN.png`` (pixel masks; their
+  component boxes): events of ``crowd_movement`` (movers that are not walkers);
+* FURG fire annotations (Steffens et al., LARS 2015): an OpenCV FileStorage XML with
+  the flame rectangles of every frame (:func:`read_furg_xml`): events of ``fire``;
+* MOTChallenge ``gt/gt.txt`` lines ``frame,id,x,y,w,h,...`` (person boxes) with
+  ``seqinfo.ini``: turned into ``intrusion`` and ``density`` events for a given
+  analytic's zones and limit;
+* Vigie's own label file (:mod:`vigie.evaluate.labels`), for any clip and any kind.
+
+Each format says which kinds it labels (:attr:`GroundTruth.kinds_present`): an alarm of
+a labelled kind outside its events is a false alarm, an alarm of another kind is
+*unlabelled* (counted apart, not judged). Times are seconds of the clip's stream time
+(its PTS); ground-truth frame ``k`` (0-based) is at ``k / fps``.
 """
 
 from __future__ import annotations
@@ -31,32 +36,15 @@ import numpy as np
 from vigie.core.geometry import rasterize_polygons
 from vigie.evaluate.metrics import BoxT, runs
 
-#: Dataset folder name -> the analytic kinds whose events it contains (alarms of the
-#: other kinds are false alarms). Normal scenes contain none.
-KINDS_PRESENT: dict[str, frozenset[str]] = {
-    "ucsd_ped2_test001": frozenset({"crowd_movement"}),  # cyclist among walkers (frames 61-180)
-    "ucsd_ped2_test004": frozenset({"crowd_movement"}),  # cart and cyclist (frames 31-180)
-    "ucsd_ped2_train": frozenset(),  # normal walkers only
-    "furg_fire_house6": frozenset({"fire", "smoke"}),  # flames (boxes) and smoke from the first frame
-    "fire_smoke_hillside": frozenset({"fire", "smoke"}),  # whole clip, by eye, no boxes
-    "aboda_video4": frozenset({"abandoned_object"}),  # bag left (approximate timeline)
-    "mot15_tud_campus": frozenset({"intrusion", "density"}),  # person boxes: counts in zones
-    "pets2009_s2l1_view001": frozenset({"intrusion", "density"}),  # person boxes: counts in zones
-    "intel_sample_videos": frozenset(),
-    "bgslibrary_traffic": frozenset(),
-}
-
-#: ABODA video4, approximate (the helper's own observation in SOURCE.md, not official):
-#: the owner walks away from the bag at about 19 s and it stays until the end (1169
-#: frames at 29.97 fps); the bag's box in 720x480 pixels.
-ABODA_TIMELINE: dict[str, dict[str, Any]] = {
-    "aboda_video4": {"kind": "abandoned_object", "fps": 29.97, "frames": 1169, "start_s": 19.0,
-                     "box": (452, 385, 50, 50), "size": (720, 480)},
-}
-
 #: Config fields read as a density analytic's person-count limit (a zone is over when its
 #: count *exceeds* it), first found wins.
 COUNT_LIMIT_FIELDS = ("max_persons", "max_people", "max_count")
+
+#: Sub-folders of a clip's folder that hold its stills (the clip's labels lie beside them).
+STILLS_FOLDERS = ("frames", "img1")
+
+#: Kinds judged against person boxes (MOTChallenge ground truth).
+PERSON_KINDS = ("intrusion", "density")
 
 _FPS_IN_TEXT = re.compile(r"(\d+(?:\.\d+)?)\s*fps\b", re.IGNORECASE)
 
@@ -122,26 +110,56 @@ class Persons:
 
 @dataclass(slots=True)
 class GroundTruth:
-    """What a dataset folder says about its clip.
+    """What the label files of a clip say about it.
 
-    ``dataset``: folder name (None when the clip is in no known dataset);
-    ``kinds_present``: kinds whose events the clip contains (None: unknown, alarms are
-    not judged); ``truths``: labelled kinds; ``persons``: person boxes for the
-    count-based kinds; ``source``: where the truth comes from, for the report.
+    ``dataset``: the folder the labels were found in (its name, for the report; None
+    without labels); ``kinds_present``: the kinds the clip is labelled for (None: no
+    label file found, nothing is judged); ``labelled_all``: every kind is labelled (the
+    clip holds no event but those given); ``truths``: events per kind (:class:`KindTruth`
+    or :class:`vigie.evaluate.labels.SpanTruth`); ``persons``: person boxes for the
+    count-based kinds; ``files``: ``(format, path)`` of each file read; ``source``:
+    where the truth comes from, in words; ``warmup``: warm-up clips the label file names.
     """
 
     dataset: str | None
     kinds_present: frozenset[str] | None
-    truths: dict[str, KindTruth] = field(default_factory=dict)
+    truths: dict[str, Any] = field(default_factory=dict)
     persons: Persons | None = None
     source: str = "none"
     approximate: bool = False
+    labelled_all: bool = False
+    files: list[tuple[str, str]] = field(default_factory=list)
+    warmup: list[str] = field(default_factory=list)
+
+    @property
+    def format(self) -> str | None:
+        """The formats read, joined with `` + `` (None without labels)."""
+        return " + ".join(f for f, _ in self.files) or None
+
+    @property
+    def file(self) -> str | None:
+        """The files read, joined with ``, `` (None without labels)."""
+        return ", ".join(p for _, p in self.files) or None
+
+    def labelled(self, kind: str) -> bool:
+        """Whether the clip is labelled for ``kind`` (its alarms outside events are false)."""
+        return self.labelled_all or kind in (self.kinds_present or ())
+
+    def judge(self, kind: str, config: Any = None, frame_size: tuple[int, int] | None = None) -> tuple[bool, Any]:
+        """``(judged, truth)`` of ``kind``: not judged when unlabelled, or when its truth needs a
+        setting the analytic lacks (density without a count limit); judged with ``truth`` None:
+        the clip holds no event of that kind, every alarm is false."""
+        if not self.labelled(kind):
+            return False, None
+        truth = self.truth(kind, config, frame_size)
+        if truth is None and self.persons is not None and kind in PERSON_KINDS and kind in (self.kinds_present or ()):
+            return False, None
+        return True, truth
 
     def truth(self, kind: str, config: Any = None, frame_size: tuple[int, int] | None = None) -> KindTruth | None:
         """The :class:`KindTruth` of ``kind`` for an analytic with ``config`` on ``frame_size`` frames.
 
-        None when the kind is not present (every alarm false), unknown (not judged) or
-        present without labels. Intrusion and density are derived from person boxes:
+        None when the clip holds no event of the kind, or it is not labelled (see :meth:`judge`). Intrusion and density are derived from person boxes:
         a frame is abnormal when a person's foot point (bottom centre) lies in one of
         the config's zones (all the frame when it has none), resp. when more people
         than the config's count limit (:func:`count_limit`) do. (A density analytic
@@ -193,13 +211,14 @@ def _count_truth(persons: Persons, zones: list[Any], limit: int, frame_size: tup
 # --- readers -------------------------------------------------------------------------------
 
 
-def read_ucsd_frames(path: str | os.PathLike[str], n_frames: int) -> np.ndarray:
-    """``gt_frames.txt`` (lines ``a-b`` or ``a``, 1-based inclusive; ``#`` comments) -> ``(n_frames,) bool``.
+def read_ucsd_frames(path: str | os.PathLike[str], n_frames: int | None = None) -> np.ndarray:
+    """``gt_frames.txt`` (lines ``a-b`` or ``a``, 1-based inclusive; ``#`` comments) -> ``(n_frames,) bool``
+    (``n_frames`` None: up to the last abnormal frame).
 
     Raises:
         ValueError: a line that is not a range.
     """
-    labels = np.zeros(n_frames, dtype=bool)
+    ranges = []
     for line in Path(path).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -208,8 +227,10 @@ def read_ucsd_frames(path: str | os.PathLike[str], n_frames: int) -> np.ndarray:
             m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
             if m is None:
                 raise ValueError(f"{path}: not a frame range: {part!r}")
-            a, b = int(m[1]), int(m[2] or m[1])
-            labels[a - 1:b] = True
+            ranges.append((int(m[1]), int(m[2] or m[1])))
+    labels = np.zeros(max((b for _, b in ranges), default=0) if n_frames is None else n_frames, dtype=bool)
+    for a, b in ranges:
+        labels[a - 1:b] = True
     return labels
 
 
@@ -340,7 +361,7 @@ def video_rate(path: str | os.PathLike[str]) -> float:
 
 
 def dataset_dir(clip: str | os.PathLike[str]) -> Path | None:
-    """The dataset folder of ``clip``: itself, its parent or grandparent, whichever holds SOURCE.md first."""
+    """The folder of ``clip`` that describes it: itself, its parent or grandparent, whichever holds SOURCE.md first."""
     path = Path(clip).resolve()
     for folder in (path, *list(path.parents)[:2]):
         if folder.is_dir() and (folder / "SOURCE.md").is_file():
@@ -349,13 +370,23 @@ def dataset_dir(clip: str | os.PathLike[str]) -> Path | None:
 
 
 def stills_fps(folder: str | os.PathLike[str], default: float = 10.0) -> float:
-    """Frame rate of a folder of stills: ``seqinfo.ini`` beside it, else the first ``N fps`` of its
-    dataset's SOURCE.md (UCSD: "~10 fps"), else ``default``."""
-    folder = Path(folder).resolve()
+    """Frame rate of a folder of stills: ``seqinfo.ini`` beside it, else the ``fps`` of its label
+    file (:mod:`vigie.evaluate.labels`), else the first ``N fps`` of a SOURCE.md beside it or
+    above (UCSD: "~10 fps"), else ``default``.
+
+    Raises:
+        vigie.core.config.ConfigError: a malformed label file.
+    """
+    from vigie.evaluate import labels
+
+    folder = Path(os.path.abspath(folder))
     for ini in (folder / "seqinfo.ini", folder.parent / "seqinfo.ini"):
         rate = read_seqinfo(ini).get("framerate") if ini.is_file() else None
         if rate:
             return float(rate)
+    label_file = labels.label_file(folder, alone=folder.name in STILLS_FOLDERS)
+    if label_file is not None and labels.read(label_file).fps:
+        return float(labels.read(label_file).fps)
     dataset = dataset_dir(folder)
     if dataset is not None:
         m = _FPS_IN_TEXT.search((dataset / "SOURCE.md").read_text(errors="replace"))
@@ -364,58 +395,19 @@ def stills_fps(folder: str | os.PathLike[str], default: float = 10.0) -> float:
     return default
 
 
-def load(clip: str | os.PathLike[str], fps: float | None = None) -> GroundTruth:
-    """Ground truth of ``clip`` (a video file or a folder of stills) from its dataset folder.
+def load(clip: str | os.PathLike[str], fps: float | None = None,
+         labels: str | os.PathLike[str] | None = None) -> GroundTruth:
+    """Ground truth of ``clip`` (a video file or a folder of stills) from the label files
+    beside it, recognised by their content (see the module docstring).
 
     ``fps``: the frame rate the stills are played at (their ground-truth frames are
-    timed with it); video files use their own declared rate.
+    timed with it); video files use their own declared rate. ``labels``: a label file of
+    Vigie's format to read instead of the one beside the clip.
 
     Raises:
-        ValueError: a ground-truth file of a known dataset cannot be read.
+        ValueError: a ground-truth file cannot be read.
+        vigie.core.config.ConfigError: a malformed label file (its path and line named).
     """
-    folder = dataset_dir(clip)
-    name = folder.name if folder is not None else None
-    present = KINDS_PRESENT.get(name) if name is not None else None
-    gt = GroundTruth(dataset=name, kinds_present=present, source="none" if present is None else "no events")
-    if folder is None or present is None:
-        return gt
-    clip = Path(clip).resolve()
-    if name.startswith("ucsd_ped2_test"):
-        n = len([p for p in (folder / "frames").iterdir() if p.stem.isdigit()])
-        labels = read_ucsd_frames(folder / "gt_frames.txt", n)
-        boxes, size = read_masks(folder / "gt_masks")
-        gt.truths["crowd_movement"] = KindTruth(fps or 10.0, labels, boxes, size)
-        gt.source = "gt_frames.txt + gt_masks (official UCSD)"
-    elif name == "furg_fire_house6":
-        boxes, size, _ = read_furg_xml(folder / "house6.xml")
-        rate = video_rate(folder / "house6.mp4")
-        labels = np.array([bool(b) for b in boxes])
-        gt.truths["fire"] = KindTruth(rate, labels, boxes, size)
-        gt.truths["smoke"] = KindTruth(rate, np.ones(len(boxes), dtype=bool), after=True)
-        gt.source = "house6.xml flame boxes (official FURG); smoke: whole clip (SOURCE.md)"
-    elif name == "fire_smoke_hillside":
-        for kind in ("fire", "smoke"):
-            gt.truths[kind] = KindTruth(24.0, np.ones(1, dtype=bool), after=True, approximate=True)
-        gt.source, gt.approximate = "whole clip, by eye (SOURCE.md), approximate", True
-    elif name in ABODA_TIMELINE:
-        row = ABODA_TIMELINE[name]
-        k0 = int(round(row["start_s"] * row["fps"]))
-        labels = np.arange(row["frames"]) >= k0
-        boxes = [[tuple(map(float, row["box"]))] if on else [] for on in labels]
-        gt.truths[row["kind"]] = KindTruth(row["fps"], labels, boxes, row["size"], after=True, approximate=True)
-        gt.source, gt.approximate = "built-in timeline from SOURCE.md (helper's observation), APPROXIMATE", True
-    elif name == "mot15_tud_campus":
-        info = read_seqinfo(folder / "seqinfo.ini")
-        n = int(info.get("seqlength", 0)) or None
-        gt.persons = Persons(float(info.get("framerate", fps or 25.0)), read_mot(folder / "gt" / "gt.txt", n),
-                             (int(info.get("imwidth", 640)), int(info.get("imheight", 480))))
-        gt.source = "gt/gt.txt person boxes (MOT15)"
-    elif name == "pets2009_s2l1_view001":
-        info = read_seqinfo(folder / "seqinfo_original.ini")
-        video = next(folder.glob("*.avi"))
-        # the video's pts count frames from 1 at its declared rate; GT frame n+1 = video frame n
-        gt.persons = Persons(video_rate(video), read_mot(folder / "gt" / "gt_768x576.txt"),
-                             (int(info.get("imwidth", 768)), int(info.get("imheight", 576))), offset=-1)
-        gt.source = "gt/gt_768x576.txt person boxes (MOT15 PETS09-S2L1)"
-    return gt
+    from vigie.evaluate import formats
 
+    return formats.find(clip, fps, labels)

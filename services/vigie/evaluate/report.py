@@ -3,19 +3,20 @@
 The JSON object has the same keys for every clip (None where a figure does not apply)::
 
     {"path", "frames", "duration_s", "fps",
-     "ground_truth": {"dataset", "source", "approximate", "kinds_present"},
+     "ground_truth": {"format", "file", "dataset", "source", "approximate", "kinds_present", "labelled_all"},
      "warmup": {"paths", "seconds", "frames", "alarms"},
-     "kinds": {kind: {"auc", "precision", "recall", "delay_s", "false_alarms",
-                      "false_alarms_per_hour", "error",
+     "kinds": {kind: {"labelled", "auc", "precision", "recall", "delay_s", "delays_s", "events", "found",
+                      "false_alarms", "false_alarms_per_hour", "unlabelled_alarms", "error",
                       "alarms": [{"t_s", "track", "box": [x, y, w, h], "correct"}]}}}
 
-``error`` is None unless the analytic raised (it is then left out for the rest of the
-clip and not judged).
+``ground_truth.format`` and ``file`` name the label formats and files read (None
+without any; see :mod:`vigie.evaluate.formats`). ``error`` is None unless the analytic
+raised (it is then left out for the rest of the clip and not judged).
 
-How each kind is judged: a kind the dataset contains is matched against its events
-(:func:`~vigie.evaluate.metrics.match_events`); a kind it does not contain has no
-event, so each of its alarms is false; a clip of an unknown dataset is not judged
-(only its alarms are listed).
+How each kind is judged: a kind the clip is labelled for is matched against its events
+(:func:`~vigie.evaluate.metrics.match_events`; with no event of it, each of its alarms
+is false); the alarms of a kind it is not labelled for are not judged but counted as
+``unlabelled_alarms`` (``labelled`` False, the judged figures None).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class KindCurve:
     events: list[tuple[float, float]] = field(default_factory=list)
     alarms: list[metrics.Alarm] = field(default_factory=list)
     correct: list[bool | None] = field(default_factory=list)
+    labels: np.ndarray | None = None  # per frame, abnormal; None when the kind is not judged
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -78,7 +80,8 @@ def summarize(ev: Evaluation, gt: GroundTruth, tolerance_s: float = 1.0) -> tupl
     duration = end - start
     out: dict[str, Any] = {
         "path": ev.path, "frames": len(times), "duration_s": _round(duration, 3), "fps": fps,
-        "ground_truth": {"dataset": gt.dataset, "source": gt.source, "approximate": gt.approximate,
+        "ground_truth": {"format": gt.format, "file": gt.file, "dataset": gt.dataset, "source": gt.source,
+                         "approximate": gt.approximate, "labelled_all": gt.labelled_all,
                          "kinds_present": None if gt.kinds_present is None else sorted(gt.kinds_present)},
         "warmup": {"paths": ev.warmup_paths, "seconds": _round(ev.warmup_s, 3), "frames": ev.warmup_frames,
                    "alarms": ev.warmup_alarms},
@@ -89,28 +92,33 @@ def summarize(ev: Evaluation, gt: GroundTruth, tolerance_s: float = 1.0) -> tupl
         scores = np.asarray(ev.scores.get(kind, [math.nan] * len(times)), dtype=np.float64)
         alarms = metrics.alarms_from((t, track, boxes, size) for t, track, boxes, size, _ in ev.detections.get(kind, []))
         curve = curves[kind] = KindCurve(times, scores, alarms=alarms)
-        row: dict[str, Any] = {"auc": None, "precision": None, "recall": None, "delay_s": None,
-                               "false_alarms": None, "false_alarms_per_hour": None, "error": ev.errors.get(kind)}
-        truth = gt.truth(kind, ev.configs.get(kind), ev.frame_size)
-        judged = (gt.kinds_present is not None and (kind not in gt.kinds_present or truth is not None)
-                  and kind not in ev.errors)
+        row: dict[str, Any] = {"labelled": gt.labelled(kind), "auc": None, "precision": None, "recall": None,
+                               "delay_s": None, "delays_s": [], "events": None, "found": None, "false_alarms": None,
+                               "false_alarms_per_hour": None, "unlabelled_alarms": None, "error": ev.errors.get(kind)}
+        judged, truth = gt.judge(kind, ev.configs.get(kind), ev.frame_size)
+        judged = judged and kind not in ev.errors
         if judged:
             if truth is not None:
                 labels = np.array([truth.label(t) for t in times], dtype=bool)
                 curve.events = truth.events(end)
                 check = _overlap_check(truth, 1.0 / fps)
-            else:  # the dataset does not contain this kind: no event, every alarm is false
+            else:  # the clip holds no event of this kind: every alarm is false
                 labels = np.zeros(len(times), dtype=bool)
                 check = None
+            curve.labels = labels
             if len(times) and not np.isnan(scores).any():
                 row["auc"] = _round(metrics.roc_auc(scores, labels))
             result = metrics.match_events(alarms, curve.events, tolerance_s, check)
             curve.correct = list(result.correct)
             row.update(precision=_round(result.precision), recall=_round(result.recall),
                        delay_s=_round(result.delay_s, 3), false_alarms=result.false_alarms,
+                       delays_s=[_round(d, 3) for d in result.delays_s], events=len(curve.events),
+                       found=sum(result.detected),
                        false_alarms_per_hour=_round(metrics.per_hour(result.false_alarms, duration), 2))
         else:
             curve.correct = [None] * len(alarms)
+            if not row["labelled"]:
+                row["unlabelled_alarms"] = len(alarms)
         row["alarms"] = [{"t_s": _round(a.t_s, 3), "track": a.track, "box": _union(a.boxes), "correct": ok}
                          for a, ok in zip(alarms, curve.correct)]
         out["kinds"][kind] = row
@@ -137,16 +145,19 @@ def print_table(summary: dict[str, Any], console: Any = None) -> None:
     gt, warm = summary["ground_truth"], summary["warmup"]
     title = (f"{summary['path']}: {summary['frames']} frames, {_fmt(summary['duration_s'], 1)} s at "
              f"{_fmt(summary['fps'], 1)} fps")
+    labelled = "all" if gt["labelled_all"] else ", ".join(gt["kinds_present"] or []) or "none"
+    title += (f"\nground truth: {gt['format']} read from {gt['file']}" if gt["file"]
+              else "\nground truth: none found beside the clip (no alarm judged)")
     table = Table(title=title, caption=(
-        f"ground truth: {gt['source']}" + (" (APPROXIMATE)" if gt["approximate"] else "")
-        + f"; kinds present: {', '.join(gt['kinds_present']) if gt['kinds_present'] else gt['kinds_present']}"
+        f"kinds labelled: {labelled}" + ("; ground truth APPROXIMATE" if gt["approximate"] else "")
         + (f"; warm-up {_fmt(warm['seconds'], 0)} s, {warm['frames']} frames, {warm['alarms']} tracks"
            if warm["paths"] else "")))
     for name in ("kind", "AUC", "precision", "recall", "delay s", "alarms", "false", "false/h"):
         table.add_column(name, justify="left" if name == "kind" else "right", no_wrap=name == "kind")
     for kind, row in summary["kinds"].items():
         table.add_row(kind if row["error"] is None else f"{kind} (failed: {row['error'][:40]})", _fmt(row["auc"]), _fmt(row["precision"], 2), _fmt(row["recall"], 2),
-                      _fmt(row["delay_s"], 1), str(len(row["alarms"])), _fmt(row["false_alarms"]),
+                      _fmt(row["delay_s"], 1), str(len(row["alarms"])),
+                      _fmt(row["false_alarms"]) if row["labelled"] else "unlabelled",
                       _fmt(row["false_alarms_per_hour"], 1))
     console.print(table)
 

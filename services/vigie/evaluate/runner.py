@@ -45,7 +45,7 @@ from vigie.grabber.sources import image_sequence
 log = logging.getLogger("vigie.evaluate")
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".gif", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
-STILLS_FOLDERS = ("frames", "img1")
+STILLS_FOLDERS = groundtruth.STILLS_FOLDERS
 GAP_S = 5.0  # stream-clock gap between consecutive clips (a restart for the analytics)
 CAMERA_ID = "eval"
 
@@ -70,6 +70,11 @@ def _is_stills(folder: Path) -> bool:
     return True
 
 
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute, symbolic links kept (a clip's labels lie beside the link)."""
+    return Path(os.path.abspath(path))
+
+
 def resolve_clip(path: str | os.PathLike[str], stills_fps: float | None = None) -> Clip:
     """The clip at ``path``: a video file; a folder of numbered stills; or a dataset folder
     (SOURCE.md) holding ``frames/``, ``img1/`` or a single video.
@@ -82,16 +87,16 @@ def resolve_clip(path: str | os.PathLike[str], stills_fps: float | None = None) 
     """
     p = Path(path)
     if p.is_file():
-        return Clip(p.resolve())
+        return Clip(_absolute(p))
     if not p.is_dir():
         raise FileNotFoundError(f"no such clip or folder: {path}")
     candidates = [p, *(p / sub for sub in STILLS_FOLDERS)]
     for folder in candidates:
         if folder.is_dir() and _is_stills(folder):
-            return Clip(folder.resolve(), stills_fps or groundtruth.stills_fps(folder))
+            return Clip(_absolute(folder), stills_fps or groundtruth.stills_fps(folder))
     videos = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
     if len(videos) == 1:
-        return Clip(videos[0].resolve())
+        return Clip(_absolute(videos[0]))
     inside = videos + sorted(d for d in p.iterdir() if d.is_dir() and _is_stills(d))
     if inside:
         names = ", ".join(str(c) for c in inside)

@@ -1,19 +1,15 @@
 """``vigie evaluate --suite DATA``: the project's quality measures on the shared clips, against their targets.
 
-Each :class:`Case` evaluates one clip of ``DATA`` (``../shared/data``) with the default
-settings (plus the zones or the colour query the case is about) through the same code
-as ``vigie evaluate PATH`` (:func:`vigie.evaluate.runner.evaluate`), then checks the
-figures the project commits to:
-
-- UCSD Ped2 Test001 and Test004 after a warm-up on the Ped2 training clips: frame-level
-  ROC AUC of the crowd-movement score >= 0.85, the abnormal movers raised, no false alarm;
-- ABODA video 4: exactly one abandoned-object alarm, on the bag, within the dwell time
-  plus 2 s after the owner has gone; no alarm of any other kind;
-- FURG house6: fire within 2 s of the first flame box, box IoU >= 0.3; the hillside clip:
-  fire or smoke raised;
-- normal scenes (intel, bgslibrary, TUD campus, PETS 2009): no abandoned-object, fire,
-  person-on-the-ground or tamper alarm;
-- a colour query for red: found on the clip with a red car, nothing on a clip without red.
+The suite is data, not code: :data:`SUITE_FILE` (``suite.yaml`` beside this module)
+lists clips of ``DATA`` (``../shared/data``) by relative path, each with the kinds to
+run, its warm-up clips, analytics settings (e.g. a colour query) and the targets the
+project commits to (:class:`Target`: a measure of one or more kinds, with a minimum
+and/or a maximum). The clips' ground truth is what lies beside them (UCSD, MOT, FURG
+files; :mod:`vigie.evaluate.formats`) plus the Vigie label file
+``labels/<clip path>.yaml`` of this package (:data:`LABELS_DIR`; a case's ``labels``
+names another), so the shared folder is never written to. The clips run as a collection
+(:mod:`vigie.evaluate.collection`: per-kind tables with 95 % intervals), then each
+target is checked. Adding a clip: a label file and an entry in ``suite.yaml``.
 
 Missing clips are reported as skipped. The exit code is 1 when a measured figure misses
 its target, or when no clip of the suite is under ``DATA``; a missing ``DATA`` folder is a
@@ -22,209 +18,212 @@ configuration error.
 
 from __future__ import annotations
 
+import re
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import Field, model_validator
+
+from vigie.core.config import load_yaml_model
 from vigie.core.errors import ConfigError
-from vigie.detector.analytics.base import Box
-from vigie.evaluate import groundtruth, report, runner
+from vigie.core.settings import StrictModel
+from vigie.evaluate import collection
 
 if TYPE_CHECKING:
     import torch
 
-#: Kinds that must stay silent on footage of ordinary activity.
-SILENT_ON_NORMAL = ("abandoned_object", "fire", "person_down", "tamper")
+SUITE_FILE = Path(__file__).with_name("suite.yaml")
+LABELS_DIR = Path(__file__).with_name("labels")
 
 #: One check's result: (measure, value as text, target as text, met).
 Row = tuple[str, str, str, bool]
 
-
-@dataclass(frozen=True, slots=True)
-class Case:
-    """One clip of the suite.
-
-    Attributes:
-        name: short label.
-        clip: path under the data folder.
-        check: ``(summary, evaluation, ground truth) -> rows`` (see :data:`Row`).
-        kinds: kinds to run (None: every available kind).
-        warmup: clips under the data folder played first.
-        settings: the camera's ``analytics`` section, e.g. a colour query.
-    """
-
-    name: str
-    clip: str
-    check: Callable[[dict[str, Any], runner.Evaluation, groundtruth.GroundTruth], list[Row]]
-    kinds: Sequence[str] | None = None
-    warmup: Sequence[str] = ()
-    settings: dict[str, Any] = field(default_factory=dict)
+Measure = Literal["auc", "recall", "delay_s", "false_alarms", "alarms", "correct_alarms", "first_box_iou"]
+_LABEL = {"auc": "frame AUC", "recall": "events found (recall)", "delay_s": "alarm delay, s",
+          "false_alarms": "false alarms", "alarms": "alarms", "correct_alarms": "alarms on the event",
+          "first_box_iou": "box IoU of the first alarm (best pair)"}
+_BOUND = re.compile(r"^\s*([a-z_]+)\s*(?:([+-])\s*(\d+(?:\.\d+)?))?\s*$")
 
 
-def _alarms(summary: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return summary["kinds"].get(kind, {}).get("alarms", [])
+class Target(StrictModel):
+    """A figure the project commits to: ``measure`` of ``kind`` (summed over several kinds for counts;
+    ``other_kinds``: over every kind run but those), within ``min`` and ``max``. A bound is a number,
+    or a setting of the (first) kind's analytic plus or minus a number, e.g. ``dwell_s + 2``."""
+
+    measure: Measure
+    kind: str | list[str]
+    other_kinds: bool = False
+    min: float | str | None = None
+    max: float | str | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "Target":
+        if self.min is None and self.max is None:
+            raise ValueError("a target needs min or max")
+        for bound in (self.min, self.max):
+            if isinstance(bound, str) and not _BOUND.match(bound):
+                raise ValueError(f"bound {bound!r} is neither a number nor 'setting + number'")
+        if self.measure not in ("alarms", "false_alarms", "correct_alarms") and (
+                self.other_kinds or len(self.kinds) > 1):
+            raise ValueError(f"{self.measure} is measured on one kind")
+        return self
+
+    @property
+    def kinds(self) -> list[str]:
+        return [self.kind] if isinstance(self.kind, str) else list(self.kind)
 
 
-def _auc(target: float) -> Callable[..., list[Row]]:
-    def check(summary, ev, gt) -> list[Row]:
-        row = summary["kinds"]["crowd_movement"]
-        auc, recall, delay, false = row["auc"], row["recall"], row["delay_s"], row["false_alarms"]
-        return [("crowd_movement frame AUC", "—" if auc is None else f"{auc:.3f}", f">= {target}",
-                 auc is not None and auc >= target),
-                ("crowd_movement event raised (delay); false alarms",
-                 f"{'yes' if recall else 'no'}" + ("" if delay is None else f" ({delay:.1f} s)") + f"; {false}",
-                 "yes; 0", bool(recall) and false == 0)]
-    return check
+class Case(StrictModel):
+    """One clip of the suite (paths relative to the data folder)."""
+
+    name: str = Field(min_length=1)
+    clip: str = Field(min_length=1)
+    note: str = ""
+    kinds: list[str] | None = None
+    warmup: list[str] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict, description="the camera's analytics section")
+    labels: str | None = Field(default=None, description="label file, relative to labels/ (default <clip>.yaml)")
+    targets: list[Target] = Field(min_length=1)
 
 
-def _aboda(summary, ev, gt) -> list[Row]:
-    alarms = _alarms(summary, "abandoned_object")
-    row = summary["kinds"]["abandoned_object"]
-    dwell = float(getattr(ev.configs["abandoned_object"], "dwell_s", 0.0))
-    delay = row["delay_s"]
-    others = {k: len(_alarms(summary, k)) for k in summary["kinds"] if k != "abandoned_object"}
-    return [
-        ("abandoned_object alarms (on the bag)", f"{len(alarms)} ({sum(bool(a['correct']) for a in alarms)})",
-         "1 (1)", len(alarms) == 1 and bool(alarms[0]["correct"])),
-        ("delay after the owner has gone", "—" if delay is None else f"{delay:.1f} s", f"<= {dwell + 2:.0f} s",
-         delay is not None and delay <= dwell + 2.0),
-        ("alarms of other kinds", str(sum(others.values())), "0", not any(others.values())),
-    ]
+class Suite(StrictModel):
+    """The suite file: its cases, in order."""
+
+    cases: list[Case] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Suite":
+        names = [c.name for c in self.cases]
+        if len(set(names)) != len(names):
+            raise ValueError("case names must be unique")
+        return self
 
 
-def _furg(summary, ev, gt) -> list[Row]:
-    """Delay, and the best IoU between a box of the first fire detection and a flame box of that frame
-    (flames hidden in smoke are in the ground truth too: unions would compare unlike areas)."""
-    delay = summary["kinds"]["fire"]["delay_s"]
-    detections = ev.detections.get("fire", [])
-    truth = gt.truth("fire", ev.configs.get("fire"), ev.frame_size)
-    iou = 0.0
-    if detections and truth is not None:
-        t_s, _, boxes, size, _ = detections[0]
-        iou = max((Box(*a).iou(Box(*b)) for a in boxes for b in truth.boxes_at(t_s, size) or []), default=0.0)
-    return [("fire delay after the first flame box", "—" if delay is None else f"{delay:.1f} s", "<= 2 s",
-             delay is not None and delay <= 2.0),
-            ("fire box IoU (best pair)", f"{iou:.2f}", ">= 0.3", iou >= 0.3)]
+def load(path: str | Path = SUITE_FILE) -> Suite:
+    """The suite file at ``path``. Raises ConfigError (path and line named) when malformed."""
+    return load_yaml_model(path, Suite)
 
 
-def _hillside(summary, ev, gt) -> list[Row]:
-    fire, smoke = _alarms(summary, "fire"), _alarms(summary, "smoke")
-    first = min([a["t_s"] for a in fire + smoke], default=None)
-    return [("fire / smoke alarms", f"{len(fire)} / {len(smoke)}" + ("" if first is None else f", first at {first:.1f} s"),
-             ">= 1", bool(fire or smoke))]
-
-
-def _normal(summary, ev, gt) -> list[Row]:
-    counts = [len(_alarms(summary, k)) for k in SILENT_ON_NORMAL]
-    return [(f"{' / '.join(SILENT_ON_NORMAL)} alarms, {summary['duration_s']:.0f} s",
-             " / ".join(map(str, counts)), "0", not any(counts))]
-
-
-def _colour(expected: bool) -> Callable[..., list[Row]]:
-    def check(summary, ev, gt) -> list[Row]:
-        alarms = _alarms(summary, "colour_query")
-        return [("colour query 'red' alarms", str(len(alarms)), ">= 1" if expected else "0",
-                 bool(alarms) == expected)]
-    return check
-
-
-_TRAIN = ("ucsd_ped2_train/Train001", "ucsd_ped2_train/Train002", "ucsd_ped2_train/Train003")
-_RED = {"colour_query": {"queries": [{"name": "red", "colour": "red"}]}}
-
-CASES: tuple[Case, ...] = (
-    Case("UCSD Ped2 Test001", "ucsd_ped2_test001", _auc(0.85), ["crowd_movement"], _TRAIN),
-    Case("UCSD Ped2 Test004", "ucsd_ped2_test004", _auc(0.85), ["crowd_movement"], _TRAIN),
-    Case("ABODA video4", "aboda_video4", _aboda),
-    Case("FURG house6", "furg_fire_house6", _furg),
-    Case("hillside fire and smoke", "fire_smoke_hillside/hillside_fire_smoke.mp4", _hillside),
-    *(Case(f"normal: {clip.split('/')[-1]}", clip, _normal) for clip in (
-        "intel_sample_videos/one-by-one-person-detection.mp4", "intel_sample_videos/car-detection.mp4",
-        "intel_sample_videos/people-detection.gif", "intel_sample_videos/person-bicycle-car-detection.gif",
-        "bgslibrary_traffic/video02.avi", "bgslibrary_traffic/video03.avi", "bgslibrary_traffic/wsdot_i5_frames",
-        "mot15_tud_campus", "pets2009_s2l1_view001")),
-    Case("red car (colour query)", "intel_sample_videos/car-detection.mp4", _colour(True), ["colour_query"],
-         settings=_RED),
-    Case("no red (colour query)", "intel_sample_videos/one-by-one-person-detection.mp4", _colour(False),
-         ["colour_query"], settings=_RED),
-)
-
-
-def _cameras_file(folder: Path, settings: dict[str, Any]) -> str | None:
-    """A one-camera YAML giving ``settings`` as its analytics section (JSON is YAML), or None."""
-    if not settings:
-        return None
-    import json
-
-    path = folder / "cameras.yaml"
-    path.write_text(json.dumps({"cameras": [{"id": "eval", "source": "synthetic://scene", "analytics": settings}]}))
-    return str(path)
-
-
-def _paths(case: Case, data: Path) -> list[Path] | None:
-    """The clip of ``case`` then its warm-up clips under ``data``; None when one is missing."""
+def item(case: Case, data: Path) -> collection.Item | None:
+    """The collection item of ``case`` under ``data``; None when its clip or a warm-up clip is missing."""
     paths = [data / case.clip, *(data / w for w in case.warmup)]
-    return paths if all(p.exists() for p in paths) else None
+    if not all(p.exists() for p in paths):
+        return None
+    labels = LABELS_DIR / (case.labels or f"{case.clip}.yaml")
+    return collection.Item(case.name, paths[0], labels if labels.is_file() else None, paths[1:],
+                           case.kinds, case.settings)
+
+
+def _bound(bound: float | str | None, settings: dict[str, Any]) -> float | None:
+    if bound is None or not isinstance(bound, str):
+        return bound
+    name, sign, number = _BOUND.match(bound).groups()
+    value = float(settings.get(name, 0.0) or 0.0)
+    return value + (float(number) if sign == "+" else -float(number) if sign == "-" else 0.0)
+
+
+def _value(result: collection.ClipResult, kind: str, measure: str) -> float | None:
+    row = result.summary["kinds"].get(kind)
+    if row is None:
+        return None
+    if measure == "alarms":
+        return len(row["alarms"])
+    if measure == "correct_alarms":
+        return sum(bool(a["correct"]) for a in row["alarms"])
+    if measure == "first_box_iou":
+        return result.first_iou.get(kind)
+    return row[measure]
+
+
+def check(target: Target, result: collection.ClipResult) -> Row:
+    """The row of ``target`` measured on ``result``."""
+    ran = list(result.summary["kinds"])
+    kinds = [k for k in ran if k not in target.kinds] if target.other_kinds else target.kinds
+    values = [_value(result, k, target.measure) for k in kinds]
+    settings = result.settings.get(kinds[0], {}) if kinds else {}
+    low, high = _bound(target.min, settings), _bound(target.max, settings)
+    known = [v for v in values if v is not None]
+    total = sum(known) if known and len(known) == len(values) else (0 if not values else None)
+    met = total is not None and (low is None or total >= low) and (high is None or total <= high)
+    digits = 3 if target.measure in ("auc", "first_box_iou") else 2 if target.measure in ("recall", "delay_s") else 0
+    text = " / ".join("—" if v is None else f"{v:.{digits}f}" for v in values) or "0"
+    fmt = (lambda b: f"{b:g}")
+    goal = (fmt(low) if low == high else f">= {fmt(low)}" if high is None else f"<= {fmt(high)}" if low is None
+            else f"{fmt(low)}..{fmt(high)}")
+    what = "other kinds" if target.other_kinds else " / ".join(kinds)
+    return f"{what} {_LABEL[target.measure]}", text, goal, met
 
 
 def run_case(case: Case, data: Path, device: str | torch.device = "cpu", object_classes: bool = True) -> list[Row] | None:
-    """Evaluate ``case`` on the clips under ``data`` on ``device`` (text or torch.device); None when a clip is missing.
+    """Evaluate ``case`` on the clips under ``data`` (in this process); None when a clip is missing.
 
     Raises:
-        ConfigError: bad settings in the case (a defect of this module), or a bad device.
-        SourceError: a clip cannot be decoded.
+        ValueError: the clip could not be evaluated (the message says why).
     """
-    paths = _paths(case, data)
-    if paths is None:
+    found = item(case, data)
+    if found is None:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        ev = runner.evaluate(paths[0], warmup=paths[1:], kinds=case.kinds, device=device,
-                             cameras=_cameras_file(Path(tmp), case.settings), object_classes=object_classes)
-    gt = groundtruth.load(ev.clip.source, ev.clip.stills_fps)
-    summary, _ = report.summarize(ev, gt)
-    return case.check(summary, ev, gt)
+    (result,) = collection.run([found], collection.Options(device=str(device), object_classes=object_classes),
+                               progress=False)
+    if result.error:
+        raise ValueError(f"{case.name}: {result.error}")
+    return [check(t, result) for t in case.targets]
 
 
-def main(data: str, as_json: bool = False, device: str | torch.device = "cpu", object_classes: bool = True) -> int:
-    """Run every case on ``data`` and print a table (or one JSON object).
+def main(data: str, as_json: str | bool | None = False, device: str | torch.device = "cpu", object_classes: bool = True,
+         jobs: int = 1, plots: str | None = None, suite_file: str | Path = SUITE_FILE) -> int:
+    """Run every case of ``suite_file`` on ``data``: the per-kind tables and the targets' table
+    (``as_json`` True or "-": one JSON object on stdout; a file name: JSON written there).
 
     Returns 1 if a target is missed, or if no case's clips are under ``data`` (said in one
     line on stderr; nothing runs), else 0.
 
     Raises:
-        ConfigError: ``data`` is not a folder.
+        ConfigError: ``data`` is not a folder, or the suite file or a label file is malformed.
     """
     import json
 
     from rich.console import Console
     from rich.table import Table
 
+    to_stdout = as_json is True or as_json == "-"
     if not Path(data).is_dir():
         raise ConfigError(f"--suite {data}: no such folder (give the data folder, e.g. ../shared/data)")
-    if all(_paths(case, Path(data)) is None for case in CASES):
-        print(f"vigie evaluate: no clip of the suite found under {data} (e.g. {CASES[0].clip})", file=sys.stderr)
+    cases = load(suite_file).cases
+    items = {case.name: item(case, Path(data)) for case in cases}
+    if all(i is None for i in items.values()):
+        print(f"vigie evaluate: no clip of the suite found under {data} (e.g. {cases[0].clip})", file=sys.stderr)
         return 1
-
-    console = Console(stderr=as_json, width=160)
-    results: dict[str, Any] = {}
-    table = Table(title=f"Vigie quality suite on {data}")
+    present = [i for i in items.values() if i is not None]
+    options = collection.Options(device=str(device), object_classes=object_classes, plots=plots)
+    results = dict(zip((i.name for i in present), collection.run(present, options, jobs)))
+    kinds = collection.aggregate(list(results.values()))
+    console = Console(stderr=to_stdout, width=160)
+    table = Table(title=f"Vigie quality suite on {data} ({SUITE_FILE.name if suite_file == SUITE_FILE else suite_file})")
     for column in ("clip", "measure", "value", "target", ""):
         table.add_column(column)
-    for case in CASES:
-        console.print(f"[dim]{case.name}…[/]")
-        rows = run_case(case, Path(data), device, object_classes)
-        if rows is None:
-            results[case.name] = None
-            table.add_row(case.name, "skipped: clip absent", "", "", "")
+    out: dict[str, Any] = {}
+    for case in cases:
+        result = results.get(case.name)
+        if result is None or result.error:
+            out[case.name] = None if result is None else {"error": result.error}
+            table.add_row(case.name, "skipped: clip absent" if result is None else f"[red]{result.error}[/]", "", "",
+                          "" if result is None else "[red]MISSED[/]")
             continue
-        results[case.name] = [dict(zip(("measure", "value", "target", "met"), r)) for r in rows]
+        rows = [check(t, result) for t in case.targets]
+        out[case.name] = [dict(zip(("measure", "value", "target", "met"), r)) for r in rows]
         for k, (measure, value, target, met) in enumerate(rows):
             table.add_row(case.name if k == 0 else "", measure, value, target, "ok" if met else "[red]MISSED[/]")
-    missed = any(not r["met"] for rows in results.values() if rows for r in rows)
-    if as_json:
-        print(json.dumps({"data": data, "cases": results, "all_met": not missed}))
+    failed = [r for r in out.values() if isinstance(r, dict)]  # a clip that could not be evaluated
+    missed = bool(failed) or any(not x["met"] for r in out.values() if isinstance(r, list) for x in r)
+    report = {"data": data, "cases": out, "all_met": not missed,
+              "collection": collection.as_json(data, list(results.values()), kinds, plots)}
+    if to_stdout:
+        print(json.dumps(report))
     else:
+        if as_json:
+            Path(as_json).write_text(json.dumps(report, indent=1))
+        collection.print_tables(data, list(results.values()), kinds, console)
         console.print(table)
     return 1 if missed else 0
