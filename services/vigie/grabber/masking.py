@@ -22,7 +22,7 @@ from vigie.core.geometry import covers_any_pixel, rasterize_outward
 from vigie.core.geometry import rasterize_polygons as rasterize_masks
 from .errors import SourceError
 
-__all__ = ["CameraMasks", "rasterize_masks", "apply_masks"]
+__all__ = ["CameraMasks", "rasterize_masks", "apply_masks", "fill"]
 
 log = logging.getLogger("vigie.grabber.masking")
 
@@ -38,11 +38,16 @@ def apply_masks(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         return image
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
+    fill(image, mask, 0)
+    return image
+
+
+def fill(image: np.ndarray, mask: np.ndarray, value: int) -> None:
+    """Set ``image`` ((H, W) or (H, W, C)) to ``value`` where ``mask`` ((H, W) bool, same H, W) is True, in place."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size:  # work on the masks' bounding box only (~3x faster than the whole frame)
         box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        image[box][mask[box]] = 0
-    return image
+        image[box][mask[box]] = value
 
 
 class CameraMasks:
