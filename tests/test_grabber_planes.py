@@ -73,3 +73,24 @@ def test_masks_black_out_luma_and_the_chroma_blocks_they_touch() -> None:
     decoded = simplejpeg.decode_jpeg(encode_planes(picture, 90)).astype(int)
     assert decoded[8:, 8:].max() <= 12  # black (JPEG tolerance away from the edge)
     assert abs(decoded[0, 40, 0] - 220) <= 12 and decoded[0, 40, 1:].max() <= 20  # still red above the mask
+
+
+def test_a_bt709_stream_keeps_its_colours() -> None:
+    """Defect: an HD camera's BT.709 planes stored as they are in a JPEG (which decoders read as BT.601) shifted
+    its colours (a red of 220, 30, 30 came out 202, 10, 31). They are converted to BT.601 with the scaling."""
+    from av.video.reformatter import VideoReformatter
+
+    from vigie.grabber.planes import to_planes
+
+    colours = [(220, 30, 30), (30, 220, 30), (30, 30, 220), (200, 200, 40)]
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    for k, colour in enumerate(colours):
+        rgb[32 * (k // 2):32 * (k // 2) + 32, 32 * (k % 2):32 * (k % 2) + 32] = colour
+    for matrix, tag in (("ITU709", 1), ("ITU601", 5)):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+            format="yuv420p", dst_colorspace=matrix, dst_color_range="MPEG")
+        frame.colorspace = tag
+        decoded = simplejpeg.decode_jpeg(encode_planes(to_planes(frame, 64, 64, VideoReformatter()), 95)).astype(int)
+        for k, colour in enumerate(colours):
+            y, x = 32 * (k // 2) + 16, 32 * (k % 2) + 16
+            assert np.abs(decoded[y, x] - colour).max() <= 6, (matrix, colour, decoded[y, x])

@@ -2,7 +2,7 @@
 
 A frame kept by the sampler is scaled and converted by libswscale in one pass, from the
 decoder's format (limited-range ``yuv420p`` for most cameras) to full-range ``yuvj420p`` at
-the output size, AREA interpolation: the planes JPEG (JFIF) stores. Privacy masks black
+the output size, BT.601 matrix, AREA interpolation: the planes JPEG (JFIF) stores. Privacy masks black
 them out (Y = 0, Cb = Cr = 128 is RGB 0, 0, 0 in JFIF) and libjpeg-turbo encodes them as
 they are (:func:`encode_planes`), with neither the RGB conversion of the frame nor the
 encoder's own conversion back to YCbCr and chroma subsampling. On a 720x480 clip at 5 fps
@@ -28,6 +28,8 @@ __all__ = ["Yuv420", "apply_masks_planes", "chroma_mask", "encode_planes", "to_p
 
 #: libswscale's name of full-range (JFIF) YUV 4:2:0.
 FULL_RANGE_420 = "yuvj420p"
+#: The YCbCr matrix JPEG decoders assume (JFIF: BT.601); a BT.709 stream (most HD cameras) is converted to it.
+JFIF_MATRIX = "ITU601"
 
 
 @dataclass(slots=True)
@@ -57,13 +59,16 @@ class Yuv420:
 
 
 def to_planes(frame: av.VideoFrame, width: int, height: int, reformatter: VideoReformatter) -> Yuv420:
-    """``frame`` (any pixel format) scaled to ``width`` x ``height`` (AREA) as a full-range :class:`Yuv420`.
+    """``frame`` (any pixel format) scaled to ``width`` x ``height`` (AREA) as a full-range BT.601 :class:`Yuv420`.
+
+    The frame's own matrix (its ``colorspace``: BT.709 for most HD cameras) is converted to
+    BT.601, what JPEG decoders assume, in the same pass: colours stay as the stream gives them.
 
     ``reformatter``: one per decode thread, reused (libswscale keeps its context while the
     sizes and formats stay the same: about 0.25 ms saved per frame at 640x427).
     """
     out = reformatter.reformat(frame, width=width, height=height, format=FULL_RANGE_420, interpolation="AREA",
-                               threads=1)
+                               dst_colorspace=JFIF_MATRIX, threads=1)
     return Yuv420(*(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in out.planes))
 
 
