@@ -1,8 +1,9 @@
 """The per-camera pipeline: source -> sampler -> resize -> checks -> privacy masks -> JPEG.
 
-Frames decoded by FFmpeg (files, rtsp, http streams) travel as full-range YUV 4:2:0 planes
-from the decoder to the JPEG (:mod:`.planes`): only the frames the sampler keeps are scaled
-and converted, in one libswscale pass, and never to RGB; the other sources give RGB.
+Frames decoded by FFmpeg (files, rtsp, http streams, WHEP) travel as full-range YUV 4:2:0
+planes from the decoder to the JPEG (:mod:`.planes`): only the frames the sampler keeps are
+scaled and converted, in one libswscale pass, and never to RGB; MJPEG over HTTP and synthetic
+scenes give RGB.
 
 Privacy masks are applied here, before a frame leaves the process; a frame whose
 masks cannot be applied is dropped (``stats.errors``), never published unmasked.

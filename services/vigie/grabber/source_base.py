@@ -151,8 +151,9 @@ class FrameSource:
     this width in pixels keeping the aspect ratio (height rounded), never upscaling;
     None keeps the decoded size. ``as_fast_as_possible`` disables real-time pacing
     of files and synthetic scenes. ``stats`` may be shared with a pipeline. ``planar``:
-    sources decoded by FFmpeg hand over :class:`~.planes.Yuv420` pictures instead of RGB
-    (what the pipeline masks and encodes; the others give RGB whatever it says).
+    sources decoded by FFmpeg (files, rtsp, http streams, WHEP) hand over
+    :class:`~.planes.Yuv420` pictures instead of RGB (what the pipeline masks and encodes;
+    MJPEG over HTTP and synthetic scenes give RGB whatever it says).
     """
 
     live = False
