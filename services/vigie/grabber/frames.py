@@ -30,7 +30,7 @@ from vigie.core.cameras import CameraConfig
 from vigie.core.kafka import MAX_RECORD_BYTES
 from .errors import SourceError
 from .masking import CameraMasks, apply_masks
-from .planes import Yuv420, apply_masks_planes, chroma_mask, encode_planes
+from .planes import PlanarMask, Yuv420, apply_masks_planes, encode_planes
 from .sampler import PtsSampler
 from .sources import FrameSource, SourceFrame, SourceStats, open_source
 
@@ -154,7 +154,7 @@ class CameraPipeline:
             camera, select=self.sampler.keep, width=camera.width,
             as_fast_as_possible=as_fast_as_possible, stats=self.stats, planar=True,
         )
-        self._chroma: tuple[np.ndarray | None, np.ndarray | None] = (None, None)  # (mask, its chroma_mask)
+        self._planar: tuple[np.ndarray | None, PlanarMask | None] = (None, None)  # (raster, prepared for planes)
         self._seq = 0
         self._degenerate_in_a_row = 0
         self._last_degenerate = ""
@@ -205,9 +205,9 @@ class CameraPipeline:
                 self.stats.masks_reference = list(self.masks.reference)
                 self.stats.masks_reference_assumed = self.masks.assumed
                 if isinstance(image, Yuv420):
-                    if self._chroma[0] is not mask:  # the raster is cached while the sizes stay
-                        self._chroma = (mask, chroma_mask(mask))
-                    apply_masks_planes(image, mask, self._chroma[1])
+                    if self._planar[0] is not mask:  # the raster is cached while the sizes stay
+                        self._planar = (mask, PlanarMask.of(mask))
+                    apply_masks_planes(image, self._planar[1])
                 else:
                     apply_masks(image, mask)
             jpeg, quality = encode_within(image, self.jpeg_quality, self.max_jpeg_bytes)

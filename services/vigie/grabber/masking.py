@@ -22,7 +22,7 @@ from vigie.core.geometry import covers_any_pixel, rasterize_outward
 from vigie.core.geometry import rasterize_polygons as rasterize_masks
 from .errors import SourceError
 
-__all__ = ["CameraMasks", "rasterize_masks", "apply_masks", "fill"]
+__all__ = ["CameraMasks", "MaskBox", "rasterize_masks", "apply_masks", "fill", "mask_box"]
 
 log = logging.getLogger("vigie.grabber.masking")
 
@@ -42,12 +42,32 @@ def apply_masks(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return image
 
 
-def fill(image: np.ndarray, mask: np.ndarray, value: int) -> None:
-    """Set ``image`` ((H, W) or (H, W, C)) to ``value`` where ``mask`` ((H, W) bool, same H, W) is True, in place."""
+#: Where a mask falls: its bounding box and the mask within it (None: the whole box), or None for an empty mask.
+MaskBox = tuple[tuple[slice, slice], np.ndarray | None] | None
+
+
+def mask_box(mask: np.ndarray) -> MaskBox:
+    """The :data:`MaskBox` of ``mask`` ((H, W) bool): filling its box only is ~3x faster than the whole frame,
+    a plain slice when the box is all masked (rectangles) faster still."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size:  # work on the masks' bounding box only (~3x faster than the whole frame)
-        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        image[box][mask[box]] = value
+    if not rows.size:
+        return None
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    inside = mask[box]
+    return box, None if inside.all() else np.ascontiguousarray(inside)
+
+
+def fill(image: np.ndarray, where: np.ndarray | MaskBox, value: int) -> None:
+    """Set ``image`` ((H, W) or (H, W, C)) to ``value`` where ``where`` ((H, W) bool of the same H, W, or its
+    :func:`mask_box`) is True, in place."""
+    part = mask_box(where) if isinstance(where, np.ndarray) else where
+    if part is None:
+        return
+    box, inside = part
+    if inside is None:
+        image[box] = value
+    else:
+        image[box][inside] = value
 
 
 class CameraMasks:

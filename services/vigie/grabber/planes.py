@@ -22,9 +22,9 @@ import numpy as np
 import simplejpeg
 from av.video.reformatter import VideoReformatter
 
-from .masking import fill
+from .masking import MaskBox, fill, mask_box
 
-__all__ = ["Yuv420", "apply_masks_planes", "chroma_mask", "encode_planes", "to_planes"]
+__all__ = ["PlanarMask", "Yuv420", "apply_masks_planes", "chroma_mask", "encode_planes", "to_planes"]
 
 #: libswscale's name of full-range (JFIF) YUV 4:2:0.
 FULL_RANGE_420 = "yuvj420p"
@@ -80,21 +80,35 @@ def chroma_mask(mask: np.ndarray) -> np.ndarray:
     return padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2).any(axis=(1, 3))
 
 
-def apply_masks_planes(picture: Yuv420, mask: np.ndarray, chroma: np.ndarray | None = None) -> Yuv420:
-    """Black out ``picture`` where ``mask`` ((H, W) bool) is True, in place; returns ``picture``.
+@dataclass(frozen=True, slots=True)
+class PlanarMask:
+    """A privacy mask raster prepared for :class:`Yuv420` pictures of its size (:meth:`of`; make it once per
+    raster): ``shape`` (H, W), where luma goes black and where chroma goes neutral (:data:`~.masking.MaskBox`)."""
 
-    Luma 0 under the mask, chroma neutral (128) for every sample of ``chroma`` (default
-    :func:`chroma_mask` of ``mask``; pass it to reuse it). Raises ``ValueError`` when the
-    shapes differ (never publishes unmasked).
+    shape: tuple[int, int]
+    chroma_shape: tuple[int, int]
+    luma: MaskBox
+    chroma: MaskBox
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> PlanarMask:
+        """The :class:`PlanarMask` of ``mask`` ((H, W) bool; chroma by :func:`chroma_mask`)."""
+        chroma = chroma_mask(mask)
+        return cls(mask.shape, chroma.shape, mask_box(mask), mask_box(chroma))
+
+
+def apply_masks_planes(picture: Yuv420, mask: np.ndarray | PlanarMask) -> Yuv420:
+    """Black out ``picture`` where ``mask`` ((H, W) bool, or its :class:`PlanarMask`) is True, in place.
+
+    Luma 0 under the mask, chroma neutral (128) for every sample whose 2x2 block it touches.
+    Returns ``picture``. Raises ``ValueError`` when the shapes differ (never publishes unmasked).
     """
-    if mask.shape != picture.y.shape:
-        raise ValueError(f"mask shape {mask.shape} does not match picture shape {picture.y.shape}")
-    chroma = chroma_mask(mask) if chroma is None else chroma
-    if chroma.shape != picture.u.shape:
-        raise ValueError(f"chroma mask shape {chroma.shape} does not match chroma shape {picture.u.shape}")
-    fill(picture.y, mask, 0)
-    fill(picture.u, chroma, 128)
-    fill(picture.v, chroma, 128)
+    prepared = mask if isinstance(mask, PlanarMask) else PlanarMask.of(mask)
+    if prepared.shape != picture.y.shape or prepared.chroma_shape != picture.u.shape:
+        raise ValueError(f"mask shape {prepared.shape} does not match picture shape {picture.y.shape}")
+    fill(picture.y, prepared.luma, 0)
+    fill(picture.u, prepared.chroma, 128)
+    fill(picture.v, prepared.chroma, 128)
     return picture
 
 
