@@ -186,7 +186,9 @@ def test_resolution_changes_oversize_frames_and_skipped_packets_are_reported(kaf
         deadline = time.monotonic() + 20
         while True:
             cams = health(port)["cameras"]
-            if {c["state"] for c in cams.values()} == {"ended"}:
+            # ended, and every frame acknowledged (a 5 MB record may still be in flight when its camera ends)
+            if {c["state"] for c in cams.values()} == {"ended"} and not any(c["buffered"] or c["in_flight"]
+                                                                            for c in cams.values()):
                 break
             assert time.monotonic() < deadline, cams
             time.sleep(0.3)

@@ -205,6 +205,10 @@ def main(args: argparse.Namespace) -> int:
     console.print("[bold]grabber[/] (decode, sample, resize, mask, encode; one camera, 720x480 → 640)")
     results["grabber_5fps"] = bench_grabber(5.0, 8.0 if quick else 20.0)
     results["grabber_all"] = bench_grabber(30.0, 8.0 if quick else 20.0)
+    from vigie.grabber.bench import bench_grabber_cost, rows as grabber_cost_rows
+
+    results["grabber_cost"] = bench_grabber_cost(ABODA if ABODA.exists() else None, repeats=1 if quick else 3,
+                                                 bootstrap=os.environ.get("VIGIE_KAFKA", "127.0.0.1:9092"))
     console.print("[bold]detector[/] (one CPU thread, 640x360: default analytics, then every analytic)")
     n = 200 if quick else 1000
     results["detector_b1_fps"] = bench_detector(1, n)
@@ -260,7 +264,8 @@ def main(args: argparse.Namespace) -> int:
                   f"{bare['alert_p50_s'] * 1000:.0f} / {bare['alert_p99_s'] * 1000:.0f} ms", "p99 <= 300 ms")
     for name, mb in e2e["peak_rss_mb"].items():
         table.add_row(f"peak RSS, {name}", f"{mb:.0f} MiB", "")
-    for row in [*register_rows(results["register"]), *console_rows(results["console"]), *live_rows(results["live"]),
+    for row in [*grabber_cost_rows(results["grabber_cost"]),
+                *register_rows(results["register"]), *console_rows(results["console"]), *live_rows(results["live"]),
                 *evidence_rows(results["evidence"])]:
         table.add_row(*row)
     console.print(table)

@@ -39,7 +39,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import Field
 from prometheus_client import Counter, Gauge
 
-from vigie.contracts.v1 import AuditEntry, Frame
+from vigie.contracts.v1 import AuditEntry
 from vigie.core.authorisations import Authorisation, Clock, utc_now
 from vigie.core.kafka import check_image_retention, require_topics
 from vigie.core.lifecycle import Service
@@ -48,7 +48,7 @@ from vigie.core.cameras import CameraConfig, CamerasFile, load_cameras
 from vigie.core.secrets import redact
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline, CapturedFrame
-from vigie.grabber.publisher import FramePublisher, Outbox, Outgoing
+from vigie.grabber.publisher import FramePublisher, Outbox, frame_record
 from vigie.grabber.status import StatusBeacon
 
 log = logging.getLogger(__name__)
@@ -319,15 +319,7 @@ class GrabberService(Service):
 
     def _enqueue(self, camera: CameraConfig, frame: CapturedFrame) -> None:
         """Queue ``frame`` in its camera's outbox (never waits: a full outbox drops its oldest frame)."""
-        topic = self.topics.frames
-        message = Frame(
-            camera_id=frame.camera_id, seq=frame.seq, capture_ns=frame.capture_ns, pts=frame.pts,
-            width=frame.width, height=frame.height, encoding=Frame.ENCODING_JPEG, data=frame.jpeg,
-            privacy_masks=frame.masks_applied, fps=camera.fps, source_width=frame.source_width,
-            source_height=frame.source_height,
-        )
-        outbox = self.outboxes[camera.id]
-        if outbox.put(Outgoing(topic.key(camera.id), topic.encode(message), frame.capture_ns)):
+        if self.outboxes[camera.id].put(frame_record(self.topics.frames, camera, frame)):
             self.camera_frames.labels(camera.id, "buffer_dropped").inc()
 
     def _published(self, camera_id: str, capture_ns: int) -> None:

@@ -1,5 +1,10 @@
 """The per-camera pipeline: source -> sampler -> resize -> checks -> privacy masks -> JPEG.
 
+Frames decoded by FFmpeg (files, rtsp, http streams, WHEP) travel as full-range YUV 4:2:0
+planes from the decoder to the JPEG (:mod:`.planes`): only the frames the sampler keeps are
+scaled and converted, in one libswscale pass, and never to RGB; MJPEG over HTTP and synthetic
+scenes give RGB.
+
 Privacy masks are applied here, before a frame leaves the process; a frame whose
 masks cannot be applied is dropped (``stats.errors``), never published unmasked.
 Masks are drawn on a reference frame size and scaled to every size that arrives
@@ -25,6 +30,7 @@ from vigie.core.cameras import CameraConfig
 from vigie.core.kafka import MAX_RECORD_BYTES
 from .errors import SourceError
 from .masking import CameraMasks, apply_masks
+from .planes import PlanarMask, Yuv420, apply_masks_planes, encode_planes
 from .sampler import PtsSampler
 from .sources import FrameSource, SourceFrame, SourceStats, open_source
 
@@ -71,15 +77,19 @@ def degenerate_reason(size: tuple[int, int], min_side: int, max_aspect: float) -
     return None
 
 
-def encode_within(image: np.ndarray, quality: int, max_bytes: int) -> tuple[bytes | None, int]:
-    """JPEG of ``image`` ((H, W, 3) uint8 RGB, 4:2:0) of at most ``max_bytes``: ``(jpeg, quality used)``.
+def encode_within(image: np.ndarray | Yuv420, quality: int, max_bytes: int) -> tuple[bytes | None, int]:
+    """JPEG of ``image`` ((H, W, 3) uint8 RGB or a :class:`~.planes.Yuv420`; 4:2:0) of at most ``max_bytes``:
+    ``(jpeg, quality used)``.
 
     Tries ``quality`` (1-100), then each of :data:`FALLBACK_QUALITIES` below it; returns
     ``(None, lowest quality tried)`` when even that is too big. Sizes: a 3840x2160 frame of
     uniform noise is 5.5 MB at quality 80, 3.9 MB at 60, 1.3 MB at 15.
     """
     for q in (quality, *(q for q in FALLBACK_QUALITIES if q < quality)):
-        jpeg = simplejpeg.encode_jpeg(image, quality=q, colorspace="RGB", colorsubsampling="420")
+        if isinstance(image, Yuv420):
+            jpeg = encode_planes(image, q)
+        else:
+            jpeg = simplejpeg.encode_jpeg(image, quality=q, colorspace="RGB", colorsubsampling="420")
         if len(jpeg) <= max_bytes:
             return jpeg, q
     return None, q
@@ -142,8 +152,9 @@ class CameraPipeline:
         self.mask_names = self.masks.names
         self.source: FrameSource = open_source(
             camera, select=self.sampler.keep, width=camera.width,
-            as_fast_as_possible=as_fast_as_possible, stats=self.stats,
+            as_fast_as_possible=as_fast_as_possible, stats=self.stats, planar=True,
         )
+        self._planar: tuple[np.ndarray | None, PlanarMask | None] = (None, None)  # (raster, prepared for planes)
         self._seq = 0
         self._degenerate_in_a_row = 0
         self._last_degenerate = ""
@@ -193,7 +204,12 @@ class CameraPipeline:
             if mask is not None:
                 self.stats.masks_reference = list(self.masks.reference)
                 self.stats.masks_reference_assumed = self.masks.assumed
-                apply_masks(image, mask)
+                if isinstance(image, Yuv420):
+                    if self._planar[0] is not mask:  # the raster is cached while the sizes stay
+                        self._planar = (mask, PlanarMask.of(mask))
+                    apply_masks_planes(image, self._planar[1])
+                else:
+                    apply_masks(image, mask)
             jpeg, quality = encode_within(image, self.jpeg_quality, self.max_jpeg_bytes)
         except SourceError:  # a mask outside the picture: the camera fails, nothing is published
             raise

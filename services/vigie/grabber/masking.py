@@ -22,7 +22,7 @@ from vigie.core.geometry import covers_any_pixel, rasterize_outward
 from vigie.core.geometry import rasterize_polygons as rasterize_masks
 from .errors import SourceError
 
-__all__ = ["CameraMasks", "rasterize_masks", "apply_masks"]
+__all__ = ["CameraMasks", "MaskBox", "rasterize_masks", "apply_masks", "fill", "mask_box"]
 
 log = logging.getLogger("vigie.grabber.masking")
 
@@ -38,11 +38,36 @@ def apply_masks(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         return image
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size:  # work on the masks' bounding box only (~3x faster than the whole frame)
-        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        image[box][mask[box]] = 0
+    fill(image, mask, 0)
     return image
+
+
+#: Where a mask falls: its bounding box and the mask within it (None: the whole box), or None for an empty mask.
+MaskBox = tuple[tuple[slice, slice], np.ndarray | None] | None
+
+
+def mask_box(mask: np.ndarray) -> MaskBox:
+    """The :data:`MaskBox` of ``mask`` ((H, W) bool): filling its box only is ~3x faster than the whole frame,
+    a plain slice when the box is all masked (rectangles) faster still."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return None
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    inside = mask[box]
+    return box, None if inside.all() else np.ascontiguousarray(inside)
+
+
+def fill(image: np.ndarray, where: np.ndarray | MaskBox, value: int) -> None:
+    """Set ``image`` ((H, W) or (H, W, C)) to ``value`` where ``where`` ((H, W) bool of the same H, W, or its
+    :func:`mask_box`) is True, in place."""
+    part = mask_box(where) if isinstance(where, np.ndarray) else where
+    if part is None:
+        return
+    box, inside = part
+    if inside is None:
+        image[box] = value
+    else:
+        image[box][inside] = value
 
 
 class CameraMasks:

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
+
+from .planes import Yuv420, to_planes
 
 __all__ = ["Orientation", "Upright", "orientation_from_matrix", "rotation_matrix"]
 
@@ -133,6 +136,7 @@ class Upright:
         self._orientation = IDENTITY
         self._rotation: float | None = None
         self._frames = 0
+        self._reformatter = VideoReformatter()  # reused: libswscale keeps its context while sizes stay
 
     def _read_matrix(self, frame: av.VideoFrame) -> bytes | None:
         try:
@@ -161,15 +165,31 @@ class Upright:
                          self.camera_id, orientation.describe(), extra={"camera": self.camera_id})
         return self._orientation
 
+    def _sizes(self, frame: av.VideoFrame, out_size: Callable[[int, int], tuple[int, int]]
+               ) -> tuple[Orientation, tuple[int, int], tuple[int, int]]:
+        """(orientation, upright source size, size to scale the decoded picture to before turning it)."""
+        orientation = self.orientation(frame)
+        src_size = orientation.upright_size(frame.width, frame.height)
+        # a transposition is its own inverse
+        return orientation, src_size, orientation.upright_size(*out_size(*src_size))
+
     def __call__(self, frame: av.VideoFrame,
                  out_size: Callable[[int, int], tuple[int, int]]) -> tuple[np.ndarray, tuple[int, int]]:
         """``(image, src_size)``: ``frame`` upright as (H, W, 3) uint8 RGB, C-contiguous, at ``out_size(w, h)``
         of its upright size ``src_size`` = (w, h), pixels. Resizing (AREA) happens before turning."""
-        orientation = self.orientation(frame)
-        src_size = orientation.upright_size(frame.width, frame.height)
-        coded = orientation.upright_size(*out_size(*src_size))  # a transposition is its own inverse
+        orientation, src_size, coded = self._sizes(frame, out_size)
         if coded != (frame.width, frame.height):
             # scale in the decoder's pixel format, then convert: faster than one combined
             # swscale pass; AREA averages properly when downscaling
-            frame = frame.reformat(width=coded[0], height=coded[1], interpolation="AREA")
+            frame = self._reformatter.reformat(frame, width=coded[0], height=coded[1], interpolation="AREA")
         return orientation.apply(frame.to_ndarray(format="rgb24")), src_size
+
+    def planes(self, frame: av.VideoFrame,
+               out_size: Callable[[int, int], tuple[int, int]]) -> tuple[Yuv420, tuple[int, int]]:
+        """``(picture, src_size)`` as :meth:`__call__`, the picture a full-range :class:`~.planes.Yuv420`
+        (scaled and converted in one libswscale pass, no RGB): what the grabber masks and encodes."""
+        orientation, src_size, coded = self._sizes(frame, out_size)
+        picture = to_planes(frame, *coded, self._reformatter)
+        if not orientation.identity:
+            picture = Yuv420(*(orientation.apply(p) for p in (picture.y, picture.u, picture.v)))
+        return picture, src_size

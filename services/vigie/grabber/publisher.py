@@ -21,14 +21,20 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (InvalidMessageError, KafkaError, KafkaTimeoutError, MessageSizeTooLargeError,
                              RecordListTooLargeError)
 
+from vigie.contracts.v1 import Frame
+from vigie.core.cameras import CameraConfig
 from vigie.core.kafka import describe_broker_error, make_producer, retriable, retry_delays
 from vigie.core.settings import KafkaSettings
+from vigie.core.topics import Topic
+
+if TYPE_CHECKING:
+    from .frames import CapturedFrame
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,17 @@ class Outgoing:
     key: bytes
     value: bytes
     capture_ns: int
+
+
+def frame_record(topic: Topic[Frame], camera: CameraConfig, frame: CapturedFrame) -> Outgoing:
+    """The record of ``frame``, a frame of ``camera``, for ``topic``: key, serialised ``Frame``, capture time."""
+    message = Frame(
+        camera_id=frame.camera_id, seq=frame.seq, capture_ns=frame.capture_ns, pts=frame.pts,
+        width=frame.width, height=frame.height, encoding=Frame.ENCODING_JPEG, data=frame.jpeg,
+        privacy_masks=frame.masks_applied, fps=camera.fps, source_width=frame.source_width,
+        source_height=frame.source_height,
+    )
+    return Outgoing(topic.key(camera.id), topic.encode(message), frame.capture_ns)
 
 
 @dataclass(slots=True)

@@ -36,6 +36,7 @@ import av
 from vigie.core.cameras import CameraConfig, ReconnectConfig
 from vigie.core.secrets import redact, redact_url
 from .errors import SourceError
+from .planes import Yuv420
 
 __all__ = ["Backoff", "FrameSource", "SourceFrame", "SourceStats"]
 
@@ -75,7 +76,8 @@ class SourceStats:
 
 class SourceFrame(tuple):
     """``(pts, image)``: pts in seconds (float), image (H, W, 3) uint8 RGB, C-contiguous
-    and writable. Unpacks as a 2-tuple; also carries
+    and writable, or a writable :class:`~.planes.Yuv420` from a source opened ``planar``.
+    Unpacks as a 2-tuple; also carries
 
     * ``src_size``: (width, height) of the frame as decoded and turned upright (display
       matrix), before resizing, pixels;
@@ -94,7 +96,7 @@ class SourceFrame(tuple):
         return self[0]
 
     @property
-    def image(self) -> np.ndarray:
+    def image(self) -> np.ndarray | Yuv420:
         return self[1]
 
 
@@ -148,15 +150,19 @@ class FrameSource:
     for which it returns False are skipped before conversion. ``width``: resize to
     this width in pixels keeping the aspect ratio (height rounded), never upscaling;
     None keeps the decoded size. ``as_fast_as_possible`` disables real-time pacing
-    of files and synthetic scenes. ``stats`` may be shared with a pipeline.
+    of files and synthetic scenes. ``stats`` may be shared with a pipeline. ``planar``:
+    sources decoded by FFmpeg (files, rtsp, http streams, WHEP) hand over
+    :class:`~.planes.Yuv420` pictures instead of RGB (what the pipeline masks and encodes;
+    MJPEG over HTTP and synthetic scenes give RGB whatever it says).
     """
 
     live = False
 
     def __init__(self, camera: CameraConfig, *, select: Callable[[float], bool] | None = None,
                  width: int | None = None, as_fast_as_possible: bool = False,
-                 stats: SourceStats | None = None, queue_size: int = 4):
+                 stats: SourceStats | None = None, queue_size: int = 4, planar: bool = False):
         self.camera = camera
+        self.planar = planar
         self.select = select
         self.width = width
         self.pace = camera.realtime and not as_fast_as_possible and not self.live
@@ -297,14 +303,14 @@ class FrameSource:
         self._pace_last = pts
         self._wait(anchor[0] + (pts - anchor[1]) - now)
 
-    def _emit(self, pts: float, image: np.ndarray, src_size: tuple[int, int]) -> None:
+    def _emit(self, pts: float, image: np.ndarray | Yuv420, src_size: tuple[int, int]) -> None:
         if self.pace:
             self._pace_to(pts)
         if self._sem is not None:
             while not self._sem.acquire(timeout=0.25):
                 self._check_stop()
         self._check_stop()
-        if not image.flags.c_contiguous or not image.flags.writeable:
+        if isinstance(image, np.ndarray) and (not image.flags.c_contiguous or not image.flags.writeable):
             image = np.array(image, dtype=np.uint8, order="C")
         self.stats.sampled += 1
         try:

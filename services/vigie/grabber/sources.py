@@ -233,6 +233,7 @@ class AvSource(FrameSource):
         result: dict[str, str] = {}
         got, last_pts, bad_in_a_row = False, None, 0
         gate, upright = KeyframeGate(self.camera.id, stats), Upright(self.camera.id)
+        convert = upright.planes if self.planar else upright  # only the frames kept are converted
         for packet in self._packets(container, stream, result):
             self._check_stop()
             if packet.is_corrupt:
@@ -273,7 +274,7 @@ class AvSource(FrameSource):
                 last_pts = pts
                 if select is not None and not select(pts):
                     continue
-                self._emit(pts, *upright(frame, self._out_size))  # display matrix honoured
+                self._emit(pts, *convert(frame, self._out_size))  # display matrix honoured
         return got, (last_pts if last_pts is not None else offset), frame_dur, result.get("error")
 
 
@@ -426,13 +427,13 @@ class SyntheticSource(FrameSource):
 
 def open_source(camera: CameraConfig, *, select: Callable[[float], bool] | None = None,
                 width: int | None = None, as_fast_as_possible: bool = False,
-                stats: SourceStats | None = None) -> FrameSource:
+                stats: SourceStats | None = None, planar: bool = False) -> FrameSource:
     """The :class:`FrameSource` for ``camera`` (see its docstring for the arguments).
 
     Does no I/O; errors appear when iterating ``frames()``. Raises
     :class:`SourceError` for an invalid synthetic URL.
     """
-    kwargs = dict(select=select, width=width, as_fast_as_possible=as_fast_as_possible, stats=stats)
+    kwargs = dict(select=select, width=width, as_fast_as_possible=as_fast_as_possible, stats=stats, planar=planar)
     if camera.kind == "synthetic":
         return SyntheticSource(camera, **kwargs)
     if camera.kind == "http":

@@ -25,7 +25,9 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from av.video.reformatter import VideoReformatter
 
+from .planes import to_planes
 from .source_base import Backoff, FrameSource, _reason
 
 __all__ = ["WhepSource", "whep_endpoint"]
@@ -119,6 +121,7 @@ class WhepSource(FrameSource):
         """Emit the frames of the session's video track until it ends or stalls; returns why it ended."""
         cam, stats, select = self.camera, self.stats, self.select
         track, got = None, False
+        reformatter = VideoReformatter()
         last = time.monotonic()
         while True:
             self._check_stop()
@@ -148,5 +151,8 @@ class WhepSource(FrameSource):
             if select is not None and not select(t):
                 continue
             width, height = self._out_size(frame.width, frame.height)  # resized as it leaves YUV
-            image = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+            if self.planar:
+                image = to_planes(frame, width, height, reformatter)
+            else:
+                image = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
             self._emit(t, image, (frame.width, frame.height))
