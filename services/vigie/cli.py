@@ -127,7 +127,8 @@ def _cmd_grabber(args: argparse.Namespace) -> int:
     from vigie.grabber.app import GrabberService, GrabberSettings
 
     settings = GrabberSettings(
-        kafka=_kafka(args), cameras_file=args.cameras, as_fast_as_possible=args.as_fast_as_possible,
+        kafka=_kafka(args), cameras_file=args.cameras, cameras_topic=args.cameras_topic,
+        session_timeout_s=args.session_timeout_s, as_fast_as_possible=args.as_fast_as_possible,
         http_host=args.http_host, http_port=args.http_port, buffer_frames=args.buffer_frames,
         heartbeat_s=args.heartbeat_s,
     )
@@ -278,7 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_validate)
 
     p = service("grabber", 8091, "decode, sample, mask and publish camera frames")
-    p.add_argument("--cameras", required=True, help="cameras YAML")
+    cameras = p.add_mutually_exclusive_group(required=True)
+    cameras.add_argument("--cameras", help="cameras YAML: this grabber runs all its cameras")
+    cameras.add_argument("--cameras-topic", action="store_true",
+                         help="run the cameras the broker assigns this replica from the cameras topic (consumer "
+                         "group vigie-grabber; `vigie cameras apply` writes it): replicas share the cameras")
+    p.add_argument("--session-timeout-s", type=bounded(float, 6, 300), default=6.0,
+                   help="--cameras-topic: seconds without a heartbeat before a dead replica's cameras go to the "
+                   "others (6-300, default 6; heartbeats every sixth of it)")
     p.add_argument("--as-fast-as-possible", action="store_true", help="files: do not pace to real time")
     p.add_argument("--buffer-frames", type=bounded(int, 1, 10000), default=50,
                    help="frames kept per camera while the broker is away, the oldest dropped first (default 50)")
