@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from aiokafka.partitioner import murmur2
 
-from tests.stack import consume, health, produce, service, terminate
+from tests.stack import consume, health, produce, service, terminate, wait_until
+from vigie.cli import main
 from vigie.core.authorisations import authorise_cameras
-from vigie.core.cameras import load_cameras
-from vigie.core.camera_records import records_of
+from vigie.core.errors import ConfigError
 from vigie.core.topics import CAMERAS_PARTITIONS, Topics
-from vigie.grabber.cameras_cli import apply_records, read_cameras
+from vigie.grabber.cameras_cli import apply_file, read_cameras
 
 pytestmark = pytest.mark.broker
 
@@ -50,48 +50,51 @@ def cameras_yaml(ids: list[str], fps: int = 2, extra: str = "") -> str:
         + extra)
 
 
-def apply_cli(kafka, path: Path, *extra: str) -> subprocess.CompletedProcess:  # noqa: ANN001
-    return subprocess.run([sys.executable, "-m", "vigie", "--kafka", kafka.bootstrap, "--namespace", kafka.namespace,
-                           "cameras", "apply", str(path), *extra], capture_output=True, text=True, timeout=120)
+def apply_cli(kafka, capsys, path: Path, *extra: str) -> tuple[int, str, str]:  # noqa: ANN001
+    """``vigie cameras apply PATH`` (in this process: the analytics it checks are imported once); returns its exit
+    code, what it printed and its errors."""
+    code = main(["--kafka", kafka.bootstrap, "--namespace", kafka.namespace, "cameras", "apply", str(path), *extra])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def held(kafka) -> dict[str, bytes]:  # noqa: ANN001
     return asyncio.run(read_cameras(kafka, Topics(kafka.namespace).cameras))
 
 
-def test_apply_refuses_an_invalid_file_and_writes_a_valid_one(kafka, tmp_path: Path) -> None:
-    """Nothing is written while any camera is invalid (errors name file, line, field); a camera whose source holds
-    a password is refused (the topic keeps references only); a valid file writes one record per camera, a second
-    apply only what changed, and --prune tombstones the cameras gone from the file."""
+def test_apply_refuses_an_invalid_file_and_writes_a_valid_one(kafka, tmp_path: Path, capsys) -> None:
+    """Nothing is written while any camera is invalid (errors name file, line, field: the grabber's --apply-cameras
+    stops on them too); a camera whose source holds a password is refused (the topic keeps references only); a
+    valid file writes one record per camera, a second apply only what changed, and --prune tombstones the cameras
+    gone from the file."""
     bad = tmp_path / "cameras.yaml"
     bad.write_text(cameras_yaml(["cam-a"]) + "  - id: cam-b\n    authorisation: drill\n    source: synthetic://scene\n"
                    "    fps: 99\n")
-    done = apply_cli(kafka, bad)
-    assert done.returncode == 2, done.stderr
-    assert f"{bad}:12: cameras[1].fps: Input should be less than or equal to 30" in done.stderr
+    with pytest.raises(ConfigError, match=re.escape(f"{bad}:12: cameras[1].fps: Input should be less than or equal")):
+        asyncio.run(apply_file(kafka, str(bad)))  # the child process the grabber runs for --apply-cameras
     secret = tmp_path / "secret.yaml"
     secret.write_text(cameras_yaml(["cam-a"]) + "  - id: cam-c\n    authorisation: drill\n"
                       "    source: rtsp://viewer:hunter2hunter@10.0.0.9/live\n")
-    done = apply_cli(kafka, secret)
-    assert done.returncode == 2 and "cameras[1].source: camera cam-c: its source holds a password" in done.stderr
-    assert "hunter2hunter" not in done.stderr + done.stdout
+    code, out, err = apply_cli(kafka, capsys, secret)
+    assert code == 2 and f"{secret}:11: cameras[1].source: camera cam-c: its source holds a password" in err, err
+    assert "hunter2hunter" not in out + err
     assert held(kafka) == {}  # nothing written
 
     good = tmp_path / "good.yaml"
     good.write_text(cameras_yaml(["cam-a", "cam-b", "cam-c"]))
-    done = apply_cli(kafka, good)
-    assert done.returncode == 0, done.stderr
-    assert [line.split() for line in done.stdout.splitlines()[:3]] == [["added", c] for c in ("cam-a", "cam-b", "cam-c")]
+    code, out, err = apply_cli(kafka, capsys, good)
+    assert code == 0, err
+    assert [line.split() for line in out.splitlines()[:3]] == [["added", c] for c in ("cam-a", "cam-b", "cam-c")]
     topic = Topics(kafka.namespace).cameras
     records = {c: topic.decode(v, c.encode()) for c, v in held(kafka).items()}
     assert set(records) == {"cam-a", "cam-b", "cam-c"}
     assert records["cam-b"].camera.fps == 2 and records["cam-b"].authorisation.id == "drill"
 
     good.write_text(cameras_yaml(["cam-a"]) + cameras_yaml(["cam-b"], fps=3).split("cameras:\n")[1])
-    done = apply_cli(kafka, good, "--prune")
-    assert done.returncode == 0, done.stderr
-    assert "changed  cam-b" in done.stdout and "removed  cam-c" in done.stdout and "added" not in done.stdout.split(":")[0]
-    assert "0 added, 1 changed, 1 removed, 1 unchanged" in done.stdout
+    code, out, err = apply_cli(kafka, capsys, good, "--prune")
+    assert code == 0, err
+    assert out.splitlines()[:2] == ["changed  cam-b", "removed  cam-c"]
+    assert "0 added, 1 changed, 1 removed, 1 unchanged" in out
     records = {c: topic.decode(v, c.encode()) for c, v in held(kafka).items()}
     assert set(records) == {"cam-a", "cam-b"} and records["cam-b"].camera.fps == 3
 
@@ -106,15 +109,6 @@ def _held_cameras(port: int) -> set[str] | None:
     if not h or "assignment" not in h or h["assignment"]["loading"]:
         return None
     return set(h["assignment"]["cameras"])
-
-
-def _until(what: str, check, timeout_s: float, *alive) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        for proc in alive:
-            assert proc.poll() is None, f"a grabber exited ({proc.returncode}) while waiting for {what}"
-        assert time.monotonic() < deadline, f"{what}: not after {timeout_s} s"
-        time.sleep(0.2)
 
 
 def _frames(kafka, until=lambda rs: False, timeout_s: float = 3.0) -> list:  # noqa: ANN001
@@ -151,17 +145,16 @@ def test_replicas_share_the_cameras_and_hand_them_over(kafka, tmp_path: Path) ->
     cameras = one_camera_per_partition()
     path = tmp_path / "cameras.yaml"
     path.write_text(cameras_yaml(cameras))
-    asyncio.run(apply_records(kafka, topics.cameras, records_of(load_cameras(path)), prune=False))
     everything = set(cameras)
     (tmp_path / "b").mkdir()
     (tmp_path / "c").mkdir()
-    with service(kafka, "grabber", "--cameras-topic", log_dir=tmp_path) as (a, port_a):
-        _until("replica a runs every camera", lambda: _held_cameras(port_a) == everything, 30, a)
+    with service(kafka, "grabber", "--cameras-topic", "--apply-cameras", str(path), log_dir=tmp_path) as (a, port_a):
+        wait_until("replica a runs every camera", lambda: _held_cameras(port_a) == everything, 30, a)
         with service(kafka, "grabber", "--cameras-topic", log_dir=tmp_path / "b") as (b, port_b):
             def shared() -> bool:
                 ha, hb = _held_cameras(port_a), _held_cameras(port_b)
                 return ha is not None and hb is not None and ha | hb == everything and not ha & hb and ha and hb
-            _until("the replicas share the cameras", shared, 30, a, b)
+            wait_until("the replicas share the cameras", shared, 30, a, b)
             of_a, of_b = _held_cameras(port_a), _held_cameras(port_b)
             pa, pb = set(health(port_a)["assignment"]["partitions"]), set(health(port_b)["assignment"]["partitions"])
             assert pa | pb == set(range(CAMERAS_PARTITIONS)) and not pa & pb
@@ -179,10 +172,10 @@ def test_replicas_share_the_cameras_and_hand_them_over(kafka, tmp_path: Path) ->
             assert b.returncode == 0, (tmp_path / "b" / "grabber.log").read_text()[-2000:]
         graceful = _handover(kafka, of_b, _identity(a), stopped_at)
         print(f"\nhandover after a graceful stop (SIGTERM, leaves the group): {graceful:.1f} s for {len(of_b)} cameras")
-        _until("replica a runs every camera again", lambda: _held_cameras(port_a) == everything, 30, a)
+        wait_until("replica a runs every camera again", lambda: _held_cameras(port_a) == everything, 30, a)
 
         with service(kafka, "grabber", "--cameras-topic", log_dir=tmp_path / "c") as (c, port_c):
-            _until("the replicas share the cameras again", lambda: bool(_held_cameras(port_c)), 30, a, c)
+            wait_until("the replicas share the cameras again", lambda: bool(_held_cameras(port_c)), 30, a, c)
             of_c = _held_cameras(port_c)
             killed_at = time.time()
             c.kill()  # SIGKILL: no goodbye, the group notices when its session times out
@@ -209,7 +202,7 @@ def test_replicas_share_the_cameras_and_hand_them_over(kafka, tmp_path: Path) ->
 
         gone = cameras[1]
         produce(kafka, topics.cameras.name, [(gone.encode(), None)])
-        _until("the tombstoned camera stops", lambda: _held_cameras(port_a) == everything - {gone}, 20, a)
+        wait_until("the tombstoned camera stops", lambda: _held_cameras(port_a) == everything - {gone}, 20, a)
         stopped_ms = int(time.time() * 1000)
         time.sleep(2.0)
         late = _frames(kafka)

@@ -128,7 +128,7 @@ def _cmd_grabber(args: argparse.Namespace) -> int:
 
     settings = GrabberSettings(
         kafka=_kafka(args), cameras_file=args.cameras, cameras_topic=args.cameras_topic,
-        session_timeout_s=args.session_timeout_s, as_fast_as_possible=args.as_fast_as_possible,
+        apply_cameras=args.apply_cameras, session_timeout_s=args.session_timeout_s, as_fast_as_possible=args.as_fast_as_possible,
         http_host=args.http_host, http_port=args.http_port, buffer_frames=args.buffer_frames,
         heartbeat_s=args.heartbeat_s,
     )
@@ -284,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     cameras.add_argument("--cameras-topic", action="store_true",
                          help="run the cameras the broker assigns this replica from the cameras topic (consumer "
                          "group vigie-grabber; `vigie cameras apply` writes it): replicas share the cameras")
+    p.add_argument("--apply-cameras", metavar="YAML",
+                   help="--cameras-topic: first write this cameras file to the topic, as `vigie cameras apply "
+                   "--prune` does (an invalid file: exit 2, nothing written); every replica may: what is unchanged "
+                   "is not written again")
     p.add_argument("--session-timeout-s", type=bounded(float, 6, 300), default=6.0,
                    help="--cameras-topic: seconds without a heartbeat before a dead replica's cameras go to the "
                    "others (6-300, default 6; heartbeats every sixth of it)")

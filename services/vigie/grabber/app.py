@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline, CapturedFrame
 from vigie.grabber.publisher import FramePublisher, Outbox, Outgoing
 from vigie.grabber.status import StatusBeacon, grabber_identity
+from vigie.grabber.summaries import authorisation_summary, config_summary
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ class GrabberSettings(StrictModel):
     cameras_topic: bool = Field(
         False, description="Run the cameras the broker assigns this replica from the compacted cameras topic "
         "(consumer group vigie-grabber; `vigie cameras apply` writes the topic) instead of a file.")
+    apply_cameras: str | None = Field(
+        None, description="--cameras-topic: at start, before joining the group, write this cameras file to the "
+        "topic as `vigie cameras apply --prune` does (an invalid file stops the grabber, exit 2, nothing written).")
     session_timeout_s: float = Field(
         6.0, ge=6, le=300,
         description="--cameras-topic: seconds without a heartbeat before the group hands a replica's cameras to "
@@ -94,6 +97,8 @@ class GrabberSettings(StrictModel):
     def _one_source_of_cameras(self) -> "GrabberSettings":
         if (self.cameras_file is None) == (not self.cameras_topic):
             raise ValueError("give either a cameras file or the cameras topic, not both, not neither")
+        if self.apply_cameras and not self.cameras_topic:
+            raise ValueError("apply_cameras writes the cameras topic: only with cameras_topic")
         return self
 
 
@@ -135,25 +140,6 @@ class _Running:
     closing: asyncio.Event
 
 
-def authorisation_summary(authorisation: Authorisation, cameras: list[str]) -> str:
-    """What the register keeps of an authorisation as loaded (a change shows as a new digest)."""
-    dumped = authorisation.model_dump_json()
-    digest = hashlib.sha256(dumped.encode()).hexdigest()[:16]
-    return (f"authorisation {authorisation.id} sha256:{digest} reference={authorisation.reference!r} "
-            f"order_date={authorisation.order_date} valid_until={authorisation.valid_until} "
-            f"purposes={','.join(p.value for p in authorisation.purposes)} "
-            f"max_retention_days={authorisation.max_retention_days} cameras={','.join(cameras) or 'none'}")
-
-
-def config_summary(camera: CameraConfig) -> str:
-    """What the register keeps of a camera's configuration: a SHA-256 of it (credentials redacted first, so
-    the digest cannot be used to guess a password) and its main settings. Never the password."""
-    dumped = redact(camera.model_dump_json())
-    digest = hashlib.sha256(dumped.encode()).hexdigest()[:16]
-    return (f"config sha256:{digest} source={redact(camera.source)} fps={camera.fps:g} width={camera.width} "
-            f"privacy_masks={len(camera.privacy_masks)} authorisation={camera.authorisation or 'none'}")
-
-
 class GrabberService(Service):
     """Runs one pipeline per camera and publishes their frames."""
 
@@ -184,6 +170,7 @@ class GrabberService(Service):
         self._configs_audited = False
         self._audited: set[str] = set()  # summaries of the authorisations recorded in the register
         self._frames_keep_ms = -1  # how long the frames topic may keep a record (--cameras-topic), ms
+        self._applied = False  # --apply-cameras done
         self.publisher = FramePublisher(settings.kafka, self.topics.frames.name, on_published=self._published,
                                         on_failed=self._not_published,
                                         headers=[("grabber", grabber_identity().encode())])
@@ -212,6 +199,12 @@ class GrabberService(Service):
             await check_image_retention(self.settings.kafka, self.topics.frames, self.cameras_file.authorisations)
         await self.publisher.start()
         if self.assignment is not None:
+            if self.settings.apply_cameras and not self._applied:
+                from vigie.grabber.cameras_cli import apply_file
+
+                for line in await apply_file(self.settings.kafka, self.settings.apply_cameras):
+                    log.info("%s", line)
+                self._applied = True
             await self.assignment.start()
             return
         if not self._configs_audited:  # once, however often a start is retried

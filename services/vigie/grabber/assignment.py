@@ -1,4 +1,4 @@
-"""Which cameras a grabber replica runs, decided by Kafka: the consumer group ``vigie-grabber`` on the ``cameras`` topic.
+"""Which cameras a grabber replica runs, decided by Kafka: consumer group ``vigie-grabber`` on the ``cameras`` topic.
 
 The compacted ``cameras`` topic holds the latest :class:`~vigie.core.camera_records.CameraRecord` per camera,
 keyed by camera id (``vigie cameras apply``). Replicas subscribe to it in one consumer group; the broker
@@ -36,13 +36,13 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 from prometheus_client import Counter, Gauge
 
 from vigie.core.camera_records import CameraRecord
 from vigie.core.errors import MalformedMessage
-from vigie.core.kafka import DeadLetters, describe_broker_error, make_consumer, make_producer
+from vigie.core.kafka import DeadLetters, Rebalance, describe_broker_error, make_consumer, make_producer
 from vigie.core.secrets import redact
 
 if TYPE_CHECKING:
@@ -64,19 +64,6 @@ class _Partition:
     loaded: bool = False
     #: While loading: the latest valid record per camera (None: a tombstone).
     latest: dict[str, CameraRecord | None] = field(default_factory=dict)
-
-
-class _Listener(ConsumerRebalanceListener):
-    """aiokafka's rebalance callbacks, awaited by the consumer during a rebalance."""
-
-    def __init__(self, assignment: "CameraAssignment") -> None:
-        self._assignment = assignment
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._assignment.revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._assignment.assigned(assigned)
 
 
 class CameraAssignment:
@@ -120,7 +107,7 @@ class CameraAssignment:
         session_ms = int(self.session_timeout_s * 1000)
         self._consumer = make_consumer(kafka, group=GROUP, session_timeout_ms=session_ms,
                                        heartbeat_interval_ms=max(100, session_ms // 6))
-        self._consumer.subscribe([self.topic.name], listener=_Listener(self))
+        self._consumer.subscribe([self.topic.name], listener=Rebalance(self.revoked, self.assigned))
         await self._consumer.start()
 
     async def close(self) -> None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the parser is built at every `vigie` command: the clients a
     from vigie.core.settings import KafkaSettings
     from vigie.core.topics import CamerasTopic
 
-__all__ = ["add_arguments", "apply_records", "read_cameras"]
+__all__ = ["add_arguments", "apply_file", "apply_records", "read_cameras"]
 
 
 def add_arguments(sub: argparse._SubParsersAction, kafka_of: Callable[[argparse.Namespace], KafkaSettings]) -> None:
@@ -69,6 +69,32 @@ def main(args: argparse.Namespace, kafka: KafkaSettings) -> int:
         print(f"  note: {len(changes['kept'])} camera(s) of the topic are not in the file and still run "
               f"(--prune removes them): {', '.join(changes['kept'])}")
     return 0
+
+
+async def apply_file(kafka: KafkaSettings, path: str, wait_s: float = 60.0) -> list[str]:
+    """Run ``vigie cameras apply PATH --prune`` in a child process (the checks import the analytics, which a
+    grabber does not keep in memory); returns the lines it printed (what it added, changed and removed).
+
+    Raises:
+        ConfigError: the file is invalid (its errors, ``FILE:LINE: location: message``); nothing was written.
+        BrokerUnavailable: the broker did not answer (retriable), or the command failed otherwise.
+    """
+    import os
+    import sys
+
+    from vigie.core.errors import BrokerUnavailable, ConfigError
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vigie", "--kafka", kafka.bootstrap, "--namespace", kafka.namespace, "cameras",
+        "apply", path, "--prune", "--wait", str(wait_s), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=os.environ.copy())
+    out, err = await proc.communicate()
+    problem = err.decode(errors="replace").strip().removeprefix("vigie cameras: configuration error:").strip()
+    if proc.returncode == 2:
+        raise ConfigError(problem)
+    if proc.returncode != 0:
+        raise BrokerUnavailable(f"vigie cameras apply {path} failed (exit {proc.returncode}): {problem[-2000:]}")
+    return out.decode(errors="replace").splitlines()
 
 
 async def _connected(kafka: KafkaSettings, topic: CamerasTopic, wait_s: float, work):  # noqa: ANN001, ANN202
