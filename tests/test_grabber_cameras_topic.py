@@ -22,7 +22,10 @@ from aiokafka.partitioner import murmur2
 from tests.stack import consume, health, produce, service, terminate, wait_until
 from vigie.cli import main
 from vigie.core.authorisations import authorise_cameras
-from vigie.core.errors import ConfigError
+from vigie.core.camera_records import records_of
+from vigie.core.cameras import CamerasFile
+from vigie.core.config import validate_yaml_text
+from vigie.core.errors import ConfigError, MalformedMessage
 from vigie.core.topics import CAMERAS_PARTITIONS, Topics
 from vigie.grabber.cameras_cli import apply_file, read_cameras
 
@@ -97,6 +100,26 @@ def test_apply_refuses_an_invalid_file_and_writes_a_valid_one(kafka, tmp_path: P
     assert "0 added, 1 changed, 1 removed, 1 unchanged" in out
     records = {c: topic.decode(v, c.encode()) for c, v in held(kafka).items()}
     assert set(records) == {"cam-a", "cam-b"} and records["cam-b"].camera.fps == 3
+
+
+def test_a_camera_record_is_held_to_the_rules_of_the_file() -> None:
+    """What a grabber refuses in a record another client wrote: not JSON, a field out of bounds, a key that is
+    not its camera's id, a password in the source, an authorisation that is not the one the camera names."""
+    topic = Topics("x.").cameras
+    record = records_of(validate_yaml_text(cameras_yaml(["cam-a"]), CamerasFile))["cam-a"]
+    assert topic.decode(topic.encode(record), b"cam-a").same_as(record)
+    value = json.loads(topic.encode(record))
+    cases = {"not a valid camera record: value: Invalid JSON": (b"{not json", b"cam-a"),
+             "camera.fps: Input should be less than or equal to 30": (
+                 json.dumps({**value, "camera": {**value["camera"], "fps": 99}}).encode(), b"cam-a"),
+             "record key 'cam-b' is not its camera's id 'cam-a'": (topic.encode(record), b"cam-b"),
+             "its source holds a password": (json.dumps(
+                 {**value, "camera": {**value["camera"], "source": "rtsp://u:hunter2hunter@h/s"}}).encode(), b"cam-a"),
+             "names authorisation 'drill', the record carries None": (
+                 json.dumps({"camera": value["camera"]}).encode(), b"cam-a")}
+    for reason, (raw, key) in cases.items():
+        with pytest.raises(MalformedMessage, match=re.escape(reason)):
+            topic.decode(raw, key)
 
 
 def _identity(proc: subprocess.Popen) -> str:

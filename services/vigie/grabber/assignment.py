@@ -134,8 +134,16 @@ class CameraAssignment:
                 for tp, records in polled.items():
                     for record in records:
                         if tp in self.partitions:  # still ours (not revoked since the poll)
-                            await self._record(tp, record)
-                await self._load()
+                            await self._guarded(self._record(tp, record), f"record {tp.partition}@{record.offset}")
+                await self._guarded(self._load(), "loading partitions")
+
+    async def _guarded(self, work: Any, what: str) -> None:
+        """Await ``work``; a bug there is logged and counted, never stops the replica's other cameras."""
+        try:
+            await work
+        except Exception:  # noqa: BLE001 - one camera's record must not stop the others
+            self.grabber.metrics.errors("camera_record").inc()
+            log.exception("cameras topic: %s failed", what)
 
     async def _record(self, tp: TopicPartition, record: ConsumerRecord) -> None:
         """Apply one record (or, while its partition loads, keep it as its camera's latest)."""
