@@ -197,6 +197,7 @@ def test_replicas_share_the_cameras_and_hand_them_over(kafka, tmp_path: Path) ->
         print(f"\nhandover after a graceful stop (SIGTERM, leaves the group): {graceful:.1f} s for {len(of_b)} cameras")
         wait_until("replica a runs every camera again", lambda: _held_cameras(port_a) == everything, 30, a)
 
+        joined_at = time.time()
         with service(kafka, "grabber", "--cameras-topic", log_dir=tmp_path / "c") as (c, port_c):
             wait_until("the replicas share the cameras again", lambda: bool(_held_cameras(port_c)), 30, a, c)
             of_c = _held_cameras(port_c)
@@ -236,7 +237,15 @@ def test_replicas_share_the_cameras_and_hand_them_over(kafka, tmp_path: Path) ->
 
     switches = defaultdict(int)
     last: dict[str, str] = {}
-    for camera, who, _ in sorted(_frames(kafka), key=lambda f: f[2]):
+    frames = sorted(_frames(kafka), key=lambda f: f[2])
+    for camera, who, _ in frames:
         switches[camera] += camera in last and last[camera] != who
         last[camera] = who
     assert max(switches.values()) <= 4, dict(switches)  # b joins, b leaves, c joins, c dies
+    kept = defaultdict(list)  # the cameras a kept while c joined: held during the rebalance, then resumed
+    for camera, who, ts in frames:
+        if camera not in of_c and who == _identity(a) and joined_at * 1000 <= ts <= killed_at * 1000:
+            kept[camera].append(ts)
+    pause = max(max(later - earlier for earlier, later in zip(ts, ts[1:])) for ts in kept.values()) / 1000
+    print(f"longest pause of a camera its replica kept while another joined (hold, resume; 0.5 s between "
+          f"frames at 2 fps): {pause:.1f} s")
