@@ -126,6 +126,8 @@ def _cmd_grabber(args: argparse.Namespace) -> int:
     from vigie.core.lifecycle import serve
     from vigie.grabber.app import GrabberService, GrabberSettings
 
+    if args.apply_cameras and not args.cameras_topic:
+        raise ConfigError("--apply-cameras writes the cameras topic: give it with --cameras-topic")
     settings = GrabberSettings(
         kafka=_kafka(args), cameras_file=args.cameras, cameras_topic=args.cameras_topic,
         apply_cameras=args.apply_cameras, session_timeout_s=args.session_timeout_s, as_fast_as_possible=args.as_fast_as_possible,
