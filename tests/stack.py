@@ -76,6 +76,17 @@ def service(kafka: KafkaSettings, name: str, *args: str, port: int | None = None
             terminate(proc, 45)
 
 
+def wait_until(what: str, check: Callable[[], object], timeout_s: float, *alive: subprocess.Popen) -> None:
+    """Wait for ``check()`` to be true (polled every 0.2 s); every process of ``alive`` must stay up meanwhile.
+    Fails the test naming ``what`` after ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        for proc in alive:
+            assert proc.poll() is None, f"a service exited ({proc.returncode}) while waiting for {what}"
+        assert time.monotonic() < deadline, f"{what}: not after {timeout_s} s"
+        time.sleep(0.2)
+
+
 def terminate(proc: subprocess.Popen, timeout_s: float) -> None:
     """SIGTERM ``proc`` and wait for it to exit; SIGKILL after ``timeout_s`` seconds. Nothing if it exited."""
     if proc.poll() is None:

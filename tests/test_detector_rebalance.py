@@ -20,7 +20,7 @@ import simplejpeg
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.stack import consume, health, service
+from tests.stack import consume, health, service, wait_until
 from vigie.core.authorisations import authorise_cameras
 from vigie.contracts.v1 import Frame
 from vigie.core.kafka import make_consumer
@@ -72,16 +72,6 @@ class Feeder(threading.Thread):
             await producer.stop()
 
 
-def _until(what: str, check, timeout_s: float, *alive) -> None:  # noqa: ANN001
-    """Wait for ``check()`` to be true; every process of ``alive`` must stay up meanwhile."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        for proc in alive:
-            assert proc.poll() is None, f"a detector exited ({proc.returncode}) while waiting for {what}"
-        assert time.monotonic() < deadline, f"{what}: not after {timeout_s} s"
-        time.sleep(0.3)
-
-
 def _partitions(port: int) -> set[int]:
     h = health(port)
     return set(h["partitions"]) if h else set()
@@ -120,26 +110,26 @@ def test_detectors_survive_every_rebalance_and_every_frame_is_analysed(kafka, tm
     (tmp_path / "b").mkdir()
     (tmp_path / "c").mkdir()
     with service(kafka, "detector", *args, log_dir=tmp_path) as (first, port_a):
-        _until("the first detector owns every partition", lambda: _partitions(port_a) == all_partitions, 30)
+        wait_until("the first detector owns every partition", lambda: _partitions(port_a) == all_partitions, 30)
         feeder.start()
         time.sleep(2)
         with service(kafka, "detector", *args, log_dir=tmp_path / "b") as (second, port_b):
-            _until("the partitions are shared", lambda: _partitions(port_b) and _partitions(port_a)
+            wait_until("the partitions are shared", lambda: _partitions(port_b) and _partitions(port_a)
                    and _partitions(port_a) | _partitions(port_b) == all_partitions, 40, first)
-            _until("the second detector analyses its cameras", lambda: health(port_b)["cameras"], 20, first)
+            wait_until("the second detector analyses its cameras", lambda: health(port_b)["cameras"], 20, first)
             gained = health(port_b)["cameras"]
             assert {c["state"] for c in gained.values()} == {"warming"}, gained  # they start cold
             assert {c["partition"] for c in gained.values()} <= _partitions(port_b)
             time.sleep(2)
         assert second.returncode == 0, (tmp_path / "b" / "detector.log").read_text()[-3000:]
-        _until("the first detector takes every partition back", lambda: _partitions(port_a) == all_partitions,
+        wait_until("the first detector takes every partition back", lambda: _partitions(port_a) == all_partitions,
                40, first)
         with service(kafka, "detector", *args, log_dir=tmp_path / "c") as (third, port_c):
-            _until("the third detector gets partitions", lambda: _partitions(port_c), 40, first)
+            wait_until("the third detector gets partitions", lambda: _partitions(port_c), 40, first)
             time.sleep(2)
             third.send_signal(signal.SIGKILL)
             third.wait(10)
-        _until("the first detector takes the dead one's partitions", lambda: _partitions(port_a) == all_partitions,
+        wait_until("the first detector takes the dead one's partitions", lambda: _partitions(port_a) == all_partitions,
                60, first)
         time.sleep(2)
         feeder.halt.set()
@@ -151,13 +141,13 @@ def test_detectors_survive_every_rebalance_and_every_frame_is_analysed(kafka, tm
             return {(a.camera_id, a.capture_ns) for a in map(topics.anomalies.decode, (r.value for r in records))
                     if a.kind == "faulty"}
 
-        _until("every frame is analysed", lambda: feeder.sent <= analysed(), 60, first)
+        wait_until("every frame is analysed", lambda: feeder.sent <= analysed(), 60, first)
 
         def caught_up() -> bool:
             committed, ends = asyncio.run(_committed(kafka, topics))
             return committed == ends
 
-        _until("the committed offsets reach the end of every partition", caught_up, 30, first)
+        wait_until("the committed offsets reach the end of every partition", caught_up, 30, first)
         final = health(port_a)
         assert final["state"] == "running" and final["rebalances"] >= 5, final
     assert first.returncode == 0, (tmp_path / "detector.log").read_text()[-3000:]

@@ -57,10 +57,11 @@ def _cmd_topics(args: argparse.Namespace) -> int:
 
     async def apply() -> list[str]:
         await wait_for_broker(kafka, timeout_s=args.wait)
-        return await apply_topics(kafka, Topics(kafka.namespace).all(stations))
+        return await apply_topics(kafka, catalogue.all(stations))
 
+    catalogue = Topics(kafka.namespace, cameras_partitions=args.cameras_partitions)
     created = asyncio.run(apply())
-    for name in Topics(kafka.namespace).all(stations):
+    for name in catalogue.all(stations):
         mark = "created" if name.name in created else "exists "
         print(f"{mark} {name.name:<32} partitions={name.spec.partitions} retention.ms={name.spec.retention_ms} "
               f"replication={kafka.replication_factor} min.insync.replicas={kafka.min_insync_replicas}")
@@ -88,37 +89,12 @@ def _validate(cameras_path: str | None, routing_path: str | None, policy_path: s
     files, missing source files, and privacy masks or zones wholly outside frames of a size the file gives
     included, is reported as ``FILE:LINE: location: message``, one per line. Raises ConfigError.
     """
-    from vigie.core.authorisations import utc_now
-    from vigie.core.cameras import load_cameras
-    from vigie.core.config import ConfigError as FileError, locate_problems, read_config_text
-    from vigie.detector.app import DEFAULT_KINDS
-    from vigie.detector.plan import AnalyticsPlan, analytics_problems, authorised_sections
+    from vigie.validation import validate_cameras
 
     lines = []
     cameras = None
     if cameras_path:
-        cameras = load_cameras(Path(cameras_path), analytics_problems, check_credentials=True,
-                               authorisations_at=utc_now(), check_files=True, check_zones=True)
-        AnalyticsPlan({c.id: c.analytics for c in cameras.cameras}, DEFAULT_KINDS, "cpu")
-        _, refusals = authorised_sections(cameras, DEFAULT_KINDS)
-        index = {c.id: i for i, c in enumerate(cameras.cameras)}
-        asked = [(("cameras", index[r.camera_id], "analytics", r.kind), r.reason) for r in refusals if r.asked]
-        if asked:
-            raise FileError(cameras_path, locate_problems(read_config_text(cameras_path), asked))
-        lines.append(f"{cameras_path}: {len(cameras.cameras)} camera(s) valid: "
-                     f"{', '.join(c.id for c in cameras.cameras)}")
-        for authorisation in cameras.authorisations:
-            covered = [c.id for c in cameras.cameras if c.authorisation == authorisation.id]
-            lines.append(f"  authorisation {authorisation.id} ({authorisation.reference}): in force "
-                         f"{authorisation.order_date} to {authorisation.valid_until}, images kept at most "
-                         f"{authorisation.max_retention_days} day(s), purposes "
-                         f"{', '.join(p.value for p in authorisation.purposes)}; cameras: {', '.join(covered) or 'none'}")
-        for refusal in refusals:
-            lines.append(f"  note: default {refusal.reason}: it will not run there")
-        for camera in cameras.cameras:
-            if camera.privacy_masks and camera.privacy_masks_reference_size is None:
-                lines.append(f"  warning: camera {camera.id}: privacy masks without privacy_masks_reference_size: "
-                             "the size of its first frame will be assumed")
+        cameras, lines = validate_cameras(cameras_path)
     if routing_path:
         routing = _load_routing(routing_path)
         lines.append(f"{routing_path}: {len(routing.routes)} route(s) valid, stations: {', '.join(routing.all_stations())}")
@@ -150,8 +126,11 @@ def _cmd_grabber(args: argparse.Namespace) -> int:
     from vigie.core.lifecycle import serve
     from vigie.grabber.app import GrabberService, GrabberSettings
 
+    if args.apply_cameras and not args.cameras_topic:
+        raise ConfigError("--apply-cameras writes the cameras topic: give it with --cameras-topic")
     settings = GrabberSettings(
-        kafka=_kafka(args), cameras_file=args.cameras, as_fast_as_possible=args.as_fast_as_possible,
+        kafka=_kafka(args), cameras_file=args.cameras, cameras_topic=args.cameras_topic,
+        apply_cameras=args.apply_cameras, session_timeout_s=args.session_timeout_s, as_fast_as_possible=args.as_fast_as_possible,
         http_host=args.http_host, http_port=args.http_port, buffer_frames=args.buffer_frames,
         heartbeat_s=args.heartbeat_s,
     )
@@ -289,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-insync-replicas", type=bounded(int, 1, 16),
                    help="min.insync.replicas of every topic (default $VIGIE_KAFKA_MIN_INSYNC_REPLICAS or 1); "
                    "below the replication factor so that a broker may be down")
+    p.add_argument("--cameras-partitions", type=bounded(int, 1, 1000), default=12,
+                   help="partitions of the cameras topic when it is created (default 12): at most this many "
+                   "grabber replicas get cameras; an existing topic keeps its count")
     p.set_defaults(func=_cmd_topics)
 
     p = sub.add_parser("validate", help="check a cameras file, a routing file and/or a correlator policy file; "
@@ -299,7 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_validate)
 
     p = service("grabber", 8091, "decode, sample, mask and publish camera frames")
-    p.add_argument("--cameras", required=True, help="cameras YAML")
+    cameras = p.add_mutually_exclusive_group(required=True)
+    cameras.add_argument("--cameras", help="cameras YAML: this grabber runs all its cameras")
+    cameras.add_argument("--cameras-topic", action="store_true",
+                         help="run the cameras the broker assigns this replica from the cameras topic (consumer "
+                         "group vigie-grabber; `vigie cameras apply` writes it): replicas share the cameras")
+    p.add_argument("--apply-cameras", metavar="YAML",
+                   help="--cameras-topic: first write this cameras file to the topic, as `vigie cameras apply "
+                   "--prune` does (an invalid file: exit 2, nothing written); every replica may: what is unchanged "
+                   "is not written again")
+    p.add_argument("--session-timeout-s", type=bounded(float, 6, 300), default=6.0,
+                   help="--cameras-topic: seconds without a heartbeat before a dead replica's cameras go to the "
+                   "others (6-300, default 6; heartbeats every sixth of it)")
     p.add_argument("--as-fast-as-possible", action="store_true", help="files: do not pace to real time")
     p.add_argument("--buffer-frames", type=bounded(int, 1, 10000), default=50,
                    help="frames kept per camera while the broker is away, the oldest dropped first (default 50)")
@@ -378,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["users"].set_defaults(func=lambda args: users_main(args, _kafka(args)))
 
     from vigie.station.rates_cli import add_arguments as rates_arguments  # argparse only: a light import
+    from vigie.grabber.cameras_cli import add_arguments as cameras_arguments
+
+    cameras_arguments(sub, _kafka)
 
     rates_arguments(sub, _kafka)
 

@@ -18,10 +18,11 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord,
+                      TopicPartition)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
@@ -68,6 +69,22 @@ def make_consumer(
         request_timeout_ms=int(settings.request_timeout_s * 1000),
         **extra,
     )
+
+
+class Rebalance(ConsumerRebalanceListener):
+    """aiokafka's rebalance callbacks handed to a service's two coroutines, which the consumer awaits during a
+    rebalance: ``revoked(partitions)`` at its start, ``assigned(partitions)`` at its end (sets of TopicPartition)."""
+
+    def __init__(self, revoked: Callable[[set[TopicPartition]], Awaitable[None]],
+                 assigned: Callable[[set[TopicPartition]], Awaitable[None]]) -> None:
+        self._revoked = revoked
+        self._assigned = assigned
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._assigned(assigned)
 
 
 @asynccontextmanager

@@ -1,4 +1,5 @@
-"""The topic catalogue and one typed wrapper per topic around its protobuf message.
+"""The topic catalogue and one typed wrapper per topic around its protobuf message (the ``cameras`` topic's
+values are JSON of the cameras file's own pydantic model: :class:`CamerasTopic`).
 
 Every record a service writes or reads goes through a :class:`Topic`: it knows the
 topic's full name (namespace included), its partitions and retention, and turns
@@ -17,6 +18,7 @@ from typing import Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
+from vigie.core.camera_records import CameraRecord, decode_record
 from vigie.contracts.v1 import Anomaly, AuditEntry, CameraStatus, DeadLetter, Frame, Incident, OperatorAction
 from vigie.core.errors import ConfigError, MalformedMessage
 from vigie.core.settings import MAX_RETENTION_MS
@@ -32,6 +34,11 @@ LONGEST_RETENTION_MS = MAX_RETENTION_MS - HOUR_MS - CHECK_MS
 #: Partitions of every camera-keyed topic. The anomalies and actions topics must have the
 #: same count: the correlator's incident table is partitioned like both.
 CAMERA_PARTITIONS = 6
+
+#: Default partitions of the compacted ``cameras`` topic: grabber replicas share them, so at most this many
+#: replicas get cameras (``vigie topics apply --cameras-partitions``; never add partitions to an existing
+#: cameras topic: a camera's key would then map to another partition than its older records).
+CAMERAS_PARTITIONS = 12
 
 #: Default retention of the frames topic: records gone within a day (segment roll and check included), so
 #: that the topic keeps images no longer than the shortest retention an authorisation may give (one day).
@@ -110,6 +117,31 @@ class Topic(Generic[M]):
         return f"Topic({self.name!r}, {self.message_type.__name__})"
 
 
+class CamerasTopic(Topic):
+    """The compacted ``cameras`` topic: a :class:`~vigie.core.camera_records.CameraRecord` (JSON) per camera,
+    keyed by camera id; a record with a null value (tombstone) removes the camera."""
+
+    def __init__(self, partitions: int, namespace: str = "") -> None:
+        # compact only: a camera's latest record stays for as long as the camera exists (retention.ms does not
+        # apply to compacted topics; it is set like the others' for the 30-day check of the spec)
+        super().__init__(TopicSpec("cameras", partitions, LONGEST_RETENTION_MS, cleanup_policy="compact"),
+                         CameraRecord, namespace)
+
+    def encode(self, message: CameraRecord) -> bytes:
+        """JSON of ``message``. Raises TypeError for another type."""
+        if not isinstance(message, CameraRecord):
+            raise TypeError(f"topic {self.name} carries CameraRecord, not {type(message).__name__}")
+        return message.encode()
+
+    def decode(self, value: bytes | None, key: bytes | None = None) -> CameraRecord:
+        """Parse and validate a record value (and, given ``key``, check it is its camera's id).
+
+        Raises :class:`MalformedMessage` with the reason (a tombstone, ``None``, too: check it first)."""
+        if value is None:
+            raise MalformedMessage(f"{self.name}: empty record (tombstone)")
+        return decode_record(self.name, value, key)
+
+
 def station_topic_base(station: str) -> str:
     """Base name of the alert topic of one operator station. Raises ConfigError on a bad station id."""
     if not _STATION_RE.fullmatch(station):
@@ -124,9 +156,12 @@ class Topics:
         namespace: prefix of every topic name ('' in production, unique per test).
         frames_retention_ms: retention of the frames topic (images), at most 30 days; services holding
             camera authorisations refuse to start when it (segment roll included) exceeds the shortest.
+        cameras_partitions: partitions of the ``cameras`` topic when it is created (the most grabber
+            replicas that get cameras).
     """
 
-    def __init__(self, namespace: str = "", frames_retention_ms: int = FRAMES_RETENTION_MS) -> None:
+    def __init__(self, namespace: str = "", frames_retention_ms: int = FRAMES_RETENTION_MS,
+                 cameras_partitions: int = CAMERAS_PARTITIONS) -> None:
         self.namespace = namespace
         self.frames = Topic(TopicSpec("frames", CAMERA_PARTITIONS, frames_retention_ms), Frame, namespace)
         self.anomalies = Topic(TopicSpec("anomalies", CAMERA_PARTITIONS, LONGEST_RETENTION_MS), Anomaly, namespace)
@@ -137,6 +172,8 @@ class Topics:
         # Latest status per camera (compacted; a camera gone from every grabber ages out after 7 days).
         self.camera_status = Topic(TopicSpec("camera-status", CAMERA_PARTITIONS, 7 * 24 * HOUR_MS,
                                              cleanup_policy="compact,delete"), CameraStatus, namespace)
+        # Cameras to run, latest configuration per camera (compacted; `vigie cameras apply` writes it).
+        self.cameras = CamerasTopic(cameras_partitions, namespace)
 
     def alerts(self, station: str) -> Topic[Incident]:
         """Alert topic of ``station``: incidents routed to it."""
@@ -145,5 +182,5 @@ class Topics:
     def all(self, stations: list[str] = ()) -> list[Topic]:
         """Every topic of the catalogue, with the alert topics of ``stations``."""
         fixed = [self.frames, self.anomalies, self.incidents, self.actions, self.deadletter, self.audit,
-                 self.camera_status]
+                 self.camera_status, self.cameras]
         return fixed + [self.alerts(s) for s in stations]

@@ -17,9 +17,9 @@ Stages, in order (:meth:`DetectorService.run`):
 6. commit the offsets only once the anomalies are acknowledged by the broker, so a
    crash replays frames rather than losing an alert.
 
-Rebalances (:class:`Rebalance`): a detector joining, leaving or dying moves partitions of
-``frames`` between the detectors of the group. On revocation the batch in progress is
-finished and committed first; offsets are committed only for partitions the consumer
+Rebalances (:meth:`DetectorService.partitions_revoked` and ``partitions_assigned``): a detector joining,
+leaving or dying moves partitions of ``frames`` between the detectors of the group. On revocation the batch
+in progress is finished and committed first; offsets are committed only for partitions the consumer
 still owns, and a commit refused because the group has moved on (``CommitFailedError``)
 means "not committed, the new owner replays those frames": counted in
 ``vigie_errors{kind="commit_failed"}``, never fatal. The cameras of partitions that are not
@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import torch
-from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
 from prometheus_client import Counter, Gauge
 from pydantic import Field
@@ -44,8 +44,8 @@ from pydantic import Field
 from vigie.contracts.v1 import AuditEntry
 from vigie.core.cameras import load_cameras
 from vigie.core.options import resolve_device
-from vigie.core.kafka import (DeadLetters, check_image_retention, describe_broker_error, make_consumer, make_producer,
-                              require_topics, retriable, retry_delays, total_lag)
+from vigie.core.kafka import (DeadLetters, Rebalance, check_image_retention, describe_broker_error, make_consumer,
+                              make_producer, require_topics, retriable, retry_delays, total_lag)
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.detector.analytics.episodes import RUN_ID
@@ -87,19 +87,6 @@ class DetectorSettings(StrictModel):
             ConfigError: not a device, or CUDA that this machine lacks (:func:`~vigie.core.options.resolve_device`).
         """
         return resolve_device(self.device)
-
-
-class Rebalance(ConsumerRebalanceListener):
-    """aiokafka's rebalance callbacks, handed to the detector (awaited by the consumer during a rebalance)."""
-
-    def __init__(self, service: "DetectorService") -> None:
-        self._service = service
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._service.partitions_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._service.partitions_assigned(assigned)
 
 
 class DetectorService(Service):
@@ -170,7 +157,8 @@ class DetectorService(Service):
         await self._producer.start()
         self._dead = DeadLetters(self._producer, self.topics.deadletter, self.name)
         self._consumer = make_consumer(self.settings.kafka, group=GROUP, max_poll_records=self.settings.max_batch)
-        self._consumer.subscribe([self.topics.frames.name], listener=Rebalance(self))
+        self._consumer.subscribe([self.topics.frames.name],
+                                 listener=Rebalance(self.partitions_revoked, self.partitions_assigned))
         await self._consumer.start()
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -24,24 +24,30 @@ the grabber ``degraded``, named under ``degraded.cameras`` with its error.
 
 Each camera's state and error also go to the compacted ``camera-status`` topic, on change and every
 ``heartbeat_s`` (:mod:`vigie.grabber.status`), for the operators' console.
+
+The cameras come from a file (``--cameras``: this grabber runs them all) or from the compacted ``cameras``
+topic (``--cameras-topic``): replicas form the consumer group ``vigie-grabber`` and each runs the cameras of
+the partitions the broker assigns it (:mod:`vigie.grabber.assignment`), started, held, resumed, restarted
+and stopped one by one (:meth:`GrabberService.start_camera`, :meth:`~GrabberService.hold_camera`,
+:meth:`~GrabberService.stop_cameras`). Every frame record names its grabber (header ``grabber``: ``host:pid``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
-from pydantic import Field
+from pydantic import Field, model_validator
 from prometheus_client import Counter, Gauge
 
 from vigie.contracts.v1 import AuditEntry
-from vigie.core.authorisations import Authorisation, Clock, utc_now
-from vigie.core.kafka import check_image_retention, require_topics
+from vigie.core.authorisations import Authorisation, Clock, longest_keep_problem, utc_now
+from vigie.core.kafka import check_image_retention, longest_keep_ms, require_topics
 from vigie.core.lifecycle import Service
 from vigie.core.settings import KafkaSettings, StrictModel
 from vigie.core.cameras import CameraConfig, CamerasFile, load_cameras
@@ -49,7 +55,8 @@ from vigie.core.secrets import redact
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline, CapturedFrame
 from vigie.grabber.publisher import FramePublisher, Outbox, frame_record
-from vigie.grabber.status import StatusBeacon
+from vigie.grabber.status import StatusBeacon, grabber_identity
+from vigie.grabber.summaries import authorisation_summary, config_summary
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +69,18 @@ class GrabberSettings(StrictModel):
     """Grabber service settings."""
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    cameras_file: str = Field(description="Cameras YAML (see `vigie validate`).")
+    cameras_file: str | None = Field(None, description="Cameras YAML (see `vigie validate`): run all its cameras.")
+    cameras_topic: bool = Field(
+        False, description="Run the cameras the broker assigns this replica from the compacted cameras topic "
+        "(consumer group vigie-grabber; `vigie cameras apply` writes the topic) instead of a file.")
+    apply_cameras: str | None = Field(
+        None, description="--cameras-topic: at start, before joining the group, write this cameras file to the "
+        "topic as `vigie cameras apply --prune` does (an invalid file stops the grabber, exit 2, nothing written).")
+    session_timeout_s: float = Field(
+        6.0, ge=6, le=300,
+        description="--cameras-topic: seconds without a heartbeat before the group hands a replica's cameras to "
+        "the others (the broker's group.min.session.timeout.ms, 6 s by default, is the floor); heartbeats go "
+        "every session_timeout_s / 6.")
     as_fast_as_possible: bool = Field(False, description="Files: ignore real-time pacing (replays, benchmarks).")
     http_host: str = Field("127.0.0.1", description="Address of /healthz and /metrics.")
     http_port: int = Field(8091, ge=0, le=65535, description="Port of /healthz and /metrics.")
@@ -74,6 +92,14 @@ class GrabberSettings(StrictModel):
         10.0, ge=0.1, le=300,
         description="Seconds between two statuses of an unchanged camera on the camera-status topic (a change "
         "is published at once); the station calls a camera stale after three heartbeats without one.")
+
+    @model_validator(mode="after")
+    def _one_source_of_cameras(self) -> "GrabberSettings":
+        if (self.cameras_file is None) == (not self.cameras_topic):
+            raise ValueError("give either a cameras file or the cameras topic, not both, not neither")
+        if self.apply_cameras and not self.cameras_topic:
+            raise ValueError("apply_cameras writes the cameras topic: only with cameras_topic")
+        return self
 
 
 @dataclass(slots=True)
@@ -100,25 +126,18 @@ class CameraStatus:
     audited_up: bool = False
     #: Why the camera may not film (its authorisation), "" while it may.
     refused: str = ""
+    #: Its partition is being handed out again (a rebalance): its frames are dropped, nothing published.
+    held: bool = False
 
 
-def authorisation_summary(authorisation: Authorisation, cameras: list[str]) -> str:
-    """What the register keeps of an authorisation as loaded (a change shows as a new digest)."""
-    dumped = authorisation.model_dump_json()
-    digest = hashlib.sha256(dumped.encode()).hexdigest()[:16]
-    return (f"authorisation {authorisation.id} sha256:{digest} reference={authorisation.reference!r} "
-            f"order_date={authorisation.order_date} valid_until={authorisation.valid_until} "
-            f"purposes={','.join(p.value for p in authorisation.purposes)} "
-            f"max_retention_days={authorisation.max_retention_days} cameras={','.join(cameras) or 'none'}")
+@dataclass(slots=True)
+class _Running:
+    """The tasks of one camera: its pipeline, and the publishing of its outbox until ``closing`` is set."""
 
-
-def config_summary(camera: CameraConfig) -> str:
-    """What the register keeps of a camera's configuration: a SHA-256 of it (credentials redacted first, so
-    the digest cannot be used to guess a password) and its main settings. Never the password."""
-    dumped = redact(camera.model_dump_json())
-    digest = hashlib.sha256(dumped.encode()).hexdigest()[:16]
-    return (f"config sha256:{digest} source={redact(camera.source)} fps={camera.fps:g} width={camera.width} "
-            f"privacy_masks={len(camera.privacy_masks)} authorisation={camera.authorisation or 'none'}")
+    camera: CameraConfig
+    task: asyncio.Task
+    drain: asyncio.Task
+    closing: asyncio.Event
 
 
 class GrabberService(Service):
@@ -145,25 +164,49 @@ class GrabberService(Service):
         self.cameras_file: CamerasFile | None = None
         self.status: dict[str, CameraStatus] = {}
         self.outboxes: dict[str, Outbox] = {}
+        #: Camera id -> the authorisation it films under (None: it names none).
+        self.authorisations: dict[str, Authorisation | None] = {}
+        self.running: dict[str, _Running] = {}
         self._configs_audited = False
+        self._audited: set[str] = set()  # summaries of the authorisations recorded in the register
+        self._frames_keep_ms = -1  # how long the frames topic may keep a record (--cameras-topic), ms
+        self._applied = False  # --apply-cameras done
         self.publisher = FramePublisher(settings.kafka, self.topics.frames.name, on_published=self._published,
-                                        on_failed=self._not_published)
+                                        on_failed=self._not_published,
+                                        headers=[("grabber", grabber_identity().encode())])
         self.beacon = StatusBeacon(settings.kafka, self.topics.camera_status, settings.heartbeat_s,
                                    on_failed=lambda _: self.metrics.errors("status_publish").inc())
+        self.assignment = None
+        if settings.cameras_topic:
+            from vigie.grabber.assignment import CameraAssignment
+
+            self.assignment = CameraAssignment(self, settings.session_timeout_s)
 
     async def prepare(self) -> None:
         """Read the cameras file (once). Raises ConfigError naming file, line and field."""
-        if not self.cameras:
+        if not self.cameras and self.settings.cameras_file:
             self.cameras_file = await asyncio.to_thread(load_cameras, self.settings.cameras_file)
             self.cameras = self.cameras_file.cameras
-            self.status = {c.id: CameraStatus() for c in self.cameras}
-            self.outboxes = {c.id: Outbox(self.settings.buffer_frames) for c in self.cameras}
 
     async def start(self) -> None:
         await self.prepare()
-        await require_topics(self.settings.kafka, [self.topics.frames, self.topics.audit, self.topics.camera_status])
-        await check_image_retention(self.settings.kafka, self.topics.frames, self.cameras_file.authorisations)
+        topics = [self.topics.frames, self.topics.audit, self.topics.camera_status]
+        if self.assignment is not None:
+            await require_topics(self.settings.kafka, [*topics, self.topics.cameras, self.topics.deadletter])
+            self._frames_keep_ms = await longest_keep_ms(self.settings.kafka, self.topics.frames)
+        else:
+            await require_topics(self.settings.kafka, topics)
+            await check_image_retention(self.settings.kafka, self.topics.frames, self.cameras_file.authorisations)
         await self.publisher.start()
+        if self.assignment is not None:
+            if self.settings.apply_cameras and not self._applied:
+                from vigie.grabber.cameras_cli import apply_file
+
+                for line in await apply_file(self.settings.kafka, self.settings.apply_cameras):
+                    log.info("%s", line)
+                self._applied = True
+            await self.assignment.start()
+            return
         if not self._configs_audited:  # once, however often a start is retried
             self._configs_audited = True
             for authorisation in self.cameras_file.authorisations:
@@ -173,10 +216,9 @@ class GrabberService(Service):
                 self.audit_event(AuditEntry.KIND_CAMERA_CONFIG, camera_id=camera.id, detail=config_summary(camera))
 
     async def run(self, stop: asyncio.Event) -> None:
-        closing = asyncio.Event()
-        drains = [asyncio.create_task(self.publisher.drain(c.id, self.outboxes[c.id], closing), name=f"publish.{c.id}")
-                  for c in self.cameras]
-        tasks = [asyncio.create_task(self._camera(c), name=f"camera.{c.id}") for c in self.cameras]
+        for camera in self.cameras:  # from the file; the cameras topic's come and go with the assignment
+            self.start_camera(camera, self.cameras_file.authorisation_of(camera.id), audit=False)
+        feed = asyncio.create_task(self.assignment.run(stop), name="cameras-topic") if self.assignment else None
         tick_s = min(1.0, self.settings.heartbeat_s / 2)  # a heartbeat goes out within 1.5 of them at worst
         while not stop.is_set():
             self._check_authorisations()
@@ -186,22 +228,84 @@ class GrabberService(Service):
                 await asyncio.wait_for(stop.wait(), tick_s)
             except asyncio.TimeoutError:
                 pass
-        for status in self.status.values():
-            if status.pipeline is not None:
-                status.pipeline.close()
-        closing.set()
-        for group in (tasks, drains):  # the cameras first, then what they queued
+        if feed is not None:
+            await feed
+        await self.stop_cameras(list(self.running), forget=False)
+        if self.assignment is not None:  # leave the group now: the others take the cameras at once
+            await self.assignment.close()
+        self._sync_metrics()
+
+    def start_camera(self, camera: CameraConfig, authorisation: Authorisation | None, *, audit: bool = True) -> None:
+        """Start running ``camera`` (its pipeline and the publishing of its frames), filming under
+        ``authorisation``; with ``audit``, its configuration (and a new authorisation) go to the register."""
+        self.status[camera.id] = CameraStatus()
+        self.outboxes[camera.id] = Outbox(self.settings.buffer_frames)
+        self.authorisations[camera.id] = authorisation
+        if audit:
+            if authorisation is not None:
+                summary = authorisation_summary(authorisation, [camera.id])
+                if summary not in self._audited:
+                    self._audited.add(summary)
+                    self.audit_event(AuditEntry.KIND_AUTHORISATION, detail=summary)
+            self.audit_event(AuditEntry.KIND_CAMERA_CONFIG, camera_id=camera.id, detail=config_summary(camera))
+        closing = asyncio.Event()
+        self.running[camera.id] = _Running(
+            camera, asyncio.create_task(self._camera(camera), name=f"camera.{camera.id}"),
+            asyncio.create_task(self.publisher.drain(camera.id, self.outboxes[camera.id], closing),
+                                name=f"publish.{camera.id}"), closing)
+
+    async def stop_cameras(self, camera_ids: list[str], *, forget: bool = True, timeout_s: float = 10.0) -> None:
+        """Stop ``camera_ids`` cleanly: close their pipelines, publish what they queued and wait for the broker's
+        acknowledgements (``timeout_s`` for each stage at most); with ``forget``, drop their state, metrics and
+        statuses (another grabber runs them now, or they were removed)."""
+        running = [self.running.pop(c) for c in camera_ids if c in self.running]
+        for r in running:
+            if (pipeline := self.status[r.camera.id].pipeline) is not None:
+                pipeline.close()
+        for stage in ("task", "drain"):  # the cameras first, then what they queued
+            group = [getattr(r, stage) for r in running]
+            if stage == "drain":
+                for r in running:
+                    r.closing.set()
             if group:
-                _, pending = await asyncio.wait(group, timeout=10.0)
+                _, pending = await asyncio.wait(group, timeout=timeout_s)
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*group, return_exceptions=True)
-        left = {camera_id: len(outbox) for camera_id, outbox in self.outboxes.items() if len(outbox)}
+        left = {r.camera.id: len(self.outboxes[r.camera.id]) for r in running if len(self.outboxes[r.camera.id])}
         if left:
             log.warning("stopping with %d frame(s) not published (the broker did not take them): %s",
                         sum(left.values()), left)
-        self._sync_metrics()
         await self.publisher.flush()
+        if forget:
+            self._sync_metrics()
+            for r in running:
+                camera_id = r.camera.id
+                self.status.pop(camera_id, None)
+                self.outboxes.pop(camera_id, None)
+                self.authorisations.pop(camera_id, None)
+                self.beacon.forget(camera_id)
+                for gauge in (self.camera_up, self.buffered):
+                    with contextlib.suppress(KeyError):  # never set
+                        gauge.remove(camera_id)
+
+    async def hold_camera(self, camera_id: str, timeout_s: float = 10.0) -> None:
+        """Stop publishing ``camera_id`` while its partition is handed out again: frames from now on are dropped,
+        those queued are published and acknowledged first (``timeout_s`` at most). Its pipeline keeps running."""
+        status = self.status.get(camera_id)
+        if status is None or camera_id not in self.running:
+            return
+        status.held = True
+        self.beacon.forget(camera_id)
+        outbox = self.outboxes[camera_id]
+        deadline = time.monotonic() + timeout_s
+        while (len(outbox) or outbox.in_flight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    def resume_camera(self, camera_id: str) -> None:
+        """Publish ``camera_id``'s frames again after :meth:`hold_camera` (its partition came back)."""
+        if (status := self.status.get(camera_id)) is not None:
+            status.held = False
 
     def _sync_metrics(self) -> None:
         """Per-camera gauges and counters from the pipelines' statistics (decode threads keep those)."""
@@ -231,6 +335,8 @@ class GrabberService(Service):
     def _report_status(self) -> None:
         """Hand every camera's state and error (as ``/healthz`` shows them) to the camera-status beacon."""
         for camera_id, status in self.status.items():
+            if status.held:  # its next owner reports it
+                continue
             state, error = self._camera_state(status, self._camera_stats(status))
             self.beacon.observe(camera_id, state, error, status.last_capture_ns)
         self.beacon.tick()
@@ -248,11 +354,14 @@ class GrabberService(Service):
                              detail=f"{state}: {error}" if error else state)
 
     def authorisation_problem(self, camera_id: str) -> str:
-        """Why camera ``camera_id`` may not film now (:attr:`clock`), or "" when its authorisation is in force."""
-        authorisation = self.cameras_file.authorisation_of(camera_id) if self.cameras_file else None
+        """Why camera ``camera_id`` may not film now (:attr:`clock`), or "" when its authorisation is in force
+        (and, for a camera of the cameras topic, allows the frames topic's retention)."""
+        authorisation = self.authorisations.get(camera_id)
         if authorisation is None:
             return f"camera {camera_id} has no authorisation: it is not opened (name its prefectoral order)"
         problem = authorisation.problem(self.clock())
+        if not problem and self._frames_keep_ms >= 0:
+            problem = longest_keep_problem(f"topic {self.topics.frames.name}", self._frames_keep_ms, [authorisation])
         return f"camera {camera_id}: {problem}" if problem else ""
 
     def _refuse(self, camera_id: str, reason: str) -> None:
@@ -318,7 +427,11 @@ class GrabberService(Service):
             status.stats = pipeline.stats.snapshot()
 
     def _enqueue(self, camera: CameraConfig, frame: CapturedFrame) -> None:
-        """Queue ``frame`` in its camera's outbox (never waits: a full outbox drops its oldest frame)."""
+        """Queue ``frame`` in its camera's outbox (never waits: a full outbox drops its oldest frame); a held
+        camera's frame is dropped (counted as ``held_dropped``)."""
+        if self.status[camera.id].held:
+            self.camera_frames.labels(camera.id, "held_dropped").inc()
+            return
         if self.outboxes[camera.id].put(frame_record(self.topics.frames, camera, frame)):
             self.camera_frames.labels(camera.id, "buffer_dropped").inc()
 
@@ -332,12 +445,16 @@ class GrabberService(Service):
         self.metrics.errors("publish").inc()
 
     async def stop(self) -> None:
+        if self.assignment is not None:
+            await self.assignment.close()
         await self.beacon.close()
         await self.publisher.close()
 
     def _camera_state(self, status: CameraStatus, stats: dict[str, Any]) -> tuple[str, str]:
         """The state and error ``/healthz`` shows for a camera: a live source whose credentials are refused
         shows ``unauthorised``, one retrying after a failure (connected or not, no frame since) ``reconnecting``."""
+        if status.held:
+            return "held", "its partition is being handed out (a rebalance of the grabbers' group)"
         if status.state in ("starting", "streaming") and stats.get("unauthorised"):
             return "unauthorised", str(stats.get("last_error", ""))
         if status.state in ("starting", "streaming") and stats.get("failures", 0) > 0:
@@ -354,7 +471,10 @@ class GrabberService(Service):
             state, error = self._camera_state(status, stats)
             cameras[camera_id] = {"state": state, "captured": status.captured, "last_capture_ns": status.last_capture_ns,
                                   **stats, **self.outboxes[camera_id].snapshot(), "error": error}
-        return {"publishing": self.publisher.health(), "cameras": cameras}
+        body = {"publishing": self.publisher.health(), "cameras": cameras}
+        if self.assignment is not None:
+            body["assignment"] = self.assignment.health()
+        return body
 
     def degraded(self) -> dict[str, Any]:
         """Cameras that fail or reconnect (not those starting, streaming or at the end of their file),
@@ -363,10 +483,12 @@ class GrabberService(Service):
         failing = {}
         for camera_id, status in self.status.items():
             state, error = self._camera_state(status, self._camera_stats(status))
-            if state not in ("starting", "streaming", "ended"):
+            if state not in ("starting", "streaming", "ended", "held"):
                 failing[camera_id] = f"{state}: {error}" if error else state
         if failing:
             problems["cameras"] = failing
         if self.publisher.trouble:
             problems["publishing"] = self.publisher.health()
+        if self.assignment is not None and self.assignment.invalid:
+            problems["invalid_camera_records"] = self.assignment.invalid_reasons()
         return problems

@@ -142,14 +142,17 @@ class FramePublisher:
         send_timeout_s: longest wait for room in the producer before the attempt is given up
             and the broker reported unreachable.
         linger_ms: producer linger.
+        headers: record headers of every frame (the grabber names itself: ``grabber`` = ``host:pid``).
 
     ``trouble`` says why publishing stalls (empty while it works) and ``trouble_since_ns`` since
     when; they clear at the first acknowledgement after the broker is back.
     """
 
     def __init__(self, settings: KafkaSettings, topic: str, *, on_published: Callable[[str, int], None],
-                 on_failed: Callable[[str, str], None], send_timeout_s: float = 2.0, linger_ms: int = 5) -> None:
+                 on_failed: Callable[[str, str], None], send_timeout_s: float = 2.0, linger_ms: int = 5,
+                 headers: list[tuple[str, bytes]] | None = None) -> None:
         self.settings = settings
+        self.headers = headers or None
         self.topic = topic
         self.send_timeout_s = send_timeout_s
         self.linger_ms = linger_ms
@@ -231,8 +234,8 @@ class FramePublisher:
                 return
             item = outbox.first()
             try:
-                future = await asyncio.wait_for(producer.send(self.topic, item.value, key=item.key),
-                                                self.send_timeout_s)
+                future = await asyncio.wait_for(
+                    producer.send(self.topic, item.value, key=item.key, headers=self.headers), self.send_timeout_s)
             except RECORD_ERRORS as exc:
                 outbox.take()
                 outbox.rejected += 1

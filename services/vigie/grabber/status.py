@@ -92,6 +92,10 @@ class StatusBeacon:
             camera.state, camera.error, camera.since_ns, camera.changed = state, error, now_ns, True
         camera.last_capture_ns = last_capture_ns
 
+    def forget(self, camera_id: str) -> None:
+        """Publish no more statuses of ``camera_id`` (another grabber runs it now, or it was removed)."""
+        self._cameras.pop(camera_id, None)
+
     def tick(self, now_ns: int | None = None) -> None:
         """Start publishing the statuses due (changed, or unsent for a heartbeat), unless a round is still
         in flight (they are then due at the next tick). Never waits, never raises."""
@@ -139,7 +143,9 @@ class StatusBeacon:
             log.info("camera statuses published again")
         self._failing = False
         for camera_id, message in due.items():
-            camera = self._cameras[camera_id]
+            camera = self._cameras.get(camera_id)
+            if camera is None:  # forgotten meanwhile
+                continue
             camera.sent_ns = message.updated_ns
             if (camera.state, camera.error) == (message.state, message.error):  # not changed again meanwhile
                 camera.changed = False
