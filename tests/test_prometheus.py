@@ -88,7 +88,7 @@ def test_every_rule_names_existing_metrics_and_says_what_to_do() -> None:
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
         assert rule["annotations"]["summary"] and len(rule["annotations"]["description"]) > 80, rule["alert"]
     alerts = {rule["alert"] for rule in rules()}
-    assert {"VigieServiceDown", "VigieCameraDown", "VigieCameraUnauthorised", "VigieCameraNoFrames",
+    assert {"VigieServiceDown", "VigieCameraDown", "VigieCameraUnauthorised", "VigieCameraNoFrames", "VigieCameraRecordInvalid",
             "VigieConsoleCamerasNotStreaming", "VigieConsumerLag", "VigieAlertLatencyHigh", "VigieDeadLetters",
             "VigieRegisterBehind", "VigieRegisterDatabaseErrors", "VigieEvidenceStoreNearlyFull",
             "VigieFalseAlarmFlagged"} <= alerts
