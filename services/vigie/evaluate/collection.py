@@ -122,13 +122,14 @@ def discover(root: str | os.PathLike[str]) -> list[Item]:
     Raises:
         vigie.core.config.ConfigError: a malformed label file (path and line named), before any work.
     """
-    from vigie.evaluate.formats import home
+    from vigie.evaluate.formats import home, read_labels
 
     root = Path(os.path.abspath(root))  # symlinks kept: labels lie beside the link
     items = []
     for clip in _walk(root):
         found = labels.label_file(clip, home(clip)[1])
-        warm = [Path(os.path.abspath(found.parent / w)) for w in labels.read(found).warmup] if found is not None else []
+        own = None if found is None else read_labels(found, clip, groundtruth.stills_fps(clip) if clip.is_dir() else None)
+        warm = [Path(os.path.abspath(found.parent / w)) for w in own.warmup] if own is not None else []
         named = clip.parent if clip.name in groundtruth.STILLS_FOLDERS and clip.parent != root else clip
         items.append(Item(str(named.relative_to(root)) if named != root else clip.name, clip, warmup=warm))
     warmups = {w for item in items for w in item.warmup}

@@ -90,6 +90,37 @@ def _frame_size(clip: Path) -> tuple[int, int]:
     return _video_timing(clip)[2]
 
 
+def _duration_s(clip: Path, rate: float) -> float | None:
+    """Length of ``clip`` in seconds: a folder of stills' count at ``rate``, a video's declared duration."""
+    if clip.is_dir():
+        suffix = Path(image_sequence("eval", str(clip))[0]).suffix
+        return len(list(clip.glob(f"*{suffix}"))) / rate
+    with av.open(str(clip)) as container:
+        if container.duration:
+            return container.duration / 1e6
+        stream = container.streams.video[0]
+        return float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+
+
+def read_labels(path: Path, clip: Path, fps: float | None) -> labels_mod.LabelFile:
+    """The Vigie label file at ``path``, checked against ``clip`` (:func:`vigie.evaluate.labels.check`);
+    ``fps``: the rate of a folder of stills.
+
+    A clip that cannot be read is not checked for length (its evaluation says why it fails).
+
+    Raises:
+        vigie.core.config.ConfigError: malformed, or not fitting the clip (file, line and field named).
+    """
+    labels = labels_mod.read(path)
+    try:
+        rate = _timing(clip, fps, 10.0)[0]
+        duration = _duration_s(clip, rate)
+    except (av.FFmpegError, SourceError, OSError, StopIteration):
+        rate, duration = None, None
+    labels_mod.check(path, labels, duration, rate)
+    return labels
+
+
 def _ucsd(gt: gtm.GroundTruth, folder: Path, clip: Path, fps: float | None) -> None:
     frames = folder / "gt_frames.txt"
     if not frames.is_file():
@@ -163,7 +194,7 @@ def _add(gt: gtm.GroundTruth, fmt: str, file: str | os.PathLike[str], kinds: set
 
 def _own(gt: gtm.GroundTruth, path: Path, clip: Path, fps: float | None) -> None:
     """Add the Vigie label file at ``path`` (raises ConfigError when malformed, ValueError)."""
-    labels = labels_mod.read(path)
+    labels = read_labels(path, clip, fps)
     clip_fps = None if labels.fps or not any(e.unit == "frame" for e in labels.events) else _timing(clip, fps, 10.0)[0]
     gt.truths.update(labels_mod.truths(labels, clip_fps))
     kinds = set() if labels.labelled_kinds == "all" else set(labels.labelled_kinds)

@@ -32,12 +32,26 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from vigie.core.config import load_yaml_model
+from vigie.core.config import ConfigError, load_yaml_model, locate_problems, read_config_text
 from vigie.core.settings import StrictModel
 from vigie.evaluate.metrics import BoxT
 
 SUFFIXES = (".yaml", ".yml", ".json")
 FORMAT = "vigie-labels"
+
+
+def _known(kinds: list[str]) -> list[str]:
+    """``kinds``, when each is a kind of the analytics registry (its site plugins included).
+
+    Raises:
+        ValueError: one is not, naming the known kinds.
+    """
+    from vigie.detector.analytics.registry import PLUGINS
+
+    unknown = [k for k in kinds if k not in PLUGINS]
+    if unknown:
+        raise ValueError(f"unknown kind {', '.join(map(repr, unknown))} (known kinds: {', '.join(sorted(PLUGINS))})")
+    return kinds
 
 
 class Event(StrictModel):
@@ -51,10 +65,17 @@ class Event(StrictModel):
         default=None, description="where: boxes x, y, w, h in frame_size pixels")
     zone: list[tuple[float, float]] | None = Field(default=None, min_length=3, description="where: a polygon")
 
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        return _known([value])[0]
+
     @model_validator(mode="after")
     def _ordered(self) -> "Event":
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
+        if self.unit == "s" and self.end == self.start:
+            raise ValueError(f"end {self.end} equals start: a span in seconds, [start, end), would hold no frame")
         return self
 
 
@@ -67,6 +88,11 @@ class LabelFile(StrictModel):
     approximate: bool = False
     warmup: list[str] = Field(default_factory=list, description="warm-up clips, relative to this file")
     events: list[Event] = Field(default_factory=list)
+
+    @field_validator("labelled_kinds")
+    @classmethod
+    def _kinds(cls, value: list[str] | str) -> list[str] | str:
+        return value if value == "all" else _known(value)
 
     @field_validator("frame_size")
     @classmethod
@@ -92,6 +118,36 @@ def read(path: str | os.PathLike[str]) -> LabelFile:
             names ``path:line: location: problem``.
     """
     return load_yaml_model(path, LabelFile)
+
+
+def check(path: str | os.PathLike[str], labels: LabelFile, duration_s: float | None, clip_fps: float | None) -> None:
+    """Check ``labels`` (read from ``path``) against its clip: every warm-up path exists, and every
+    event starts before the clip's end (``duration_s``, None: unknown) and ends at most one second
+    after it (frames counted at the file's ``fps``, else ``clip_fps``).
+
+    Raises:
+        vigie.core.config.ConfigError: each problem with the file, line and field, e.g.
+            ``labels.yaml:5: events[1].start: 100 s is past the clip's end (26.5 s)``.
+    """
+    issues: list[tuple[tuple[str | int, ...], str]] = []
+    folder = Path(path).parent
+    for k, warm in enumerate(labels.warmup):
+        if not (folder / warm).exists():
+            issues.append((("warmup", k), f"no such clip or folder: {warm} ({os.path.abspath(folder / warm)})"))
+    fps = labels.fps or clip_fps
+    for k, event in enumerate(labels.events):
+        if duration_s is None or (event.unit == "frame" and not fps):
+            continue
+        frames = event.unit == "frame"
+        scale = 1.0 / fps if frames else 1.0
+        said = (lambda v: f"frame {v:g}") if frames else (lambda v: f"{v:g} s")
+        where = f"the clip's end ({duration_s:.1f} s{f', {round(duration_s * fps)} frames' if frames else ''})"
+        if event.start * scale >= duration_s:
+            issues.append((("events", k, "start"), f"{said(event.start)} is past {where}"))
+        elif event.end is not None and event.end * scale > duration_s + 1.0:
+            issues.append((("events", k, "end"), f"{said(event.end)} is past {where}"))
+    if issues:
+        raise ConfigError(path, locate_problems(read_config_text(path), issues))
 
 
 def label_file(clip: str | os.PathLike[str], alone: bool) -> Path | None:

@@ -1,0 +1,65 @@
+"""An analyst's label file checked against its clip before any work: unknown kinds, empty spans,
+events past the clip's end, missing warm-up clips, each named with the file, line and field;
+in a collection too (the whole command stops before a clip is played)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from tests.clips import data_path
+from vigie.core.config import ConfigError
+from vigie.evaluate import add_arguments, main
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vigie evaluate")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def _camera(folder: Path, labels: str) -> Path:
+    """A camera folder holding the hillside clip (26.5 s, 24 fps) under another name, and ``labels``."""
+    folder.mkdir(parents=True)
+    (folder / "ridge.mp4").symlink_to(data_path("fire_smoke_hillside", "hillside_fire_smoke.mp4"))
+    (folder / "labels.yaml").write_text(labels)
+    return folder
+
+
+@pytest.mark.parametrize("text, line, says", [
+    ("labelled_kinds: [fire, flood]\n", 1, "labelled_kinds: unknown kind 'flood' (known kinds: "),
+    ("labelled_kinds: all\nevents:\n  - {kind: flames, start: 1}\n", 3, "events[0].kind: unknown kind 'flames'"),
+    ("labelled_kinds: [fire]\nevents:\n  - {kind: fire, start: 4, end: 4, unit: s}\n", 3, "events[0]: end 4.0 equals start"),
+    ("labelled_kinds: [fire]\nevents:\n  - {kind: fire, start: 1}\n  - {kind: fire, start: 100, end: 200}\n", 4,
+     "events[1].start: 100 s is past the clip's end (26.5 s)"),
+    ("labelled_kinds: [fire]\nevents:\n  - {kind: fire, start: 5000, unit: frame}\n", 3,
+     "events[0].start: frame 5000 is past the clip's end (26.5 s, 636 frames)"),
+    ("labelled_kinds: [fire]\nevents:\n  - {kind: fire, start: 2, end: 90}\n", 3, "events[0].end: 90 s is past"),
+    ("labelled_kinds: [fire]\nwarmup: [../normal/monday.mp4]\n", 2, "warmup[0]: no such clip or folder: ../normal/monday.mp4"),
+])
+def test_a_label_file_that_does_not_fit_its_clip_is_named_with_its_line(tmp_path, text, line, says) -> None:
+    folder = _camera(tmp_path / "cam-17", text)
+    with pytest.raises(ConfigError) as error:
+        main(_parse(str(folder), "--kinds", "fire", "--fps", "1"))
+    message = str(error.value)
+    assert message.startswith(f"{folder / 'labels.yaml'}:{line}: ") and says in message, message
+
+
+def test_a_frame_span_of_one_frame_and_an_end_just_past_the_clip_are_accepted(tmp_path) -> None:
+    from vigie.evaluate import groundtruth
+
+    folder = _camera(tmp_path / "cam-18", "labelled_kinds: [fire, smoke]\nevents:\n"
+                     "  - {kind: fire, start: 24, end: 24, unit: frame}\n  - {kind: smoke, start: 1, end: 27}\n")
+    gt = groundtruth.load(folder / "ridge.mp4")
+    assert gt.truth("fire").events(30.0) == [(1.0, 25 / 24)] and gt.truth("smoke").events(26.5) == [(1.0, 26.5)]
+
+
+def test_a_collection_stops_on_a_misfitting_label_file_before_any_clip_is_played(tmp_path, capsys) -> None:
+    root = tmp_path / "city"
+    _camera(root / "north", "labelled_kinds: [fire]\n")
+    bad = _camera(root / "south", "labelled_kinds: [fire]\nevents:\n  - {kind: fire, start: 60}\n")
+    with pytest.raises(ConfigError, match=rf"^{bad / 'labels.yaml'}:3: events\[0\]\.start: 60 s is past"):
+        main(_parse(str(root), "--kinds", "fire", "--fps", "1"))
+    assert "evaluat" not in capsys.readouterr().err  # no progress bar: nothing was played
