@@ -220,11 +220,41 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _pool(jobs: int, threads: int) -> Any:
+    """A pool of ``jobs`` spawned processes that ignore Ctrl-C (SIGINT): the parent alone handles it,
+    stops them (:func:`_stop`) and exits without their tracebacks. They are started here, while
+    SIGINT is ignored, since an ignored signal stays ignored in a spawned process."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+    import signal
+    import threading
+
+    context = multiprocessing.get_context("spawn")  # torch threads do not survive a fork
+    main = threading.current_thread() is threading.main_thread()  # signals are set there only
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,))
+        for _ in range(jobs):
+            pool.submit(int)  # start every worker now
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    return pool
+
+
+def _stop(pool: Any) -> None:
+    """Cancel what ``pool`` has not started and end its workers (Ctrl-C)."""
+    import multiprocessing
+
+    pool.shutdown(wait=False, cancel_futures=True)
+    for child in multiprocessing.active_children():
+        child.terminate()
+
+
 def run(items: Sequence[Item], options: Options, jobs: int = 1,
         progress: bool = True) -> list[ClipResult]:
     """Evaluate ``items`` (``jobs`` processes; 1: in this one), with a progress bar on stderr; results in item order."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    import multiprocessing
+    from concurrent.futures import as_completed
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -240,14 +270,17 @@ def run(items: Sequence[Item], options: Options, jobs: int = 1,
                 results[k] = run_item(item, options)
                 bar.advance(task)
         else:
-            context = multiprocessing.get_context("spawn")  # torch threads do not survive a fork
-            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                                     initargs=(options.threads,)) as pool:
+            with _pool(jobs, options.threads) as pool:
                 futures = {pool.submit(run_item, item, options): k for k, item in enumerate(items)}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update(task, description=f"done {items[futures[future]].name}")
-                    bar.advance(task)
+                try:
+                    for future in as_completed(futures):
+                        results[futures[future]] = future.result()
+                        bar.update(task, description=f"done {items[futures[future]].name}")
+                        bar.advance(task)
+                except KeyboardInterrupt:
+                    bar.update(task, description="interrupted")
+                    _stop(pool)
+                    raise
         bar.update(task, description="evaluated")
     return [results[k] for k in range(len(items))]
 
