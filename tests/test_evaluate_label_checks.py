@@ -5,6 +5,7 @@ in a collection too (the whole command stops before a clip is played)."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,17 @@ def test_a_collection_stops_on_a_misfitting_label_file_before_any_clip_is_played
     with pytest.raises(ConfigError, match=rf"^{bad / 'labels.yaml'}:3: events\[0\]\.start: 60 s is past"):
         main(_parse(str(root), "--kinds", "fire", "--fps", "1"))
     assert "evaluat" not in capsys.readouterr().err  # no progress bar: nothing was played
+
+
+def test_kinds_a_clip_is_labelled_for_and_the_run_leaves_out_are_said(tmp_path, capsys) -> None:
+    mot = data_path("mot15_tud_campus")
+    folder = tmp_path / "plaza-cam3"
+    folder.mkdir()
+    for name in ("gt", "img1", "seqinfo.ini"):
+        (folder / name).symlink_to(mot / name)
+    assert main(_parse(str(folder), "--kinds", "fire", "--fps", "2")) == 0
+    table = " ".join(capsys.readouterr().out.split())  # the caption wraps
+    assert "labelled but not run: density, intrusion (add them with --kinds)" in table
+    assert main(_parse(str(folder), "--kinds", "fire,intrusion", "--fps", "2", "--json")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["labelled_not_run"] == ["density"] and summary["kinds"]["intrusion"]["labelled"]
