@@ -362,23 +362,32 @@ def _fmt(figure: dict[str, Any], digits: int = 2, percent: bool = False) -> str:
     return text
 
 
+def _clips(n: int) -> str:
+    return f"{n} clip" + ("" if n == 1 else "s")
+
+
 def print_tables(root: str, results: Sequence[ClipResult], kinds: dict[str, dict[str, Any]], console: Any = None) -> None:
-    """One rich table per kind: a row per clip with an event or an alarm of it, then the collection's
-    totals with their 95 % intervals; then the clips that failed."""
+    """One rich table per kind: a row per clip with an event or an alarm of it (a clip not labelled
+    for the kind: its alarms, "unlabelled", not judged), then the collection's totals with their
+    95 % intervals; then the clips that failed."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or (Console() if sys.stdout.isatty() else Console(width=160))
     for kind, fig in kinds.items():
-        table = Table(title=f"{kind} over {root}: {fig['clips']} labelled clips, {fig['hours'] * 60:.1f} min",
+        title = (f"{kind} over {root}: {_clips(fig['clips'])} labelled, {fig['hours'] * 60:.1f} min" if fig["clips"]
+                 else f"{kind} over {root}: no clip is labelled for it; alarms listed, not judged")
+        table = Table(title=title,
                       caption=f"listed: the clips with an event or an alarm; alarms on clips not labelled for "
-                              f"{kind}: {fig['unlabelled_alarms']} ({fig['unlabelled_clips']} clips); "
+                              f"{kind}: {fig['unlabelled_alarms']} ({_clips(fig['unlabelled_clips'])}); "
                               "[..]: 95 % confidence interval")
         for name in ("clip", "events", "found", "missed", "false alarms", "false/h", "delay p50 s", "delay p90 s",
                      "AUC"):
             table.add_column(name, justify="left" if name == "clip" else "right")
         for r in results:
             row = (r.summary or {}).get("kinds", {}).get(kind)
+            if row is not None and not row["labelled"] and row["alarms"]:
+                table.add_row(r.name, "—", "—", "—", f"{len(row['alarms'])} unlabelled", *["—"] * 4, style="dim")
             if row is None or row["events"] is None or not (row["events"] or row["alarms"]):
                 continue
             delays = row["delays_s"]
@@ -387,10 +396,10 @@ def print_tables(root: str, results: Sequence[ClipResult], kinds: dict[str, dict
                           f"{np.percentile(delays, 50):.1f}" if delays else "—",
                           f"{np.percentile(delays, 90):.1f}" if delays else "—",
                           "—" if row["auc"] is None else f"{row['auc']:.3f}")
-        table.add_row(f"all {fig['clips']} clips", str(fig["events"]),
-                      f"{fig['found']} ({_fmt(fig['recall'], percent=True)})", str(fig["missed"]),
-                      str(fig["false_alarms"]), _fmt(fig["false_alarms_per_hour"], 1),
-                      _fmt(fig["delay_p50_s"], 1), _fmt(fig["delay_p90_s"], 1), _fmt(fig["auc"], 3), style="bold")
+        totals = [str(fig["events"]), f"{fig['found']} ({_fmt(fig['recall'], percent=True)})", str(fig["missed"]),
+                  str(fig["false_alarms"]), _fmt(fig["false_alarms_per_hour"], 1), _fmt(fig["delay_p50_s"], 1),
+                  _fmt(fig["delay_p90_s"], 1), _fmt(fig["auc"], 3)]
+        table.add_row(f"all {_clips(fig['clips'])}", *(totals if fig["clips"] else ["—"] * 8), style="bold")
         console.print(table)
     for r in results:
         if r.error:
