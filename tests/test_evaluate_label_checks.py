@@ -78,3 +78,22 @@ def test_kinds_a_clip_is_labelled_for_and_the_run_leaves_out_are_said(tmp_path, 
     assert main(_parse(str(folder), "--kinds", "fire,intrusion", "--fps", "2", "--json")) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["labelled_not_run"] == ["density"] and summary["kinds"]["intrusion"]["labelled"]
+
+
+def test_a_plain_labels_file_beside_several_clips_is_refused_not_ignored(tmp_path) -> None:
+    folder = _camera(tmp_path / "city" / "south", "labelled_kinds: [fire]\n")
+    (folder / "road.avi").symlink_to(data_path("bgslibrary_traffic", "video02.avi"))
+    says = r"labels no clip: its folder holds several clips \(ridge\.mp4, road\.avi\): name the file after"
+    for path in (tmp_path / "city", folder / "ridge.mp4"):  # a collection, one of its clips
+        with pytest.raises(ConfigError, match=rf"^{folder / 'labels.yaml'}: {says}"):
+            main(_parse(str(path), "--kinds", "fire", "--fps", "1"))
+    (folder / "labels.yaml").rename(folder / "ridge.labels.yaml")  # as the message says
+    from vigie.evaluate import groundtruth
+
+    assert groundtruth.load(folder / "ridge.mp4").file == str(folder / "ridge.labels.yaml")
+    stills = tmp_path / "monday"
+    stills.mkdir()
+    (stills / "Train001").symlink_to(data_path("ucsd_ped2_train", "Train001"))
+    (stills / "labels.yaml").write_text("labelled_kinds: all\n")
+    with pytest.raises(ConfigError, match=r"labels\.yaml: labels no clip: a folder of stills such as Train001 reads"):
+        main(_parse(str(stills / "Train001"), "--kinds", "fire", "--fps", "1"))

@@ -120,14 +120,16 @@ def discover(root: str | os.PathLike[str]) -> list[Item]:
     that are another's warm-up are left out.
 
     Raises:
-        vigie.core.config.ConfigError: a malformed label file (path and line named), before any work.
+        vigie.core.config.ConfigError: a malformed label file (path and line named), or a plain
+            ``labels.yaml`` that labels no clip, before any work.
     """
-    from vigie.evaluate.formats import home, read_labels
+    from vigie.evaluate.formats import check_plain_labels, home, read_labels
 
     root = Path(os.path.abspath(root))  # symlinks kept: labels lie beside the link
     items = []
     for clip in _walk(root):
         found = labels.label_file(clip, home(clip)[1])
+        check_plain_labels(clip, found)
         own = None if found is None else read_labels(found, clip, groundtruth.stills_fps(clip) if clip.is_dir() else None)
         warm = [Path(os.path.abspath(found.parent / w)) for w in own.warmup] if own is not None else []
         named = clip.parent if clip.name in groundtruth.STILLS_FOLDERS and clip.parent != root else clip

@@ -58,9 +58,13 @@ def home(clip: Path) -> tuple[Path, bool]:
         if clip.name in gtm.STILLS_FOLDERS:
             return clip.parent, True
         return clip, True
-    siblings = [p for p in clip.parent.iterdir() if p != clip and (_is_video(p) or (
-        p.is_dir() and p.name not in ("gt", "gt_masks") and _is_stills(p)))]
-    return clip.parent, not siblings
+    return clip.parent, not [p for p in _clips_in(clip.parent) if p != clip]
+
+
+def _clips_in(folder: Path) -> list[Path]:
+    """The videos and folders of stills directly in ``folder``, in name order."""
+    return sorted(p for p in folder.iterdir() if _is_video(p) or (
+        p.is_dir() and p.name not in ("gt", "gt_masks") and _is_stills(p)))
 
 
 def _video_timing(path: Path) -> tuple[float, int, tuple[int, int]]:
@@ -204,6 +208,31 @@ def _own(gt: gtm.GroundTruth, path: Path, clip: Path, fps: float | None) -> None
     _add(gt, labels_mod.FORMAT, path, kinds)
 
 
+def check_plain_labels(clip: Path, own: Path | None) -> None:
+    """Refuse a plain ``labels.yaml`` (``.yml``, ``.json``) beside ``clip`` that is not ``own``, the
+    clip's label file: it labels no clip (a folder of several clips names each file after its clip),
+    and its clips would silently go unjudged.
+
+    Raises:
+        vigie.core.config.ConfigError: such a file, named, with the name to give it.
+    """
+    from vigie.core.config import ConfigError, ConfigProblem
+
+    if clip.name in gtm.STILLS_FOLDERS:  # its folder's labels.yaml is its own
+        return
+    for suffix in labels_mod.SUFFIXES:
+        plain = clip.parent / f"labels{suffix}"
+        if plain.is_file() and plain != own:
+            if clip.is_dir():
+                why = (f"a folder of stills such as {clip.name} reads labels{suffix} inside it, "
+                       f"or {clip.name}.labels{suffix} beside it")
+            else:
+                names = ", ".join(p.name for p in _clips_in(clip.parent))
+                why = (f"its folder holds several clips ({names}): name the file after the one it labels, "
+                       f"e.g. {clip.stem}.labels{suffix} for {clip.name}")
+            raise ConfigError(plain, [ConfigProblem(0, "", f"labels no clip: {why}")])
+
+
 def find(clip: str | os.PathLike[str], fps: float | None = None,
          labels: str | os.PathLike[str] | None = None) -> gtm.GroundTruth:
     """The ground truth of ``clip`` (a video file or a folder of stills) from the files of its home.
@@ -213,7 +242,8 @@ def find(clip: str | os.PathLike[str], fps: float | None = None,
 
     Raises:
         ValueError: a recognised ground-truth file cannot be read.
-        vigie.core.config.ConfigError: a malformed label file (path and line named).
+        vigie.core.config.ConfigError: a malformed label file (path and line named), or a
+            ``labels.yaml`` that labels no clip (:func:`check_plain_labels`).
     """
     clip = Path(os.path.abspath(clip))  # not resolved: the labels lie beside a link, not its target
     folder, alone = home(clip)
@@ -223,6 +253,8 @@ def find(clip: str | os.PathLike[str], fps: float | None = None,
         _mot(gt, folder, clip, fps)
     _furg(gt, folder, clip, fps, alone)
     own = Path(labels) if labels is not None else labels_mod.label_file(clip, alone)
+    if labels is None:
+        check_plain_labels(clip, own)
     if own is not None:
         _own(gt, own, clip, fps)
     if gt.files:
