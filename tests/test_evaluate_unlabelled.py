@@ -39,6 +39,8 @@ def test_a_collection_without_labels_lists_each_clips_alarms_unjudged(tmp_path, 
     total = next(line for line in lines if "all 0 clips" in line)
     assert set(total.replace("│", " ").split()) == {"all", "0", "clips", "—"}  # nothing judged: no figure
     report = json.loads(out.read_text())
+    assert report["options"]["fps"] == 2 and report["options"]["kinds"] == ["fire"]  # how it was run
+    assert report["options"]["tolerance_s"] == 1.0
     assert [c["name"] for c in report["clips"]] == ["road/west.avi", "yard/east.mp4"]
     assert all(c["error"] is None and c["summary"]["ground_truth"]["file"] is None for c in report["clips"])
     fire = report["kinds"]["fire"]

@@ -179,6 +179,6 @@ def _collection(args: argparse.Namespace, device: str) -> int:
         tolerance_s=args.tolerance_s, plots=_plots(args.plots), threads=args.threads)
     results = collection.run(items, options, args.jobs)
     kinds = collection.aggregate(results)
-    _emit(collection.as_json(args.path, results, kinds, options.plots), args.json,
+    _emit(collection.as_json(args.path, results, kinds, options.plots, options), args.json,
           lambda: collection.print_tables(args.path, results, kinds))
     return 0

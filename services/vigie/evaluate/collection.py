@@ -344,13 +344,20 @@ def aggregate(results: Sequence[ClipResult]) -> dict[str, dict[str, Any]]:
 
 
 def as_json(root: str, results: Sequence[ClipResult], kinds: dict[str, dict[str, Any]],
-            plots: str | None = None) -> dict[str, Any]:
+            plots: str | None = None, options: Options | None = None) -> dict[str, Any]:
     """The JSON object of a collection run: ``{"collection", "level", "plots", "clips": [{"name", "path",
-    "error", "plot", "summary"}], "kinds": {kind: figures of :func:`aggregate`}}``."""
-    return {"collection": root, "level": intervals.LEVEL, "plots": plots,
-            "clips": [{"name": r.name, "path": r.path, "error": r.error, "plot": r.plot, "summary": r.summary}
-                      for r in results],
-            "kinds": kinds}
+    "error", "plot", "summary"}], "kinds": {kind: figures of :func:`aggregate`}}``, with ``"options"``
+    (the run's settings: ``fps``, ``kinds`` (None: the default ones), ``tolerance_s``, warm-up,
+    cameras file) when ``options`` are given."""
+    out = {"collection": root, "level": intervals.LEVEL, "plots": plots,
+           "clips": [{"name": r.name, "path": r.path, "error": r.error, "plot": r.plot, "summary": r.summary}
+                     for r in results],
+           "kinds": kinds}
+    if options is not None:
+        shown = ("fps", "kinds", "tolerance_s", "warmup", "warmup_min_s", "cameras", "camera_id", "stills_fps",
+                 "object_classes")
+        out["options"] = {name: getattr(options, name) for name in shown}
+    return out
 
 
 def _fmt(figure: dict[str, Any], digits: int = 2, percent: bool = False) -> str:
