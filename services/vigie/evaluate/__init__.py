@@ -119,14 +119,19 @@ def main(args: argparse.Namespace) -> int:
         if kind not in PLUGINS:
             raise ConfigError(f"--kinds: unknown kind {kind!r} (known kinds: {', '.join(sorted(PLUGINS))})")
     torch.set_num_threads(args.threads)
+    from vigie.evaluate import collection
+
+    several = args.suite or collection.is_collection(args.path)
+    if args.plot and several:
+        raise ConfigError("--plot draws one clip; for a collection (or --suite) give --plots DIR, one PNG per clip")
+    if args.plots and not several:
+        raise ConfigError(f"--plots DIR draws the clips of a collection; {args.path} is one clip: give --plot out.png")
     if args.suite:
         from vigie.evaluate import suite
 
         return suite.main(args.path, as_json=args.json, device=device, object_classes=args.object_classes,
                           jobs=args.jobs, plots=_plots(args.plots))
-    from vigie.evaluate import collection
-
-    if collection.is_collection(args.path):
+    if several:
         return _collection(args, str(device))
     try:
         clip = runner.resolve_clip(args.path, args.stills_fps)

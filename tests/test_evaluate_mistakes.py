@@ -1,6 +1,7 @@
-"""An analyst's label file checked against its clip before any work: unknown kinds, empty spans,
-events past the clip's end, missing warm-up clips, each named with the file, line and field;
-in a collection too (the whole command stops before a clip is played)."""
+"""An analyst's mistakes stop ``vigie evaluate`` before any work, named: a label file that does not
+fit its clip (unknown kinds, empty spans, events past the clip's end, missing warm-up clips: file,
+line and field), a labels.yaml that labels no clip, options that do not apply to the path
+(in a collection too: the whole command stops before a clip is played)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.clips import data_path
-from vigie.core.config import ConfigError
+from vigie.core.errors import ConfigError  # the files' (vigie.core.config) and the options'
 from vigie.evaluate import add_arguments, main
 
 
@@ -97,3 +98,14 @@ def test_a_plain_labels_file_beside_several_clips_is_refused_not_ignored(tmp_pat
     (stills / "labels.yaml").write_text("labelled_kinds: all\n")
     with pytest.raises(ConfigError, match=r"labels\.yaml: labels no clip: a folder of stills such as Train001 reads"):
         main(_parse(str(stills / "Train001"), "--kinds", "fire", "--fps", "1"))
+
+
+def test_plot_options_that_do_not_apply_to_the_path_are_refused_before_any_work(tmp_path) -> None:
+    collection = tmp_path / "city"
+    _camera(collection / "north", "labelled_kinds: [fire]\n")
+    _camera(collection / "south", "labelled_kinds: [fire]\n")
+    with pytest.raises(ConfigError, match=r"^--plot draws one clip; for a collection .* give --plots DIR"):
+        main(_parse(str(collection), "--kinds", "fire", "--plot", str(tmp_path / "x.png")))
+    with pytest.raises(ConfigError, match=r"^--plots DIR draws the clips of a collection; .*north is one clip"):
+        main(_parse(str(collection / "north"), "--kinds", "fire", "--plots", str(tmp_path / "plots")))
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "plots").exists()
