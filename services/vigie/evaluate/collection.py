@@ -413,3 +413,5 @@ def print_tables(root: str, results: Sequence[ClipResult], kinds: dict[str, dict
     for r in results:
         if r.error:
             console.print(f"[red]{r.name}: not evaluated: {r.error}[/]")
+        for warning in (r.summary or {}).get("warnings", []):
+            console.print(f"[yellow]{r.name}: warning: {warning}[/]")

@@ -94,16 +94,23 @@ def _frame_size(clip: Path) -> tuple[int, int]:
     return _video_timing(clip)[2]
 
 
-def _duration_s(clip: Path, rate: float) -> float | None:
-    """Length of ``clip`` in seconds: a folder of stills' count at ``rate``, a video's declared duration."""
+def duration_s(clip: Path, rate: float) -> float | None:
+    """Length of ``clip`` in seconds: a folder of stills' count at ``rate``, a video's declared duration
+    (None when it declares none).
+
+    Raises:
+        av.FFmpegError, OSError: the video cannot be opened.
+    """
     if clip.is_dir():
         suffix = Path(image_sequence("eval", str(clip))[0]).suffix
         return len(list(clip.glob(f"*{suffix}"))) / rate
-    with av.open(str(clip)) as container:
-        if container.duration:
-            return container.duration / 1e6
+    with av.open(str(clip)) as container:  # the header's count first: a truncated AVI's duration is estimated
         stream = container.streams.video[0]
-        return float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        if stream.frames and stream.average_rate:
+            return stream.frames / float(stream.average_rate)
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        return container.duration / 1e6 if container.duration else None
 
 
 def read_labels(path: Path, clip: Path, fps: float | None) -> labels_mod.LabelFile:
@@ -118,7 +125,7 @@ def read_labels(path: Path, clip: Path, fps: float | None) -> labels_mod.LabelFi
     labels = labels_mod.read(path)
     try:
         rate = _timing(clip, fps, 10.0)[0]
-        duration = _duration_s(clip, rate)
+        duration = duration_s(clip, rate)
     except (av.FFmpegError, SourceError, OSError, StopIteration):
         rate, duration = None, None
     labels_mod.check(path, labels, duration, rate)
