@@ -1,5 +1,5 @@
 """An analyst's mistakes stop ``vigie evaluate`` before any work, named: a label file that does not
-fit its clip (unknown kinds, empty spans, events past the clip's end, missing warm-up clips: file,
+fit its clip (unknown kinds, keys given twice, empty spans, events past the clip's end, missing warm-up clips: file,
 line and field), a labels.yaml that labels no clip, options that do not apply to the path
 (in a collection too: the whole command stops before a clip is played)."""
 
@@ -40,6 +40,8 @@ def _camera(folder: Path, labels: str) -> Path:
      "events[0].start: frame 5000 is past the clip's end (26.5 s, 636 frames)"),
     ("labelled_kinds: [fire]\nevents:\n  - {kind: fire, start: 2, end: 90}\n", 3, "events[0].end: 90 s is past"),
     ("labelled_kinds: [fire]\nwarmup: [../normal/monday.mp4]\n", 2, "warmup[0]: no such clip or folder: ../normal/monday.mp4"),
+    ("labelled_kinds: [fire]\nevents:\n  - {kind: fire, start: 1}\nevents:\n  - {kind: fire, start: 5}\n", 4,
+     "events: given twice (also line 2): the first would be silently lost"),
 ])
 def test_a_label_file_that_does_not_fit_its_clip_is_named_with_its_line(tmp_path, text, line, says) -> None:
     folder = _camera(tmp_path / "cam-17", text)

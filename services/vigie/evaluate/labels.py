@@ -30,9 +30,11 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import Field, field_validator, model_validator
 
-from vigie.core.config import ConfigError, load_yaml_model, locate_problems, read_config_text
+from vigie.core.config import (ConfigError, ConfigProblem, format_loc, locate_problems, read_config_text,
+                               validate_yaml_text)
 from vigie.core.settings import StrictModel
 from vigie.evaluate.metrics import BoxT
 
@@ -114,10 +116,34 @@ def read(path: str | os.PathLike[str]) -> LabelFile:
     """Read and validate the label file at ``path`` (YAML or JSON).
 
     Raises:
-        vigie.core.config.ConfigError: unreadable, not YAML, or not valid; the message
-            names ``path:line: location: problem``.
+        vigie.core.config.ConfigError: unreadable, not YAML, not valid, or a key given twice
+            in one mapping (YAML keeps the last, silently losing the first, e.g. a second
+            ``events:``); the message names ``path:line: location: problem``.
     """
-    return load_yaml_model(path, LabelFile)
+    text = read_config_text(path)
+    labels = validate_yaml_text(text, LabelFile, path=path)
+    twice = _keys_twice(yaml.compose(text, Loader=yaml.SafeLoader), ())
+    if twice:
+        raise ConfigError(path, twice)
+    return labels
+
+
+def _keys_twice(node: yaml.Node | None, loc: tuple[str | int, ...]) -> list[ConfigProblem]:
+    """Keys given twice in a mapping of the YAML ``node`` tree, at the line of the second."""
+    problems: list[ConfigProblem] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if key.value in seen:
+                problems.append(ConfigProblem(line, format_loc((*loc, key.value)),
+                                              f"given twice (also line {seen[key.value]}): the first would be silently lost"))
+            seen.setdefault(key.value, line)
+            problems += _keys_twice(value, (*loc, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for k, item in enumerate(node.value):
+            problems += _keys_twice(item, (*loc, k))
+    return problems
 
 
 def check(path: str | os.PathLike[str], labels: LabelFile, duration_s: float | None, clip_fps: float | None) -> None:
