@@ -1,7 +1,8 @@
 """An analyst's mistakes stop ``vigie evaluate`` before any work, named: a label file that does not
-fit its clip (unknown kinds, keys given twice, empty spans, events past the clip's end, missing warm-up clips: file,
-line and field), a labels.yaml that labels no clip, options that do not apply to the path
-(in a collection too: the whole command stops before a clip is played)."""
+fit its clip (unknown kinds, keys given twice, empty spans, events past the clip's end, boxes
+outside its frame, missing warm-up clips: file, line and field), a labels.yaml that labels no
+clip, options that do not apply to the path (in a collection too: the whole command stops
+before a clip is played)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ def _camera(folder: Path, labels: str) -> Path:
      "events[0].start: frame 5000 is past the clip's end (26.5 s, 636 frames)"),
     ("labelled_kinds: [fire]\nevents:\n  - {kind: fire, start: 2, end: 90}\n", 3, "events[0].end: 90 s is past"),
     ("labelled_kinds: [fire]\nwarmup: [../normal/monday.mp4]\n", 2, "warmup[0]: no such clip or folder: ../normal/monday.mp4"),
+    ("labelled_kinds: [fire]\nevents:\n  - {kind: fire, start: 1, boxes: [[10, 10, 50, 50], [1500, 900, 60, 60]]}\n", 3,
+     "events[0].boxes[1]: [1500, 900, 60, 60] (x, y, w, h) is empty or outside the 400x240 frame of the clip; "
+     "give frame_size"),
+    ("labelled_kinds: [fire]\nframe_size: [1920, 1080]\nevents:\n  - {kind: fire, start: 1,\n"
+     "     zone: [[0, 0], [2000, 0], [0, 50]]}\n", 5, "events[0].zone[1]: [2000, 0] is outside the 1920x1080 frame"),
     ("labelled_kinds: [fire]\nevents:\n  - {kind: fire, start: 1}\nevents:\n  - {kind: fire, start: 5}\n", 4,
      "events: given twice (also line 2): the first would be silently lost"),
 ])

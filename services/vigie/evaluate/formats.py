@@ -125,10 +125,10 @@ def read_labels(path: Path, clip: Path, fps: float | None) -> labels_mod.LabelFi
     labels = labels_mod.read(path)
     try:
         rate = _timing(clip, fps, 10.0)[0]
-        duration = duration_s(clip, rate)
+        duration, size = duration_s(clip, rate), _frame_size(clip)
     except (av.FFmpegError, SourceError, OSError, StopIteration):
-        rate, duration = None, None
-    labels_mod.check(path, labels, duration, rate)
+        rate, duration, size = None, None, None
+    labels_mod.check(path, labels, duration, rate, size)
     return labels
 
 

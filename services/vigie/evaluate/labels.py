@@ -146,10 +146,12 @@ def _keys_twice(node: yaml.Node | None, loc: tuple[str | int, ...]) -> list[Conf
     return problems
 
 
-def check(path: str | os.PathLike[str], labels: LabelFile, duration_s: float | None, clip_fps: float | None) -> None:
-    """Check ``labels`` (read from ``path``) against its clip: every warm-up path exists, and every
+def check(path: str | os.PathLike[str], labels: LabelFile, duration_s: float | None, clip_fps: float | None,
+          clip_size: tuple[int, int] | None = None) -> None:
+    """Check ``labels`` (read from ``path``) against its clip: every warm-up path exists, every
     event starts before the clip's end (``duration_s``, None: unknown) and ends at most one second
-    after it (frames counted at the file's ``fps``, else ``clip_fps``).
+    after it (frames counted at the file's ``fps``, else ``clip_fps``), and its boxes and zone lie
+    in the frame (the file's ``frame_size``, else ``clip_size``, the clip's W, H pixels).
 
     Raises:
         vigie.core.config.ConfigError: each problem with the file, line and field, e.g.
@@ -160,6 +162,10 @@ def check(path: str | os.PathLike[str], labels: LabelFile, duration_s: float | N
     for k, warm in enumerate(labels.warmup):
         if not (folder / warm).exists():
             issues.append((("warmup", k), f"no such clip or folder: {warm} ({os.path.abspath(folder / warm)})"))
+    size = labels.frame_size or clip_size
+    for k, event in enumerate(labels.events):
+        if size is not None:
+            issues += _outside(event, k, size, labels.frame_size is None)
     fps = labels.fps or clip_fps
     for k, event in enumerate(labels.events):
         if duration_s is None or (event.unit == "frame" and not fps):
@@ -174,6 +180,22 @@ def check(path: str | os.PathLike[str], labels: LabelFile, duration_s: float | N
             issues.append((("events", k, "end"), f"{said(event.end)} is past {where}"))
     if issues:
         raise ConfigError(path, locate_problems(read_config_text(path), issues))
+
+
+def _outside(event: Event, k: int, size: tuple[int, int], clip_size: bool) -> list[tuple[tuple[str | int, ...], str]]:
+    """The boxes and zone points of ``event`` (the ``k``-th) that leave a ``size`` (W, H) frame
+    (one pixel of slack); ``clip_size``: that size is the clip's, the file giving no frame_size."""
+    w, h = size
+    hint = "; give frame_size: the pixels they are drawn in" if clip_size else ""
+    where = f"outside the {w}x{h} frame{' of the clip' if clip_size else ' (frame_size)'}{hint}"
+    issues: list[tuple[tuple[str | int, ...], str]] = []
+    for j, (x, y, bw, bh) in enumerate(event.boxes or []):
+        if x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1 or bw <= 0 or bh <= 0:
+            issues.append((("events", k, "boxes", j), f"[{x:g}, {y:g}, {bw:g}, {bh:g}] (x, y, w, h) is empty or {where}"))
+    for j, (x, y) in enumerate(event.zone or []):
+        if not (-1 <= x <= w + 1 and -1 <= y <= h + 1):
+            issues.append((("events", k, "zone", j), f"[{x:g}, {y:g}] is {where}"))
+    return issues
 
 
 def label_file(clip: str | os.PathLike[str], alone: bool) -> Path | None:
