@@ -66,9 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print one JSON object instead of a table; with a file name (ending in .json), "
                         "write it there and print the table")
     parser.add_argument("--plot", metavar="PNG", type=output_file,
-                        help="draw scores, ground truth and alarms over time to this PNG (its folder must exist)")
+                        help="one clip: draw scores, ground truth and alarms over time to this PNG (its folder must "
+                        "exist); a collection takes --plots")
     parser.add_argument("--plots", metavar="DIR",
-                        help="collection: draw one PNG per clip into this folder (created if missing)")
+                        help="collection or --suite: draw one PNG per clip into this folder (created if missing)")
     parser.add_argument("--jobs", type=bounded(int, 1), default=1,
                         help="collection: clips evaluated at once, one process each (default 1)")
     parser.add_argument("--labels", metavar="FILE",
