@@ -117,3 +117,26 @@ def test_plot_options_that_do_not_apply_to_the_path_are_refused_before_any_work(
     with pytest.raises(ConfigError, match=r"^--plots DIR draws the clips of a collection; .*north is one clip"):
         main(_parse(str(collection / "north"), "--kinds", "fire", "--plots", str(tmp_path / "plots")))
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "plots").exists()
+
+
+@pytest.mark.parametrize("text, says", [
+    ("61-100\n200-abc\n", ":2: not a frame range: '200-abc'"),
+    ("# cyclist\n180-61\n", ":2: 180-61: frames count from 1 and a range ends at or after its start"),
+    ("0-5\n", ":1: 0-5: frames count from 1"),
+    ("61-500\n", ":1: 61-500: past the clip's last frame, 120"),
+])
+def test_a_hand_edited_ucsd_frame_list_is_named_with_its_line(tmp_path, text, says) -> None:
+    """A camera folder with UCSD-style files: in a collection the clip is reported (before it is
+    played) and the others go on; alone, the command says it."""
+    root = tmp_path / "city"
+    bad = root / "cam-31"
+    bad.mkdir(parents=True)
+    (bad / "frames").symlink_to(data_path("ucsd_ped2_train", "Train001"))  # 120 stills
+    (bad / "gt_frames.txt").write_text(text)
+    _camera(root / "cam-32", "labelled_kinds: [fire]\n")
+    from vigie.evaluate import collection
+
+    results = collection.run(collection.discover(root), collection.Options(fps=1.0, kinds=["fire"]), progress=False)
+    assert results[0].error.startswith(f"{bad / 'gt_frames.txt'}{says}") and results[0].summary is None
+    assert results[1].error is None and results[1].summary["frames"] > 0
+    assert main(_parse(str(bad), "--kinds", "fire", "--fps", "1")) == 2

@@ -178,7 +178,8 @@ def _first_iou(ev: Any, gt: groundtruth.GroundTruth, kind: str) -> float | None:
 def run_item(item: Item, options: Options) -> ClipResult:
     """Evaluate one clip (in this process): figures, frames for the pooled AUC, a plot when asked.
 
-    Errors of the clip (unreadable, no frame, bad ground-truth file) are returned in ``error``.
+    Errors of the clip (unreadable, no frame, bad ground-truth file) are returned in ``error``;
+    its ground truth is read first, so that a bad file costs no analytics work.
     """
     import torch
 
@@ -189,6 +190,8 @@ def run_item(item: Item, options: Options) -> ClipResult:
     torch.set_num_threads(options.threads)
     result = ClipResult(item.name, str(item.clip))
     try:
+        clip = runner.resolve_clip(item.clip, options.stills_fps)
+        gt = groundtruth.load(clip.source, clip.stills_fps, item.labels)
         with tempfile.TemporaryDirectory() as tmp:
             cameras = options.cameras or _cameras_file(Path(tmp), item.settings)
             ev = runner.evaluate(item.clip, fps=options.fps, warmup=item.warmup or options.warmup,
@@ -197,7 +200,6 @@ def run_item(item: Item, options: Options) -> ClipResult:
                                  stills_fps=options.stills_fps, object_classes=options.object_classes)
         if not ev.times_s:
             raise ValueError(f"{item.clip}: no frame could be decoded")
-        gt = groundtruth.load(ev.clip.source, ev.clip.stills_fps, item.labels)
     except (OSError, ValueError, SourceError, ConfigError) as exc:
         result.error = str(exc)
         return result
