@@ -180,7 +180,7 @@ def test_collection_tables_json_intervals_and_plots(tmp_path, capsys) -> None:
     assert "crowd_movement over" in printed.out and "fire over" in printed.out and "95 %" in printed.out
     assert "evaluating" in printed.err or "evaluated" in printed.err  # the progress bar, on stderr
     report = json.loads(out.read_text())
-    assert set(report) == {"collection", "level", "plots", "clips", "kinds"} and report["level"] == 0.95
+    assert set(report) == {"collection", "level", "plots", "clips", "kinds", "options"} and report["level"] == 0.95
     clips = {c["name"]: c for c in report["clips"]}
     assert set(clips) == {"cam-entrance-12", "lobby", "street/people.gif"}  # the warm-up clip is not evaluated
     assert all(c["error"] is None and Path(c["plot"]).read_bytes()[:4] == b"\x89PNG" for c in clips.values())

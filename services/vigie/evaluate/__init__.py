@@ -66,9 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print one JSON object instead of a table; with a file name (ending in .json), "
                         "write it there and print the table")
     parser.add_argument("--plot", metavar="PNG", type=output_file,
-                        help="draw scores, ground truth and alarms over time to this PNG (its folder must exist)")
+                        help="one clip: draw scores, ground truth and alarms over time to this PNG (its folder must "
+                        "exist); a collection takes --plots")
     parser.add_argument("--plots", metavar="DIR",
-                        help="collection: draw one PNG per clip into this folder (created if missing)")
+                        help="collection or --suite: draw one PNG per clip into this folder (created if missing)")
     parser.add_argument("--jobs", type=bounded(int, 1), default=1,
                         help="collection: clips evaluated at once, one process each (default 1)")
     parser.add_argument("--labels", metavar="FILE",
@@ -119,14 +120,19 @@ def main(args: argparse.Namespace) -> int:
         if kind not in PLUGINS:
             raise ConfigError(f"--kinds: unknown kind {kind!r} (known kinds: {', '.join(sorted(PLUGINS))})")
     torch.set_num_threads(args.threads)
+    from vigie.evaluate import collection
+
+    several = args.suite or collection.is_collection(args.path)
+    if args.plot and several:
+        raise ConfigError("--plot draws one clip; for a collection (or --suite) give --plots DIR, one PNG per clip")
+    if args.plots and not several:
+        raise ConfigError(f"--plots DIR draws the clips of a collection; {args.path} is one clip: give --plot out.png")
     if args.suite:
         from vigie.evaluate import suite
 
         return suite.main(args.path, as_json=args.json, device=device, object_classes=args.object_classes,
                           jobs=args.jobs, plots=_plots(args.plots))
-    from vigie.evaluate import collection
-
-    if collection.is_collection(args.path):
+    if several:
         return _collection(args, str(device))
     try:
         clip = runner.resolve_clip(args.path, args.stills_fps)
@@ -179,6 +185,6 @@ def _collection(args: argparse.Namespace, device: str) -> int:
         tolerance_s=args.tolerance_s, plots=_plots(args.plots), threads=args.threads)
     results = collection.run(items, options, args.jobs)
     kinds = collection.aggregate(results)
-    _emit(collection.as_json(args.path, results, kinds, options.plots), args.json,
+    _emit(collection.as_json(args.path, results, kinds, options.plots, options), args.json,
           lambda: collection.print_tables(args.path, results, kinds))
     return 0

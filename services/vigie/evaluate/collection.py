@@ -120,15 +120,18 @@ def discover(root: str | os.PathLike[str]) -> list[Item]:
     that are another's warm-up are left out.
 
     Raises:
-        vigie.core.config.ConfigError: a malformed label file (path and line named), before any work.
+        vigie.core.config.ConfigError: a malformed label file (path and line named), or a plain
+            ``labels.yaml`` that labels no clip, before any work.
     """
-    from vigie.evaluate.formats import home
+    from vigie.evaluate.formats import check_plain_labels, home, read_labels
 
     root = Path(os.path.abspath(root))  # symlinks kept: labels lie beside the link
     items = []
     for clip in _walk(root):
         found = labels.label_file(clip, home(clip)[1])
-        warm = [Path(os.path.abspath(found.parent / w)) for w in labels.read(found).warmup] if found is not None else []
+        check_plain_labels(clip, found)
+        own = None if found is None else read_labels(found, clip, groundtruth.stills_fps(clip) if clip.is_dir() else None)
+        warm = [Path(os.path.abspath(found.parent / w)) for w in own.warmup] if own is not None else []
         named = clip.parent if clip.name in groundtruth.STILLS_FOLDERS and clip.parent != root else clip
         items.append(Item(str(named.relative_to(root)) if named != root else clip.name, clip, warmup=warm))
     warmups = {w for item in items for w in item.warmup}
@@ -175,7 +178,8 @@ def _first_iou(ev: Any, gt: groundtruth.GroundTruth, kind: str) -> float | None:
 def run_item(item: Item, options: Options) -> ClipResult:
     """Evaluate one clip (in this process): figures, frames for the pooled AUC, a plot when asked.
 
-    Errors of the clip (unreadable, no frame, bad ground-truth file) are returned in ``error``.
+    Errors of the clip (unreadable, no frame, bad ground-truth file) are returned in ``error``;
+    its ground truth is read first, so that a bad file costs no analytics work.
     """
     import torch
 
@@ -186,6 +190,8 @@ def run_item(item: Item, options: Options) -> ClipResult:
     torch.set_num_threads(options.threads)
     result = ClipResult(item.name, str(item.clip))
     try:
+        clip = runner.resolve_clip(item.clip, options.stills_fps)
+        gt = groundtruth.load(clip.source, clip.stills_fps, item.labels)
         with tempfile.TemporaryDirectory() as tmp:
             cameras = options.cameras or _cameras_file(Path(tmp), item.settings)
             ev = runner.evaluate(item.clip, fps=options.fps, warmup=item.warmup or options.warmup,
@@ -194,7 +200,6 @@ def run_item(item: Item, options: Options) -> ClipResult:
                                  stills_fps=options.stills_fps, object_classes=options.object_classes)
         if not ev.times_s:
             raise ValueError(f"{item.clip}: no frame could be decoded")
-        gt = groundtruth.load(ev.clip.source, ev.clip.stills_fps, item.labels)
     except (OSError, ValueError, SourceError, ConfigError) as exc:
         result.error = str(exc)
         return result
@@ -219,11 +224,41 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _pool(jobs: int, threads: int) -> Any:
+    """A pool of ``jobs`` spawned processes that ignore Ctrl-C (SIGINT): the parent alone handles it,
+    stops them (:func:`_stop`) and exits without their tracebacks. They are started here, while
+    SIGINT is ignored, since an ignored signal stays ignored in a spawned process."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+    import signal
+    import threading
+
+    context = multiprocessing.get_context("spawn")  # torch threads do not survive a fork
+    main = threading.current_thread() is threading.main_thread()  # signals are set there only
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,))
+        for _ in range(jobs):
+            pool.submit(int)  # start every worker now
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    return pool
+
+
+def _stop(pool: Any) -> None:
+    """Cancel what ``pool`` has not started and end its workers (Ctrl-C)."""
+    import multiprocessing
+
+    pool.shutdown(wait=False, cancel_futures=True)
+    for child in multiprocessing.active_children():
+        child.terminate()
+
+
 def run(items: Sequence[Item], options: Options, jobs: int = 1,
         progress: bool = True) -> list[ClipResult]:
     """Evaluate ``items`` (``jobs`` processes; 1: in this one), with a progress bar on stderr; results in item order."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    import multiprocessing
+    from concurrent.futures import as_completed
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -239,14 +274,17 @@ def run(items: Sequence[Item], options: Options, jobs: int = 1,
                 results[k] = run_item(item, options)
                 bar.advance(task)
         else:
-            context = multiprocessing.get_context("spawn")  # torch threads do not survive a fork
-            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                                     initargs=(options.threads,)) as pool:
+            with _pool(jobs, options.threads) as pool:
                 futures = {pool.submit(run_item, item, options): k for k, item in enumerate(items)}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update(task, description=f"done {items[futures[future]].name}")
-                    bar.advance(task)
+                try:
+                    for future in as_completed(futures):
+                        results[futures[future]] = future.result()
+                        bar.update(task, description=f"done {items[futures[future]].name}")
+                        bar.advance(task)
+                except KeyboardInterrupt:
+                    bar.update(task, description="interrupted")
+                    _stop(pool)
+                    raise
         bar.update(task, description="evaluated")
     return [results[k] for k in range(len(items))]
 
@@ -308,13 +346,20 @@ def aggregate(results: Sequence[ClipResult]) -> dict[str, dict[str, Any]]:
 
 
 def as_json(root: str, results: Sequence[ClipResult], kinds: dict[str, dict[str, Any]],
-            plots: str | None = None) -> dict[str, Any]:
+            plots: str | None = None, options: Options | None = None) -> dict[str, Any]:
     """The JSON object of a collection run: ``{"collection", "level", "plots", "clips": [{"name", "path",
-    "error", "plot", "summary"}], "kinds": {kind: figures of :func:`aggregate`}}``."""
-    return {"collection": root, "level": intervals.LEVEL, "plots": plots,
-            "clips": [{"name": r.name, "path": r.path, "error": r.error, "plot": r.plot, "summary": r.summary}
-                      for r in results],
-            "kinds": kinds}
+    "error", "plot", "summary"}], "kinds": {kind: figures of :func:`aggregate`}}``, with ``"options"``
+    (the run's settings: ``fps``, ``kinds`` (None: the default ones), ``tolerance_s``, warm-up,
+    cameras file) when ``options`` are given."""
+    out = {"collection": root, "level": intervals.LEVEL, "plots": plots,
+           "clips": [{"name": r.name, "path": r.path, "error": r.error, "plot": r.plot, "summary": r.summary}
+                     for r in results],
+           "kinds": kinds}
+    if options is not None:
+        shown = ("fps", "kinds", "tolerance_s", "warmup", "warmup_min_s", "cameras", "camera_id", "stills_fps",
+                 "object_classes")
+        out["options"] = {name: getattr(options, name) for name in shown}
+    return out
 
 
 def _fmt(figure: dict[str, Any], digits: int = 2, percent: bool = False) -> str:
@@ -328,23 +373,32 @@ def _fmt(figure: dict[str, Any], digits: int = 2, percent: bool = False) -> str:
     return text
 
 
+def _clips(n: int) -> str:
+    return f"{n} clip" + ("" if n == 1 else "s")
+
+
 def print_tables(root: str, results: Sequence[ClipResult], kinds: dict[str, dict[str, Any]], console: Any = None) -> None:
-    """One rich table per kind: a row per clip with an event or an alarm of it, then the collection's
-    totals with their 95 % intervals; then the clips that failed."""
+    """One rich table per kind: a row per clip with an event or an alarm of it (a clip not labelled
+    for the kind: its alarms, "unlabelled", not judged), then the collection's totals with their
+    95 % intervals; then the clips that failed."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or (Console() if sys.stdout.isatty() else Console(width=160))
     for kind, fig in kinds.items():
-        table = Table(title=f"{kind} over {root}: {fig['clips']} labelled clips, {fig['hours'] * 60:.1f} min",
+        title = (f"{kind} over {root}: {_clips(fig['clips'])} labelled, {fig['hours'] * 60:.1f} min" if fig["clips"]
+                 else f"{kind} over {root}: no clip is labelled for it; alarms listed, not judged")
+        table = Table(title=title,
                       caption=f"listed: the clips with an event or an alarm; alarms on clips not labelled for "
-                              f"{kind}: {fig['unlabelled_alarms']} ({fig['unlabelled_clips']} clips); "
+                              f"{kind}: {fig['unlabelled_alarms']} ({_clips(fig['unlabelled_clips'])}); "
                               "[..]: 95 % confidence interval")
         for name in ("clip", "events", "found", "missed", "false alarms", "false/h", "delay p50 s", "delay p90 s",
                      "AUC"):
             table.add_column(name, justify="left" if name == "clip" else "right")
         for r in results:
             row = (r.summary or {}).get("kinds", {}).get(kind)
+            if row is not None and not row["labelled"] and row["alarms"]:
+                table.add_row(r.name, "—", "—", "—", f"{len(row['alarms'])} unlabelled", *["—"] * 4, style="dim")
             if row is None or row["events"] is None or not (row["events"] or row["alarms"]):
                 continue
             delays = row["delays_s"]
@@ -353,11 +407,13 @@ def print_tables(root: str, results: Sequence[ClipResult], kinds: dict[str, dict
                           f"{np.percentile(delays, 50):.1f}" if delays else "—",
                           f"{np.percentile(delays, 90):.1f}" if delays else "—",
                           "—" if row["auc"] is None else f"{row['auc']:.3f}")
-        table.add_row(f"all {fig['clips']} clips", str(fig["events"]),
-                      f"{fig['found']} ({_fmt(fig['recall'], percent=True)})", str(fig["missed"]),
-                      str(fig["false_alarms"]), _fmt(fig["false_alarms_per_hour"], 1),
-                      _fmt(fig["delay_p50_s"], 1), _fmt(fig["delay_p90_s"], 1), _fmt(fig["auc"], 3), style="bold")
+        totals = [str(fig["events"]), f"{fig['found']} ({_fmt(fig['recall'], percent=True)})", str(fig["missed"]),
+                  str(fig["false_alarms"]), _fmt(fig["false_alarms_per_hour"], 1), _fmt(fig["delay_p50_s"], 1),
+                  _fmt(fig["delay_p90_s"], 1), _fmt(fig["auc"], 3)]
+        table.add_row(f"all {_clips(fig['clips'])}", *(totals if fig["clips"] else ["—"] * 8), style="bold")
         console.print(table)
     for r in results:
         if r.error:
             console.print(f"[red]{r.name}: not evaluated: {r.error}[/]")
+        for warning in (r.summary or {}).get("warnings", []):
+            console.print(f"[yellow]{r.name}: warning: {warning}[/]")

@@ -58,9 +58,13 @@ def home(clip: Path) -> tuple[Path, bool]:
         if clip.name in gtm.STILLS_FOLDERS:
             return clip.parent, True
         return clip, True
-    siblings = [p for p in clip.parent.iterdir() if p != clip and (_is_video(p) or (
-        p.is_dir() and p.name not in ("gt", "gt_masks") and _is_stills(p)))]
-    return clip.parent, not siblings
+    return clip.parent, not [p for p in _clips_in(clip.parent) if p != clip]
+
+
+def _clips_in(folder: Path) -> list[Path]:
+    """The videos and folders of stills directly in ``folder``, in name order."""
+    return sorted(p for p in folder.iterdir() if _is_video(p) or (
+        p.is_dir() and p.name not in ("gt", "gt_masks") and _is_stills(p)))
 
 
 def _video_timing(path: Path) -> tuple[float, int, tuple[int, int]]:
@@ -88,6 +92,44 @@ def _frame_size(clip: Path) -> tuple[int, int]:
             frame = next(container.decode(video=0))
             return frame.width, frame.height
     return _video_timing(clip)[2]
+
+
+def duration_s(clip: Path, rate: float) -> float | None:
+    """Length of ``clip`` in seconds: a folder of stills' count at ``rate``, a video's declared duration
+    (None when it declares none).
+
+    Raises:
+        av.FFmpegError, OSError: the video cannot be opened.
+    """
+    if clip.is_dir():
+        suffix = Path(image_sequence("eval", str(clip))[0]).suffix
+        return len(list(clip.glob(f"*{suffix}"))) / rate
+    with av.open(str(clip)) as container:  # the header's count first: a truncated AVI's duration is estimated
+        stream = container.streams.video[0]
+        if stream.frames and stream.average_rate:
+            return stream.frames / float(stream.average_rate)
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        return container.duration / 1e6 if container.duration else None
+
+
+def read_labels(path: Path, clip: Path, fps: float | None) -> labels_mod.LabelFile:
+    """The Vigie label file at ``path``, checked against ``clip`` (:func:`vigie.evaluate.labels.check`);
+    ``fps``: the rate of a folder of stills.
+
+    A clip that cannot be read is not checked for length (its evaluation says why it fails).
+
+    Raises:
+        vigie.core.config.ConfigError: malformed, or not fitting the clip (file, line and field named).
+    """
+    labels = labels_mod.read(path)
+    try:
+        rate = _timing(clip, fps, 10.0)[0]
+        duration, size = duration_s(clip, rate), _frame_size(clip)
+    except (av.FFmpegError, SourceError, OSError, StopIteration):
+        rate, duration, size = None, None, None
+    labels_mod.check(path, labels, duration, rate, size)
+    return labels
 
 
 def _ucsd(gt: gtm.GroundTruth, folder: Path, clip: Path, fps: float | None) -> None:
@@ -163,7 +205,7 @@ def _add(gt: gtm.GroundTruth, fmt: str, file: str | os.PathLike[str], kinds: set
 
 def _own(gt: gtm.GroundTruth, path: Path, clip: Path, fps: float | None) -> None:
     """Add the Vigie label file at ``path`` (raises ConfigError when malformed, ValueError)."""
-    labels = labels_mod.read(path)
+    labels = read_labels(path, clip, fps)
     clip_fps = None if labels.fps or not any(e.unit == "frame" for e in labels.events) else _timing(clip, fps, 10.0)[0]
     gt.truths.update(labels_mod.truths(labels, clip_fps))
     kinds = set() if labels.labelled_kinds == "all" else set(labels.labelled_kinds)
@@ -171,6 +213,31 @@ def _own(gt: gtm.GroundTruth, path: Path, clip: Path, fps: float | None) -> None
     gt.approximate = gt.approximate or labels.approximate
     gt.warmup = [os.path.abspath(path.parent / w) for w in labels.warmup]
     _add(gt, labels_mod.FORMAT, path, kinds)
+
+
+def check_plain_labels(clip: Path, own: Path | None) -> None:
+    """Refuse a plain ``labels.yaml`` (``.yml``, ``.json``) beside ``clip`` that is not ``own``, the
+    clip's label file: it labels no clip (a folder of several clips names each file after its clip),
+    and its clips would silently go unjudged.
+
+    Raises:
+        vigie.core.config.ConfigError: such a file, named, with the name to give it.
+    """
+    from vigie.core.config import ConfigError, ConfigProblem
+
+    if clip.name in gtm.STILLS_FOLDERS:  # its folder's labels.yaml is its own
+        return
+    for suffix in labels_mod.SUFFIXES:
+        plain = clip.parent / f"labels{suffix}"
+        if plain.is_file() and plain != own:
+            if clip.is_dir():
+                why = (f"a folder of stills such as {clip.name} reads labels{suffix} inside it, "
+                       f"or {clip.name}.labels{suffix} beside it")
+            else:
+                names = ", ".join(p.name for p in _clips_in(clip.parent))
+                why = (f"its folder holds several clips ({names}): name the file after the one it labels, "
+                       f"e.g. {clip.stem}.labels{suffix} for {clip.name}")
+            raise ConfigError(plain, [ConfigProblem(0, "", f"labels no clip: {why}")])
 
 
 def find(clip: str | os.PathLike[str], fps: float | None = None,
@@ -182,7 +249,8 @@ def find(clip: str | os.PathLike[str], fps: float | None = None,
 
     Raises:
         ValueError: a recognised ground-truth file cannot be read.
-        vigie.core.config.ConfigError: a malformed label file (path and line named).
+        vigie.core.config.ConfigError: a malformed label file (path and line named), or a
+            ``labels.yaml`` that labels no clip (:func:`check_plain_labels`).
     """
     clip = Path(os.path.abspath(clip))  # not resolved: the labels lie beside a link, not its target
     folder, alone = home(clip)
@@ -192,6 +260,8 @@ def find(clip: str | os.PathLike[str], fps: float | None = None,
         _mot(gt, folder, clip, fps)
     _furg(gt, folder, clip, fps, alone)
     own = Path(labels) if labels is not None else labels_mod.label_file(clip, alone)
+    if labels is None:
+        check_plain_labels(clip, own)
     if own is not None:
         _own(gt, own, clip, fps)
     if gt.files:

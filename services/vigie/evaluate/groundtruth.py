@@ -216,18 +216,24 @@ def read_ucsd_frames(path: str | os.PathLike[str], n_frames: int | None = None) 
     (``n_frames`` None: up to the last abnormal frame).
 
     Raises:
-        ValueError: a line that is not a range.
+        ValueError: a range that is not one, ends before it starts, starts at 0, or ends past
+            ``n_frames``; the message names ``path:line``.
     """
     ranges = []
-    for line in Path(path).read_text().splitlines():
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         for part in line.replace(",", " ").split():
             m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
             if m is None:
-                raise ValueError(f"{path}: not a frame range: {part!r}")
-            ranges.append((int(m[1]), int(m[2] or m[1])))
+                raise ValueError(f"{path}:{number}: not a frame range: {part!r} (a-b or a, 1-based, inclusive)")
+            a, b = int(m[1]), int(m[2] or m[1])
+            if not 1 <= a <= b:
+                raise ValueError(f"{path}:{number}: {part}: frames count from 1 and a range ends at or after its start")
+            if n_frames is not None and b > n_frames:
+                raise ValueError(f"{path}:{number}: {part}: past the clip's last frame, {n_frames}")
+            ranges.append((a, b))
     labels = np.zeros(max((b for _, b in ranges), default=0) if n_frames is None else n_frames, dtype=bool)
     for a, b in ranges:
         labels[a - 1:b] = True

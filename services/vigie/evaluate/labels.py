@@ -30,14 +30,30 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import Field, field_validator, model_validator
 
-from vigie.core.config import load_yaml_model
+from vigie.core.config import (ConfigError, ConfigProblem, format_loc, locate_problems, read_config_text,
+                               validate_yaml_text)
 from vigie.core.settings import StrictModel
 from vigie.evaluate.metrics import BoxT
 
 SUFFIXES = (".yaml", ".yml", ".json")
 FORMAT = "vigie-labels"
+
+
+def _known(kinds: list[str]) -> list[str]:
+    """``kinds``, when each is a kind of the analytics registry (its site plugins included).
+
+    Raises:
+        ValueError: one is not, naming the known kinds.
+    """
+    from vigie.detector.analytics.registry import PLUGINS
+
+    unknown = [k for k in kinds if k not in PLUGINS]
+    if unknown:
+        raise ValueError(f"unknown kind {', '.join(map(repr, unknown))} (known kinds: {', '.join(sorted(PLUGINS))})")
+    return kinds
 
 
 class Event(StrictModel):
@@ -51,10 +67,17 @@ class Event(StrictModel):
         default=None, description="where: boxes x, y, w, h in frame_size pixels")
     zone: list[tuple[float, float]] | None = Field(default=None, min_length=3, description="where: a polygon")
 
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        return _known([value])[0]
+
     @model_validator(mode="after")
     def _ordered(self) -> "Event":
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
+        if self.unit == "s" and self.end == self.start:
+            raise ValueError(f"end {self.end} equals start: a span in seconds, [start, end), would hold no frame")
         return self
 
 
@@ -67,6 +90,11 @@ class LabelFile(StrictModel):
     approximate: bool = False
     warmup: list[str] = Field(default_factory=list, description="warm-up clips, relative to this file")
     events: list[Event] = Field(default_factory=list)
+
+    @field_validator("labelled_kinds")
+    @classmethod
+    def _kinds(cls, value: list[str] | str) -> list[str] | str:
+        return value if value == "all" else _known(value)
 
     @field_validator("frame_size")
     @classmethod
@@ -88,10 +116,86 @@ def read(path: str | os.PathLike[str]) -> LabelFile:
     """Read and validate the label file at ``path`` (YAML or JSON).
 
     Raises:
-        vigie.core.config.ConfigError: unreadable, not YAML, or not valid; the message
-            names ``path:line: location: problem``.
+        vigie.core.config.ConfigError: unreadable, not YAML, not valid, or a key given twice
+            in one mapping (YAML keeps the last, silently losing the first, e.g. a second
+            ``events:``); the message names ``path:line: location: problem``.
     """
-    return load_yaml_model(path, LabelFile)
+    text = read_config_text(path)
+    labels = validate_yaml_text(text, LabelFile, path=path)
+    twice = _keys_twice(yaml.compose(text, Loader=yaml.SafeLoader), ())
+    if twice:
+        raise ConfigError(path, twice)
+    return labels
+
+
+def _keys_twice(node: yaml.Node | None, loc: tuple[str | int, ...]) -> list[ConfigProblem]:
+    """Keys given twice in a mapping of the YAML ``node`` tree, at the line of the second."""
+    problems: list[ConfigProblem] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if key.value in seen:
+                problems.append(ConfigProblem(line, format_loc((*loc, key.value)),
+                                              f"given twice (also line {seen[key.value]}): the first would be silently lost"))
+            seen.setdefault(key.value, line)
+            problems += _keys_twice(value, (*loc, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for k, item in enumerate(node.value):
+            problems += _keys_twice(item, (*loc, k))
+    return problems
+
+
+def check(path: str | os.PathLike[str], labels: LabelFile, duration_s: float | None, clip_fps: float | None,
+          clip_size: tuple[int, int] | None = None) -> None:
+    """Check ``labels`` (read from ``path``) against its clip: every warm-up path exists, every
+    event starts before the clip's end (``duration_s``, None: unknown) and ends at most one second
+    after it (frames counted at the file's ``fps``, else ``clip_fps``), and its boxes and zone lie
+    in the frame (the file's ``frame_size``, else ``clip_size``, the clip's W, H pixels).
+
+    Raises:
+        vigie.core.config.ConfigError: each problem with the file, line and field, e.g.
+            ``labels.yaml:5: events[1].start: 100 s is past the clip's end (26.5 s)``.
+    """
+    issues: list[tuple[tuple[str | int, ...], str]] = []
+    folder = Path(path).parent
+    for k, warm in enumerate(labels.warmup):
+        if not (folder / warm).exists():
+            issues.append((("warmup", k), f"no such clip or folder: {warm} ({os.path.abspath(folder / warm)})"))
+    size = labels.frame_size or clip_size
+    for k, event in enumerate(labels.events):
+        if size is not None:
+            issues += _outside(event, k, size, labels.frame_size is None)
+    fps = labels.fps or clip_fps
+    for k, event in enumerate(labels.events):
+        if duration_s is None or (event.unit == "frame" and not fps):
+            continue
+        frames = event.unit == "frame"
+        scale = 1.0 / fps if frames else 1.0
+        said = (lambda v: f"frame {v:g}") if frames else (lambda v: f"{v:g} s")
+        where = f"the clip's end ({duration_s:.1f} s{f', {round(duration_s * fps)} frames' if frames else ''})"
+        if event.start * scale >= duration_s:
+            issues.append((("events", k, "start"), f"{said(event.start)} is past {where}"))
+        elif event.end is not None and event.end * scale > duration_s + 1.0:
+            issues.append((("events", k, "end"), f"{said(event.end)} is past {where}"))
+    if issues:
+        raise ConfigError(path, locate_problems(read_config_text(path), issues))
+
+
+def _outside(event: Event, k: int, size: tuple[int, int], clip_size: bool) -> list[tuple[tuple[str | int, ...], str]]:
+    """The boxes and zone points of ``event`` (the ``k``-th) that leave a ``size`` (W, H) frame
+    (one pixel of slack); ``clip_size``: that size is the clip's, the file giving no frame_size."""
+    w, h = size
+    hint = "; give frame_size: the pixels they are drawn in" if clip_size else ""
+    where = f"outside the {w}x{h} frame{' of the clip' if clip_size else ' (frame_size)'}{hint}"
+    issues: list[tuple[tuple[str | int, ...], str]] = []
+    for j, (x, y, bw, bh) in enumerate(event.boxes or []):
+        if x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1 or bw <= 0 or bh <= 0:
+            issues.append((("events", k, "boxes", j), f"[{x:g}, {y:g}, {bw:g}, {bh:g}] (x, y, w, h) is empty or {where}"))
+    for j, (x, y) in enumerate(event.zone or []):
+        if not (-1 <= x <= w + 1 and -1 <= y <= h + 1):
+            issues.append((("events", k, "zone", j), f"[{x:g}, {y:g}] is {where}"))
+    return issues
 
 
 def label_file(clip: str | os.PathLike[str], alone: bool) -> Path | None:

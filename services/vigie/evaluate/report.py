@@ -4,13 +4,16 @@ The JSON object has the same keys for every clip (None where a figure does not a
 
     {"path", "frames", "duration_s", "fps",
      "ground_truth": {"format", "file", "dataset", "source", "approximate", "kinds_present", "labelled_all"},
-     "warmup": {"paths", "seconds", "frames", "alarms"},
+     "warmup": {"paths", "seconds", "frames", "alarms"}, "labelled_not_run": [kind, ...], "warnings": [text],
      "kinds": {kind: {"labelled", "auc", "precision", "recall", "delay_s", "delays_s", "events", "found",
                       "false_alarms", "false_alarms_per_hour", "unlabelled_alarms", "error",
                       "alarms": [{"t_s", "track", "box": [x, y, w, h], "correct"}]}}}
 
 ``ground_truth.format`` and ``file`` name the label formats and files read (None
-without any; see :mod:`vigie.evaluate.formats`). ``error`` is None unless the analytic
+without any; see :mod:`vigie.evaluate.formats`). ``labelled_not_run``: kinds the clip is
+labelled for that this run left out (not in ``--kinds``, or not run by default, such as
+the MOT files' intrusion and density). ``warnings``: what makes the figures doubtful, such
+as a video decoded much shorter than it declares (truncated or damaged). ``error`` is None unless the analytic
 raised (it is then left out for the rest of the clip and not judged).
 
 How each kind is judged: a kind the clip is labelled for is matched against its events
@@ -71,6 +74,27 @@ def _overlap_check(truth: KindTruth, frame_period: float):
     return check
 
 
+def _warnings(ev: Evaluation, decoded_s: float) -> list[str]:
+    """What makes the figures of ``ev`` doubtful: a video file decoded much shorter than it declares."""
+    from pathlib import Path
+
+    import av
+
+    from vigie.evaluate.formats import duration_s
+
+    source = Path(ev.clip.source)
+    if not source.is_file():
+        return []
+    try:
+        declared = duration_s(source, float(ev.camera.fps))
+    except (av.FFmpegError, OSError):
+        return []
+    if declared is None or declared - decoded_s <= max(2.0, 0.1 * declared):
+        return []
+    return [f"decoded {decoded_s:.1f} s of the {declared:.1f} s the file declares: truncated or damaged? "
+            "(events past the decoded end are missed)"]
+
+
 def summarize(ev: Evaluation, gt: GroundTruth, tolerance_s: float = 1.0) -> tuple[dict[str, Any], dict[str, KindCurve]]:
     """The JSON object (see the module docstring) and the per-kind curves for :func:`plot`."""
     fps = float(ev.camera.fps)
@@ -85,6 +109,8 @@ def summarize(ev: Evaluation, gt: GroundTruth, tolerance_s: float = 1.0) -> tupl
                          "kinds_present": None if gt.kinds_present is None else sorted(gt.kinds_present)},
         "warmup": {"paths": ev.warmup_paths, "seconds": _round(ev.warmup_s, 3), "frames": ev.warmup_frames,
                    "alarms": ev.warmup_alarms},
+        "labelled_not_run": sorted(set(gt.kinds_present or ()) - set(ev.kinds)),
+        "warnings": _warnings(ev, duration),
         "kinds": {},
     }
     curves: dict[str, KindCurve] = {}
@@ -150,6 +176,8 @@ def print_table(summary: dict[str, Any], console: Any = None) -> None:
               else "\nground truth: none found beside the clip (no alarm judged)")
     table = Table(title=title, caption=(
         f"kinds labelled: {labelled}" + ("; ground truth APPROXIMATE" if gt["approximate"] else "")
+        + (f"; labelled but not run: {', '.join(summary['labelled_not_run'])} (add them with --kinds)"
+           if summary["labelled_not_run"] else "")
         + (f"; warm-up {_fmt(warm['seconds'], 0)} s, {warm['frames']} frames, {warm['alarms']} tracks"
            if warm["paths"] else "")))
     for name in ("kind", "AUC", "precision", "recall", "delay s", "alarms", "false", "false/h"):
@@ -160,6 +188,8 @@ def print_table(summary: dict[str, Any], console: Any = None) -> None:
                       _fmt(row["false_alarms"]) if row["labelled"] else "unlabelled",
                       _fmt(row["false_alarms_per_hour"], 1))
     console.print(table)
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]warning: {warning}[/]")
 
 
 def plot(summary: dict[str, Any], curves: dict[str, KindCurve], out_path: str) -> None:
