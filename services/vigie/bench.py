@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +38,10 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
+from vigie.benchkit import fresh_namespace
 from vigie.core.authorisations import authorise_cameras
-from vigie.core.kafka import apply_topics, wait_for_broker
+
 from vigie.core.kafka_security import client_options
-from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,14 +125,8 @@ def bench_end_to_end(cameras: int, seconds: float, bootstrap: str, object_classe
     frame: with ``object_classes``, the detector consults the object-class stage for each of
     them in that batch (the worst case for the alert latency).
     """
-    kafka = KafkaSettings(bootstrap=bootstrap, namespace=f"bench{uuid.uuid4().hex[:6]}.")
+    kafka = fresh_namespace(bootstrap)
     topics = Topics(kafka.namespace)
-
-    async def prepare() -> None:
-        await wait_for_broker(kafka, 30)
-        await apply_topics(kafka, topics.all(["main"]))
-
-    asyncio.run(prepare())
     tmp = Path(tempfile.mkdtemp(prefix="vigie-bench-"))
     lines = ["cameras:"]
     for n in range(cameras):

@@ -20,7 +20,8 @@ The anomalies and actions topics are both keyed by camera id with the same parti
 count, so one worker owns a camera's table entry and both streams of it. For each record
 the agent publishes (and waits for the broker's acknowledgement), then writes the table
 and waits for its changelog record (:mod:`vigie.correlator.table`), and only then takes the
-next record, whose offset faust may then commit: a crash replays inputs rather than losing
+next record of that partition, acknowledging this one, whose offset faust may then commit
+(partitions are handled side by side, :mod:`vigie.correlator.lanes`): a crash replays inputs rather than losing
 them. Replays change nothing: every anomaly and action id is kept in the camera's table
 entry (:mod:`vigie.correlator.incidents`). /healthz reports faust's rebalance and recovery
 state (:mod:`vigie.correlator.health`). README, "Delivery guarantees", states the guarantee.
@@ -53,6 +54,7 @@ from vigie.correlator.config import CorrelatorSettings
 from vigie.correlator.offsets import OffsetGuard, is_guard_key
 from vigie.correlator.health import STALLED_S, WorkerHealth
 from vigie.correlator.escalation import due_escalations
+from vigie.correlator.lanes import Lanes
 from vigie.correlator.incidents import REFUSALS, SYSTEM, Change, apply_action, merge_anomaly
 from vigie.correlator.startup import check_topics, wait_to_start
 from vigie.correlator.table import DurableTable
@@ -252,17 +254,31 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
                      Incident.State.Name(change.incident.state), extra={"incident": change.incident.id})
 
     async def consume(stream: faust.StreamT, handle) -> None:  # noqa: ANN001
-        """Each record of ``stream`` in offset order: records the consumer skipped are read again and
-        handled first (:mod:`.offsets`); the table writes are acknowledged before the record is (:mod:`.table`)."""
-        async for event in stream.events():
+        """Each record of ``stream`` in offset order within its partition, partitions side by side (:mod:`.lanes`):
+        records the consumer skipped are read again and handled first (:mod:`.offsets`); the table writes are
+        acknowledged before the record is (:mod:`.table`), and faust commits a partition's offsets only up to
+        the first record not acknowledged."""
+        lanes = Lanes()
+        manual = stream.noack()
+
+        async def work(event: faust.EventT) -> None:
             msg = event.message
-            health.busy[msg.topic] = (time.monotonic(), f"{msg.topic}[{msg.partition}]@{msg.offset}")
+            lane = f"{msg.topic}[{msg.partition}]"
+            health.busy[lane] = (time.monotonic(), f"{lane}@{msg.offset}")
             for record in [*await guard.missing(event), event]:
                 await handle(record)
                 guard.done(record)
-                await table.written()
-            del health.busy[msg.topic]
+                await table.written(msg.partition)
+            await manual.ack(event)
+            del health.busy[lane]
             health.last_done = time.monotonic()
+
+        try:
+            async for event in manual.events():
+                await lanes.add(event.message.partition, lambda event=event: work(event))
+            await lanes.join()
+        finally:
+            lanes.cancel()
 
     @app.agent(anomalies)
     async def correlate(stream: faust.StreamT) -> None:
