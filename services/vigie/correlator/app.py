@@ -13,7 +13,11 @@ Stages, in order (see :func:`create_app`):
 5. every second, send the escalations due after a delay (:mod:`vigie.correlator.escalation`) of the
    cameras whose table partitions this worker owns to ``actions``, where stage 4 applies them.
 
-What the correlator does itself (an escalation after a delay, a reopening) is written to the
+An anomaly with ``withdraws`` set is the object-class stage's late verdict against an anomaly published
+before it (:mod:`vigie.detector.verdicts`): the incident it opened is closed as a false alarm
+(:func:`~vigie.correlator.incidents.withdraw_anomaly`).
+
+What the correlator does itself (an escalation after a delay, a reopening, a withdrawal) is written to the
 ``audit`` topic with operator ``vigie``, after the incident is published.
 
 The anomalies and actions topics are both keyed by camera id with the same partition
@@ -42,7 +46,7 @@ from aiokafka.partitioner import murmur2
 from google.protobuf.message import DecodeError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from vigie.contracts.v1 import AuditEntry, CameraIncidents, DeadLetter, Incident, OperatorAction
+from vigie.contracts.v1 import Anomaly, AuditEntry, CameraIncidents, DeadLetter, Incident, OperatorAction
 from vigie.core.audit import entry, send_once
 from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import MAX_RECORD_BYTES, BrokerProbe, throttle_client_logs
@@ -55,7 +59,7 @@ from vigie.correlator.offsets import OffsetGuard, is_guard_key
 from vigie.correlator.health import STALLED_S, WorkerHealth
 from vigie.correlator.escalation import due_escalations
 from vigie.correlator.lanes import Lanes
-from vigie.correlator.incidents import REFUSALS, SYSTEM, Change, apply_action, merge_anomaly
+from vigie.correlator.incidents import REFUSALS, SYSTEM, Change, apply_action, merge_anomaly, withdraw_anomaly
 from vigie.correlator.startup import check_topics, wait_to_start
 from vigie.correlator.table import DurableTable
 
@@ -216,6 +220,9 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             return
         key = event.key or catalogue.anomalies.key(anomaly.camera_id)
         book = load(key)
+        if anomaly.withdraws:  # the object-class stage rejected an anomaly published before its verdict
+            await on_withdrawal(anomaly, key, book)
+            return
         stations = settings.routing.stations_for(anomaly.camera_id)
         priority = settings.priority.priority_for(anomaly.kind, anomaly.camera_id)
         change = merge_anomaly(book, anomaly, settings.merge, stations, clock_ns(), priority)
@@ -229,6 +236,15 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
                                             f"{change.incident.reopened} time(s))")
         table[key] = book.SerializeToString()
         metrics.stage_seconds("correlate").observe(time.perf_counter() - started)
+
+    async def on_withdrawal(anomaly: Anomaly, key: bytes, book: CameraIncidents) -> None:
+        change = withdraw_anomaly(book, anomaly, clock_ns(), settings.merge)
+        if change.refused:
+            refuse("anomaly", change, anomaly.id, anomaly.withdraws)
+            return
+        await publish(change, key)
+        await register(change.incident, change.incident.history[-1].detail)
+        table[key] = book.SerializeToString()
 
     async def on_action(event: faust.EventT) -> None:
         action = await parse(event, catalogue.actions, "incident_id", "camera_id")
