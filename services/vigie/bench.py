@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
-from vigie.benchkit import fresh_namespace
+from vigie.benchkit import Latencies, fresh_namespace
 from vigie.core.authorisations import authorise_cameras
 from vigie.core.kafka_security import client_options
 from vigie.core.topics import Topics
@@ -152,9 +152,7 @@ def bench_end_to_end(cameras: int, seconds: float, bootstrap: str, object_classe
         procs[name] = subprocess.Popen(base + args + ["--http-port", str(_free_port())], stdout=subprocess.DEVNULL,
                                        stderr=open(tmp / f"{name}.log", "wb"), stdin=subprocess.DEVNULL)
     time.sleep(3)
-    started_ns = time.time_ns()
-    anomaly_lat: list[float] = []
-    alert_lat: list[float] = []
+    seen = Latencies(topics, time.time_ns())
 
     async def watch() -> None:
         consumer = AIOKafkaConsumer(topics.anomalies.name, topics.alerts("main").name, **client_options(kafka),
@@ -167,14 +165,7 @@ def bench_end_to_end(cameras: int, seconds: float, bootstrap: str, object_classe
                 now = time.time_ns()
                 for tp, records in batch.items():
                     for record in records:
-                        if tp.topic == topics.anomalies.name:
-                            msg = topics.anomalies.decode(record.value)
-                            if msg.capture_ns >= started_ns:
-                                anomaly_lat.append((record.timestamp * 1e6 - msg.capture_ns) / 1e9)
-                        else:
-                            msg = topics.incidents.decode(record.value)
-                            if msg.revision == 1 and msg.first_seen_ns >= started_ns:
-                                alert_lat.append((now - msg.first_seen_ns) / 1e9)
+                        seen.take(tp.topic, record, now)
         finally:
             await consumer.stop()
 
@@ -187,8 +178,8 @@ def bench_end_to_end(cameras: int, seconds: float, bootstrap: str, object_classe
         except subprocess.TimeoutExpired:
             procs[name].kill()
     codes = {name: p.returncode for name, p in procs.items()}
-    a50, a99, an = _percentiles(anomaly_lat)
-    i50, i99, inn = _percentiles(alert_lat)
+    a50, a99, an = _percentiles(seen.anomaly)
+    i50, i99, inn = _percentiles(seen.alert)
     return {"cameras": cameras, "seconds": seconds, "anomaly_p50_s": a50, "anomaly_p99_s": a99, "anomalies": an,
             "alert_p50_s": i50, "alert_p99_s": i99, "incidents": inn, "peak_rss_mb": rss, "exit_codes": codes}
 

@@ -88,3 +88,28 @@ def stop(procs: list[subprocess.Popen], timeout_s: float = 40.0) -> dict[int, in
             proc.wait()
         codes[proc.pid] = proc.returncode
     return codes
+
+
+class Latencies:
+    """Capture → topic latencies of the anomalies and of the incidents opened on a station topic.
+
+    Args:
+        topics: the namespace's topics.
+        started_ns: records of frames captured before this (ns since the epoch) are left out.
+    """
+
+    def __init__(self, topics: Topics, started_ns: int) -> None:
+        self.topics, self.started_ns = topics, started_ns
+        self.anomaly: list[float] = []  # s, capture → the anomaly record's timestamp (withdrawals left out)
+        self.alert: list[float] = []  # s, capture → held by the reader, incidents at revision 1
+
+    def take(self, topic: str, record, now_ns: int) -> None:  # noqa: ANN001 - an aiokafka ConsumerRecord
+        """Count ``record`` of ``topic`` (anomalies or a station topic), read at ``now_ns``."""
+        if topic == self.topics.anomalies.name:
+            msg = self.topics.anomalies.decode(record.value)
+            if msg.capture_ns >= self.started_ns and not msg.withdraws:
+                self.anomaly.append((record.timestamp * 1e6 - msg.capture_ns) / 1e9)
+        else:
+            msg = self.topics.incidents.decode(record.value)
+            if msg.revision == 1 and msg.first_seen_ns >= self.started_ns:
+                self.alert.append((now_ns - msg.first_seen_ns) / 1e9)

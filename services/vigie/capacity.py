@@ -29,7 +29,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from vigie.benchkit import fresh_namespace, percentiles_ms, start_service, stop
+from vigie.benchkit import Latencies, fresh_namespace, percentiles_ms, start_service, stop
 from vigie.core.authorisations import authorise_cameras
 from vigie.core.kafka_security import client_options
 from vigie.core.settings import KafkaSettings
@@ -78,22 +78,14 @@ async def _watch(kafka: KafkaSettings, seconds: float, on_start) -> dict[str, ob
                  or await _partitions(frames, topics.frames.name)]
         first = sum((await frames.end_offsets(parts)).values())
         on_start()
-        started_ns = time.time_ns()
-        anomaly_lat, alert_lat = [], []
+        seen = Latencies(topics, time.time_ns())
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             now = time.time_ns()
             for tp, records in batch.items():
                 for record in records:
-                    if tp.topic == topics.anomalies.name:
-                        msg = topics.anomalies.decode(record.value)
-                        if msg.capture_ns >= started_ns and not msg.withdraws:
-                            anomaly_lat.append((record.timestamp * 1e6 - msg.capture_ns) / 1e9)
-                    else:
-                        msg = topics.incidents.decode(record.value)
-                        if msg.revision == 1 and msg.first_seen_ns >= started_ns:
-                            alert_lat.append((now - msg.first_seen_ns) / 1e9)
+                    seen.take(tp.topic, record, now)
         last = sum((await frames.end_offsets(parts)).values())
         sizes = []
         frames.assign(parts[:1])
@@ -104,7 +96,7 @@ async def _watch(kafka: KafkaSettings, seconds: float, on_start) -> dict[str, ob
         await consumer.stop()
         await frames.stop()
     return {"frames": last - first, "frame_bytes": sum(sizes) / len(sizes) if sizes else float("nan"),
-            "alert": percentiles_ms(alert_lat), "anomaly": percentiles_ms(anomaly_lat)}
+            "alert": percentiles_ms(seen.alert), "anomaly": percentiles_ms(seen.anomaly)}
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
