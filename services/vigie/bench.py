@@ -104,6 +104,18 @@ def bench_object_stage() -> float | None:
         return None
 
 
+def bench_alert_batch() -> dict[str, dict[str, float]] | None:
+    """8 cameras raising together: the batch's analysis with the object-class verdict before and after the alert
+    (:func:`vigie.detector.bench.alert_batch`), or None when the stage is not installed."""
+    from vigie.core.errors import ConfigError
+    from vigie.detector.bench import alert_batch
+
+    try:
+        return {"before": alert_batch(8, later=False), "after": alert_batch(8, later=True)}
+    except ConfigError:
+        return None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -199,6 +211,7 @@ def main(args: argparse.Namespace) -> int:
     results["detector_all_b1_fps"] = bench_detector(1, n // 2, every=True)
     results["detector_all_b8_fps"] = bench_detector(8, n // 2, every=True)
     results["object_stage_ms"] = bench_object_stage()
+    results["alert_batch"] = bench_alert_batch()
     console.print("[bold]end to end[/] (8 cameras at 5 fps, real broker, four service processes)")
     bootstrap = os.environ.get("VIGIE_KAFKA", "127.0.0.1:9092")
     results["end_to_end"] = bench_end_to_end(8, 30.0 if quick else 90.0, bootstrap)
@@ -240,6 +253,11 @@ def main(args: argparse.Namespace) -> int:
     stage = results["object_stage_ms"]
     table.add_row("object-class stage (SSD-MobileNet-v2), 1 core: ms per call",
                   "not installed" if stage is None else f"{stage:.0f} ms", "")
+    batch = results["alert_batch"]
+    if batch is not None:
+        before, after = batch["before"]["alert_ms"], batch["after"]["alert_ms"]
+        table.add_row("8 cameras raising in one batch, 1 core: analysis, verdict before / after the alert",
+                      f"{before:.0f} / {after:.0f} ms ({before / after:.1f}x)", "")
     e2e = results["end_to_end"]
     table.add_row(f"capture → anomalies, p50 / p99 (n={e2e['anomalies']})",
                   f"{e2e['anomaly_p50_s'] * 1000:.0f} / {e2e['anomaly_p99_s'] * 1000:.0f} ms", "")

@@ -60,9 +60,9 @@ def _cameras_yaml(n: int) -> str:
     return authorise_cameras("\n".join(lines) + "\n")
 
 
-def _frames_analysed(port: int) -> int:
+def _detector_health(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
-        return int(json.loads(answer.read()).get("frames", 0))
+        return json.loads(answer.read())
 
 
 async def _watch(kafka: KafkaSettings, seconds: float, on_start) -> dict[str, object]:  # noqa: ANN001
@@ -124,11 +124,12 @@ def run_step(bootstrap: str, cameras: int, seconds: float) -> dict[str, object]:
 
         def begin() -> None:
             marks["cpu"] = {name: cpu_seconds(p.pid) for name, p in procs.items()}
-            marks["analysed"], marks["t"] = _frames_analysed(ports["detector"]), time.monotonic()
+            marks["analysed"], marks["t"] = _detector_health(ports["detector"])["frames"], time.monotonic()
 
         seen = asyncio.run(_watch(kafka, seconds, begin))
         wall = time.monotonic() - marks["t"]
-        analysed = _frames_analysed(ports["detector"]) - marks["analysed"]
+        detector = _detector_health(ports["detector"])
+        analysed = detector["frames"] - marks["analysed"]
         cpu = {name: cpu_seconds(p.pid) - marks["cpu"][name] for name, p in procs.items()}
     finally:
         stop([procs[name] for name in reversed(SERVICES) if name in procs])
@@ -137,7 +138,7 @@ def run_step(bootstrap: str, cameras: int, seconds: float) -> dict[str, object]:
     return {
         "cameras": cameras, "seconds": wall, "frames_per_s": seen["frames"] / wall, "analysed_per_s": analysed / wall,
         "expected_per_s": expected / wall, "alert": alert, "anomaly": seen["anomaly"],
-        "frame_bytes": seen["frame_bytes"], "cpu_per_camera_s": {n: c / (cameras * wall) for n, c in cpu.items()},
+        "frame_bytes": seen["frame_bytes"], "object_verdicts": detector.get("object_verdicts"), "cpu_per_camera_s": {n: c / (cameras * wall) for n, c in cpu.items()},
         "cpu_cores": {n: c / wall for n, c in cpu.items()},
         "sustained": analysed >= KEEP_UP * expected and alert["n"] > 0 and alert["p99"] <= TARGET_P99_S * 1000,
     }
