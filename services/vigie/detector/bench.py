@@ -169,7 +169,9 @@ def alert_batch(cameras: int = 8, later: bool = False, frames: int = 80, threads
     for k, image in enumerate(scene):
         with torch.inference_mode():
             batch = to_batch([image] * cameras, cams, [k * 200_000_000] * cameras, 5.0)
-            batch.images, batch.object_detector, batch.objects_later = [image] * cameras, stage, later
+            # a copy per camera: the stage runs once per frame object (FrameBatch.objects), as for distinct cameras
+            batch.images = [image.copy() for _ in cams]
+            batch.object_detector, batch.objects_later = stage, later
             t0 = time.perf_counter()
             found = plan.process(batch)
             alert = time.perf_counter() - t0
