@@ -86,12 +86,12 @@ async def _watch(kafka: KafkaSettings, seconds: float, on_start) -> dict[str, ob
             for tp, records in batch.items():
                 for record in records:
                     seen.take(tp.topic, record, now)
-        last = sum((await frames.end_offsets(parts)).values())
-        sizes = []
-        frames.assign(parts[:1])
-        frames.seek(parts[0], max(0, (await frames.end_offsets(parts[:1]))[parts[0]] - 20))
-        for records in (await frames.getmany(timeout_ms=2000)).values():
-            sizes += [len(r.value) for r in records]
+        ends = await frames.end_offsets(parts)
+        last = sum(ends.values())
+        fullest = max(parts, key=lambda tp: ends[tp])
+        frames.assign([fullest])
+        frames.seek(fullest, max(0, ends[fullest] - 20))
+        sizes = [len(r.value) for records in (await frames.getmany(timeout_ms=3000)).values() for r in records]
     finally:
         await consumer.stop()
         await frames.stop()
@@ -104,8 +104,9 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     return consumer.partitions_for_topic(topic) or set()
 
 
-def run_step(bootstrap: str, cameras: int, seconds: float) -> dict[str, object]:
+def run_step(bootstrap: str, cameras: int, seconds: float, detector_args: tuple[str, ...] = ()) -> dict[str, object]:
     """One step: the four services on ``cameras`` synthetic cameras for ``seconds``; returns its figures.
+    ``detector_args``: more options of ``vigie detector`` (e.g. ``--object-verdict before``).
 
     Raises:
         RuntimeError: a service did not start.
@@ -114,7 +115,7 @@ def run_step(bootstrap: str, cameras: int, seconds: float) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="vigie-capacity-"))
     (tmp / "cameras.yaml").write_text(_cameras_yaml(cameras))
     plan = [("station", ["--database", f"sqlite:///{tmp}/accounts.db"]), ("correlator", []),
-            ("detector", ["--cameras", str(tmp / "cameras.yaml")]), ("grabber", ["--cameras", str(tmp / "cameras.yaml")])]
+            ("detector", ["--cameras", str(tmp / "cameras.yaml"), *detector_args]), ("grabber", ["--cameras", str(tmp / "cameras.yaml")])]
     procs, ports = {}, {}
     try:
         for name, args in plan:
@@ -144,14 +145,15 @@ def run_step(bootstrap: str, cameras: int, seconds: float) -> dict[str, object]:
     }
 
 
-def bench_capacity(bootstrap: str, steps: tuple[int, ...] = (4, 8, 16, 32), seconds: float = 30.0) -> dict[str, object]:
+def bench_capacity(bootstrap: str, steps: tuple[int, ...] = (4, 8, 16, 32), seconds: float = 30.0,
+                   detector_args: tuple[str, ...] = ()) -> dict[str, object]:
     """Steps of :func:`run_step` in increasing order until one does not sustain its cameras.
 
     Returns ``{"steps": [...], "capacity": largest sustained camera count (0 if none)}``.
     """
     done = []
     for cameras in steps:
-        done.append(run_step(bootstrap, cameras, seconds))
+        done.append(run_step(bootstrap, cameras, seconds, detector_args))
         if not done[-1]["sustained"]:
             break
     return {"steps": done, "capacity": max((s["cameras"] for s in done if s["sustained"]), default=0)}
@@ -172,14 +174,16 @@ def rows(result: dict[str, object]) -> list[tuple[str, str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vigie.capacity [--kafka HOST:PORT] [--steps 4 8 16 32] [--seconds 30] [--json]``; returns 0."""
+    """``python -m vigie.capacity [--kafka HOST:PORT] [--steps 4 8 16 32] [--seconds 30] [--detector OPTIONS] [--json]``;
+    returns 0."""
     parser = argparse.ArgumentParser(prog="python -m vigie.capacity", description=__doc__.splitlines()[0])
     parser.add_argument("--kafka", default=os.environ.get("VIGIE_KAFKA", "127.0.0.1:9092"))
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--detector", default="", help="more options of vigie detector, e.g. '--object-verdict before'")
     args = parser.parse_args(argv)
-    result = bench_capacity(args.kafka, tuple(args.steps), args.seconds)
+    result = bench_capacity(args.kafka, tuple(args.steps), args.seconds, tuple(args.detector.split()))
     for figure, value, target in rows(result):
         print(f"{figure:70s} {value:>40s} {target}")
     if args.json:

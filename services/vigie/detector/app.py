@@ -168,6 +168,10 @@ class DetectorService(Service):
         if objects is not None:  # load and run it once now, not on the frame that raises the first alarm
             await asyncio.to_thread(objects.warm_up)
         later = objects is not None and self.settings.object_verdict == "after"
+        if later:  # its verdicts run beside the analytics: as many threads as they have, not every core
+            import cv2
+
+            cv2.setNumThreads(self.settings.threads)
         self.verdicts = Verdicts(objects) if later else None
         self.analyser = Analyser(self.plan, (self.settings.work_width, self.settings.work_height), self.device, objects,
                                  objects_later=later)
