@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +29,7 @@ from vigie.benchkit import fresh_namespace, percentiles_ms, start_service, stop
 from vigie.contracts.v1 import Anomaly, RecordRef, Region
 from vigie.core.kafka import make_producer
 from vigie.core.kafka_security import client_options
+from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
 
 
@@ -36,10 +39,34 @@ def _anomaly(camera: str, now_ns: int) -> Anomaly:
                    frame=RecordRef(topic="frames", partition=0, offset=0), frame_width=640, frame_height=360)
 
 
+async def echo(kafka: KafkaSettings) -> None:
+    """The floor a correlator is compared with: each anomaly of ``kafka``'s namespace, one at a time, becomes an
+    incident (revision 1, its camera) on ``alerts.main``, acknowledged before the next (one broker round trip;
+    the correlator makes two: the incident, then its table's changelog record). Runs until cancelled."""
+    from vigie.contracts.v1 import Incident  # noqa: PLC0415
+
+    topics = Topics(kafka.namespace)
+    consumer = AIOKafkaConsumer(topics.anomalies.name, **client_options(kafka), auto_offset_reset="latest",
+                                group_id=None, fetch_max_wait_ms=50)
+    producer = make_producer(kafka, linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    try:
+        async for record in consumer:
+            anomaly = topics.anomalies.decode(record.value)
+            incident = Incident(id=f"inc-{anomaly.id}", camera_id=anomaly.camera_id, revision=1,
+                                first_seen_ns=anomaly.capture_ns, kind=anomaly.kind)
+            await producer.send_and_wait(topics.alerts("main").name, topics.incidents.encode(incident), key=record.key)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
 def bench_correlator(bootstrap: str, singles: int = 100, bursts: int = 10, burst: int = 8,
-                     interval_s: float = 0.1) -> dict[str, object]:
+                     interval_s: float = 0.1, floor: bool = False) -> dict[str, object]:
     """Added latency of a real correlator process: ``singles`` anomalies ``interval_s`` apart, then ``bursts``
-    bursts of ``burst`` anomalies sent together (0.5 s apart).
+    bursts of ``burst`` anomalies sent together (0.5 s apart). ``floor``: of :func:`echo` instead, run as a
+    process of its own (what the machine and broker give a trivial consumer-producer, for comparison).
 
     Returns ``{"single": {"added": percentiles, "seen": percentiles}, "burst": {...}}``, percentiles as
     :func:`percentiles_ms`. Raises RuntimeError when the correlator does not start.
@@ -47,7 +74,12 @@ def bench_correlator(bootstrap: str, singles: int = 100, bursts: int = 10, burst
     kafka = fresh_namespace(bootstrap, "benchc")
     topics = Topics(kafka.namespace)
     tmp = Path(tempfile.mkdtemp(prefix="vigie-bench-correlator-"))
-    proc, _ = start_service(kafka, "correlator", [], tmp / "correlator.log")
+    if floor:
+        proc = subprocess.Popen([sys.executable, "-m", "vigie.correlator.bench", "--kafka", bootstrap, "--echo",
+                                 kafka.namespace], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        time.sleep(3.0)  # it has its position before the first anomaly
+    else:
+        proc, _ = start_service(kafka, "correlator", [], tmp / "correlator.log")
     sent: dict[str, tuple[str, int, int]] = {}  # camera -> (phase, send time ns, anomaly record timestamp ms)
     got: dict[str, tuple[float, float]] = {}
 
@@ -122,8 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vigie.correlator.bench")
     parser.add_argument("--kafka", default="127.0.0.1:9092")
     parser.add_argument("--singles", type=int, default=100)
+    parser.add_argument("--echo", metavar="NAMESPACE", help="run the floor's echo (:func:`echo`) in NAMESPACE")
     args = parser.parse_args(argv)
-    print(json.dumps(bench_correlator(args.kafka, singles=args.singles), indent=1))
+    if args.echo:
+        asyncio.run(echo(KafkaSettings(bootstrap=args.kafka, namespace=args.echo)))
+        return 0
+    print(json.dumps({"floor": bench_correlator(args.kafka, singles=args.singles, floor=True),
+                      "correlator": bench_correlator(args.kafka, singles=args.singles)}, indent=1))
     return 0
 
 
