@@ -15,7 +15,7 @@ DATA ?= ../shared/data
 PYTEST_ARGS ?=
 export VIGIE_KAFKA ?= 127.0.0.1:9092
 
-.PHONY: help venv system-deps system-deps-test broker broker-stop topics demo up test chaos soak evaluate bench gpu-check proto proto-check stop clean
+.PHONY: help venv system-deps system-deps-test broker broker-stop topics demo up test chaos soak evaluate bench bench-capacity gpu-check proto proto-check stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ evaluate: venv ## check the analytics' quality figures on the clips of ../shared
 
 bench: venv broker ## print throughput, latency and memory figures
 	$(PY) -m vigie bench
+
+bench-capacity: venv broker ## cameras at 5 fps this machine carries through every service, CPU per camera (~3 min)
+	$(PY) -m vigie.capacity
 
 gpu-check: venv ## on a machine with CUDA: CPU and CUDA give the same detections; frames/s at batch 64 and 256
 	$(PY) bench/gpu_check.py

@@ -165,3 +165,28 @@ def test_validate_warns_of_cameras_that_reach_no_station(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     warnings = [line.strip() for line in result.stdout.splitlines() if "warning" in line]
     assert warnings == ["warning: camera square-1 matches no route: its incidents reach no station"]
+
+
+def test_a_withdrawal_closes_the_new_incident_its_anomaly_opened_once() -> None:
+    from vigie.contracts.v1 import Verdict
+    from vigie.correlator.incidents import withdraw_anomaly
+
+    def withdrawal(n: int) -> Anomaly:
+        return Anomaly(id=f"a{n}-withdrawn", camera_id="cam", kind="abandoned_object", withdraws=f"a{n}",
+                       withdrawal="a person over it", withdrawal_reason=Verdict.REASON_PERSON_STILL)
+
+    book = CameraIncidents()
+    merge_anomaly(book, anomaly(0, 0), POLICY, ["main"], 0)
+    merge_anomaly(book, anomaly(1, 0.2), POLICY, ["main"], int(0.2 * S))  # joins inc-a0: not withdrawable alone
+    merge_anomaly(book, anomaly(2, 0.2, x=400), POLICY, ["main"], int(0.2 * S))
+    assert withdraw_anomaly(book, withdrawal(1), S, POLICY).refused == "unknown_incident"
+    change = withdraw_anomaly(book, withdrawal(0), S, POLICY)
+    assert change.publish and change.incident.id == "inc-a0" and change.incident.state == Incident.STATE_CLOSED
+    assert (change.incident.verdict.kind, change.incident.verdict.reason, change.incident.verdict.author) == (
+        Verdict.KIND_FALSE_ALARM, Verdict.REASON_PERSON_STILL, "vigie")
+    assert withdraw_anomaly(book, withdrawal(0), 2 * S, POLICY).refused == "duplicate"
+    ack = OperatorAction(id="k", incident_id="inc-a2", camera_id="cam", kind=OperatorAction.KIND_ACKNOWLEDGE,
+                         operator="op")
+    apply_action(book, ack, S, POLICY)
+    taken = withdraw_anomaly(book, withdrawal(2), 2 * S, POLICY)  # someone took it: it stays, with the words
+    assert taken.incident.state == Incident.STATE_ACKNOWLEDGED and "withdrawn: a person over it" in taken.incident.comments[-1]

@@ -13,14 +13,19 @@ Stages, in order (see :func:`create_app`):
 5. every second, send the escalations due after a delay (:mod:`vigie.correlator.escalation`) of the
    cameras whose table partitions this worker owns to ``actions``, where stage 4 applies them.
 
-What the correlator does itself (an escalation after a delay, a reopening) is written to the
+An anomaly with ``withdraws`` set is the object-class stage's late verdict against an anomaly published
+before it (:mod:`vigie.detector.verdicts`): the incident it opened is closed as a false alarm
+(:func:`~vigie.correlator.incidents.withdraw_anomaly`).
+
+What the correlator does itself (an escalation after a delay, a reopening, a withdrawal) is written to the
 ``audit`` topic with operator ``vigie``, after the incident is published.
 
 The anomalies and actions topics are both keyed by camera id with the same partition
 count, so one worker owns a camera's table entry and both streams of it. For each record
 the agent publishes (and waits for the broker's acknowledgement), then writes the table
 and waits for its changelog record (:mod:`vigie.correlator.table`), and only then takes the
-next record, whose offset faust may then commit: a crash replays inputs rather than losing
+next record of that partition, acknowledging this one, whose offset faust may then commit
+(partitions are handled side by side, :mod:`vigie.correlator.lanes`): a crash replays inputs rather than losing
 them. Replays change nothing: every anomaly and action id is kept in the camera's table
 entry (:mod:`vigie.correlator.incidents`). /healthz reports faust's rebalance and recovery
 state (:mod:`vigie.correlator.health`). README, "Delivery guarantees", states the guarantee.
@@ -41,7 +46,7 @@ from aiokafka.partitioner import murmur2
 from google.protobuf.message import DecodeError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from vigie.contracts.v1 import AuditEntry, CameraIncidents, DeadLetter, Incident, OperatorAction
+from vigie.contracts.v1 import Anomaly, AuditEntry, CameraIncidents, DeadLetter, Incident, OperatorAction
 from vigie.core.audit import entry, send_once
 from vigie.core.errors import MalformedMessage
 from vigie.core.kafka import MAX_RECORD_BYTES, BrokerProbe, throttle_client_logs
@@ -53,7 +58,8 @@ from vigie.correlator.config import CorrelatorSettings
 from vigie.correlator.offsets import OffsetGuard, is_guard_key
 from vigie.correlator.health import STALLED_S, WorkerHealth
 from vigie.correlator.escalation import due_escalations
-from vigie.correlator.incidents import REFUSALS, SYSTEM, Change, apply_action, merge_anomaly
+from vigie.correlator.lanes import Lanes
+from vigie.correlator.incidents import REFUSALS, SYSTEM, Change, apply_action, merge_anomaly, withdraw_anomaly
 from vigie.correlator.startup import check_topics, wait_to_start
 from vigie.correlator.table import DurableTable
 
@@ -214,6 +220,9 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
             return
         key = event.key or catalogue.anomalies.key(anomaly.camera_id)
         book = load(key)
+        if anomaly.withdraws:  # the object-class stage rejected an anomaly published before its verdict
+            await on_withdrawal(anomaly, key, book)
+            return
         stations = settings.routing.stations_for(anomaly.camera_id)
         priority = settings.priority.priority_for(anomaly.kind, anomaly.camera_id)
         change = merge_anomaly(book, anomaly, settings.merge, stations, clock_ns(), priority)
@@ -227,6 +236,15 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
                                             f"{change.incident.reopened} time(s))")
         table[key] = book.SerializeToString()
         metrics.stage_seconds("correlate", anomaly.camera_id).observe(time.perf_counter() - started)
+
+    async def on_withdrawal(anomaly: Anomaly, key: bytes, book: CameraIncidents) -> None:
+        change = withdraw_anomaly(book, anomaly, clock_ns(), settings.merge)
+        if change.refused:
+            refuse("anomaly", change, anomaly.id, anomaly.withdraws)
+            return
+        await publish(change, key)
+        await register(change.incident, change.incident.history[-1].detail)
+        table[key] = book.SerializeToString()
 
     async def on_action(event: faust.EventT) -> None:
         action = await parse(event, catalogue.actions, "incident_id", "camera_id")
@@ -252,17 +270,31 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
                      Incident.State.Name(change.incident.state), extra={"incident": change.incident.id})
 
     async def consume(stream: faust.StreamT, handle) -> None:  # noqa: ANN001
-        """Each record of ``stream`` in offset order: records the consumer skipped are read again and
-        handled first (:mod:`.offsets`); the table writes are acknowledged before the record is (:mod:`.table`)."""
-        async for event in stream.events():
+        """Each record of ``stream`` in offset order within its partition, partitions side by side (:mod:`.lanes`):
+        records the consumer skipped are read again and handled first (:mod:`.offsets`); the table writes are
+        acknowledged before the record is (:mod:`.table`), and faust commits a partition's offsets only up to
+        the first record not acknowledged."""
+        lanes = Lanes()
+        manual = stream.noack()
+
+        async def work(event: faust.EventT) -> None:
             msg = event.message
-            health.busy[msg.topic] = (time.monotonic(), f"{msg.topic}[{msg.partition}]@{msg.offset}")
+            lane = f"{msg.topic}[{msg.partition}]"
+            health.busy[lane] = (time.monotonic(), f"{lane}@{msg.offset}")
             for record in [*await guard.missing(event), event]:
                 await handle(record)
                 guard.done(record)
-                await table.written()
-            del health.busy[msg.topic]
+                await table.written(msg.partition)
+            await manual.ack(event)
+            del health.busy[lane]
             health.last_done = time.monotonic()
+
+        try:
+            async for event in manual.events():
+                await lanes.add(event.message.partition, lambda event=event: work(event))
+            await lanes.join()
+        finally:
+            lanes.cancel()
 
     @app.agent(anomalies)
     async def correlate(stream: faust.StreamT) -> None:

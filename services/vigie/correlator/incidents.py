@@ -338,6 +338,29 @@ def apply_action(book: CameraIncidents, action: OperatorAction, now_ns: int, pol
     return Change(incident, publish=True)
 
 
+def withdraw_anomaly(book: CameraIncidents, withdrawal: Anomaly, now_ns: int, policy: MergePolicy | None = None) -> Change:
+    """Apply a withdrawal (an anomaly with ``withdraws``, :mod:`vigie.detector.verdicts`) to ``book``, in place.
+
+    The incident opened by the withdrawn anomaly, still new (nobody took it), is closed as a false alarm with
+    the withdrawal's reason, by ``vigie``, its words as the closing comment; one that someone took meanwhile
+    stays open and gets them as a comment. It is an automatic action of id ``withdrawal.id`` through
+    :func:`apply_action` (same history, ledger and refusals: a withdrawal delivered again is a ``duplicate``).
+    A withdrawn anomaly that opened no incident of the entry (it joined or reopened another one, which stands)
+    is refused as ``unknown_incident``.
+    """
+    opened = [i for i in book.incidents if i.opened_by == withdrawal.withdraws]
+    if not opened:
+        return Change(None, publish=False, refused="unknown_incident")
+    incident = opened[0]
+    close = incident.state == _NEW
+    action = OperatorAction(
+        id=withdrawal.id, incident_id=incident.id, camera_id=withdrawal.camera_id, kind=_CLOSE if close else _COMMENT,
+        operator=SYSTEM, at_ns=now_ns, comment=f"withdrawn: {withdrawal.withdrawal}", automatic=True,
+        verdict=Verdict.KIND_FALSE_ALARM if close else Verdict.KIND_UNSPECIFIED,
+        reason=withdrawal.withdrawal_reason if close else Verdict.REASON_UNSPECIFIED)
+    return apply_action(book, action, now_ns, policy)
+
+
 def _apply_effect(incident: Incident, action: OperatorAction, now_ns: int,
                   escalation: Sequence[EscalationStep]) -> str:
     """What ``action`` changes besides the state; returns the history item's detail."""

@@ -13,7 +13,8 @@ Stages, in order (:meth:`DetectorService.run`):
    ``vigie_errors{kind="analytic_<kind>"}``, that camera's state in that analytic is dropped,
    and the other analytics and cameras go on (:meth:`AnalyticsPlan.process`);
 5. publish each detection to ``anomalies`` with its regions, score and a reference
-   (topic, partition, offset) to the frame;
+   (topic, partition, offset) to the frame; the object-class verdicts that analytics left for
+   after publishing are made in the background and may withdraw an anomaly (:mod:`.verdicts`);
 6. commit the offsets only once the anomalies are acknowledged by the broker, so a
    crash replays frames rather than losing an alert.
 
@@ -33,7 +34,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from aiokafka import ConsumerRecord, TopicPartition
@@ -53,6 +54,7 @@ from vigie.detector.objects import ObjectDetector
 from vigie.detector.ownership import Ownership
 from vigie.detector.pipeline import Analyser, decode_records, rounds, to_anomaly
 from vigie.detector.plan import AnalyticsPlan, Failure, Refusal, analytics_problems, authorised_sections
+from vigie.detector.verdicts import Verdicts
 
 log = logging.getLogger(__name__)
 GROUP = "vigie-detector"
@@ -77,6 +79,9 @@ class DetectorSettings(StrictModel):
     object_classes: bool = Field(
         True, description="Offer the object-class stage (SSD-MobileNet-v2 COCO) to analytics that ask for it; "
         "it loads on first use and runs only on their candidates.")
+    object_verdict: Literal["after", "before"] = Field(
+        "after", description="'after': anomalies the object-class stage may reject are published at once and "
+        "withdrawn when its verdict rejects them (vigie.detector.verdicts); 'before': the analytics wait for it.")
     http_host: str = Field("127.0.0.1", description="Address of /healthz and /metrics.")
     http_port: int = Field(8092, ge=0, le=65535, description="Port of /healthz and /metrics.")
 
@@ -100,6 +105,7 @@ class DetectorService(Service):
         self.device = settings.torch_device()
         self.plan: AnalyticsPlan | None = None
         self.analyser: Analyser | None = None
+        self.verdicts: Verdicts | None = None
         self.ownership: Ownership | None = None
         self._consumer = None
         self._producer = None
@@ -148,7 +154,14 @@ class DetectorService(Service):
         objects = ObjectDetector() if self.settings.object_classes else None
         if objects is not None:  # load and run it once now, not on the frame that raises the first alarm
             await asyncio.to_thread(objects.warm_up)
-        self.analyser = Analyser(self.plan, (self.settings.work_width, self.settings.work_height), self.device, objects)
+        later = objects is not None and self.settings.object_verdict == "after"
+        if later:  # its verdicts run beside the analytics: as many threads as they have, not every core
+            import cv2
+
+            cv2.setNumThreads(self.settings.threads)
+        self.verdicts = Verdicts(objects) if later else None
+        self.analyser = Analyser(self.plan, (self.settings.work_width, self.settings.work_height), self.device, objects,
+                                 objects_later=later)
         log.info("analytics %s on %s, run %s (the prefix of this run's track ids)",
                  self.plan.kinds, self.device, RUN_ID)
         await require_topics(self.settings.kafka, [self.topics.frames, self.topics.anomalies, self.topics.deadletter])
@@ -163,20 +176,36 @@ class DetectorService(Service):
 
     async def run(self, stop: asyncio.Event) -> None:
         last_lag = 0.0
-        while not stop.is_set():
-            polled = await self._consumer.getmany(timeout_ms=100, max_records=self.settings.max_batch)
-            async with self._busy:
-                # a partition revoked since the poll is no longer ours: its new owner reads those records
-                records = [r for tp in sorted(polled, key=lambda t: t.partition) if self.ownership.owns(tp)
-                           for r in polled[tp]]
-                if records:
-                    await self.process(records)
-            if time.monotonic() - last_lag > 2.0:
-                try:
-                    self.metrics.consumer_lag.set(await total_lag(self._consumer))
-                except IllegalStateError:  # the assignment changed under it: next time
-                    pass
-                last_lag = time.monotonic()
+        judge = asyncio.create_task(self.verdicts.run()) if self.verdicts is not None else None
+        try:
+            while not stop.is_set():
+                polled = await self._consumer.getmany(timeout_ms=100, max_records=self.settings.max_batch)
+                async with self._busy:
+                    await self.withdraw()
+                    # a partition revoked since the poll is no longer ours: its new owner reads those records
+                    records = [r for tp in sorted(polled, key=lambda t: t.partition) if self.ownership.owns(tp)
+                               for r in polled[tp]]
+                    if records:
+                        await self.process(records)
+                if time.monotonic() - last_lag > 2.0:
+                    try:
+                        self.metrics.consumer_lag.set(await total_lag(self._consumer))
+                    except IllegalStateError:  # the assignment changed under it: next time
+                        pass
+                    last_lag = time.monotonic()
+        finally:
+            if judge is not None:
+                judge.cancel()
+
+    async def withdraw(self) -> None:
+        """Publish the withdrawals the object-class stage's verdicts made (:mod:`.verdicts`) and tell the analytics,
+        between two batches."""
+        withdrawals = self.verdicts.take() if self.verdicts is not None else []
+        for anomaly in withdrawals:
+            self.plan.withdraw(anomaly.camera_id, anomaly.kind, anomaly.track_id)
+        if withdrawals:
+            await self._until_sent(lambda: self._publish(withdrawals))
+            self.metrics.records_out(self.topics.anomalies.name).inc(len(withdrawals))
 
     async def process(self, records: list[ConsumerRecord]) -> None:
         """Decode, analyse and publish ``records``, then commit their offsets (those of owned partitions).
@@ -193,7 +222,7 @@ class DetectorService(Service):
             self.metrics.errors("malformed_frame").inc()
             await self._until_sent(lambda: self._dead.send(record, reason))
         self.check_zones(items)
-        anomalies = []
+        anomalies, owed = [], []
         for batch in rounds(items):
             started = time.perf_counter()
             failures: list[Failure] = []
@@ -206,8 +235,13 @@ class DetectorService(Service):
                 if id(item) not in failed:
                     self.ownership.seen(item.frame.camera_id, TopicPartition(item.record.topic, item.record.partition),
                                         item.frame.pts)
-            anomalies.extend(to_anomaly(batch[d.index], d) for d in detections)
+            for d in detections:
+                anomalies.append(to_anomaly(batch[d.index], d))
+                if d.check is not None and self.verdicts is not None:
+                    owed.append((anomalies[-1], batch[d.index].image, d.check))
         await self._until_sent(lambda: self._publish(anomalies))
+        for anomaly, image, check in owed:  # published: the verdict may now withdraw it
+            self.verdicts.submit(anomaly, image, check)
         self.metrics.records_out(self.topics.anomalies.name).inc(len(anomalies))
         now = time.time_ns()
         for item in items:
@@ -351,9 +385,12 @@ class DetectorService(Service):
 
     def health(self) -> dict[str, Any]:
         """Device, analytics, frames analysed, the run id of the track ids, commits refused by a rebalance,
-        and :meth:`Ownership.health`: partitions owned and each camera's warm-up (``warming``/``warm``)."""
+        the object-class verdicts made after publishing (waiting, made, withdrawn; None when the analytics wait
+        for the stage), and :meth:`Ownership.health`: partitions owned and each camera's warm-up (``warming``/``warm``)."""
         kinds = self.plan.kinds if self.plan else []
         owned = self.ownership.health() if self.ownership else {"partitions": [], "rebalances": 0, "cameras": {}}
         refused = {f"{r.camera_id}.{r.kind}": r.reason for r in self.refusals}
+        verdicts = self.verdicts
+        later = {"waiting": verdicts.waiting, "made": verdicts.checked, "withdrawn": verdicts.withdrawn} if verdicts else None
         return {"device": str(self.device), "analytics": kinds, "refused": refused, "frames": self.frames_done, "run": RUN_ID,
-                "commits_failed": self.commits_failed, **owned}
+                "commits_failed": self.commits_failed, "object_verdicts": later, **owned}

@@ -136,6 +136,54 @@ def object_stage_ms(calls: int = 10, size: tuple[int, int] = (640, 360), threads
     return (time.perf_counter() - t0) / calls * 1000.0
 
 
+#: Abandoned-object settings that raise the stopped square of :func:`synthetic_frames` within 60 frames.
+FAST_ABANDONED = {"dwell_s": 4.0, "owner_radius_px": 20.0, "owner_absent_s": 1.0, "min_area_px": 50.0}
+
+
+def alert_batch(cameras: int = 8, later: bool = False, frames: int = 80, threads: int = 1) -> dict[str, float]:
+    """The batch in which ``cameras`` cameras raise a left object together, with the object-class stage.
+
+    Every camera sees the same synthetic scene (640x360, a square stops at frame 20), so all raise in
+    the same batch. ``later=False``: the analytics wait for the stage's verdict on each candidate
+    (one call per camera, one after the other); ``later=True``: they raise at once and the verdicts
+    are made afterwards (:mod:`vigie.detector.verdicts`), timed apart.
+
+    Returns ``{"alert_ms": ms to analyse that batch, "verdicts_ms": ms for the verdicts made after it (0 when
+    waited for), "raised": cameras raised}``.
+
+    Raises:
+        ConfigError: the object-class stage's model or OpenCV is not installed.
+        RuntimeError: nothing was raised within ``frames`` frames.
+    """
+    import cv2
+
+    from vigie.detector.objects import ObjectDetector
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    stage = ObjectDetector()
+    stage.warm_up()
+    cams = [f"cam{i}" for i in range(cameras)]
+    plan = AnalyticsPlan({cam: {"abandoned_object": FAST_ABANDONED} for cam in cams}, defaults=[], device="cpu")
+    scene = synthetic_frames(frames, (640, 360), n_movers=3, speed_px=8.0, noise=2.0, seed=3, stop_after=20)
+    for k, image in enumerate(scene):
+        with torch.inference_mode():
+            batch = to_batch([image] * cameras, cams, [k * 200_000_000] * cameras, 5.0)
+            # a copy per camera: the stage runs once per frame object (FrameBatch.objects), as for distinct cameras
+            batch.images = [image.copy() for _ in cams]
+            batch.object_detector, batch.objects_later = stage, later
+            t0 = time.perf_counter()
+            found = plan.process(batch)
+            alert = time.perf_counter() - t0
+        if found:
+            t0 = time.perf_counter()
+            for d in found:
+                if d.check is not None:
+                    d.check.rejects(stage.detect(batch.images[d.index]))
+            return {"alert_ms": alert * 1000, "verdicts_ms": (time.perf_counter() - t0) * 1000, "raised": len(found)}
+    raise RuntimeError(f"nothing raised in {frames} frames")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m vigie.detector.bench [--device cuda] [--batch 64 256] [--all]``: prints frames/s per batch size.
 

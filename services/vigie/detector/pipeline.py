@@ -74,14 +74,17 @@ class Analyser:
         work_size: working resolution ``(width, height)`` in pixels.
         device: torch device.
         object_detector: the optional object-class stage, run on demand by the analytics.
+        objects_later: the caller makes the stage's verdicts after publishing (:mod:`vigie.detector.verdicts`):
+            analytics that can attach them to their detections instead of waiting for the stage.
     """
 
     def __init__(self, plan: AnalyticsPlan, work_size: tuple[int, int], device: torch.device,
-                 object_detector: ObjectDetector | None = None) -> None:
+                 object_detector: ObjectDetector | None = None, objects_later: bool = False) -> None:
         self.plan = plan
         self.work_size = work_size
         self.device = device
         self.object_detector = object_detector
+        self.objects_later = objects_later
 
     def analyse(self, batch: list[Item], failures: list[Failure] | None = None) -> list[Detection]:
         """Detections on ``batch`` (each camera at most once); their ``index`` points into ``batch``.
@@ -108,6 +111,7 @@ class Analyser:
                 return self._one_by_one(batch, failures)
             frames.images = [i.image for i in batch]
             frames.object_detector = self.object_detector
+            frames.objects_later = self.objects_later
             return self.plan.process(frames, failures)
 
     def _one_by_one(self, batch: list[Item], failures: list[Failure]) -> list[Detection]:

@@ -321,6 +321,13 @@ class AnalyticsPlan:
                 detections.append(detection)
         return detections
 
+    def withdraw(self, camera_id: str, kind: str, track_id: str) -> None:
+        """The object-class stage rejected the detection of ``track_id`` (``kind``, ``camera_id``) made before its
+        verdict: the analytic decides about that track again (:meth:`~vigie.detector.analytics.base.Analytic.withdraw`)."""
+        for key in self.keys_for(camera_id):
+            if key[0] == kind:
+                self._instances[key].withdraw(camera_id, track_id)
+
     def forget(self, camera_id: str) -> None:
         """Drop the camera's state in every instance."""
         for analytic in self._instances.values():

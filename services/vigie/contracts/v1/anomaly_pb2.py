@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from vigie.contracts.v1 import common_pb2 as vigie_dot_contracts_dot_v1_dot_common__pb2
+from vigie.contracts.v1 import incident_pb2 as vigie_dot_contracts_dot_v1_dot_incident__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n vigie/contracts/v1/anomaly.proto\x12\x08vigie.v1\x1a\x1fvigie/contracts/v1/common.proto\"\x89\x03\n\x07\x41nomaly\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12!\n\x07regions\x18\x05 \x03(\x0b\x32\x10.vigie.v1.Region\x12\x12\n\ncapture_ns\x18\x06 \x01(\x03\x12\"\n\x05\x66rame\x18\x07 \x01(\x0b\x32\x13.vigie.v1.RecordRef\x12\x13\n\x0b\x66rame_width\x18\x08 \x01(\r\x12\x14\n\x0c\x66rame_height\x18\t \x01(\r\x12\x10\n\x08\x64\x65tector\x18\n \x01(\t\x12\x18\n\x10\x64\x65tector_version\x18\x0b \x01(\t\x12\x10\n\x08track_id\x18\x0c \x01(\t\x12\x35\n\nattributes\x18\r \x03(\x0b\x32!.vigie.v1.Anomaly.AttributesEntry\x12\x14\n\x0cpublished_ns\x18\x0e \x01(\x03\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n vigie/contracts/v1/anomaly.proto\x12\x08vigie.v1\x1a\x1fvigie/contracts/v1/common.proto\x1a!vigie/contracts/v1/incident.proto\"\xe5\x03\n\x07\x41nomaly\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12!\n\x07regions\x18\x05 \x03(\x0b\x32\x10.vigie.v1.Region\x12\x12\n\ncapture_ns\x18\x06 \x01(\x03\x12\"\n\x05\x66rame\x18\x07 \x01(\x0b\x32\x13.vigie.v1.RecordRef\x12\x13\n\x0b\x66rame_width\x18\x08 \x01(\r\x12\x14\n\x0c\x66rame_height\x18\t \x01(\r\x12\x10\n\x08\x64\x65tector\x18\n \x01(\t\x12\x18\n\x10\x64\x65tector_version\x18\x0b \x01(\t\x12\x10\n\x08track_id\x18\x0c \x01(\t\x12\x35\n\nattributes\x18\r \x03(\x0b\x32!.vigie.v1.Anomaly.AttributesEntry\x12\x14\n\x0cpublished_ns\x18\x0e \x01(\x03\x12\x11\n\twithdraws\x18\x0f \x01(\t\x12\x12\n\nwithdrawal\x18\x10 \x01(\t\x12\x33\n\x11withdrawal_reason\x18\x11 \x01(\x0e\x32\x18.vigie.v1.Verdict.Reason\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ANOMALY_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_ANOMALY_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_ANOMALY']._serialized_start=80
-  _globals['_ANOMALY']._serialized_end=473
-  _globals['_ANOMALY_ATTRIBUTESENTRY']._serialized_start=424
-  _globals['_ANOMALY_ATTRIBUTESENTRY']._serialized_end=473
+  _globals['_ANOMALY']._serialized_start=115
+  _globals['_ANOMALY']._serialized_end=600
+  _globals['_ANOMALY_ATTRIBUTESENTRY']._serialized_start=551
+  _globals['_ANOMALY_ATTRIBUTESENTRY']._serialized_end=600
 # @@protoc_insertion_point(module_scope)

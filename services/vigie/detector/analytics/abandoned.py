@@ -31,6 +31,10 @@ using dual foregrounds", EURASIP JASP 2008:
    around it (people sway and breathe below the foreground threshold; a bag does
    not). When the object-class stage is on, a candidate mostly covered by a
    ``person`` box is not raised either; without it the analytic decides alone.
+   When the caller makes that verdict after publishing (``FrameBatch.objects_later``, the
+   detector service), the candidate is raised at once with an :class:`ObjectCheck` (the same
+   test); a rejection comes back as :meth:`AbandonedObject.withdraw`: the track is unraised
+   and from then on waits for the stage, frame by frame, as above.
 
 Cold start (new camera, detector restart, camera gained in a rebalance, :meth:`forget`):
 for ``warmup_s`` stream seconds the long-term background is bootstrapped from each
@@ -56,6 +60,7 @@ to 1 after another ``dwell_s`` unattended.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -63,7 +68,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 
 from vigie.detector.analytics.background import DualBackground, DualBackgroundConfig, accrue, dilate, opening
-from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch
+from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch, ObjectBox, ObjectCheck
 from vigie.detector.analytics.episodes import EmissionSchedule, TrackIds
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 from vigie.detector.state import CameraStateBank, FrameClock
@@ -147,6 +152,21 @@ class _Track:
     raised_ns: int | None = None
     last_emit_ns: int | None = None
     lively: float | None = None  # running mean of the in/ring difference ratio (see _settled)
+    wait_for_objects: bool = False  # withdrawn once (ObjectCheck): the stage is consulted before raising again
+
+
+#: The withdrawal of a candidate the object-class stage sees a person over, in words.
+PERSON_OVER = "the object-class stage sees a person over most of it: someone standing still, not a left object"
+
+
+def person_over(b: Box, objects: list[ObjectBox]) -> bool:
+    """Whether a ``person`` box of ``objects`` covers at least half of ``b`` (frame pixels)."""
+    for o in objects:
+        ix = min(b.x + b.w, o.box.x + o.box.w) - max(b.x, o.box.x)
+        iy = min(b.y + b.h, o.box.y + o.box.h) - max(b.y, o.box.y)
+        if o.label == "person" and ix > 0 and iy > 0 and ix * iy >= 0.5 * b.w * b.h:
+            return True
+    return False
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -370,14 +390,20 @@ class AbandonedObject(Analytic):
                     continue
                 if not self._settled(i, cam, t, group, self._cpu[("confirmed", i)], batch.frame_sizes[i]):
                     continue
-                if self._person(i, t, batch):
+                later = batch.objects_later and batch.object_detector is not None and not t.wait_for_objects
+                if not later and self._person(i, t, batch):
                     continue
                 t.raised_ns = now
+            else:
+                later = False
             self._scores[i] = max(float(self._scores[i]), self._score(t, now))
             if not self._schedule.due(t.last_emit_ns, now):
                 continue
             t.last_emit_ns = now
-            out.append(self._detection(i, t, group, batch.frame_sizes[i], now))
+            detection = self._detection(i, t, group, batch.frame_sizes[i], now)
+            if later:
+                detection.check = ObjectCheck(partial(person_over, detection.boxes[0]), PERSON_OVER, "PERSON_STILL")
+            out.append(detection)
         self._tracks[cam] = [t for t in tracks if (now - t.last_ns) <= c.linger_s * 1e9]
         return out
 
@@ -447,15 +473,7 @@ class AbandonedObject(Analytic):
         """Whether the object-class stage (when on) sees a person over most of the track's box:
         someone standing still, not a left object. False when the stage is off."""
         objects = batch.objects(i)
-        if not objects:
-            return False
-        b = self._frame_box(t.box, batch.frame_sizes[i])
-        for o in objects:
-            ix = min(b.x + b.w, o.box.x + o.box.w) - max(b.x, o.box.x)
-            iy = min(b.y + b.h, o.box.y + o.box.h) - max(b.y, o.box.y)
-            if o.label == "person" and ix > 0 and iy > 0 and ix * iy >= 0.5 * b.w * b.h:
-                return True
-        return False
+        return bool(objects) and person_over(self._frame_box(t.box, batch.frame_sizes[i]), objects)
 
     def _frame_box(self, box: tuple[int, int, int, int], frame_size: tuple[int, int]) -> Box:
         """A working-pixel box ``(x0, y0, x1, y1)`` in frame pixels."""
@@ -485,6 +503,13 @@ class AbandonedObject(Analytic):
         first frame here; an unknown camera is): nothing can be raised for it yet, and whatever stays
         still until the warm-up ends becomes scene (an object left before is not reported)."""
         return bool(self._bg.warming([camera_id])[0])
+
+    def withdraw(self, camera_id: str, track_id: str) -> None:
+        """The stage saw a person over the track raised before its verdict: unraise it; it is raised again only
+        once the stage, consulted before raising from now on, no longer sees one (or the track ends)."""
+        for t in self._tracks.get(camera_id, []):
+            if t.track_id == track_id:
+                t.raised_ns, t.last_emit_ns, t.wait_for_objects = None, None, True
 
     def forget(self, camera_id: str) -> None:
         """Drop every state of ``camera_id`` (backgrounds, evidence, tracks); it warms up again."""

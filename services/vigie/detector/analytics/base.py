@@ -8,6 +8,7 @@ per camera in a :class:`CameraStateBank` so that one batch can mix cameras.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -47,6 +48,23 @@ class ObjectBox:
     box: Box
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectCheck:
+    """The object-class verdict still owed on a detection raised before the stage ran (:attr:`FrameBatch.objects_later`).
+
+    Attributes:
+        rejects: given the objects the stage finds in the detection's frame, True when they reject it (the
+            same test the analytic makes when it waits for the stage).
+        why: the withdrawal in words, for the operator (e.g. "a person covers most of it").
+        reason: the false-alarm reason the withdrawn incident is closed with, a ``Verdict.Reason`` name
+            without its prefix (e.g. ``"PERSON_STILL"``).
+    """
+
+    rejects: Callable[[list[ObjectBox]], bool]
+    why: str
+    reason: str
+
+
 class ObjectDetector(Protocol):
     """The object-class stage (``vigie.detector.objects``): runs on demand, one frame at a time."""
 
@@ -70,6 +88,9 @@ class FrameBatch:
         fps: ``N`` sampling rates in frames per second, to turn seconds into frames.
         images: the ``N`` decoded frames, ``(H, W, 3) uint8 RGB``, for on-demand stages, or None.
         object_detector: the object-class stage when enabled, or None; see :meth:`objects`.
+        objects_later: the caller publishes detections before the object-class verdict and makes it
+            afterwards: an analytic that can (see :class:`ObjectCheck`) raises without calling
+            :meth:`objects` and attaches the check to its detection; the others call it as usual.
     """
 
     gray: torch.Tensor
@@ -80,6 +101,7 @@ class FrameBatch:
     fps: list[float]
     images: list[np.ndarray] | None = None
     object_detector: ObjectDetector | None = None
+    objects_later: bool = False
     _objects: dict[int, list[ObjectBox]] = field(default_factory=dict)
 
     def objects(self, index: int) -> list[ObjectBox] | None:
@@ -107,7 +129,7 @@ class FrameBatch:
             camera_ids=[self.camera_ids[i] for i in indices], time_ns=[self.time_ns[i] for i in indices],
             frame_sizes=[self.frame_sizes[i] for i in indices], fps=[self.fps[i] for i in indices],
             images=[self.images[i] for i in indices] if self.images is not None else None,
-            object_detector=self.object_detector, _objects=self._objects,
+            object_detector=self.object_detector, objects_later=self.objects_later, _objects=self._objects,
         )
 
 
@@ -123,6 +145,7 @@ class Detection:
         track_id: stable id of the condition across frames of one camera
             (the same abandoned object keeps its id), or ``""``.
         attributes: small free-form facts for the operator (dwell seconds, z-score).
+        check: the object-class verdict still owed on it (raised before the stage ran), or None.
     """
 
     index: int
@@ -131,6 +154,7 @@ class Detection:
     boxes: list[Box]
     track_id: str = ""
     attributes: dict[str, float] = field(default_factory=dict)
+    check: ObjectCheck | None = None
 
 
 class Analytic:
@@ -158,6 +182,11 @@ class Analytic:
     def forget(self, camera_id: str) -> None:
         """Drop the state of ``camera_id`` (camera removed or stream restarted)."""
         raise NotImplementedError
+
+    def withdraw(self, camera_id: str, track_id: str) -> None:
+        """The object-class stage rejected the detection of ``track_id`` raised before its verdict
+        (:class:`ObjectCheck`): decide about that track again, waiting for the stage from now on.
+        Nothing by default (analytics that never attach a check)."""
 
     def share(self, stages: "SharedStages") -> None:
         """Read per-frame stages from ``stages`` (shared with the plan's other analytics) from now on.
