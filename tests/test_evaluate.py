@@ -351,8 +351,8 @@ def test_suite_checks_a_clip_and_fails_on_a_missed_target(monkeypatch, capsys) -
     data = data_path()
     tud = next(c for c in suite.CASES if c.clip == "mot15_tud_campus")
     (row,) = suite.run_case(tud, data)
-    assert row[0].startswith("abandoned_object / fire / person_down / tamper alarms") and row[1:] == (
-        "0 / 0 / 0 / 0", "0", True)
+    assert row[0].startswith("abandoned_object / fire / smoke / person_down / tamper alarms") and row[1:] == (
+        "0 / 0 / 0 / 0 / 0", "0", True)
     # a red query expected to find nothing on the clip with a red car: the target is missed, exit 1
     wrong = suite.Case("red expected absent", "intel_sample_videos/car-detection.mp4", suite._colour(False),
                        ["colour_query"], settings=suite._RED)
