@@ -19,7 +19,9 @@ Classical video fire detection, three cues per pixel of the working grid, all ba
    ``window_s``, of the absolute frame-to-frame changes of luminance and of hue (the
    G/R ratio, red to yellow), counted only while the pixel stays flame-coloured in
    both frames. A pixel flickers when they reach ``flicker_min`` and
-   ``hue_flicker_min``. Painted red walls, parked cars and red clothes are
+   ``hue_flicker_min``, and the luminance flicker reaches ``noise_factor`` times the
+   frame's median average change (sensor noise of 8 grey levels on the orange wooden
+   floor of the intel one-by-one clip flickered like flames). Painted red walls, parked cars and red clothes are
    flame-coloured but do not flicker; a shadow or a person passing over an orange
    floor changes its brightness but not its hue, or takes it out of the colour class.
 3. **Persistence**: the same average of the colour mask must reach
@@ -79,6 +81,9 @@ class FireConfig(BaseModel):
         "Time constant of the per-pixel average of flame colour, seconds (see colour_persistence)."))
     flicker_min: float = Field(0.025, gt=0.0, le=1.0, description=(
         "Average absolute frame-to-frame luminance change above which a pixel flickers."))
+    noise_factor: float = Field(3.0, ge=0.0, le=100.0, description=(
+        "The flicker must also reach this multiple of the frame's median average luminance change "
+        "(sensor noise and compression shimmer on an orange floor are not flames); 0: off."))
     hue_flicker_min: float = Field(0.02, ge=0.0, le=1.0, description=(
         "Average absolute frame-to-frame change of the G/R ratio (red to yellow) above which a pixel "
         "flickers in hue too; shadows and lights passing over an orange surface change its brightness only."))
@@ -117,10 +122,10 @@ class Fire(Analytic):
         device: torch device of the batches.
 
     Per-camera state in a :class:`~vigie.detector.state.CameraStateBank`, all
-    ``float32``: maps ``(11, h, w)`` (previous luminance and G/R ratio, -1 where the
+    ``float32``: maps ``(12, h, w)`` (previous luminance and G/R ratio, -1 where the
     pixel was not flame-coloured, their flicker averages, colour average, evidence
     in seconds, then the averages of the luminance x G/R change product, of their squares and of
-    the 5x5 signed and absolute luminance changes) and timers
+    the 5x5 signed and absolute luminance changes, of every pixel's absolute luminance change) and timers
     ``(2,)`` (seconds of colour and of flicker averaging, for the cumulative start
     of the averages); episodes in Python. :meth:`process` runs under ``torch.inference_mode``.
     """
@@ -152,7 +157,7 @@ class Fire(Analytic):
         gray, rgb = batch.gray, batch.rgb
         h, w = gray.shape[-2:]
         if self._bank is None:
-            self._bank = CameraStateBank({"maps": ((11, h, w), torch.float32), "timers": ((2,), torch.float32)},
+            self._bank = CameraStateBank({"maps": ((12, h, w), torch.float32), "timers": ((2,), torch.float32)},
                                          device=self.device)
         elif self._bank.shape("maps")[1:] != (h, w):
             raise ValueError(f"working size changed from {self._bank.shape('maps')[1:]} to {(h, w)}")
@@ -186,12 +191,15 @@ class Fire(Analytic):
         maps[:, 6:11].lerp_(torch.cat((dy * dq, dy * dy, dq * dq, local.abs_()), 1), a_f)
         cues = torch.cat((maps[:, 6:7] / (maps[:, 7:8] * maps[:, 8:9]).sqrt().clamp_min(1e-8),
                           maps[:, 9:10] / maps[:, 10:11].clamp_min(1e-6)), 1)
+        # every pixel's average change, flame-coloured or not: the camera's noise floor
+        noise = maps[:, 11:12].lerp_((gray - maps[:, 0:1]).abs_(), a_f)
+        floor = noise.flatten(1).median(1).values.view(-1, 1, 1, 1).mul(c.noise_factor).clamp_min(c.flicker_min)
         maps[:, 0:1] = gray
         maps[:, 1:2] = q
         learned_f = learned_f + dt * valid
         timers = torch.stack((learned_c + dt, learned_f), 1)
 
-        cand = colour & (col_avg >= c.colour_persistence) & (flicker[:, 0:1] >= c.flicker_min)
+        cand = colour & (col_avg >= c.colour_persistence) & (flicker[:, 0:1] >= floor)
         cand &= flicker[:, 1:2] >= c.hue_flicker_min
         if self._zones is not None:
             cand &= self._zones.for_batch(batch).any(1, keepdim=True)
