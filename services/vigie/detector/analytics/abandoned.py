@@ -29,12 +29,9 @@ using dual foregrounds", EURASIP JASP 2008:
    ``max_area_px``, ``min_static_frac`` static, and lifeless, i.e. its difference
    to the short-term background no more than ``still_ratio`` times the noise
    around it (people sway and breathe below the foreground threshold; a bag does
-   not), and object-shaped: its box at most ``max_elongation`` times as tall as wide
-   or as wide as tall (a person standing at a table or lying on a bench is elongated;
-   on the intel one-by-one clip, people standing still for 20 s in greyscale or dimmed
-   footage were raised before this check). When the object-class stage is on, a
-   candidate mostly covered by a ``person`` box is not raised either; without it the
-   analytic decides alone.
+   not), and compact (``max_elongation``: someone standing or lying still is not).
+   When the object-class stage is on, a candidate mostly covered by a ``person`` box
+   is not raised either; without it the analytic decides alone.
 
 Cold start (new camera, detector restart, camera gained in a rebalance, :meth:`forget`):
 for ``warmup_s`` stream seconds the long-term background is bootstrapped from each
@@ -433,11 +430,11 @@ class AbandonedObject(Analytic):
         """Whether a track's long-term foreground region is object-sized, object-shaped and still.
 
         The region connected to the track's blobs must be at most ``max_area_px``, be
-        ``min_static_frac`` confirmed static, have a box no more than ``max_elongation``
-        times as tall as wide or as wide as tall (frame pixels), and show no life: the mean
-        max-channel difference between the frame and the short-term background inside it, averaged
-        over the track's frames (running mean, weight 0.3 on the newest), must stay below
-        ``still_ratio`` times that in a ring 3-6 working pixels around it (at least 1/255).
+        ``min_static_frac`` confirmed static, have a box (frame pixels) at most ``max_elongation``
+        times as tall as wide or as wide as tall, and show no life: the mean max-channel difference
+        between the frame and the short-term background inside it, averaged over the track's frames
+        (running mean, weight 0.3 on the newest), must stay below ``still_ratio`` times that in a
+        ring 3-6 working pixels around it (at least 1/255).
         """
         c = self.config
         sx, sy = self._scale(frame_size)
