@@ -365,7 +365,7 @@ def test_suite_checks_a_clip_and_fails_on_a_missed_target(tmp_path, capsys) -> N
     data = data_path()
     tud = next(c for c in suite.load().cases if c.clip == "mot15_tud_campus")
     (row,) = suite.run_case(tud, data)
-    assert row == ("abandoned_object / fire / person_down / tamper alarms", "0 / 0 / 0 / 0", "<= 0", True)
+    assert row == ("abandoned_object / fire / smoke / person_down / tamper alarms", "0 / 0 / 0 / 0 / 0", "<= 0", True)
     # a red query expected to find nothing on the clip with a red car: the target is missed, exit 1
     suite_file = tmp_path / "suite.yaml"
     suite_file.write_text("cases:\n  - name: red expected absent\n    clip: intel_sample_videos/car-detection.mp4\n"
@@ -378,13 +378,17 @@ def test_suite_checks_a_clip_and_fails_on_a_missed_target(tmp_path, capsys) -> N
     assert out["all_met"] is False and result["met"] is False and int(result["value"]) >= 1
 
 
-def test_evaluate_offers_the_object_class_stage_like_the_detector() -> None:
+def test_evaluate_offers_the_object_class_stage_like_the_detector(tmp_path) -> None:
     """Someone standing still at a table for minutes (intel one-by-one, sampled at 10 fps) looks like a left
-    object to the pixels alone; the object-class stage, on by default as in the detector, sees a person."""
+    object to the pixels alone once their shape check is off (``max_elongation``: a standing person is
+    elongated); the object-class stage, on by default as in the detector, sees a person."""
     from vigie.evaluate.runner import evaluate
 
     clip = data_path("intel_sample_videos", "one-by-one-person-detection.mp4")
-    alone = evaluate(clip, fps=10.0, kinds=["abandoned_object"], object_classes=False)
+    cameras = tmp_path / "cameras.yaml"  # JSON is YAML
+    cameras.write_text(json.dumps({"cameras": [{"id": "eval", "source": "synthetic://scene",
+                                                "analytics": {"abandoned_object": {"max_elongation": 100.0}}}]}))
+    alone = evaluate(clip, fps=10.0, kinds=["abandoned_object"], object_classes=False, cameras=str(cameras))
     assert alone.detections.get("abandoned_object"), "the pixel stages alone raise the standing person"
-    with_classes = evaluate(clip, fps=10.0, kinds=["abandoned_object"])
+    with_classes = evaluate(clip, fps=10.0, kinds=["abandoned_object"], cameras=str(cameras))
     assert not with_classes.detections.get("abandoned_object")

@@ -5,6 +5,7 @@ Usage::
     vigie evaluate PATH [--json [out.json]] [--plot out.png] [--plots DIR] [--jobs N]
                         [--warmup PATH ...] [--fps 5] [--labels labels.yaml]
                         [--cameras cameras.yaml] [--camera ID] [--kinds k1,k2]
+                        [--transform NAME[:key=value,...]]
 
 ``PATH`` is a clip: a video file, a folder of numbered stills, or a folder holding
 ``frames/``, ``img1/`` or one video; or a *collection*, a folder of several clips at
@@ -54,6 +55,15 @@ def _json_file(text: str) -> str:
     return output_file(text)
 
 
+def _transform(text: str):
+    from vigie.evaluate import transforms
+
+    try:
+        return transforms.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``vigie evaluate`` to ``parser``."""
     parser.add_argument("path", help="clip: a video file, a folder of numbered stills, or a folder holding "
@@ -91,6 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an alarm this many seconds around an event still falls in it (>= 0, default 1)")
     parser.add_argument("--no-object-classes", dest="object_classes", action="store_false",
                         help="leave out the object-class stage, which the detector offers the analytics by default")
+    parser.add_argument("--transform", metavar="NAME[:k=v,...]", type=_transform, default=None,
+                        help="transform every frame of the clip and its warm-up, e.g. greyscale, "
+                        "lighting_step:factor=0.5,at_s=2, flashing_light:colour=orange,hz=2, reflections, "
+                        "camera_noise:sigma=8, low_bitrate:quality=12 (see vigie.evaluate.transforms)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:N, auto")
     parser.add_argument("--threads", type=bounded(int, 1), default=1, help="CPU threads torch may use (default 1)")
 
@@ -139,7 +153,8 @@ def main(args: argparse.Namespace) -> int:
         gt = groundtruth.load(clip.source, clip.stills_fps, args.labels)
         ev = runner.evaluate(args.path, fps=args.fps, warmup=args.warmup or gt.warmup, warmup_min_s=args.warmup_min_s,
                              kinds=args.kinds, cameras=args.cameras, camera_id=args.camera, device=device,
-                             stills_fps=args.stills_fps, object_classes=args.object_classes)
+                             stills_fps=args.stills_fps, object_classes=args.object_classes,
+                             transform=args.transform)
         if not ev.times_s:
             raise ValueError(f"{args.path}: no frame could be decoded")
     except (OSError, ValueError, SourceError) as exc:

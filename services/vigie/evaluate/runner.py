@@ -38,6 +38,7 @@ from vigie.detector.analytics.registry import NEEDS_SETTINGS, PLUGINS, config_mo
 from vigie.detector.plan import AnalyticsPlan, analytics_problems
 from vigie.detector.preprocess import to_batch
 from vigie.evaluate import groundtruth
+from vigie.evaluate.transforms import Transform
 from vigie.grabber.errors import SourceError
 from vigie.grabber.frames import CameraPipeline
 from vigie.grabber.sources import image_sequence
@@ -180,11 +181,14 @@ class Player:
         plan: analytics of that camera.
         device: torch device of the batches.
         work_size: the detector's working ``(width, height)``.
+        transform: applied to each decoded frame before the analytics (:mod:`vigie.evaluate.transforms`).
     """
 
     def __init__(self, camera: CameraConfig, plan: AnalyticsPlan, device: torch.device | str = "cpu",
-                 work_size: tuple[int, int] = (160, 120), object_detector: ObjectDetector | None = None) -> None:
+                 work_size: tuple[int, int] = (160, 120), object_detector: ObjectDetector | None = None,
+                 transform: Transform | None = None) -> None:
         self.camera = camera
+        self.transform = transform
         self.object_detector = object_detector
         self.plan = plan
         self.device = torch.device(device)
@@ -194,8 +198,11 @@ class Player:
         self.offset_ns = 0  # added to each clip's pts so the stream clock keeps increasing
         self._last_ns: int | None = None
 
-    async def play(self, clip: Clip, record: Evaluation | None) -> tuple[int, float, int]:
+    async def play(self, clip: Clip, record: Evaluation | None,
+                   excerpt: tuple[float, float] | None = None) -> tuple[int, float, int]:
         """Play ``clip``; with ``record``, store its frames' scores and detections there.
+
+        ``excerpt``: ``(start_s, end_s)`` of clip time (PTS); the frames outside are not analysed.
 
         Returns ``(frames, seconds of stream time, tracks started)``.
 
@@ -212,11 +219,15 @@ class Player:
         frames = pipeline.frames()
         try:
             async for frame in frames:
+                if excerpt is not None and not excerpt[0] <= frame.pts < excerpt[1]:
+                    if frame.pts >= excerpt[1]:
+                        break
+                    continue
                 t_ns = self.offset_ns + round(frame.pts * 1e9)
                 self._last_ns = t_ns if self._last_ns is None else max(self._last_ns, t_ns)
                 first = frame.pts if first is None else first
                 last = frame.pts
-                for det in self._analyse(frame.jpeg, t_ns, frame.pts, record):
+                for det in self._analyse(frame.jpeg, t_ns, frame.pts, record, n):
                     tracks.add(det)
                 n += 1
         finally:
@@ -225,8 +236,10 @@ class Player:
         seconds = 0.0 if first is None else (last - first) + 1.0 / self.camera.fps
         return n, seconds, len(tracks)
 
-    def _analyse(self, jpeg: bytes, t_ns: int, pts: float, record: Evaluation | None) -> set[str]:
+    def _analyse(self, jpeg: bytes, t_ns: int, pts: float, record: Evaluation | None, index: int = 0) -> set[str]:
         image = simplejpeg.decode_jpeg(jpeg, colorspace="RGB")  # as the detector does
+        if self.transform is not None:
+            image = self.transform(image, index, pts)
         with torch.inference_mode():
             batch = to_batch([image], [self.camera.id], [t_ns], self.camera.fps, self.work_size, self.device)
             batch.images, batch.object_detector = [image], self.object_detector
@@ -261,7 +274,8 @@ class Player:
 def evaluate(path: str | os.PathLike[str], *, fps: float = 5.0, warmup: Sequence[str | os.PathLike[str]] = (),
              warmup_min_s: float | None = None, kinds: Sequence[str] | None = None, cameras: str | None = None,
              camera_id: str | None = None, device: str | torch.device = "cpu", work_size: tuple[int, int] = (160, 120),
-             stills_fps: float | None = None, object_classes: bool = True) -> Evaluation:
+             stills_fps: float | None = None, object_classes: bool = True,
+             transform: Transform | None = None, excerpt: tuple[float, float] | None = None) -> Evaluation:
     """Play the warm-up clips, then ``path``, through the analytics (see the module docstring).
 
     Args:
@@ -277,6 +291,9 @@ def evaluate(path: str | os.PathLike[str], *, fps: float = 5.0, warmup: Sequence
         work_size: the detector's working size, pixels.
         stills_fps: rate of folders of stills (default: from the dataset, else 10).
         object_classes: offer the object-class stage to the analytics, as the detector does by default.
+        transform: applied to every frame of the warm-up clips and of ``path`` as the detector
+            receives it (:mod:`vigie.evaluate.transforms`, e.g. ``transforms.parse("greyscale")``).
+        excerpt: ``(start_s, end_s)``: analyse only this part of ``path`` (clip time, PTS seconds).
 
     Raises:
         FileNotFoundError, ValueError: no clip at ``path``.
@@ -288,7 +305,7 @@ def evaluate(path: str | os.PathLike[str], *, fps: float = 5.0, warmup: Sequence
     camera = camera_for(clip, fps, cameras, camera_id)
     plan = AnalyticsPlan({camera.id: camera.analytics}, list(kinds) if kinds is not None else available_kinds(),
                          device)
-    player = Player(camera, plan, device, work_size, ObjectDetector() if object_classes else None)
+    player = Player(camera, plan, device, work_size, ObjectDetector() if object_classes else None, transform)
     record = Evaluation(path=str(path), clip=clip, camera=camera, kinds=sorted(player.analytics),
                         configs={k: getattr(a, "config", None) for k, a in player.analytics.items()})
     warm_clips = [resolve_clip(w, stills_fps) for w in warmup]
@@ -310,7 +327,7 @@ def evaluate(path: str | os.PathLike[str], *, fps: float = 5.0, warmup: Sequence
             if played <= 0.0:  # clips without frames: do not loop forever
                 break
         record.warmup_paths = [str(w.source) for w in warm_clips]
-        await player.play(clip, record)
+        await player.play(clip, record, excerpt)
         record.errors = dict(player.errors)
         for kind, values in record.scores.items():
             if kind not in record.errors and values and all(math.isnan(v) for v in values):

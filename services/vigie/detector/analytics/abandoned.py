@@ -29,8 +29,9 @@ using dual foregrounds", EURASIP JASP 2008:
    ``max_area_px``, ``min_static_frac`` static, and lifeless, i.e. its difference
    to the short-term background no more than ``still_ratio`` times the noise
    around it (people sway and breathe below the foreground threshold; a bag does
-   not). When the object-class stage is on, a candidate mostly covered by a
-   ``person`` box is not raised either; without it the analytic decides alone.
+   not), and compact (``max_elongation``: someone standing or lying still is not).
+   When the object-class stage is on, a candidate mostly covered by a ``person`` box
+   is not raised either; without it the analytic decides alone.
    When the caller makes that verdict after publishing (``FrameBatch.objects_later``, the
    detector service), the candidate is raised at once with an :class:`ObjectCheck` (the same
    test); a rejection comes back as :meth:`AbandonedObject.withdraw`: the track is unraised
@@ -104,6 +105,9 @@ class AbandonedObjectConfig(BaseModel):
     still_ratio: float = Field(1.5, ge=0.5, le=100.0, description=(
         "Raise only while the candidate differs from the short-term background by at most this many times "
         "the noise around it: a person standing still sways and breathes, a left object does not."))
+    max_elongation: float = Field(2.2, ge=1.0, le=100.0, description=(
+        "Raise only a region whose box (frame pixels) is at most this many times as tall as wide, or as wide "
+        "as tall: someone standing or lying still is elongated, a bag or a case is compact."))
     jitter_px: int = Field(2, ge=0, le=8, description=(
         "A new candidate that the long-term background shifted by up to this many working pixels "
         "explains (camera drift or vibration moving high-contrast edges) is healed, not reported; 0: off."))
@@ -246,9 +250,11 @@ class AbandonedObject(Analytic):
 
         Per camera and channel, ``bg ~ a * frame + b`` on every 4th pixel of every 4th row:
         ``b`` starts at the median of ``bg - frame`` (robust to up to half the frame in the
-        foreground), then ``a`` (in [0.7, 1.4]) and ``b`` are refitted by least squares on
+        foreground), then ``a`` (in [0.4, 2.5]) and ``b`` are refitted by least squares on
         the pixels within 0.1 of that. A re-exposure is close to affine (measured: an offset
-        of 0.07-0.1 over all intensities), not a pure gain. New cameras are left as they are.
+        of 0.07-0.1 over all intensities); lights switched on or off are a gain (the range of
+        ``a`` takes the x0.5 lighting step of :mod:`vigie.evaluate.transforms`). New cameras
+        are left as they are.
         """
         rgb = batch.rgb
         refs = [self._bg.backgrounds(cam) for cam in batch.camera_ids]
@@ -262,7 +268,7 @@ class AbandonedObject(Analytic):
         mx, my = (w * x).sum(2, keepdim=True) / n, (w * y).sum(2, keepdim=True) / n
         cov = (w * (x - mx) * (y - my)).sum(2, keepdim=True)
         vx = (w * (x - mx) ** 2).sum(2, keepdim=True)
-        a = (cov / vx.clamp_min(1e-6)).clamp(0.7, 1.4)
+        a = (cov / vx.clamp_min(1e-6)).clamp(0.4, 2.5)
         a = torch.where(vx > 1e-3 * n, a, torch.ones_like(a))  # flat scenes: offset only
         b = my - a * mx
         return (a[..., None] * rgb + b[..., None]).clamp_(0.0, 1.0)
@@ -447,19 +453,24 @@ class AbandonedObject(Analytic):
 
     def _settled(self, i: int, cam: str, t: _Track, group: list[_Blob], confirmed: np.ndarray,
                  frame_size: tuple[int, int]) -> bool:
-        """Whether a track's long-term foreground region is object-sized and still.
+        """Whether a track's long-term foreground region is object-sized, object-shaped and still.
 
         The region connected to the track's blobs must be at most ``max_area_px``, be
-        ``min_static_frac`` confirmed static, and show no life: the mean max-channel
-        difference between the frame and the short-term background inside it, averaged
-        over the track's frames (running mean, weight 0.3 on the newest), must stay below
-        ``still_ratio`` times that in a ring 3-6 working pixels around it (at least 1/255).
+        ``min_static_frac`` confirmed static, have a box (frame pixels) at most ``max_elongation``
+        times as tall as wide or as wide as tall, and show no life: the mean max-channel difference
+        between the frame and the short-term background inside it, averaged over the track's frames
+        (running mean, weight 0.3 on the newest), must stay below ``still_ratio`` times that in a
+        ring 3-6 working pixels around it (at least 1/255).
         """
         c = self.config
         sx, sy = self._scale(frame_size)
         region = self._region(i, np.logical_or.reduce([b.mask for b in group]))
         area = int(region.sum())
         if area * sx * sy > c.max_area_px or int((confirmed & region).sum()) < c.min_static_frac * area:
+            return False
+        ys, xs = np.nonzero(region)
+        rh, rw = (int(ys.max()) - int(ys.min()) + 1) * sy, (int(xs.max()) - int(xs.min()) + 1) * sx
+        if max(rh / rw, rw / rh) > c.max_elongation:  # someone standing, or lying, still
             return False
         _, short_bg = self._bg.backgrounds(cam)
         diff = (self._matched[i] - short_bg).abs().amax(0).cpu().numpy()

@@ -28,7 +28,11 @@ analysed per cell of a grid of half the working size (2x2 averages), batched in 
      ``window_s`` (a decaying peak) exceeded ``jump_max``: smoke drifts, cars and
      people jump.
 4. **Grey**: the chroma is at most ``chroma_max`` and not above the background's plus
-   ``chroma_tolerance`` (smoke desaturates what it covers).
+   ``chroma_tolerance`` (smoke desaturates what it covers). In a *colourless* frame
+   (99th percentile of the chroma at most ``colourless_max``: a greyscale camera, IR
+   night mode) every pixel is grey, so this cue says nothing; there only the veil
+   regime counts (the churn regime would take any soft mover for smoke: on UCSD Ped2,
+   a greyscale walkway, pedestrians raised smoke ~2 s after a warm-up).
 5. **Activity**: smoke keeps moving, so the average absolute frame-to-frame luminance
    change (time constant ``window_s``) is at least ``activity_min`` and at least
    ``noise_factor`` times the frame's median (each camera's noise and compression floor);
@@ -90,6 +94,9 @@ class SmokeConfig(BaseModel):
         "Largest chroma (sqrt(Cb^2 + Cr^2), BT.601, [0, 1] scale) of a grey, smoke-coloured pixel."))
     chroma_tolerance: float = Field(0.005, ge=0.0, le=1.0, description=(
         "A smoke pixel's chroma may exceed its background's by at most this much (smoke desaturates)."))
+    colourless_max: float = Field(0.02, ge=0.0, le=1.0, description=(
+        "A frame whose 99th percentile of chroma is at most this is colourless (greyscale camera, IR night "
+        "mode): every pixel is grey there, so grey is no evidence and only the veil regime counts."))
     soft_max: float = Field(0.02, ge=0.0, le=2.0, description=(
         "Churning smoke body: largest local gradient energy (3x3 mean of |dI/dx| + |dI/dy|, half "
         "central differences) ..."))
@@ -215,7 +222,11 @@ class Smoke(Analytic):
         churn = (energy <= c.soft_max) & (peak <= c.jump_max)
         # sensor noise and compression shimmer set each camera's floor of activity
         floor = activity.flatten(1).median(1).values.view(-1, 1, 1, 1).mul(c.noise_factor).clamp_min_(c.activity_min)
-        cand = (veil | churn) & shifted & (activity >= floor)
+        # a colourless frame (greyscale camera, IR night mode) is grey everywhere: grey is no evidence
+        # there, and a soft drifting body (the churn regime) is then anything soft that moves, e.g.
+        # pedestrians on a walkway; the veil regime rests on texture and still counts
+        colourless = chr_.flatten(1).quantile(0.99, 1).view(-1, 1, 1, 1) <= c.colourless_max
+        cand = (veil | (churn & ~colourless)) & shifted & (activity >= floor)
         cand &= (chr_ <= c.chroma_max) & (chr_ <= maps[:, 1:2] + c.chroma_tolerance)
         if self._zones is not None:
             cand &= F.max_pool2d(self._zones.for_batch(batch).any(1, keepdim=True).float(), 2) > 0
