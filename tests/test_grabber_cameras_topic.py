@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -275,3 +276,26 @@ def test_a_record_on_another_partition_than_its_key_is_ignored(kafka, tmp_path: 
         assert set(held(kafka)) == {first}
         assert apply_cli(kafka, capsys, path)[1].splitlines()[-1].endswith("0 added, 0 changed, 0 removed, "
                                                                            f"1 unchanged in {topics.cameras.name}")
+
+
+def _camera_series(port: int, camera: str) -> list[str]:
+    """The lines of the replica's /metrics that name ``camera``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return [line for line in response.read().decode().splitlines() if f'camera="{camera}"' in line]
+
+
+def test_a_camera_stopped_leaves_no_series_behind(kafka, tmp_path: Path) -> None:
+    """A camera the replica no longer runs (removed, or gone to another replica) has no series left on its
+    /metrics: a published-frames counter kept constant there would fire VigieCameraNoFrames for a camera that
+    streams elsewhere, or no longer exists."""
+    topics = Topics(kafka.namespace)
+    kept, gone = one_camera_per_partition()[:2]
+    path = tmp_path / "cameras.yaml"
+    path.write_text(cameras_yaml([kept, gone]))
+    with service(kafka, "grabber", "--cameras-topic", "--apply-cameras", str(path), log_dir=tmp_path) as (a, port):
+        wait_until("both cameras publish", lambda: any('stage="published"' in s for s in _camera_series(port, gone))
+                   and _held_cameras(port) == {kept, gone}, 30, a)
+        produce(kafka, topics.cameras.name, [(gone.encode(), None)])
+        wait_until("the removed camera stops", lambda: _held_cameras(port) == {kept}, 20, a)
+        assert _camera_series(port, gone) == []
+        assert any('stage="published"' in s for s in _camera_series(port, kept))
