@@ -98,15 +98,17 @@ def terminate(proc: subprocess.Popen, timeout_s: float) -> None:
             proc.wait()
 
 
-def produce(kafka: KafkaSettings, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
-    """Send ``(key, value)`` records to ``topic`` and wait for the acknowledgements."""
+def produce(kafka: KafkaSettings, topic: str, items: list[tuple[bytes | None, bytes]],
+            partition: int | None = None) -> None:
+    """Send ``(key, value)`` records to ``topic`` (to ``partition``, else where the key's hash puts them) and wait
+    for the acknowledgements."""
 
     async def go() -> None:
         producer = AIOKafkaProducer(**client_options(kafka), acks="all", max_request_size=4 << 20)
         await producer.start()
         try:
             for key, value in items:
-                await producer.send_and_wait(topic, value, key=key)
+                await producer.send_and_wait(topic, value, key=key, partition=partition)
         finally:
             await producer.stop()
 

@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -249,3 +250,52 @@ def test_replicas_share_the_cameras_and_hand_them_over(kafka, tmp_path: Path) ->
     pause = max(max(later - earlier for earlier, later in zip(ts, ts[1:])) for ts in kept.values()) / 1000
     print(f"longest pause of a camera its replica kept while another joined (hold, resume; 0.5 s between "
           f"frames at 2 fps): {pause:.1f} s")
+
+
+def test_a_record_on_another_partition_than_its_key_is_ignored(kafka, tmp_path: Path, capsys) -> None:
+    """kcat's default partitioner is not Kafka's (murmur2): a record of a camera written to another partition than
+    its key's would be run by that partition's replica too. The grabber dead-letters it (the reason names both
+    partitions and the kcat option) and goes on with the camera's own record; `cameras list` leaves it out."""
+    topics = Topics(kafka.namespace)
+    first, second = one_camera_per_partition()[:2]
+    path = tmp_path / "cameras.yaml"
+    path.write_text(cameras_yaml([first]))
+    home = (murmur2(first.encode()) & 0x7FFFFFFF) % CAMERAS_PARTITIONS
+    elsewhere = (home + 1) % CAMERAS_PARTITIONS
+    with service(kafka, "grabber", "--cameras-topic", "--apply-cameras", str(path), log_dir=tmp_path) as (a, port):
+        wait_until("the replica runs the camera", lambda: _held_cameras(port) == {first}, 30, a)
+        stray = json.loads(held(kafka)[first])
+        stray["camera"]["id"] = second
+        produce(kafka, topics.cameras.name, [(first.encode(), None), (second.encode(), json.dumps(stray).encode())],
+                partition=elsewhere)  # a tombstone of `first` and a new camera, both on the wrong partition
+        letters = consume(kafka, topics.deadletter.name, lambda rs: len(rs) >= 2, timeout_s=20)
+        reasons = {r.key.decode(): topics.deadletter.decode(r.value).reason for r in letters}
+        assert f"belongs to partition {home}" in reasons[first] and "partitioner=murmur2_random" in reasons[first]
+        assert set(reasons) == {first, second}
+        assert _held_cameras(port) == {first} and a.poll() is None  # the tombstone did not stop it
+        assert set(held(kafka)) == {first}
+        assert apply_cli(kafka, capsys, path)[1].splitlines()[-1].endswith("0 added, 0 changed, 0 removed, "
+                                                                           f"1 unchanged in {topics.cameras.name}")
+
+
+def _camera_series(port: int, camera: str) -> list[str]:
+    """The lines of the replica's /metrics that name ``camera``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return [line for line in response.read().decode().splitlines() if f'camera="{camera}"' in line]
+
+
+def test_a_camera_stopped_leaves_no_series_behind(kafka, tmp_path: Path) -> None:
+    """A camera the replica no longer runs (removed, or gone to another replica) has no series left on its
+    /metrics: a published-frames counter kept constant there would fire VigieCameraNoFrames for a camera that
+    streams elsewhere, or no longer exists."""
+    topics = Topics(kafka.namespace)
+    kept, gone = one_camera_per_partition()[:2]
+    path = tmp_path / "cameras.yaml"
+    path.write_text(cameras_yaml([kept, gone]))
+    with service(kafka, "grabber", "--cameras-topic", "--apply-cameras", str(path), log_dir=tmp_path) as (a, port):
+        wait_until("both cameras publish", lambda: any('stage="published"' in s for s in _camera_series(port, gone))
+                   and _held_cameras(port) == {kept, gone}, 30, a)
+        produce(kafka, topics.cameras.name, [(gone.encode(), None)])
+        wait_until("the removed camera stops", lambda: _held_cameras(port) == {kept}, 20, a)
+        assert _camera_series(port, gone) == []
+        assert any('stage="published"' in s for s in _camera_series(port, kept))

@@ -141,6 +141,21 @@ class CamerasTopic(Topic):
             raise MalformedMessage(f"{self.name}: empty record (tombstone)")
         return decode_record(self.name, value, key)
 
+    def misplaced(self, key: bytes, partition: int, partitions: int) -> str | None:
+        """Why a record of camera ``key`` found in ``partition`` (of ``partitions``) is not where Kafka's
+        default partitioner puts that key (murmur2, as ``vigie cameras apply`` and Java clients write it), or
+        None when it is. A misplaced record is ignored: another replica may own the camera's own partition,
+        and two replicas would run the camera (kcat's default partitioner differs: ``-X
+        partitioner=murmur2_random``)."""
+        from aiokafka.partitioner import murmur2  # the clients are imported when used
+
+        home = (murmur2(key) & 0x7FFFFFFF) % partitions
+        if home == partition:
+            return None
+        return (f"{self.name}: record of {key.decode(errors='replace')!r} written to partition {partition}, but "
+                f"its key belongs to partition {home} (murmur2, Kafka's default partitioner): ignored; write it "
+                f"with `vigie cameras apply`, or with kcat add -X partitioner=murmur2_random")
+
 
 def station_topic_base(station: str) -> str:
     """Base name of the alert topic of one operator station. Raises ConfigError on a bad station id."""

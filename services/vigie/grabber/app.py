@@ -35,7 +35,6 @@ and stopped one by one (:meth:`GrabberService.start_camera`, :meth:`~GrabberServ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -285,9 +284,10 @@ class GrabberService(Service):
                 self.outboxes.pop(camera_id, None)
                 self.authorisations.pop(camera_id, None)
                 self.beacon.forget(camera_id)
-                for gauge in (self.camera_up, self.buffered):
-                    with contextlib.suppress(KeyError):  # never set
-                        gauge.remove(camera_id)
+                # every series of the camera goes: a counter left constant here would read as a camera without
+                # frames (VigieCameraNoFrames) while another replica runs it, or after it was removed
+                for metric in (self.camera_up, self.buffered, self.camera_frames, self.camera_refusals):
+                    metric.remove_by_labels({"camera": camera_id})
 
     async def hold_camera(self, camera_id: str, timeout_s: float = 10.0) -> None:
         """Stop publishing ``camera_id`` while its partition is handed out again: frames from now on are dropped,

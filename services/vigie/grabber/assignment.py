@@ -18,8 +18,10 @@ hands each partition to one replica, and a replica runs the cameras of its parti
 A record that does not validate (another client wrote it: ``kcat``) is skipped: dead-lettered once per
 replica with the reason, counted in ``vigie_grabber_invalid_camera_records_total``, logged, and the camera's
 status says so (``failed: invalid camera record: ...``) unless it runs on an earlier valid record; the
-replica and its other cameras go on. A camera's password is never in the topic (only a reference to a file
-or a variable), and a dead letter's value is redacted all the same.
+replica and its other cameras go on. A record on another partition than its key's (kcat's default partitioner
+is not Kafka's murmur2) is skipped the same way, since that partition's replica is not the camera's. A camera's
+password is never in the topic (only a reference to a file or a variable), and a dead letter's value is redacted
+all the same.
 
 A replica that dies hands its cameras over after ``session_timeout_s`` (heartbeats every sixth of it); one
 that stops cleanly leaves the group first, and its cameras move at once. Replicas beyond the topic's
@@ -151,6 +153,11 @@ class CameraAssignment:
         if not _CAMERA_ID.fullmatch(camera_id):
             await self._reject(tp, record, camera_id or None, f"{self.topic.name}: record key {camera_id!r} is not "
                                "a camera id")
+            return
+        count = len(self._consumer.partitions_for_topic(self.topic.name) or ())  # 0: metadata not known yet
+        misplaced = count and self.topic.misplaced(record.key, tp.partition, count)
+        if misplaced:  # its camera is another partition's (maybe another replica's): not this one's to run
+            await self._reject(tp, record, None, misplaced)
             return
         value = None
         if record.value is not None:

@@ -124,7 +124,8 @@ def _describe(topic: CamerasTopic, camera_id: str, value: bytes) -> str:
 
 async def read_cameras(kafka: KafkaSettings, topic: CamerasTopic, timeout_s: float = 30.0) -> dict[str, bytes]:
     """The latest value of every camera of ``topic`` (read from the beginning to the end of each partition,
-    tombstoned cameras left out), by camera id. Raises BrokerUnavailable when the end is not reached in time."""
+    tombstoned cameras and records on another partition than their key's left out: the grabbers ignore them),
+    by camera id. Raises BrokerUnavailable when the end is not reached in time."""
     from aiokafka import TopicPartition
 
     from vigie.core.errors import BrokerUnavailable
@@ -144,7 +145,7 @@ async def read_cameras(kafka: KafkaSettings, topic: CamerasTopic, timeout_s: flo
                 raise BrokerUnavailable(f"{topic.name}: not read to its end within {timeout_s:.0f} s")
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
-                    if record.key is not None:
+                    if record.key is not None and not topic.misplaced(record.key, record.partition, len(tps)):
                         latest[record.key.decode(errors="replace")] = record.value
         return {camera_id: value for camera_id, value in latest.items() if value is not None}
     finally:
