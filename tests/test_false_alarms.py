@@ -50,6 +50,11 @@ TRANSFORMED = [
     ("lighting_step:factor=0.5,at_s=2", "one_by_one", (20.0, 70.0)),
     ("lighting_step:factor=0.5,at_s=2", "pets2009", PETS),
     ("lighting_step:factor=1.8,at_s=2", "bgs_video02", None),
+    # lights switched on or off: the background analytics relearn the scene (vigie.detector.lighting); before,
+    # abandoned objects and a person down on PETS, smoke on video03, people down on video02
+    ("lighting_step:factor=1.8,at_s=2", "pets2009", None),
+    ("lighting_step:factor=1.8,at_s=2", "bgs_video03", None),
+    ("lighting_step:factor=0.5,at_s=2", "bgs_video02", None),
     ("flashing_light:colour=red", "pets2009", PETS),
     ("flashing_light:colour=orange,hz=2", "bgs_video03", None),
     ("flashing_light:colour=white,hz=1.5", "car", None),

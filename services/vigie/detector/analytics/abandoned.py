@@ -224,6 +224,7 @@ class AbandonedObject(Analytic):
     """
 
     kind = "abandoned_object"
+    relearns_on_lighting = True
     config_model = AbandonedObjectConfig
 
     def __init__(self, config: AbandonedObjectConfig | None = None, device: torch.device | str = "cpu") -> None:

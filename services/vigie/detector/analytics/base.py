@@ -174,6 +174,9 @@ class Analytic:
     #: kind on a camera; none declared, it runs nowhere. Built-in kinds are listed in ``KIND_PURPOSES``.
     purposes: ClassVar[tuple[str, ...]] = ()
     last_scores: torch.Tensor | None = None
+    #: Whether a sudden global lighting change (:mod:`vigie.detector.lighting`) makes the analytic drop the
+    #: camera's state and start again cold (:meth:`relight`): those that learn the scene's brightness.
+    relearns_on_lighting: ClassVar[bool] = False
 
     def process(self, batch: FrameBatch) -> list[Detection]:
         """Update per-camera state with ``batch`` and return the detections it raises."""
@@ -182,6 +185,12 @@ class Analytic:
     def forget(self, camera_id: str) -> None:
         """Drop the state of ``camera_id`` (camera removed or stream restarted)."""
         raise NotImplementedError
+
+    def relight(self, camera_id: str) -> None:
+        """The camera's lighting changed at once (:mod:`vigie.detector.lighting`), before the frame the
+        analytic is about to process: :meth:`forget` it when :attr:`relearns_on_lighting`, else nothing."""
+        if self.relearns_on_lighting:
+            self.forget(camera_id)
 
     def withdraw(self, camera_id: str, track_id: str) -> None:
         """The object-class stage rejected the detection of ``track_id`` raised before its verdict
