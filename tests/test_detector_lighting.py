@@ -48,10 +48,11 @@ def test_a_step_relights_the_analytics_that_learn_brightness_but_not_tamper():
     torch.set_num_threads(1)
     plan = AnalyticsPlan({}, ["abandoned_object", "fire", "person_down", "smoke", "tamper", "crowd_movement"], "cpu")
     scene = _scene(1)
-    forgotten = []
+    forgotten, counted = [], []
+    plan.on_lighting_step = counted.append
     for analytic in plan.instances_for("cam").values():
         analytic.forget = lambda camera_id, kind=analytic.kind: forgotten.append((kind, camera_id))
     for k, f in enumerate([scene] * 4 + [_scaled(scene, 1.8)] * 2):
         plan.process(to_batch([f], ["cam"], [k * 200_000_000], [5.0], (160, 120), "cpu"))
     assert sorted(forgotten) == [("abandoned_object", "cam"), ("fire", "cam"), ("person_down", "cam"), ("smoke", "cam")]
-    assert plan.lighting.steps == 1
+    assert plan.lighting.steps == 1 and counted == ["cam"]

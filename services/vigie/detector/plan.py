@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,6 +211,8 @@ class AnalyticsPlan:
         self.defaults = list(defaults)
         self.stages = SharedStages(device)
         self.lighting = LightingWatch(device=device)
+        #: Called with the camera id of each lighting step (e.g. to count them in a metric); None: nothing.
+        self.on_lighting_step: Callable[[str], None] | None = None
         self._instances: dict[tuple[str, str], Analytic] = {}
         self._configs: dict[tuple[str, str], pydantic.BaseModel] = {}
         self._by_camera: dict[str, list[tuple[str, str]]] = {}
@@ -335,6 +337,8 @@ class AnalyticsPlan:
         for camera_id, step in zip(batch.camera_ids, steps):
             if step:
                 log.info("camera %s: sudden lighting change, its analytics relearn the scene", camera_id)
+                if self.on_lighting_step is not None:
+                    self.on_lighting_step(camera_id)
                 for key in self.keys_for(camera_id):
                     self._instances[key].relight(camera_id)
         return steps
