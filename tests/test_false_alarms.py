@@ -104,6 +104,15 @@ def test_every_kind_is_silent_on_transformed_footage(transform, name, excerpt):
     assert _alarms(NORMAL[name], transform, excerpt) == {}
 
 
+@pytest.mark.data
+def test_lights_on_over_the_orange_floor_raise_no_object_and_no_person_down():
+    # before: ghosts on the over-exposed floor and window once the abandoned-object analytic relearnt the scene
+    # (~50 and ~57 s). Left out: fire, still raised as people pass, their shadows on the over-exposed glossy
+    # floor flickering like flames (the flicker and hue cues of the hillside's small flames are as weak)
+    kinds = tuple(k for k in SILENT if k != "fire")
+    assert _alarms(NORMAL["one_by_one"], "lighting_step:factor=1.8,at_s=2", (0.0, 60.0), kinds=kinds) == {}
+
+
 # -- the transforms themselves ---------------------------------------------------------------------
 
 def _frame(seed: int = 0) -> np.ndarray:

@@ -17,10 +17,13 @@ the lens, cover part of the frame and rarely change it by one factor; a gradual 
 auto-exposure drifting) follows the reference. After a step the reference is the new frame.
 
 :meth:`vigie.detector.plan.AnalyticsPlan.process` then calls
-:meth:`~vigie.detector.analytics.base.Analytic.relight` of the camera's analytics: those that
-learn the scene's brightness (:attr:`~vigie.detector.analytics.base.Analytic.relearns_on_lighting`)
-drop that camera's state and start again cold, as after a restart, and the others (tamper, whose
-reference must not learn a covered lens; crowd movement, whose baseline is motion) go on.
+:meth:`~vigie.detector.analytics.base.Analytic.relight` of the camera's analytics with the step's gain:
+those that learn the scene's brightness
+(:attr:`~vigie.detector.analytics.base.Analytic.relearns_on_lighting`) drop that camera's state and
+start again cold, as after a restart: fire and person down on any step, abandoned object and smoke
+when the lights go on (their gain correction maps a darker frame back, but an over-exposed one has
+clipped what it would need). The others (tamper, whose reference must not learn a covered lens;
+crowd movement, whose baseline is motion) go on.
 """
 
 from __future__ import annotations
@@ -64,12 +67,13 @@ class LightingWatch:
         #: Lighting steps seen since start, all cameras.
         self.steps = 0
 
-    def check(self, batch: FrameBatch) -> list[bool]:
+    def check(self, batch: FrameBatch) -> list[float | None]:
         """Which frames of ``batch`` are lighting steps; updates each camera's reference.
 
         Returns:
-            ``N`` flags, one per frame (a camera's first frame, or its first after a stream gap, is
-            never a step: it starts a new reference).
+            ``N`` values, one per frame: the step's gain (median brightness ratio of the usable blocks over
+            their reference: above 1 lights on, below 1 lights off), or None where the frame is no step (a
+            camera's first frame, or its first after a stream gap, never is: it starts a new reference).
 
         Raises:
             ValueError: the working size differs from the first batch's.
@@ -95,9 +99,9 @@ class LightingWatch:
         dt = torch.tensor(list(dt_s), dtype=torch.float32, device=self.device).view(-1, 1, 1, 1)
         alpha = torch.where((step | new).view(-1, 1, 1, 1), torch.ones_like(dt), -torch.expm1(-dt / s.tau_s))
         self._bank.scatter(camera_ids, ref + alpha * (blocks - ref), "ref", index=idx)
-        flags = step.tolist()
-        self.steps += sum(flags)
-        return flags
+        gain = ratio.masked_fill(~usable, float("nan")).flatten(1).nanmedian(1).values
+        self.steps += int(step.sum())
+        return [float(g) if f else None for f, g in zip(step.tolist(), gain.tolist())]
 
     def forget(self, camera_id: str) -> None:
         """Drop the camera's reference; its next frame starts a new one."""

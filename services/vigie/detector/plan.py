@@ -329,18 +329,19 @@ class AnalyticsPlan:
                 detections.append(detection)
         return detections
 
-    def watch_lighting(self, batch: FrameBatch) -> list[bool]:
-        """Which frames of ``batch`` are sudden global lighting changes (:mod:`vigie.detector.lighting`);
-        the analytics of their cameras are relit (:meth:`~vigie.detector.analytics.base.Analytic.relight`)
-        before they see them. Call once per batch, before the analytics."""
+    def watch_lighting(self, batch: FrameBatch) -> list[float | None]:
+        """Sudden global lighting changes in ``batch`` (:mod:`vigie.detector.lighting`): per frame the step's
+        gain, or None. The analytics of a camera with a step are relit
+        (:meth:`~vigie.detector.analytics.base.Analytic.relight`) before they see the frame. Call once per
+        batch, before the analytics."""
         steps = self.lighting.check(batch)
-        for camera_id, step in zip(batch.camera_ids, steps):
-            if step:
-                log.info("camera %s: sudden lighting change, its analytics relearn the scene", camera_id)
+        for camera_id, gain in zip(batch.camera_ids, steps):
+            if gain is not None:
+                log.info("camera %s: sudden lighting change (x%.2f), its analytics relearn the scene", camera_id, gain)
                 if self.on_lighting_step is not None:
                     self.on_lighting_step(camera_id)
                 for key in self.keys_for(camera_id):
-                    self._instances[key].relight(camera_id)
+                    self._instances[key].relight(camera_id, gain)
         return steps
 
     def withdraw(self, camera_id: str, kind: str, track_id: str) -> None:
