@@ -62,3 +62,14 @@ def test_a_step_relights_the_analytics_that_learn_brightness_but_not_tamper(fact
         plan.process(to_batch([f], ["cam"], [k * 200_000_000], [5.0], (160, 120), "cpu"))
     assert sorted(forgotten) == [(kind, "cam") for kind in relearn]
     assert plan.lighting.steps == 1 and counted == ["cam"]
+
+
+def test_a_covered_lens_is_a_step_but_still_raises_tamper():
+    torch.set_num_threads(1)
+    plan = AnalyticsPlan({}, ["fire", "person_down", "tamper"], "cpu")
+    scene, covered = _scene(2), np.full((120, 160, 3), 6, dtype=np.uint8)
+    kinds = []
+    for k, f in enumerate([scene] * 40 + [covered] * 15):  # 8 s of scene, then 3 s covered, 5 frames a second
+        kinds += [(k, d.kind) for d in plan.process(to_batch([f], ["cam"], [k * 200_000_000], [5.0], (160, 120), "cpu"))]
+    assert plan.lighting.steps == 1
+    assert kinds and {kind for _, kind in kinds} == {"tamper"} and all(k >= 40 for k, _ in kinds)
