@@ -50,6 +50,11 @@ TRANSFORMED = [
     ("lighting_step:factor=0.5,at_s=2", "one_by_one", (20.0, 70.0)),
     ("lighting_step:factor=0.5,at_s=2", "pets2009", PETS),
     ("lighting_step:factor=1.8,at_s=2", "bgs_video02", None),
+    # lights switched on or off: the background analytics relearn the scene (vigie.detector.lighting); before,
+    # abandoned objects and a person down on PETS, smoke on video03, people down on video02
+    ("lighting_step:factor=1.8,at_s=2", "pets2009", None),
+    ("lighting_step:factor=1.8,at_s=2", "bgs_video03", None),
+    ("lighting_step:factor=0.5,at_s=2", "bgs_video02", None),
     ("flashing_light:colour=red", "pets2009", PETS),
     ("flashing_light:colour=orange,hz=2", "bgs_video03", None),
     ("flashing_light:colour=white,hz=1.5", "car", None),
@@ -97,6 +102,15 @@ def test_greyscale_walkway_raises_no_smoke_after_its_warmup(clip):
                          ids=[f"{n}-{t.split(':')[0]}-{i}" for i, (t, n, _) in enumerate(TRANSFORMED)])
 def test_every_kind_is_silent_on_transformed_footage(transform, name, excerpt):
     assert _alarms(NORMAL[name], transform, excerpt) == {}
+
+
+@pytest.mark.data
+def test_lights_on_over_the_orange_floor_raise_no_object_and_no_person_down():
+    # before: ghosts on the over-exposed floor and window once the abandoned-object analytic relearnt the scene
+    # (~50 and ~57 s). Left out: fire, still raised as people pass, their shadows on the over-exposed glossy
+    # floor flickering like flames (the flicker and hue cues of the hillside's small flames are as weak)
+    kinds = tuple(k for k in SILENT if k != "fire")
+    assert _alarms(NORMAL["one_by_one"], "lighting_step:factor=1.8,at_s=2", (0.0, 60.0), kinds=kinds) == {}
 
 
 # -- the transforms themselves ---------------------------------------------------------------------

@@ -126,6 +126,8 @@ class DetectorService(Service):
         self._owned = Gauge("vigie_detector_partitions", "Partitions of the frames topic owned", registry=self.registry)
         self._warming = Gauge("vigie_detector_cameras_warming", "Cameras whose analytics are still warming up",
                               registry=self.registry)
+        self._lighting = Counter("vigie_detector_lighting_steps", "Sudden global lighting changes, after which the "
+                                 "camera's background analytics relearn its scene", ["camera"], registry=self.registry)
 
     async def prepare(self) -> None:
         """Read the cameras file and check its analytics sections. Raises ConfigError (file:line: field)."""
@@ -150,6 +152,7 @@ class DetectorService(Service):
         # Given a cameras file, a camera absent from it runs nothing: no authorisation says what may run there.
         self.plan = AnalyticsPlan(self._sections, self.settings.analytics, self.device,
                                   unknown_cameras=not self.settings.cameras_file)
+        self.plan.on_lighting_step = lambda camera_id: self._lighting.labels(camera_id).inc()
         self.ownership = Ownership(self.plan.warmup_s)
         objects = ObjectDetector() if self.settings.object_classes else None
         if objects is not None:  # load and run it once now, not on the frame that raises the first alarm

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from vigie.detector.analytics.base import Analytic, Detection, FrameBatch
 from vigie.detector.analytics.registry import PLUGINS, build, config_model, plugin
 from vigie.detector.analytics.shared import SharedStages
 from vigie.detector.analytics.zones import Zone
+from vigie.detector.lighting import LightingWatch
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,9 @@ class AnalyticsPlan:
                  device: torch.device | str, unknown_cameras: bool = True) -> None:
         self.defaults = list(defaults)
         self.stages = SharedStages(device)
+        self.lighting = LightingWatch(device=device)
+        #: Called with the camera id of each lighting step (e.g. to count them in a metric); None: nothing.
+        self.on_lighting_step: Callable[[str], None] | None = None
         self._instances: dict[tuple[str, str], Analytic] = {}
         self._configs: dict[tuple[str, str], pydantic.BaseModel] = {}
         self._by_camera: dict[str, list[tuple[str, str]]] = {}
@@ -291,7 +295,11 @@ class AnalyticsPlan:
         Detections of the frames it passes, and of every other analytic, are returned. The
         frames the failed call had already taken in are seen twice by that analytic; a repeated
         frame time reads as a stream restart to the analytics' clocks, so at worst they relearn.
+
+        A camera whose lighting changed at once (:mod:`vigie.detector.lighting`) has its analytics
+        relit (:meth:`~vigie.detector.analytics.base.Analytic.relight`) before they see the frame.
         """
+        self.watch_lighting(batch)
         members: dict[tuple[str, str], list[int]] = {}
         for i, camera_id in enumerate(batch.camera_ids):
             for key in self.keys_for(camera_id):
@@ -321,6 +329,21 @@ class AnalyticsPlan:
                 detections.append(detection)
         return detections
 
+    def watch_lighting(self, batch: FrameBatch) -> list[float | None]:
+        """Sudden global lighting changes in ``batch`` (:mod:`vigie.detector.lighting`): per frame the step's
+        gain, or None. The analytics of a camera with a step are relit
+        (:meth:`~vigie.detector.analytics.base.Analytic.relight`) before they see the frame. Call once per
+        batch, before the analytics."""
+        steps = self.lighting.check(batch)
+        for camera_id, gain in zip(batch.camera_ids, steps):
+            if gain is not None:
+                log.info("camera %s: sudden lighting change (x%.2f), its analytics relearn the scene", camera_id, gain)
+                if self.on_lighting_step is not None:
+                    self.on_lighting_step(camera_id)
+                for key in self.keys_for(camera_id):
+                    self._instances[key].relight(camera_id, gain)
+        return steps
+
     def withdraw(self, camera_id: str, kind: str, track_id: str) -> None:
         """The object-class stage rejected the detection of ``track_id`` (``kind``, ``camera_id``) made before its
         verdict: the analytic decides about that track again (:meth:`~vigie.detector.analytics.base.Analytic.withdraw`)."""
@@ -330,5 +353,6 @@ class AnalyticsPlan:
 
     def forget(self, camera_id: str) -> None:
         """Drop the camera's state in every instance."""
+        self.lighting.forget(camera_id)
         for analytic in self._instances.values():
             analytic.forget(camera_id)

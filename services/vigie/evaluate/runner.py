@@ -243,6 +243,7 @@ class Player:
         with torch.inference_mode():
             batch = to_batch([image], [self.camera.id], [t_ns], self.camera.fps, self.work_size, self.device)
             batch.images, batch.object_detector = [image], self.object_detector
+            self.plan.watch_lighting(batch)
             detections = []
             # what AnalyticsPlan.process does for a batch of one camera, one analytic at a time so
             # that a failing analytic is reported and dropped instead of stopping the others

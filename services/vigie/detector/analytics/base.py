@@ -174,6 +174,10 @@ class Analytic:
     #: kind on a camera; none declared, it runs nowhere. Built-in kinds are listed in ``KIND_PURPOSES``.
     purposes: ClassVar[tuple[str, ...]] = ()
     last_scores: torch.Tensor | None = None
+    #: Which sudden global lighting changes (:mod:`vigie.detector.lighting`) make the analytic drop the camera's
+    #: state and start again cold (:meth:`relight`): ``"any"``, ``"brighter"`` (lights on: the over-exposed frame
+    #: clips what a gain correction would need; a darker frame is mapped back) or ``""`` (none).
+    relearns_on_lighting: ClassVar[str] = ""
 
     def process(self, batch: FrameBatch) -> list[Detection]:
         """Update per-camera state with ``batch`` and return the detections it raises."""
@@ -182,6 +186,13 @@ class Analytic:
     def forget(self, camera_id: str) -> None:
         """Drop the state of ``camera_id`` (camera removed or stream restarted)."""
         raise NotImplementedError
+
+    def relight(self, camera_id: str, gain: float) -> None:
+        """The camera's lighting changed at once by ``gain`` (brightness ratio, > 1 brighter) before the frame
+        the analytic is about to process (:mod:`vigie.detector.lighting`): :meth:`forget` it when
+        :attr:`relearns_on_lighting` says so, else nothing."""
+        if self.relearns_on_lighting == "any" or (self.relearns_on_lighting == "brighter" and gain > 1.0):
+            self.forget(camera_id)
 
     def withdraw(self, camera_id: str, track_id: str) -> None:
         """The object-class stage rejected the detection of ``track_id`` raised before its verdict

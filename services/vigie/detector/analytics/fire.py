@@ -131,6 +131,7 @@ class Fire(Analytic):
     """
 
     kind = "fire"
+    relearns_on_lighting = "any"
     config_model = FireConfig
 
     def __init__(self, config: FireConfig | None = None, device: torch.device | str = "cpu") -> None:

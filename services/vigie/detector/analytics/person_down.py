@@ -187,6 +187,7 @@ class PersonDown(Analytic):
     """
 
     kind = "person_down"
+    relearns_on_lighting = "any"
     config_model = PersonDownConfig
 
     def __init__(self, config: PersonDownConfig | None = None, device: torch.device | str = "cpu") -> None:

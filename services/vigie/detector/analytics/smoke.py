@@ -167,6 +167,7 @@ class Smoke(Analytic):
     """
 
     kind = "smoke"
+    relearns_on_lighting = "brighter"
     config_model = SmokeConfig
 
     def __init__(self, config: SmokeConfig | None = None, device: torch.device | str = "cpu") -> None:
