@@ -217,7 +217,8 @@ def test_suite_cases_and_label_files_are_data() -> None:
         labels.read(label_file)  # valid
     ucsd = next(c for c in cases if c.clip == "ucsd_ped2_test001")
     assert [(t.measure, t.min, t.max) for t in ucsd.targets] == [("auc", 0.85, None), ("recall", 1, None),
-                                                                   ("false_alarms", None, 0)]
+                                                                   ("false_alarms", None, 0), ("alarms", None, 0)]
+    assert ucsd.kinds is None and ucsd.targets[-1].other_kinds  # every kind runs; the others stay silent
     aboda = next(c for c in cases if c.clip == "aboda_video4")
     assert any(t.max == "dwell_s + 2" for t in aboda.targets)
 
