@@ -171,13 +171,7 @@ def bench_end_to_end(cameras: int, seconds: float, bootstrap: str, object_classe
                                     auto_offset_reset="latest", group_id=None)
         await consumer.start()
         try:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=200)
-                now = time.time_ns()
-                for tp, records in batch.items():
-                    for record in records:
-                        seen.take(tp.topic, record, now)
+            await seen.read(consumer, seconds)
         finally:
             await consumer.stop()
 

@@ -113,3 +113,13 @@ class Latencies:
             msg = self.topics.incidents.decode(record.value)
             if msg.revision == 1 and msg.first_seen_ns >= self.started_ns:
                 self.alert.append((now_ns - msg.first_seen_ns) / 1e9)
+
+    async def read(self, consumer, seconds: float) -> None:  # noqa: ANN001 - a started AIOKafkaConsumer
+        """Count what ``consumer`` (subscribed to anomalies and/or station topics) reads for ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.time_ns()
+            for tp, records in batch.items():
+                for record in records:
+                    self.take(tp.topic, record, now)

@@ -79,13 +79,7 @@ async def _watch(kafka: KafkaSettings, seconds: float, on_start) -> dict[str, ob
         first = sum((await frames.end_offsets(parts)).values())
         on_start()
         seen = Latencies(topics, time.time_ns())
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            now = time.time_ns()
-            for tp, records in batch.items():
-                for record in records:
-                    seen.take(tp.topic, record, now)
+        await seen.read(consumer, seconds)
         ends = await frames.end_offsets(parts)
         last = sum(ends.values())
         fullest = max(parts, key=lambda tp: ends[tp])
