@@ -11,6 +11,7 @@ from tests.clips import T0_NS, data_path, decode_frames, decode_video
 from vigie.detector.analytics.abandoned import AbandonedObject, AbandonedObjectConfig
 from vigie.detector.analytics.base import Box
 from vigie.detector.bench import synthetic_frames
+from vigie.detector.analytics.regiontests import uniform_offset
 from vigie.detector.preprocess import to_batch
 
 FPS = 5.0
@@ -219,3 +220,19 @@ def test_camera_reexposing_when_a_dark_person_fills_the_view_is_not_an_object():
             img[20:170, x:x + 90] = 15 + rng.normal(0, 3, (150, 90, 1))
         images.append(img)
     assert _run(AbandonedObject(_fast_config()), _frames(images)) == []
+
+
+def test_weak_uniform_offset_on_a_flat_wall_is_not_an_object_but_structure_or_strong_contrast_is():
+    rng = np.random.default_rng(11)
+    back = np.full((3, 40, 40), 0.85, np.float32)
+    mask = np.zeros((40, 40), bool)
+    mask[10:20, 10:25] = True
+    wall = back + 0.08 + rng.normal(0, 0.01, back.shape).astype(np.float32)  # re-exposed, noisy
+    assert uniform_offset(wall, back, mask, 0.12)
+    assert not uniform_offset(wall, back, mask, 0.0)  # off
+    dark_case = back.copy()
+    dark_case[:, mask] = 0.2  # a flat object, strong contrast
+    assert not uniform_offset(dark_case, back, mask, 0.12)
+    bag = back.copy()
+    bag[:, mask] += rng.uniform(-0.15, 0.0, (3, int(mask.sum()))).astype(np.float32)  # its own pattern
+    assert not uniform_offset(bag, back, mask, 0.12)

@@ -61,13 +61,9 @@ TRANSFORMED = [
     ("reflections", "pets2009", PETS),
     ("reflections", "one_by_one", STANDING),
     ("camera_noise:sigma=8", "pets2009", PETS),
-    pytest.param("camera_noise:sigma=8", "one_by_one", (20.0, 70.0), marks=pytest.mark.xfail(
-        strict=True, reason="known: abandoned objects raised on the bare white wall at 31.8 and 39.8 s (its "
-        "brightness follows the camera's exposure as dark clothes fill the frame; the noise tips it over)")),
+    ("camera_noise:sigma=8", "one_by_one", (20.0, 70.0)),
     ("low_bitrate:quality=12", "pets2009", PETS),
-    pytest.param("low_bitrate:quality=12", "one_by_one", STANDING, marks=pytest.mark.xfail(
-        strict=True, reason="known: an abandoned object raised on the bare white wall from 104 s (as above, "
-        "with JPEG q12 blocks)")),
+    ("low_bitrate:quality=12", "one_by_one", STANDING),
 ]
 
 UCSD_TRAIN = ("ucsd_ped2_train/Train001", "ucsd_ped2_train/Train002", "ucsd_ped2_train/Train003")

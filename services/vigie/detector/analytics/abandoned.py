@@ -18,8 +18,9 @@ using dual foregrounds", EURASIP JASP 2008:
 4. A new blob whose boundary edges are in the long-term background rather than
    in the frame is a *ghost* (an object that left, e.g. someone present when the
    camera started); one that the background shifted by a pixel or two explains is
-   camera drift (painted lines): both are healed into the backgrounds, not
-   reported. Blobs keep a stable ``track_id`` across frames (matched by box IoU or
+   camera drift (painted lines); one that differs from it by a weak near-uniform
+   offset only is a flat surface following the exposure (a bare wall): all are
+   healed into the backgrounds, not reported. Blobs keep a stable ``track_id`` across frames (matched by box IoU or
    centre inclusion; a track survives ``linger_s`` without its blob).
 5. A track is raised once its owner has left: no short-term (moving) foreground
    within ``owner_radius_px`` of the blob during the last ``owner_absent_s``
@@ -71,6 +72,7 @@ from scipy import ndimage
 from vigie.detector.analytics.background import DualBackground, DualBackgroundConfig, accrue, dilate, opening
 from vigie.detector.analytics.base import Analytic, Box, Detection, FrameBatch, ObjectBox, ObjectCheck
 from vigie.detector.analytics.episodes import EmissionSchedule, TrackIds
+from vigie.detector.analytics.regiontests import edge_energy, shifted_match, uniform_offset
 from vigie.detector.analytics.zones import Zone, ZoneMasks
 from vigie.detector.state import CameraStateBank, FrameClock
 
@@ -111,6 +113,10 @@ class AbandonedObjectConfig(BaseModel):
     jitter_px: int = Field(2, ge=0, le=8, description=(
         "A new candidate that the long-term background shifted by up to this many working pixels "
         "explains (camera drift or vibration moving high-contrast edges) is healed, not reported; 0: off."))
+    flat_offset: float = Field(0.12, ge=0.0, le=1.0, description=(
+        "A new candidate whose difference to the long-term background is a near-uniform offset (spread under "
+        "half of it) of at most this much is a flat surface following the exposure or the codec, not an "
+        "object: healed, not reported; 0: off."))
     match_iou: float = Field(0.1, ge=0.0, le=1.0, description="Box IoU that links a blob to an existing track.")
     linger_s: float = Field(5.0, ge=0.0, le=600.0, description="Seconds a track survives without its blob.")
     repeat_s: float = Field(1.0, ge=0.0, le=3600.0, description=(
@@ -179,29 +185,6 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
-
-
-def _edge_energy(img: np.ndarray, band: np.ndarray) -> float:
-    """Mean absolute central-difference gradient of ``img (3, h, w)``, summed over colours,
-    over ``band (h, w) bool``."""
-    g = np.zeros(img.shape[1:], dtype=img.dtype)
-    g[:, 1:-1] += np.abs(img[:, :, 2:] - img[:, :, :-2]).sum(0)
-    g[1:-1, :] += np.abs(img[:, 2:, :] - img[:, :-2, :]).sum(0)
-    return float(g[band].mean()) if band.any() else 0.0
-
-
-def _shifted_match(frame: np.ndarray, back: np.ndarray, mask: np.ndarray, r: int) -> bool:
-    """Whether ``back`` shifted by up to ``r`` pixels matches ``frame`` (both ``(3, h, w)``) over
-    ``mask (h, w) bool`` with less than half the mean absolute difference of ``back`` unshifted."""
-    if r == 0:
-        return False
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    f, m = frame[:, y0:y1, x0:x1], mask[y0:y1, x0:x1]
-    p = np.pad(back, ((0, 0), (r, r), (r, r)), mode="edge")
-    err = {(dy, dx): float(np.abs(f - p[:, y0 + r + dy:y1 + r + dy, x0 + r + dx:x1 + r + dx]).sum(0)[m].mean())
-           for dy in range(-r, r + 1) for dx in range(-r, r + 1)}
-    return min(err.values()) < 0.5 * err[0, 0]
 
 
 def _inside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
@@ -437,7 +420,11 @@ class AbandonedObject(Analytic):
         Jitter: the blob's frame content is explained (mean absolute difference below
         half of the unshifted one) by the long-term background shifted by at most
         ``jitter_px`` working pixels: a drifting or shaking camera moves painted lines.
-        Either is written into the backgrounds and its evidence cleared.
+        Flat offset: the frame differs from the long-term background by a near-uniform offset
+        no larger than ``flat_offset`` (:func:`~vigie.detector.analytics.regiontests.uniform_offset`):
+        a bare wall whose brightness follows the exposure, lifted over the threshold by noise
+        or compression blocks; a left object brings structure of its own.
+        Any of these is written into the backgrounds and its evidence cleared.
         """
         c = self.config
         long_bg, _ = self._bg.backgrounds(cam)
@@ -446,8 +433,9 @@ class AbandonedObject(Analytic):
         # (part of it was crossed by someone) would otherwise have a boundary inside the object
         region = self._region(i, blob.mask)
         band = ndimage.binary_dilation(region, _EIGHT) & ~ndimage.binary_erosion(region, _EIGHT)
-        e_frame, e_back = _edge_energy(frame, band), _edge_energy(back, band)
-        if e_back <= c.ghost_ratio * e_frame and not _shifted_match(frame, back, region, c.jitter_px):
+        e_frame, e_back = edge_energy(frame, band), edge_energy(back, band)
+        if (e_back <= c.ghost_ratio * e_frame and not shifted_match(frame, back, region, c.jitter_px)
+                and not uniform_offset(frame, back, region, c.flat_offset)):
             return False
         region = torch.from_numpy(ndimage.binary_dilation(region, _EIGHT, iterations=2)).to(self.device)
         self._bg.heal(cam, region, self._matched[i])
