@@ -29,7 +29,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
-from vigie.benchkit import Latencies, fresh_namespace
+from vigie.benchkit import Latencies, free_port, fresh_namespace
 from vigie.core.authorisations import authorise_cameras
 from vigie.core.kafka_security import client_options
 from vigie.core.topics import Topics
@@ -116,12 +115,6 @@ def bench_alert_batch() -> dict[str, dict[str, float]] | None:
         return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _vm_hwm_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -161,7 +154,7 @@ def bench_end_to_end(cameras: int, seconds: float, bootstrap: str, object_classe
     ]
     procs = {}
     for name, args in plan:
-        procs[name] = subprocess.Popen(base + args + ["--http-port", str(_free_port())], stdout=subprocess.DEVNULL,
+        procs[name] = subprocess.Popen(base + args + ["--http-port", str(free_port())], stdout=subprocess.DEVNULL,
                                        stderr=open(tmp / f"{name}.log", "wb"), stdin=subprocess.DEVNULL)
     time.sleep(3)
     seen = Latencies(topics, time.time_ns())

@@ -1,11 +1,10 @@
 """Pieces shared by the benches (:mod:`vigie.bench` and the per-service bench modules): a fresh namespace on the
-broker, a service process started and waited for, percentiles."""
+broker, a service process started and waited for, percentiles, a free port (:func:`vigie.chaos.cluster.free_port`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vigie.chaos.cluster import free_port
 from vigie.core.kafka import apply_topics, wait_for_broker
 from vigie.core.settings import KafkaSettings
 from vigie.core.topics import Topics
@@ -31,13 +31,6 @@ def fresh_namespace(bootstrap: str, prefix: str = "bench", stations: tuple[str, 
 
     asyncio.run(prepare())
     return kafka
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentiles_ms(values_s: list[float]) -> dict[str, float]:
