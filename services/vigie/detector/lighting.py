@@ -99,6 +99,8 @@ class LightingWatch:
         dt = torch.tensor(list(dt_s), dtype=torch.float32, device=self.device).view(-1, 1, 1, 1)
         alpha = torch.where((step | new).view(-1, 1, 1, 1), torch.ones_like(dt), -torch.expm1(-dt / s.tau_s))
         self._bank.scatter(camera_ids, ref + alpha * (blocks - ref), "ref", index=idx)
+        if not bool(step.any()):  # the usual batch: no gain to measure
+            return [None] * len(camera_ids)
         gain = ratio.masked_fill(~usable, float("nan")).flatten(1).nanmedian(1).values
         self.steps += int(step.sum())
         return [float(g) if f else None for f, g in zip(step.tolist(), gain.tolist())]
