@@ -356,13 +356,6 @@ def read_seqinfo(path: str | os.PathLike[str]) -> dict[str, str]:
     return dict(parser["Sequence"]) if parser.has_section("Sequence") else {}
 
 
-def video_rate(path: str | os.PathLike[str]) -> float:
-    """Frame rate declared by a video file's first video stream (frames per second)."""
-    with av.open(str(path)) as container:
-        rate = container.streams.video[0].average_rate or container.streams.video[0].guessed_rate
-    return float(rate) if rate else 25.0
-
-
 # --- datasets ------------------------------------------------------------------------------
 
 
