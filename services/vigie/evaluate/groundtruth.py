@@ -384,8 +384,9 @@ def stills_fps(folder: str | os.PathLike[str], default: float = 10.0) -> float:
         if rate:
             return float(rate)
     label_file = labels.label_file(folder, alone=folder.name in STILLS_FOLDERS)
-    if label_file is not None and labels.read(label_file).fps:
-        return float(labels.read(label_file).fps)
+    label_fps = labels.read(label_file).fps if label_file is not None else None
+    if label_fps:
+        return float(label_fps)
     dataset = dataset_dir(folder)
     if dataset is not None:
         m = _FPS_IN_TEXT.search((dataset / "SOURCE.md").read_text(errors="replace"))
