@@ -182,12 +182,11 @@ def main(data: str, as_json: str | bool | None = False, device: str | torch.devi
     Raises:
         ConfigError: ``data`` is not a folder, or the suite file or a label file is malformed.
     """
-    import json
-
     from rich.console import Console
     from rich.table import Table
 
-    to_stdout = as_json is True or as_json == "-"
+    from vigie.evaluate import _emit
+
     if not Path(data).is_dir():
         raise ConfigError(f"--suite {data}: no such folder (give the data folder, e.g. ../shared/data)")
     cases = load(suite_file).cases
@@ -199,7 +198,7 @@ def main(data: str, as_json: str | bool | None = False, device: str | torch.devi
     options = collection.Options(device=str(device), object_classes=object_classes, plots=plots)
     results = dict(zip((i.name for i in present), collection.run(present, options, jobs)))
     kinds = collection.aggregate(list(results.values()))
-    console = Console(stderr=to_stdout, width=160)
+    console = Console(width=160)
     table = Table(title=f"Vigie quality suite on {data} ({SUITE_FILE.name if suite_file == SUITE_FILE else suite_file})")
     for column in ("clip", "measure", "value", "target", ""):
         table.add_column(column)
@@ -219,11 +218,10 @@ def main(data: str, as_json: str | bool | None = False, device: str | torch.devi
     missed = bool(failed) or any(not x["met"] for r in out.values() if isinstance(r, list) for x in r)
     report = {"data": data, "cases": out, "all_met": not missed,
               "collection": collection.as_json(data, list(results.values()), kinds, plots)}
-    if to_stdout:
-        print(json.dumps(report))
-    else:
-        if as_json:
-            Path(as_json).write_text(json.dumps(report, indent=1))
+
+    def tables() -> None:
         collection.print_tables(data, list(results.values()), kinds, console)
         console.print(table)
+
+    _emit(report, "-" if as_json is True else as_json or None, tables)
     return 1 if missed else 0
