@@ -103,14 +103,13 @@ def _walk(folder: Path) -> list[Path]:
     own = _clip_dirs(folder)
     if own is not None:
         return own
-    skip = {"gt", "gt_masks"}  # ground truth of UCSD and MOTChallenge folders, not clips
     clips: list[Path] = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
         if _is_video(entry):
             clips.append(entry)
-        elif entry.is_dir() and entry.name not in skip:
+        elif entry.is_dir() and entry.name not in groundtruth.GT_FOLDERS:
             clips += _walk(entry)
     return clips
 

@@ -64,7 +64,7 @@ def home(clip: Path) -> tuple[Path, bool]:
 def _clips_in(folder: Path) -> list[Path]:
     """The videos and folders of stills directly in ``folder``, in name order."""
     return sorted(p for p in folder.iterdir() if _is_video(p) or (
-        p.is_dir() and p.name not in ("gt", "gt_masks") and _is_stills(p)))
+        p.is_dir() and p.name not in gtm.GT_FOLDERS and _is_stills(p)))
 
 
 def _video_timing(path: Path) -> tuple[float, int, tuple[int, int]]:

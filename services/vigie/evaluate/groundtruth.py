@@ -43,6 +43,9 @@ COUNT_LIMIT_FIELDS = ("max_persons", "max_people", "max_count")
 #: Sub-folders of a clip's folder that hold its stills (the clip's labels lie beside them).
 STILLS_FOLDERS = ("frames", "img1")
 
+#: Sub-folders of ground truth (UCSD masks, MOTChallenge files): never clips.
+GT_FOLDERS = ("gt", "gt_masks")
+
 #: Kinds judged against person boxes (MOTChallenge ground truth).
 PERSON_KINDS = ("intrusion", "density")
 
