@@ -86,8 +86,7 @@ def decode_record(topic_name: str, value: bytes, key: bytes | None = None) -> Ca
         issues = "; ".join(f"{format_loc(loc) or 'value'}: {message}" for loc, message in validation_issues(exc))
         raise MalformedMessage(f"{topic_name}: not a valid camera record: {issues}") from None
     if key is not None and key != record.camera.id.encode():
-        shown = key.decode(errors="replace") if key is not None else None
-        raise MalformedMessage(f"{topic_name}: record key {shown!r} is not its camera's id {record.camera.id!r}")
+        raise MalformedMessage(f"{topic_name}: record key {key.decode(errors='replace')!r} is not its camera's id {record.camera.id!r}")
     problem = record_problem(record)
     if problem:
         raise MalformedMessage(f"{topic_name}: camera {record.camera.id}: {problem}")
