@@ -254,10 +254,12 @@ def test_the_timer_finds_a_cameras_partition_as_the_producers_put_it() -> None:
     one the Kafka clients' default partitioner gives its key (the detectors' and stations' producers)."""
     from aiokafka.partitioner import DefaultPartitioner
 
-    from vigie.correlator.app import partition_of
+    from vigie.core.kafka import key_partition
+    from vigie.core.topics import CAMERA_PARTITIONS
 
+    assert CAMERA_PARTITIONS == 6
     for camera in (b"cam-a", b"metro-12", b"chaos-cam-07"):
-        assert partition_of(camera) == DefaultPartitioner()(camera, list(range(6)), list(range(6)))
+        assert key_partition(camera, CAMERA_PARTITIONS) == DefaultPartitioner()(camera, list(range(6)), list(range(6)))
 
 
 def test_a_reopening_starts_the_escalation_chain_again_with_ids_of_its_own() -> None:

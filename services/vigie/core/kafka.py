@@ -26,6 +26,7 @@ from aiokafka import (AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, Consum
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 from aiokafka.protocol.metadata import MetadataRequest
 
 from vigie.contracts.v1 import DeadLetter, RecordRef
@@ -38,6 +39,12 @@ log = logging.getLogger(__name__)
 
 #: Largest record value a producer sends (a 4K JPEG fits); the broker's message.max.bytes matches.
 MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition of a keyed record among ``partitions`` (> 0), as the Kafka clients' default partitioner
+    (murmur2, Java's and aiokafka's) puts it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def make_producer(settings: KafkaSettings, *, linger_ms: int = 2) -> AIOKafkaProducer:

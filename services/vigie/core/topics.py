@@ -147,9 +147,9 @@ class CamerasTopic(Topic):
         None when it is. A misplaced record is ignored: another replica may own the camera's own partition,
         and two replicas would run the camera (kcat's default partitioner differs: ``-X
         partitioner=murmur2_random``)."""
-        from aiokafka.partitioner import murmur2  # the clients are imported when used
+        from vigie.core.kafka import key_partition  # the clients are imported when used
 
-        home = (murmur2(key) & 0x7FFFFFFF) % partitions
+        home = key_partition(key, partitions)
         if home == partition:
             return None
         return (f"{self.name}: record of {key.decode(errors='replace')!r} written to partition {partition}, but "

@@ -42,14 +42,13 @@ import time
 from collections.abc import Callable
 
 import faust
-from aiokafka.partitioner import murmur2
 from google.protobuf.message import DecodeError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from vigie.contracts.v1 import Anomaly, AuditEntry, CameraIncidents, DeadLetter, Incident, OperatorAction
 from vigie.core.audit import entry, send_once
 from vigie.core.errors import MalformedMessage
-from vigie.core.kafka import MAX_RECORD_BYTES, BrokerProbe, throttle_client_logs
+from vigie.core.kafka import MAX_RECORD_BYTES, BrokerProbe, key_partition, throttle_client_logs
 from vigie.core.kafka_security import faust_credentials
 from vigie.core.logs import logging_config
 from vigie.core.metrics import ServiceMetrics
@@ -68,11 +67,6 @@ log = logging.getLogger(__name__)
 SERVICE = "correlator"
 #: Seconds between two sends of the same automatic escalation while it waits to be applied.
 RESEND_S = 30.0
-
-
-def partition_of(key: bytes, partitions: int = CAMERA_PARTITIONS) -> int:
-    """The partition of a keyed record, as the Kafka clients' default partitioner (murmur2) puts it."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None = None,
@@ -325,7 +319,7 @@ def create_app(settings: CorrelatorSettings, registry: CollectorRegistry | None 
         for n, (key, raw) in enumerate(list(table.items()), 1):
             if n % 500 == 0:
                 await asyncio.sleep(0)  # let the agents run during a long table (about 10 ms per 500 cameras)
-            if not raw or is_guard_key(key) or partition_of(key) not in owned:
+            if not raw or is_guard_key(key) or key_partition(key, CAMERA_PARTITIONS) not in owned:
                 continue
             book = CameraIncidents()
             try:
