@@ -119,6 +119,18 @@ def test_plot_options_that_do_not_apply_to_the_path_are_refused_before_any_work(
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "plots").exists()
 
 
+def test_one_clip_options_on_a_collection_are_refused_before_any_work(tmp_path) -> None:
+    # they were silently ignored: a collection "under greyscale" gave the untransformed figures
+    collection = tmp_path / "city"
+    _camera(collection / "north", "labelled_kinds: [fire]\n")
+    _camera(collection / "south", "labelled_kinds: [fire]\n")
+    with pytest.raises(ConfigError, match=r"^--transform apply to one clip; in a collection each clip reads"):
+        main(_parse(str(collection), "--kinds", "fire", "--transform", "greyscale"))
+    labels = collection / "north" / "labels.yaml"
+    with pytest.raises(ConfigError, match=r"^--labels and --transform apply to one clip"):
+        main(_parse(str(collection), "--labels", str(labels), "--transform", "greyscale"))
+
+
 @pytest.mark.parametrize("text, says", [
     ("61-100\n200-abc\n", ":2: not a frame range: '200-abc'"),
     ("# cyclist\n180-61\n", ":2: 180-61: frames count from 1 and a range ends at or after its start"),

@@ -141,6 +141,10 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--plot draws one clip; for a collection (or --suite) give --plots DIR, one PNG per clip")
     if args.plots and not several:
         raise ConfigError(f"--plots DIR draws the clips of a collection; {args.path} is one clip: give --plot out.png")
+    if several and (args.labels or args.transform):
+        given = " and ".join(o for o, v in (("--labels", args.labels), ("--transform", args.transform)) if v)
+        raise ConfigError(f"{given} apply to one clip; in a collection each clip reads the labels beside it "
+                          "(evaluate a transformed clip on its own)")
     if args.suite:
         from vigie.evaluate import suite
 
