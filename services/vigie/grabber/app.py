@@ -213,10 +213,13 @@ class GrabberService(Service):
                     authorisation, [c.id for c in self.cameras if c.authorisation == authorisation.id]))
             for camera in self.cameras:
                 self.audit_event(AuditEntry.KIND_CAMERA_CONFIG, camera_id=camera.id, detail=config_summary(camera))
+        # the file's cameras start here, last, so that /healthz lists every one of them from the moment the
+        # service reports running (the cameras topic's come and go with the assignment)
+        for camera in self.cameras:
+            if camera.id not in self.running:
+                self.start_camera(camera, self.cameras_file.authorisation_of(camera.id), audit=False)
 
     async def run(self, stop: asyncio.Event) -> None:
-        for camera in self.cameras:  # from the file; the cameras topic's come and go with the assignment
-            self.start_camera(camera, self.cameras_file.authorisation_of(camera.id), audit=False)
         feed = asyncio.create_task(self.assignment.run(stop), name="cameras-topic") if self.assignment else None
         tick_s = min(1.0, self.settings.heartbeat_s / 2)  # a heartbeat goes out within 1.5 of them at worst
         while not stop.is_set():
